@@ -1,0 +1,164 @@
+//! The blocking-query loop of consul-compat.md §1.1.
+//!
+//! `Blocking` carries the caller's `index` and `wait`; [`Blocking::run`]
+//! re-runs a query until its index passes `index` or the jittered deadline
+//! elapses, in which case the current result is returned (not an error).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::types::Indexed;
+use crate::watch::{Watch, WatchKey};
+
+/// Default blocking wait (5 minutes).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// Maximum blocking wait (10 minutes).
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Parameters of a blocking read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocking {
+    /// The client's `index`; 0 means "answer at once".
+    pub min_index: u64,
+    /// The client's `wait`, already clamped (0 → default, > max → max).
+    pub wait: Duration,
+}
+
+impl Blocking {
+    /// Build from raw query values: `wait` of zero means the default; more
+    /// than the maximum is clamped.
+    pub fn new(min_index: u64, wait: Option<Duration>) -> Blocking {
+        let wait = match wait {
+            None => DEFAULT_WAIT,
+            Some(w) if w.is_zero() => DEFAULT_WAIT,
+            Some(w) => w.min(MAX_WAIT),
+        };
+        Blocking { min_index, wait }
+    }
+
+    /// A non-blocking read.
+    pub fn none() -> Blocking {
+        Blocking {
+            min_index: 0,
+            wait: DEFAULT_WAIT,
+        }
+    }
+
+    /// The wait plus random jitter in `[0, wait/16)`.
+    pub fn deadline(&self) -> Duration {
+        let jitter_max = self.wait.as_nanos() / 16;
+        let jitter = if jitter_max == 0 {
+            0
+        } else {
+            rand::thread_rng().gen_range(0..jitter_max)
+        };
+        self.wait + Duration::from_nanos(u64::try_from(jitter).unwrap_or(u64::MAX))
+    }
+
+    /// Run `query` until its index passes `min_index`, waiting on `keys`
+    /// between runs, or until the deadline (then the last result is returned).
+    ///
+    /// `query` gets `true` on runs after a wake-up (for the KV missing-key
+    /// rule of §1.1 point 6); it may return `Ok(None)` to say "keep blocking
+    /// regardless of index" on such runs.
+    pub async fn run<T, E, F>(&self, watch: &Arc<Watch>, keys: &[WatchKey], mut query: F) -> Result<Indexed<T>, E>
+    where
+        F: FnMut(bool) -> Result<QueryOutcome<T>, E>,
+    {
+        let deadline = tokio::time::Instant::now() + self.deadline();
+        let mut woken = false;
+        loop {
+            let sub = if self.min_index > 0 {
+                Some(watch.subscribe(keys))
+            } else {
+                None
+            };
+            let outcome = query(woken)?;
+            let (result, keep_waiting) = match outcome {
+                QueryOutcome::Ready(r) => {
+                    let done = self.min_index == 0 || r.index > self.min_index;
+                    (r, !done)
+                }
+                QueryOutcome::KeepWaiting(r) => (r, true),
+            };
+            let Some(sub) = sub else { return Ok(result) };
+            if !keep_waiting {
+                return Ok(result);
+            }
+            if tokio::time::timeout_at(deadline, sub.changed()).await.is_err() {
+                return Ok(result);
+            }
+            woken = true;
+        }
+    }
+}
+
+/// What one run of a blocking query found.
+#[derive(Debug)]
+pub enum QueryOutcome<T> {
+    /// A result; return it if its index passed the caller's.
+    Ready(Indexed<T>),
+    /// A result to return only at the deadline; keep blocking meanwhile.
+    KeepWaiting(Indexed<T>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::Table;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn wait_defaults_and_clamps() {
+        assert_eq!(Blocking::new(1, None).wait, DEFAULT_WAIT);
+        assert_eq!(Blocking::new(1, Some(Duration::ZERO)).wait, DEFAULT_WAIT);
+        assert_eq!(Blocking::new(1, Some(Duration::from_secs(3600))).wait, MAX_WAIT);
+        let b = Blocking::new(1, Some(Duration::from_secs(16)));
+        for _ in 0..100 {
+            let d = b.deadline();
+            assert!(d >= Duration::from_secs(16) && d < Duration::from_secs(17));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn returns_current_result_at_deadline() {
+        let hub = Watch::new();
+        let b = Blocking::new(5, Some(Duration::from_secs(2)));
+        let start = tokio::time::Instant::now();
+        let r: Result<Indexed<u8>, ()> = b
+            .run(&hub, &[WatchKey::Table(Table::Kv)], |_| {
+                Ok(QueryOutcome::Ready(Indexed { index: 5, value: 1 }))
+            })
+            .await;
+        assert_eq!(r, Ok(Indexed { index: 5, value: 1 }));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(2) && waited < Duration::from_millis(2200));
+    }
+
+    #[tokio::test]
+    async fn wakes_when_the_key_fires() {
+        let hub = Watch::new();
+        let index = Arc::new(AtomicU64::new(5));
+        let b = Blocking::new(5, Some(Duration::from_secs(30)));
+        let (h2, i2) = (hub.clone(), index.clone());
+        let task = tokio::spawn(async move {
+            b.run(&h2, &[WatchKey::KvKey("k".into())], |_| {
+                Ok::<_, ()>(QueryOutcome::Ready(Indexed {
+                    index: i2.load(Ordering::SeqCst),
+                    value: (),
+                }))
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        index.store(9, Ordering::SeqCst);
+        hub.fire(&[WatchKey::KvKey("k".into())]);
+        let r = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("woke")
+            .expect("joined");
+        assert_eq!(r.map(|r| r.index), Ok(9));
+    }
+}

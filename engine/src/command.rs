@@ -1,0 +1,83 @@
+//! `Command`: the payload of every log entry, and `Response`: what applying
+//! one returns to the proposer.
+//!
+//! Variants are append-only: never remove or reorder them, old logs must
+//! always decode. Fields are named (msgpack maps), so adding an optional
+//! field with `#[serde(default)]` is also safe.
+
+use serde::{Deserialize, Serialize};
+
+/// A change of state. Apply is deterministic: everything time- or
+/// randomness-dependent is filled in by the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Does nothing; used to commit an index (e.g. a barrier).
+    Noop {},
+    /// Set a key (plain PUT). Keeps an existing lock holder.
+    KvSet {
+        /// The key.
+        key: String,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Client flags (a PUT without `flags` sends 0).
+        flags: u64,
+    },
+    /// Check-and-set: `index == 0` writes only if absent; otherwise only if
+    /// the key's `ModifyIndex` equals `index`.
+    KvCas {
+        /// The key.
+        key: String,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Client flags.
+        flags: u64,
+        /// Expected `ModifyIndex` (0 = must not exist).
+        index: u64,
+    },
+    /// Delete one key (absent is a successful no-op).
+    KvDelete {
+        /// The key.
+        key: String,
+    },
+    /// Delete one key if its `ModifyIndex` equals `index` (absent → true).
+    KvDeleteCas {
+        /// The key.
+        key: String,
+        /// Expected `ModifyIndex`.
+        index: u64,
+    },
+    /// Delete every key with this prefix (empty prefix = everything).
+    KvDeleteTree {
+        /// The prefix.
+        prefix: String,
+    },
+}
+
+/// The outcome of applying one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Response {
+    /// Nothing to report (membership entries, blanks, `Noop`).
+    #[default]
+    None,
+    /// A boolean result: `true` = applied, `false` = CAS/lock condition failed.
+    Bool(bool),
+}
+
+impl Command {
+    /// Encode as MessagePack (named fields).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing this enum into a Vec cannot fail: every field is a
+        // plain string, integer or byte buffer.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decode from MessagePack; never panics on bad input.
+    pub fn decode(bytes: &[u8]) -> crate::Result<Command> {
+        rmp_serde::from_slice(bytes).map_err(|e| crate::Error::Decode {
+            what: "command",
+            msg: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,35 @@
+//! muster-engine: the event-sourced core.
+//!
+//! Owns the [`Command`] enum (the only way state changes), the raft node that
+//! orders commands (openraft over `muster-log`), the deterministic state
+//! machine that materialises commands into fjall views, and the watch and
+//! blocking-read machinery that answers `?index=` queries.
+//!
+//! # Layout
+//! - `command.rs`: `Command` and `Response`, the log payload.
+//! - `types.rs`: view records (`KvEntry`) and `Indexed<T>`.
+//! - `raft.rs`: the openraft type configuration and node identity.
+//! - `sm.rs`: the state machine (`RaftStateMachine` over fjall).
+//! - `apply.rs` / `tables/`: per-table apply helpers.
+//! - `snapshot.rs`: snapshot files (header, rows, CRC trailer).
+//! - `watch.rs`: per-table / per-key notifiers.
+//! - `blocking.rs`: the blocking-query loop.
+//! - `engine.rs`: the `Engine` handle that api and dns hold.
+//!
+//! The API and DNS crates never open fjall: they hold an [`Engine`].
+
+pub mod blocking;
+pub mod command;
+pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod raft;
+pub mod types;
+pub mod watch;
+
+pub use blocking::Blocking;
+pub use command::{Command, Response};
+pub use engine::{Applied, ClusterStatus, Engine, EngineConfig};
+pub use error::{Error, Result};
+pub use types::{Indexed, KvEntry};
+pub use watch::{Table, WatchKey};
