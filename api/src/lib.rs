@@ -1,9 +1,40 @@
-//! muster-api: Consul's HTTP API over hyper (placeholder signature; the
-//! implementation lands with the API work).
+//! muster-api: Consul's HTTP API over hyper.
+//!
+//! The crate holds an [`Engine`] handle and never opens storage: reads go
+//! through the engine's typed views (with its blocking-query loop) and
+//! writes through `Engine::propose`.
+//!
+//! # Layout
+//! - `server.rs`: accept loop, per-request task and span, graceful shutdown.
+//! - `router.rs`: percent-decoding, canonical-path check, longest-prefix
+//!   routing, methods (`405`/`OPTIONS`).
+//! - `query.rs`: query-string parsing (`index`, `wait`, consistency, `dc`,
+//!   `token`, KV flags), public for fuzzing.
+//! - `response.rs`: JSON/text replies and the `X-Consul-*` read headers.
+//! - `kv.rs`, `status.rs`, `agent.rs`: one handler module per domain.
+//! - `error.rs`: the one [`Error`] enum and its Consul status codes.
+//! - `backend.rs`: the engine interface the handlers use (a test seam).
 
 use std::future::Future;
 
 use muster_engine::Engine;
+
+mod agent;
+mod backend;
+mod error;
+mod kv;
+pub mod query;
+mod response;
+mod router;
+mod server;
+mod status;
+#[cfg(test)]
+mod tests;
+
+pub use error::{Error, Result};
+
+/// Default `kv_max_value_size` (512 KiB).
+pub const DEFAULT_KV_MAX_VALUE_SIZE: usize = 512 * 1024;
 
 /// What the HTTP layer needs to know about the agent it serves.
 #[derive(Debug, Clone)]
@@ -24,22 +55,33 @@ pub struct ApiConfig {
     pub kv_max_value_size: usize,
 }
 
-/// The API's error type.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The listener failed.
-    #[error("http listener: {0}")]
-    Io(#[from] std::io::Error),
+impl ApiConfig {
+    /// A server agent with the defaults: this crate's version, compact JSON,
+    /// a 512 KiB KV value limit.
+    pub fn new(
+        datacenter: impl Into<String>,
+        node_name: impl Into<String>,
+        node_id: impl Into<String>,
+    ) -> ApiConfig {
+        ApiConfig {
+            datacenter: datacenter.into(),
+            node_name: node_name.into(),
+            node_id: node_id.into(),
+            server: true,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pretty: false,
+            kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
+        }
+    }
 }
 
 /// Serve the HTTP API on `listener` until `shutdown` resolves, then stop
 /// accepting, let in-flight requests finish (bounded) and return.
 pub async fn serve(
-    _listener: tokio::net::TcpListener,
-    _engine: Engine,
-    _cfg: ApiConfig,
-    _shutdown: impl Future<Output = ()> + Send + 'static,
+    listener: tokio::net::TcpListener,
+    engine: Engine,
+    cfg: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    todo!("api serve")
+    server::serve(listener, engine, cfg, shutdown).await
 }

@@ -63,7 +63,12 @@ impl Blocking {
     /// `query` gets `true` on runs after a wake-up (for the KV missing-key
     /// rule of §1.1 point 6); it may return `Ok(None)` to say "keep blocking
     /// regardless of index" on such runs.
-    pub async fn run<T, E, F>(&self, watch: &Arc<Watch>, keys: &[WatchKey], mut query: F) -> Result<Indexed<T>, E>
+    pub async fn run<T, E, F>(
+        &self,
+        watch: &Arc<Watch>,
+        keys: &[WatchKey],
+        mut query: F,
+    ) -> Result<Indexed<T>, E>
     where
         F: FnMut(bool) -> Result<QueryOutcome<T>, E>,
     {
@@ -87,7 +92,10 @@ impl Blocking {
             if !keep_waiting {
                 return Ok(result);
             }
-            if tokio::time::timeout_at(deadline, sub.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, sub.changed())
+                .await
+                .is_err()
+            {
                 return Ok(result);
             }
             woken = true;
@@ -114,7 +122,10 @@ mod tests {
     fn wait_defaults_and_clamps() {
         assert_eq!(Blocking::new(1, None).wait, DEFAULT_WAIT);
         assert_eq!(Blocking::new(1, Some(Duration::ZERO)).wait, DEFAULT_WAIT);
-        assert_eq!(Blocking::new(1, Some(Duration::from_secs(3600))).wait, MAX_WAIT);
+        assert_eq!(
+            Blocking::new(1, Some(Duration::from_secs(3600))).wait,
+            MAX_WAIT
+        );
         let b = Blocking::new(1, Some(Duration::from_secs(16)));
         for _ in 0..100 {
             let d = b.deadline();

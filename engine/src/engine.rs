@@ -5,10 +5,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use muster_log::LogStore;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
+use openraft::{Raft, ServerState, SnapshotPolicy};
+
 use crate::command::{Command, Response};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::network::SoloNetwork;
+use crate::raft::{RaftNode, TypeConfig};
+use crate::sm::{Shared, StateMachine};
+use crate::snapshot;
+use crate::tables::kv;
 use crate::types::{Indexed, KvEntry};
-use crate::watch::Watch;
+use crate::views::Views;
+use crate::watch::{Table, Watch};
 
 /// How to open an engine.
 #[derive(Debug, Clone)]
@@ -83,81 +97,327 @@ pub struct Engine {
 }
 
 struct Inner {
-    watch: Arc<Watch>,
+    raft: Raft<TypeConfig>,
+    shared: Arc<Shared>,
+    cfg: EngineConfig,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("node", &self.inner.cfg.node_name)
+            .finish_non_exhaustive()
     }
+}
+
+fn raft_err(e: impl std::fmt::Display) -> Error {
+    Error::Raft(e.to_string())
+}
+
+/// Make sure the views are not behind the snapshot (the log may be purged up
+/// to it) and not half-installed; reinstall from the newest snapshot if so.
+fn recover_views(views: &Views, snap_dir: &std::path::Path) -> Result<()> {
+    let Some(path) = snapshot::latest(snap_dir)? else {
+        return Ok(());
+    };
+    let interrupted = views.install_interrupted()?;
+    let (applied, _) = views.applied_state()?;
+    let meta = snapshot::read_meta(&path)?;
+    let behind = meta.last_log_id.map(|l| l.index) > applied.map(|l| l.index);
+    if interrupted || behind {
+        tracing::info!(
+            snapshot = %path.display(),
+            interrupted,
+            views_at = applied.map(|l| l.index).unwrap_or(0),
+            "restoring views from snapshot"
+        );
+        let mut file = std::fs::File::open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        snapshot::install(views, &mut file)?;
+    }
+    Ok(())
 }
 
 impl Engine {
     /// Open (or create) the data directory, recover the log and views, start
     /// raft and, with `bootstrap`, initialise a one-member cluster.
-    pub async fn open(_cfg: EngineConfig) -> Result<Engine> {
-        todo!("engine open")
+    pub async fn open(cfg: EngineConfig) -> Result<Engine> {
+        let started = std::time::Instant::now();
+        let raft_dir = cfg.data_dir.join("raft");
+        let views_dir = cfg.data_dir.join("views");
+        let snap_dir = cfg.data_dir.join("snapshots");
+        for dir in [&raft_dir, &views_dir, &snap_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        }
+        let views = Views::open(&views_dir)?;
+        recover_views(&views, &snap_dir)?;
+        let (applied, _) = views.applied_state()?;
+        let seq = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let shared = Arc::new(Shared {
+            views,
+            watch: Watch::new(),
+            snap_dir,
+            applied: AtomicU64::new(applied.map(|l| l.index).unwrap_or(0)),
+            seq: AtomicU64::new(seq << 16),
+        });
+        let log_store = LogStore::<TypeConfig>::open(&raft_dir)?;
+        let heartbeat = u64::try_from(cfg.heartbeat.as_millis())
+            .unwrap_or(250)
+            .max(10);
+        let election = u64::try_from(cfg.election_timeout.as_millis())
+            .unwrap_or(1000)
+            .max(heartbeat * 2);
+        let config = openraft::Config {
+            cluster_name: "muster".to_string(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold.max(1)),
+            max_in_snapshot_log_to_keep: cfg.trailing_logs,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(raft_err)?;
+        let raft = Raft::new(
+            cfg.node_id,
+            Arc::new(config),
+            SoloNetwork,
+            log_store,
+            StateMachine::new(shared.clone()),
+        )
+        .await
+        .map_err(raft_err)?;
+        if cfg.bootstrap && !raft.is_initialized().await.map_err(raft_err)? {
+            let me = RaftNode {
+                name: cfg.node_name.clone(),
+                addr: cfg.rpc_addr.clone(),
+            };
+            tracing::info!(node = %me, "bootstrapping a new one-server cluster");
+            raft.initialize(BTreeMap::from([(cfg.node_id, me)]))
+                .await
+                .map_err(raft_err)?;
+        }
+        let engine = Engine {
+            inner: Arc::new(Inner { raft, shared, cfg }),
+        };
+        engine.wait_for_solo_leadership().await?;
+        let m = engine.inner.raft.metrics().borrow().clone();
+        tracing::info!(
+            applied = m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log = m.last_log_index.unwrap_or(0),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "engine open"
+        );
+        Ok(engine)
+    }
+
+    /// In a cluster whose only voter is this server, wait until it has
+    /// elected itself and applied everything committed (replay), so the
+    /// first request after open sees every acknowledged write.
+    async fn wait_for_solo_leadership(&self) -> Result<()> {
+        let raft = &self.inner.raft;
+        let id = self.inner.cfg.node_id;
+        let solo = {
+            let m = raft.metrics().borrow().clone();
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            voters == [id]
+        };
+        if !solo {
+            return Ok(());
+        }
+        let timeout = Some(self.inner.cfg.election_timeout * 20 + Duration::from_secs(10));
+        raft.wait(timeout)
+            .state(ServerState::Leader, "self-elect")
+            .await
+            .map_err(raft_err)?;
+        // The leader's first entry (a blank) commits everything before it.
+        let m = raft.metrics().borrow().clone();
+        if let Some(last) = m.last_log_index {
+            raft.wait(timeout)
+                .applied_index_at_least(Some(last), "replay")
+                .await
+                .map_err(raft_err)?;
+        }
+        Ok(())
     }
 
     /// Propose a command; resolves once it is committed and applied.
-    pub async fn propose(&self, _cmd: Command) -> Result<Applied> {
-        todo!("propose")
+    pub async fn propose(&self, cmd: Command) -> Result<Applied> {
+        match self.inner.raft.client_write(cmd).await {
+            Ok(resp) => Ok(Applied {
+                index: resp.log_id.index,
+                response: resp.data,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NoLeader),
+            Err(RaftError::Fatal(Fatal::Stopped)) => Err(Error::Shutdown),
+            Err(e) => Err(raft_err(e)),
+        }
     }
 
     /// The watch hub, for blocking reads.
     pub fn watch(&self) -> &Arc<Watch> {
-        &self.inner.watch
+        &self.inner.shared.watch
     }
 
     /// Cluster status for headers and `/v1/status/*`.
     pub fn status(&self) -> ClusterStatus {
-        todo!("status")
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let addr_of = |id: &u64| membership.get_node(id).map(|n| n.addr.clone());
+        let is_leader = m.state == ServerState::Leader && m.current_leader == Some(m.id);
+        ClusterStatus {
+            leader: m.current_leader.as_ref().and_then(addr_of),
+            is_leader,
+            peers: membership
+                .voter_ids()
+                .filter_map(|id| addr_of(&id))
+                .collect(),
+            last_contact_ms: 0,
+            applied_index: self.inner.shared.applied.load(Ordering::Acquire),
+        }
     }
 
     /// Default-consistency read gate: `Err(NoLeader)` unless this server is
     /// the leader.
     pub fn check_leader(&self) -> Result<()> {
-        todo!("check_leader")
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        if m.state == ServerState::Leader && m.current_leader == Some(m.id) {
+            Ok(())
+        } else {
+            Err(Error::NoLeader)
+        }
     }
 
     /// `?consistent` read gate: confirm leadership with a quorum and wait
     /// until the views have applied the read index.
     pub async fn linearizable(&self) -> Result<()> {
-        todo!("linearizable")
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))
+            | Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(Error::NoLeader)
+            }
+            Err(RaftError::Fatal(Fatal::Stopped)) => Err(Error::Shutdown),
+            Err(e) => Err(raft_err(e)),
+        }
     }
 
     /// One KV key. Index: the key's `ModifyIndex` when found, else the KV
     /// table index (≥ 1).
-    pub fn kv_get(&self, _key: &str) -> Result<Indexed<Option<KvEntry>>> {
-        todo!("kv_get")
+    pub fn kv_get(&self, key: &str) -> Result<Indexed<Option<KvEntry>>> {
+        let views = &self.inner.shared.views;
+        match kv::get(views, key)? {
+            Some(e) => Ok(Indexed {
+                index: e.modify_index.max(1),
+                value: Some(e),
+            }),
+            None => Ok(Indexed {
+                index: self.kv_table_index()?,
+                value: None,
+            }),
+        }
+    }
+
+    /// Index of a prefix read: max `ModifyIndex` of `entries` and of
+    /// tombstones under the prefix; the table index if that is 0 or the
+    /// prefix is empty (≥ 1).
+    fn prefix_index(&self, prefix: &str, max_modify: u64) -> Result<u64> {
+        if prefix.is_empty() {
+            return self.kv_table_index();
+        }
+        let idx = max_modify.max(kv::tombstone_index(&self.inner.shared.views, prefix)?);
+        if idx == 0 {
+            self.kv_table_index()
+        } else {
+            Ok(idx)
+        }
     }
 
     /// Every KV entry whose key starts with `prefix`, sorted by key. Index:
     /// max `ModifyIndex` of the entries and of tombstones under the prefix; the
     /// KV table index if nothing matches or the prefix is empty (≥ 1).
-    pub fn kv_list(&self, _prefix: &str) -> Result<Indexed<Vec<KvEntry>>> {
-        todo!("kv_list")
+    pub fn kv_list(&self, prefix: &str) -> Result<Indexed<Vec<KvEntry>>> {
+        let entries = kv::list(&self.inner.shared.views, prefix)?;
+        let max = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
+        Ok(Indexed {
+            index: self.prefix_index(prefix, max)?,
+            value: entries,
+        })
     }
 
     /// Key names under `prefix`, cut after the first `separator` past the
     /// prefix and deduplicated (when a separator is given), sorted. Index as
     /// for [`Engine::kv_list`].
-    pub fn kv_keys(&self, _prefix: &str, _separator: Option<&str>) -> Result<Indexed<Vec<String>>> {
-        todo!("kv_keys")
+    pub fn kv_keys(&self, prefix: &str, separator: Option<&str>) -> Result<Indexed<Vec<String>>> {
+        let entries = kv::list(&self.inner.shared.views, prefix)?;
+        let max = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
+        let mut keys: Vec<String> = Vec::with_capacity(entries.len());
+        for e in entries {
+            let rest = e.key.get(prefix.len()..).unwrap_or_default();
+            let cut = match separator {
+                Some(sep) if !sep.is_empty() => rest
+                    .find(sep)
+                    .map(|p| format!("{prefix}{}", &rest[..p + sep.len()])),
+                _ => None,
+            };
+            let name = cut.unwrap_or(e.key);
+            if keys.last() != Some(&name) {
+                keys.push(name);
+            }
+        }
+        Ok(Indexed {
+            index: self.prefix_index(prefix, max)?,
+            value: keys,
+        })
     }
 
     /// The KV table index, tombstones included (≥ 1).
     pub fn kv_table_index(&self) -> Result<u64> {
-        todo!("kv_table_index")
+        Ok(self.inner.shared.views.table_index(Table::Kv)?.max(1))
     }
 
     /// This agent's node name.
     pub fn node_name(&self) -> String {
-        todo!("node_name")
+        self.inner.cfg.node_name.clone()
     }
 
-    /// Stop raft and flush; pending proposals fail with `Shutdown`.
+    /// The configuration the engine was opened with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    /// Build a snapshot now (normally raft does it every
+    /// `snapshot_threshold` entries) and wait for it.
+    pub async fn snapshot_now(&self) -> Result<u64> {
+        let raft = &self.inner.raft;
+        let applied = raft.metrics().borrow().last_applied.map(|l| l.index);
+        raft.trigger().snapshot().await.map_err(raft_err)?;
+        let target = applied.unwrap_or(0);
+        raft.wait(Some(Duration::from_secs(600)))
+            .metrics(
+                |m| m.snapshot.map(|s| s.index).unwrap_or(0) >= target,
+                "snapshot",
+            )
+            .await
+            .map_err(raft_err)?;
+        Ok(applied.unwrap_or(0))
+    }
+
+    /// Stop raft and flush the views; pending proposals fail with `Shutdown`.
     pub async fn shutdown(&self) -> Result<()> {
-        todo!("shutdown")
+        self.inner.raft.shutdown().await.map_err(raft_err)?;
+        self.inner.shared.watch.fire_all();
+        self.inner
+            .shared
+            .views
+            .db
+            .persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
     }
 }

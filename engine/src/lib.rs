@@ -27,6 +27,15 @@ pub mod raft;
 pub mod types;
 pub mod watch;
 
+mod apply;
+mod network;
+mod sm;
+#[cfg(test)]
+mod sm_tests;
+mod snapshot;
+mod tables;
+mod views;
+
 pub use blocking::Blocking;
 pub use command::{Command, Response};
 pub use engine::{Applied, ClusterStatus, Engine, EngineConfig};

@@ -1,0 +1,440 @@
+//! `/v1/kv/<key>` (consul-compat.md §7.1, §7.2): GET (plain, `recurse`,
+//! `keys`, `raw`, blocking), PUT (set, `cas`; `acquire`/`release` await
+//! sessions) and DELETE (one key, `cas`, `recurse`). Reads go through the
+//! engine's typed views and writes through `propose`; this module never
+//! decides KV semantics itself (CAS, lock rules), it only maps HTTP to
+//! commands and results to Consul's JSON.
+
+use std::fmt::Display;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::{header, Method, Request, Response};
+use muster_engine::blocking::QueryOutcome;
+use muster_engine::{Command, Indexed, KvEntry, WatchKey};
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::query::Consistency;
+use crate::response::{self, Body};
+use crate::router::Ctx;
+
+/// `Missing key name` body.
+pub const MISSING_KEY: &str = "Missing key name";
+/// Body while sessions are not implemented.
+pub const SESSIONS_UNSUPPORTED: &str = "session support not implemented";
+
+/// Consul's `KVPair` JSON (field order as Consul writes it).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct KvPair<'a> {
+    /// Times the key was acquired as a lock.
+    pub lock_index: u64,
+    /// The key.
+    pub key: &'a str,
+    /// Opaque client flags.
+    pub flags: u64,
+    /// Standard base64 (padded); `null` when empty.
+    pub value: Option<String>,
+    /// The lock holder; omitted when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<&'a str>,
+    /// Index of the creating write.
+    pub create_index: u64,
+    /// Index of the last effective write.
+    pub modify_index: u64,
+}
+
+impl<'a> From<&'a KvEntry> for KvPair<'a> {
+    fn from(e: &'a KvEntry) -> Self {
+        KvPair {
+            lock_index: e.lock_index,
+            key: &e.key,
+            flags: e.flags,
+            value: (!e.value.is_empty())
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&e.value)),
+            session: e.session.as_deref().filter(|s| !s.is_empty()),
+            create_index: e.create_index,
+            modify_index: e.modify_index,
+        }
+    }
+}
+
+/// Key validation of Consul ≥ 1.21.6 (§7.2): no `../` or `..\`, no leading
+/// or trailing `..`, no leading or trailing whitespace; also after one more
+/// round of percent-decoding (URL-encoded traversal). The empty key is
+/// checked by the caller (it is valid for `recurse` and `keys`).
+pub fn validate_key(key: &str) -> Result<()> {
+    fn check(k: &str) -> Result<()> {
+        if k.contains("../") || k.contains("..\\") || k.starts_with("..") || k.ends_with("..") {
+            return Err(Error::bad_request(format!(
+                "Invalid key name {k:?}: path traversal is not allowed"
+            )));
+        }
+        if k.trim() != k {
+            return Err(Error::bad_request(format!(
+                "Invalid key name {k:?}: leading or trailing spaces are not allowed"
+            )));
+        }
+        Ok(())
+    }
+    check(key)?;
+    if key.contains('%') {
+        let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+        check(&decoded)?;
+    }
+    Ok(())
+}
+
+/// Handle one KV request (the route already checked the method).
+pub(crate) async fn handle<E, B>(
+    ctx: &Ctx<'_, E>,
+    method: &Method,
+    key: &str,
+    req: Request<B>,
+) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Display,
+{
+    if !key.is_empty() {
+        validate_key(key)?;
+    }
+    if method == Method::PUT {
+        let content_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        put(ctx, key, req.into_body(), content_length).await
+    } else if method == Method::DELETE {
+        delete(ctx, key).await
+    } else {
+        get(ctx, key).await
+    }
+}
+
+/// The per-run read gate of the default consistency mode.
+fn gate<E: Backend>(engine: &E, consistency: Consistency) -> Result<()> {
+    if consistency == Consistency::Leader {
+        engine.check_leader()?;
+    }
+    Ok(())
+}
+
+async fn get<E: Backend>(ctx: &Ctx<'_, E>, key: &str) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    let (keys_mode, recurse) = (q.keys(), q.recurse());
+    if key.is_empty() && !keys_mode && !recurse {
+        return Err(Error::bad_request(MISSING_KEY));
+    }
+    let consistency = q.consistency()?;
+    let blocking = q.blocking()?;
+    ctx.check_dc()?;
+    let engine = &ctx.st.engine;
+    if consistency == Consistency::Consistent {
+        engine.linearizable().await?;
+    }
+    let prefix_watch = [WatchKey::KvPrefix(key.to_string())];
+
+    if keys_mode {
+        let separator = q.separator();
+        let r = blocking
+            .run(engine.watch(), &prefix_watch, |_| {
+                gate(engine, consistency)?;
+                Ok::<_, Error>(QueryOutcome::Ready(engine.kv_keys(key, separator)?))
+            })
+            .await?;
+        let mut resp = if r.value.is_empty() && !key.is_empty() {
+            response::not_found_empty()
+        } else {
+            ctx.json(&r.value)?
+        };
+        response::set_read_headers(&mut resp, &ctx.read_meta(r.index, consistency));
+        return Ok(resp);
+    }
+
+    if recurse {
+        let r = blocking
+            .run(engine.watch(), &prefix_watch, |_| {
+                gate(engine, consistency)?;
+                Ok::<_, Error>(QueryOutcome::Ready(engine.kv_list(key)?))
+            })
+            .await?;
+        let mut resp = if r.value.is_empty() {
+            response::not_found_empty()
+        } else {
+            let pairs: Vec<KvPair<'_>> = r.value.iter().map(KvPair::from).collect();
+            ctx.json(&pairs)?
+        };
+        response::set_read_headers(&mut resp, &ctx.read_meta(r.index, consistency));
+        return Ok(resp);
+    }
+
+    // §1.1 point 6: a missing key answers at once on the first pass if the
+    // table index passed the caller's; after a wake-up it keeps blocking
+    // until the key appears or the deadline passes.
+    let Indexed { index, value } = blocking
+        .run(
+            engine.watch(),
+            &[WatchKey::KvKey(key.to_string())],
+            |woken| {
+                gate(engine, consistency)?;
+                let r = engine.kv_get(key)?;
+                Ok::<_, Error>(if woken && r.value.is_none() {
+                    QueryOutcome::KeepWaiting(r)
+                } else {
+                    QueryOutcome::Ready(r)
+                })
+            },
+        )
+        .await?;
+    let mut resp = match value {
+        None => response::not_found_empty(),
+        Some(entry) if ctx.query.raw() => response::raw_value(entry.value),
+        Some(entry) => ctx.json(&[KvPair::from(&entry)])?,
+    };
+    response::set_read_headers(&mut resp, &ctx.read_meta(index, consistency));
+    Ok(resp)
+}
+
+/// Read a request body, never holding more than `max` bytes: a declared
+/// length above `max` is refused before reading, and reading stops as soon
+/// as the running total would pass `max`.
+pub(crate) async fn read_body<B>(
+    body: B,
+    content_length: Option<u64>,
+    max: usize,
+) -> Result<Vec<u8>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
+    if let Some(n) = content_length {
+        if n > max_u64 {
+            return Err(Error::TooLarge { size: n, max });
+        }
+    }
+    let mut body = std::pin::pin!(body);
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Error::bad_request(format!("Failed to read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = buf.len().saturating_add(data.len());
+        if total > max {
+            let seen = u64::try_from(total).unwrap_or(u64::MAX);
+            return Err(Error::TooLarge {
+                size: content_length.unwrap_or(seen).max(seen),
+                max,
+            });
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf)
+}
+
+/// The JSON boolean of a write.
+async fn propose_bool<E: Backend>(ctx: &Ctx<'_, E>, cmd: Command) -> Result<Response<Body>> {
+    let applied = ctx.st.engine.propose(cmd).await?;
+    let ok = match applied.response {
+        muster_engine::Response::Bool(b) => b,
+        muster_engine::Response::None => true,
+    };
+    ctx.json(&ok)
+}
+
+async fn put<E, B>(
+    ctx: &Ctx<'_, E>,
+    key: &str,
+    body: B,
+    content_length: Option<u64>,
+) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let q = &ctx.query;
+    if key.is_empty() {
+        return Err(Error::bad_request(MISSING_KEY));
+    }
+    q.check_conflicting(&["cas", "acquire", "release"])?;
+    let flags = q.flags()?;
+    let cas = q.cas()?;
+    if q.acquire().is_some() || q.release().is_some() {
+        return Err(Error::Internal(SESSIONS_UNSUPPORTED.into()));
+    }
+    ctx.check_dc()?;
+    let value = read_body(body, content_length, ctx.st.cfg.kv_max_value_size).await?;
+    let key = key.to_string();
+    let cmd = match cas {
+        Some(index) => Command::KvCas {
+            key,
+            value,
+            flags,
+            index,
+        },
+        None => Command::KvSet { key, value, flags },
+    };
+    propose_bool(ctx, cmd).await
+}
+
+async fn delete<E: Backend>(ctx: &Ctx<'_, E>, key: &str) -> Result<Response<Body>> {
+    let q = &ctx.query;
+    q.check_conflicting(&["recurse", "cas"])?;
+    let cmd = if q.recurse() {
+        Command::KvDeleteTree {
+            prefix: key.to_string(),
+        }
+    } else {
+        if key.is_empty() {
+            return Err(Error::bad_request(MISSING_KEY));
+        }
+        match q.cas()? {
+            Some(index) => Command::KvDeleteCas {
+                key: key.to_string(),
+                index,
+            },
+            None => Command::KvDelete {
+                key: key.to_string(),
+            },
+        }
+    };
+    ctx.check_dc()?;
+    propose_bool(ctx, cmd).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use hyper::body::Frame;
+
+    fn entry(value: &[u8], session: Option<&str>) -> KvEntry {
+        KvEntry {
+            key: "service/b/leader".into(),
+            value: value.to_vec(),
+            flags: 42,
+            create_index: 100,
+            modify_index: 200,
+            lock_index: 1,
+            session: session.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn kv_pair_json_shape() -> Result<()> {
+        let e = entry(b"pg1", Some("adf4238a"));
+        let json =
+            String::from_utf8_lossy(&response::to_json(&KvPair::from(&e), false)?).into_owned();
+        assert_eq!(
+            json,
+            r#"{"LockIndex":1,"Key":"service/b/leader","Flags":42,"Value":"cGcx","Session":"adf4238a","CreateIndex":100,"ModifyIndex":200}"#
+        );
+        let e = entry(b"", None);
+        let json =
+            String::from_utf8_lossy(&response::to_json(&KvPair::from(&e), false)?).into_owned();
+        assert_eq!(
+            json,
+            r#"{"LockIndex":1,"Key":"service/b/leader","Flags":42,"Value":null,"CreateIndex":100,"ModifyIndex":200}"#
+        );
+        let e = entry(b"ab", Some(""));
+        let pair = KvPair::from(&e);
+        assert_eq!(pair.value.as_deref(), Some("YWI="));
+        assert_eq!(pair.session, None);
+        Ok(())
+    }
+
+    #[test]
+    fn kv_key_validation() {
+        for bad in [
+            "../etc",
+            "a/../b",
+            "a/..\\b",
+            "..",
+            "..a",
+            "a..",
+            "a/..",
+            " a",
+            "a ",
+            "a\t",
+            "%2e%2e/x",
+            "a/%2E%2E%2Fb",
+            "%20a",
+        ] {
+            assert_eq!(
+                validate_key(bad).map_err(|e| e.status().as_u16()),
+                Err(400),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "a",
+            "a/b/",
+            "a..b",
+            "a/.b",
+            "a b",
+            ".a",
+            "a.",
+            "a%zz",
+            "service/batman/leader",
+        ] {
+            assert!(validate_key(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn kv_body_read_is_bounded() -> Result<()> {
+        let ok = read_body(Full::new(Bytes::from_static(b"hello")), Some(5), 5).await?;
+        assert_eq!(ok, b"hello");
+        let e = read_body(Full::new(Bytes::from_static(b"hello")), Some(6), 5).await;
+        assert_eq!(
+            e.map_err(|e| e.to_string())
+                .err()
+                .as_deref()
+                .and_then(|s| s.split(',').next()),
+            Some("Request body(6 bytes) too large")
+        );
+        // A chunked body that never declared its length stops at the limit.
+        let body = Chunks {
+            left: 1000,
+            polled: 0,
+        };
+        match read_body(body, None, 100).await {
+            Err(Error::TooLarge { size, max }) => assert_eq!((size, max), (128, 100)),
+            other => panic!("unexpected {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// An endless-ish chunked body of 64-byte frames that panics if read
+    /// far past the point where the limit was exceeded.
+    struct Chunks {
+        left: usize,
+        polled: usize,
+    }
+
+    impl hyper::body::Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<std::result::Result<Frame<Bytes>, Self::Error>>> {
+            self.polled += 1;
+            assert!(self.polled <= 2, "read past the limit");
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.left -= 1;
+            std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&[7u8; 64])))))
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Routing (consul-compat.md §0.3): percent-decode the path, reject
+//! non-canonical paths, pick the longest matching route, check the method,
+//! and hand the request to its domain handler. Handlers see a [`Ctx`]; this
+//! module owns nothing else. The resource part of a prefix route (a KV key)
+//! is everything after the prefix and may contain `/`.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::query::{self, Consistency, Query};
+use crate::response::{self, Body, ReadMeta};
+use crate::{agent, kv, status, ApiConfig};
+
+/// The body of `/` while there is no UI.
+pub const ROOT_TEXT: &str = "muster agent: UI disabled.";
+/// The body of a 404 for an unknown `/v1/...` path.
+pub const UNKNOWN_ENDPOINT: &str = "Invalid URL path: not a recognized HTTP API endpoint";
+
+/// Shared state of the HTTP server.
+pub(crate) struct State<E> {
+    /// The engine (or, in tests, a fake).
+    pub engine: E,
+    /// The agent's identity and limits.
+    pub cfg: ApiConfig,
+    /// Where the listener is bound (for `/v1/agent/self`'s `Member.Addr`).
+    pub local_addr: Option<SocketAddr>,
+}
+
+/// What an endpoint handler gets.
+pub(crate) struct Ctx<'a, E> {
+    /// Server state.
+    pub st: &'a State<E>,
+    /// The decoded query string.
+    pub query: Query,
+    /// Indent JSON replies.
+    pub pretty: bool,
+}
+
+impl<E: Backend> Ctx<'_, E> {
+    /// `?dc=` must be empty or this agent's datacenter.
+    pub fn check_dc(&self) -> Result<()> {
+        match self.query.dc() {
+            Some(dc) if dc != self.st.cfg.datacenter => Err(Error::NoPathToDatacenter),
+            _ => Ok(()),
+        }
+    }
+
+    /// The read headers for a result with `index`, from the engine's
+    /// current cluster status.
+    pub fn read_meta(&self, index: u64, consistency: Consistency) -> ReadMeta {
+        let status = self.st.engine.status();
+        ReadMeta {
+            index,
+            known_leader: status.leader.is_some(),
+            last_contact_ms: status.last_contact_ms,
+            consistency,
+        }
+    }
+
+    /// A JSON 200 reply honouring `?pretty`.
+    pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Response<Body>> {
+        response::json(value, self.pretty)
+    }
+}
+
+/// The endpoints known so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/`.
+    Root,
+    /// `/v1/kv/<key>`.
+    Kv,
+    /// `/v1/status/leader`.
+    StatusLeader,
+    /// `/v1/status/peers`.
+    StatusPeers,
+    /// `/v1/agent/self`.
+    AgentSelf,
+    /// Any other `/v1/...` path.
+    UnknownApi,
+    /// Anything else.
+    Unknown,
+}
+
+/// One routing-table row.
+struct RouteDef {
+    /// The path, or the prefix when `prefix`.
+    pattern: &'static str,
+    /// Match by prefix (the rest is the resource) instead of exactly.
+    prefix: bool,
+    endpoint: Endpoint,
+    /// The `Allow` header value; empty = any method.
+    allow: &'static str,
+}
+
+const GET: &str = "OPTIONS,GET";
+const KV_METHODS: &str = "OPTIONS,GET,PUT,DELETE";
+
+const ROUTES: &[RouteDef] = &[
+    RouteDef {
+        pattern: "/",
+        prefix: false,
+        endpoint: Endpoint::Root,
+        allow: "",
+    },
+    RouteDef {
+        pattern: "/v1/",
+        prefix: true,
+        endpoint: Endpoint::UnknownApi,
+        allow: "",
+    },
+    RouteDef {
+        pattern: "/v1",
+        prefix: false,
+        endpoint: Endpoint::UnknownApi,
+        allow: "",
+    },
+    RouteDef {
+        pattern: "/v1/kv/",
+        prefix: true,
+        endpoint: Endpoint::Kv,
+        allow: KV_METHODS,
+    },
+    // Go's ServeMux redirects a subtree root without its slash; serve it.
+    RouteDef {
+        pattern: "/v1/kv",
+        prefix: false,
+        endpoint: Endpoint::Kv,
+        allow: KV_METHODS,
+    },
+    RouteDef {
+        pattern: "/v1/status/leader",
+        prefix: false,
+        endpoint: Endpoint::StatusLeader,
+        allow: GET,
+    },
+    RouteDef {
+        pattern: "/v1/status/peers",
+        prefix: false,
+        endpoint: Endpoint::StatusPeers,
+        allow: GET,
+    },
+    RouteDef {
+        pattern: "/v1/agent/self",
+        prefix: false,
+        endpoint: Endpoint::AgentSelf,
+        allow: GET,
+    },
+];
+
+/// A routing decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// For prefix routes, the decoded rest of the path (the KV key).
+    pub rest: String,
+    /// The `Allow` header value; empty = any method.
+    pub allow: &'static str,
+}
+
+/// Route a decoded, canonical path: exact matches and prefix matches, the
+/// longest pattern winning (Go ServeMux).
+pub fn route(path: &str) -> Route {
+    let best = ROUTES
+        .iter()
+        .filter(|r| {
+            if r.prefix {
+                path.starts_with(r.pattern)
+            } else {
+                path == r.pattern
+            }
+        })
+        .max_by_key(|r| r.pattern.len());
+    match best {
+        Some(r) => Route {
+            endpoint: r.endpoint,
+            rest: if r.prefix {
+                path.get(r.pattern.len()..).unwrap_or_default().to_string()
+            } else {
+                String::new()
+            },
+            allow: r.allow,
+        },
+        None => Route {
+            endpoint: Endpoint::Unknown,
+            rest: String::new(),
+            allow: "",
+        },
+    }
+}
+
+/// Percent-decode a request path strictly: `%` must be followed by two hex
+/// digits and the result must be UTF-8 (else 400). `+` stays `+`.
+pub fn decode_path(raw: &str) -> Result<String> {
+    let bad = || Error::bad_request(format!("Invalid URL path: bad escape in {raw:?}"));
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
+            let s = std::str::from_utf8(hex).map_err(|_| bad())?;
+            if !s.bytes().all(|h| h.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+            out.push(u8::from_str_radix(s, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::bad_request("Invalid URL path: not UTF-8"))
+}
+
+/// Reject what Go's ServeMux would redirect to a cleaned path (`//`, `/./`,
+/// `/../`, a trailing `/.` or `/..`), a path not starting with `/`, and
+/// unprintable characters.
+pub fn check_canonical(path: &str) -> Result<()> {
+    if !path.starts_with('/')
+        || path.contains("//")
+        || path.contains("/./")
+        || path.contains("/../")
+        || path.ends_with("/.")
+        || path.ends_with("/..")
+    {
+        return Err(Error::bad_request(format!(
+            "Invalid URL path: {path:?} is not in canonical form"
+        )));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(Error::bad_request(
+            "Invalid URL path: contains unprintable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Serve one request; every failure becomes Consul's status and body.
+pub(crate) async fn handle<E, B>(st: Arc<State<E>>, req: Request<B>) -> Response<Body>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Display,
+{
+    let resp = match dispatch(&st, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(error = %e, "request failed");
+            }
+            response::error(&e)
+        }
+    };
+    tracing::debug!(status = resp.status().as_u16(), "replied");
+    resp
+}
+
+async fn dispatch<E, B>(st: &State<E>, req: Request<B>) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Display,
+{
+    let path = decode_path(req.uri().path())?;
+    check_canonical(&path)?;
+    let Route {
+        endpoint,
+        rest,
+        allow,
+    } = route(&path);
+    match endpoint {
+        Endpoint::Root => return Ok(response::text(StatusCode::OK, ROOT_TEXT)),
+        Endpoint::UnknownApi => return Err(Error::NotFound(UNKNOWN_ENDPOINT.into())),
+        Endpoint::Unknown => return Err(Error::NotFound(String::new())),
+        Endpoint::Kv | Endpoint::StatusLeader | Endpoint::StatusPeers | Endpoint::AgentSelf => {}
+    }
+    let method = req.method().clone();
+    if method == Method::OPTIONS {
+        let mut resp = response::text(StatusCode::OK, Bytes::new());
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        return Ok(resp);
+    }
+    if !allow.split(',').any(|m| m == method.as_str()) {
+        return Err(Error::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        });
+    }
+    let query = query::parse(req.uri().query().unwrap_or_default());
+    let pretty = st.cfg.pretty || query.pretty();
+    let ctx = Ctx { st, query, pretty };
+    match endpoint {
+        Endpoint::Kv => kv::handle(&ctx, &method, &rest, req).await,
+        Endpoint::StatusLeader => status::leader(&ctx),
+        Endpoint::StatusPeers => status::peers(&ctx),
+        Endpoint::AgentSelf => agent::self_(&ctx),
+        Endpoint::Root | Endpoint::UnknownApi | Endpoint::Unknown => {
+            Err(Error::NotFound(String::new()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Result<()>) -> u16 {
+        r.map_or_else(|e| e.status().as_u16(), |()| 200)
+    }
+
+    #[test]
+    fn router_longest_prefix_wins() {
+        let r = route("/v1/kv/a/b/c");
+        assert_eq!((r.endpoint, r.rest.as_str()), (Endpoint::Kv, "a/b/c"));
+        assert_eq!(r.allow, "OPTIONS,GET,PUT,DELETE");
+        assert_eq!(route("/v1/kv/").rest, "");
+        assert_eq!(route("/v1/kv").endpoint, Endpoint::Kv);
+        assert_eq!(route("/v1/status/leader").endpoint, Endpoint::StatusLeader);
+        assert_eq!(route("/v1/status/peers").endpoint, Endpoint::StatusPeers);
+        assert_eq!(route("/v1/agent/self").endpoint, Endpoint::AgentSelf);
+        assert_eq!(route("/v1/agent/self/x").endpoint, Endpoint::UnknownApi);
+        assert_eq!(route("/v1/status/leader/").endpoint, Endpoint::UnknownApi);
+        assert_eq!(route("/v1/kvx").endpoint, Endpoint::UnknownApi);
+        assert_eq!(route("/v1/").endpoint, Endpoint::UnknownApi);
+        assert_eq!(route("/v1").endpoint, Endpoint::UnknownApi);
+        assert_eq!(route("/").endpoint, Endpoint::Root);
+        assert_eq!(route("/ui/").endpoint, Endpoint::Unknown);
+        assert_eq!(route("").endpoint, Endpoint::Unknown);
+    }
+
+    #[test]
+    fn router_percent_decodes_before_matching() -> Result<()> {
+        assert_eq!(decode_path("/v1/kv/a%2Fb")?, "/v1/kv/a/b");
+        assert_eq!(decode_path("/v1/kv/a%2fb+c%20d")?, "/v1/kv/a/b+c d");
+        assert_eq!(decode_path("/v1%2Fkv%2Fx")?, "/v1/kv/x");
+        assert_eq!(decode_path("/v1/kv/%E2%82%AC")?, "/v1/kv/€");
+        let r = route(&decode_path("/v1/kv/service%2Fbatman%2Fleader")?);
+        assert_eq!(
+            (r.endpoint, r.rest.as_str()),
+            (Endpoint::Kv, "service/batman/leader")
+        );
+        for bad in ["/v1/kv/%", "/v1/kv/%2", "/v1/kv/%zz", "/v1/kv/%ff", "/%+1"] {
+            assert_eq!(
+                decode_path(bad).map_err(|e| e.status().as_u16()),
+                Err(400),
+                "{bad}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn router_rejects_non_canonical_paths() {
+        for bad in [
+            "/v1//kv/a",
+            "/v1/kv//a",
+            "/v1/kv/a/./b",
+            "/v1/kv/a/../b",
+            "/v1/kv/a/..",
+            "/v1/kv/a/.",
+            "v1/kv/a",
+            "",
+            "/v1/kv/a\u{0}b",
+            "/v1/kv/a\nb",
+        ] {
+            assert_eq!(code(check_canonical(bad)), 400, "{bad:?}");
+        }
+        for good in [
+            "/",
+            "/v1/kv/a/",
+            "/v1/kv/a..b",
+            "/v1/kv/.a",
+            "/v1/kv/a/.b/c",
+        ] {
+            assert_eq!(code(check_canonical(good)), 200, "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The accept loop: hyper 1 over tokio with the auto builder (HTTP/1.1 and
+//! h2c), one task per connection, a tracing span per request, and graceful
+//! shutdown. Each request runs in its own task so that a panicking handler
+//! costs a 500, not the connection, and a dropped connection cancels its
+//! (possibly blocking) handler.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tracing::Instrument;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::response::{self, Body};
+use crate::router::{self, State};
+use crate::ApiConfig;
+
+/// How long in-flight requests may run after shutdown was signalled.
+/// Blocking queries can take minutes; they are cut off at this bound.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Back-off after a failed `accept` (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Slow clients must send their request head within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Aborts the request task when the connection drops the response future.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run one request in its own task under a span carrying method and path.
+async fn serve_request<E: Backend>(
+    st: Arc<State<E>>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        path = %req.uri().path(),
+        %peer,
+    );
+    let mut task = AbortOnDrop(tokio::spawn(
+        router::handle(st, req).instrument(span.clone()),
+    ));
+    match (&mut task.0).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(parent: &span, error = %e, "request handler failed");
+            response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+        }
+    }
+}
+
+/// Serve until `shutdown` resolves, then drain (bounded by
+/// [`DRAIN_TIMEOUT`]).
+pub(crate) async fn serve<E: Backend>(
+    listener: tokio::net::TcpListener,
+    engine: E,
+    cfg: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let local_addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        engine,
+        cfg,
+        local_addr: Some(local_addr),
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    tracing::debug!(addr = %local_addr, "http api serving");
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay failed");
+        }
+        let st = state.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(serve_request(st, peer, req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("http api drained"),
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("http api: in-flight requests still running after drain timeout");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The raft state machine: applies committed entries to the views, builds
+//! and installs snapshots.
+//!
+//! # Correctness
+//! - Each entry is applied in one fjall batch that also records
+//!   `last_applied`, so the views are never ahead of or torn against what was
+//!   applied; after a crash openraft re-applies the committed log after
+//!   `last_applied`.
+//! - A snapshot is fsynced (and the views persisted) before openraft learns
+//!   of it, so the log is never purged past what the views can recover.
+//! - Watches fire only after the batch is committed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{
+    LogId, OptionalSend, RaftTypeConfig, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+
+use crate::apply::apply_entry;
+use crate::command::Response;
+use crate::raft::{RaftNode, TypeConfig};
+use crate::snapshot;
+use crate::views::Views;
+use crate::watch::Watch;
+
+type StorageResult<T> = Result<T, StorageError<u64>>;
+
+/// State shared by the state machine, its snapshot builders and the engine.
+pub(crate) struct Shared {
+    /// The views.
+    pub views: Views,
+    /// The watch hub fired after each apply.
+    pub watch: Arc<Watch>,
+    /// Where snapshot files live.
+    pub snap_dir: PathBuf,
+    /// Index of the last applied entry (for status and `?consistent`).
+    pub applied: AtomicU64,
+    /// Counter for unique snapshot ids and incoming file names.
+    pub seq: AtomicU64,
+}
+
+/// The state machine handed to openraft.
+pub(crate) struct StateMachine {
+    shared: Arc<Shared>,
+    /// The file being received from the leader, if any.
+    receiving: Option<PathBuf>,
+}
+
+impl StateMachine {
+    pub fn new(shared: Arc<Shared>) -> StateMachine {
+        StateMachine {
+            shared,
+            receiving: None,
+        }
+    }
+}
+
+fn write_err(e: &crate::Error) -> StorageError<u64> {
+    StorageIOError::write_state_machine(e).into()
+}
+
+fn snap_err(e: &crate::Error) -> StorageError<u64> {
+    StorageIOError::read_snapshot(None, e).into()
+}
+
+/// Builds snapshots from a consistent fjall snapshot.
+pub(crate) struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let shared = self.shared.clone();
+        let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
+        let built = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+            // Persist the views first: once openraft has this snapshot it may
+            // purge the log up to it, and replay must never need those entries.
+            shared.views.db.persist(fjall::PersistMode::SyncAll)?;
+            snapshot::build(&shared.views, &shared.snap_dir, seq)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let (meta, path) = built.map_err(|e| write_err(&e))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<u64>>, StoredMembership<u64, RaftNode>)> {
+        self.shared
+            .views
+            .applied_state()
+            .map_err(|e| StorageIOError::read_state_machine(&e).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = <TypeConfig as RaftTypeConfig>::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let span = tracing::trace_span!("apply", index = entry.log_id.index);
+            let _enter = span.enter();
+            let (response, keys) =
+                apply_entry(&self.shared.views, &entry).map_err(|e| write_err(&e))?;
+            self.shared
+                .applied
+                .store(entry.log_id.index, Ordering::Release);
+            self.shared.watch.fire(&keys);
+            out.push(response);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<tokio::fs::File>> {
+        let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
+        tokio::fs::create_dir_all(&self.shared.snap_dir)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let path = self.shared.snap_dir.join(format!("incoming-{seq}.tmp"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, RaftNode>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> StorageResult<()> {
+        let mut file = snapshot.into_std().await;
+        let shared = self.shared.clone();
+        let incoming = self.receiving.take();
+        let final_name = format!(
+            "{:020}-{}.snap",
+            meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            meta.snapshot_id
+        );
+        let installed = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+            file.sync_all()
+                .map_err(|e| crate::Error::io("fsync received snapshot", e))?;
+            let meta = snapshot::install(&shared.views, &mut file)?;
+            if let Some(path) = incoming {
+                let dest = shared.snap_dir.join(final_name);
+                std::fs::rename(&path, &dest)
+                    .map_err(|e| crate::Error::io("keep received snapshot", e))?;
+                snapshot::sync_dir(&shared.snap_dir)?;
+            }
+            Ok(meta)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let installed = installed.map_err(|e| write_err(&e))?;
+        self.shared.applied.store(
+            installed.last_log_id.map(|l| l.index).unwrap_or(0),
+            Ordering::Release,
+        );
+        self.shared.watch.fire_all();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let Some(path) = snapshot::latest(&self.shared.snap_dir).map_err(|e| snap_err(&e))? else {
+            return Ok(None);
+        };
+        let meta = snapshot::read_meta(&path).map_err(|e| snap_err(&e))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}

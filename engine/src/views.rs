@@ -1,0 +1,143 @@
+//! The fjall views: one keyspace per table plus `meta` (applied log id,
+//! membership, per-table indexes). Only the state machine writes here; the
+//! engine's read methods read here. Nothing outside this crate opens fjall.
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+use openraft::{LogId, StoredMembership};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::raft::RaftNode;
+use crate::watch::Table;
+
+/// Meta key of the last applied log id.
+pub(crate) const META_LAST_APPLIED: &[u8] = b"last_applied";
+/// Meta key of the last applied membership.
+pub(crate) const META_MEMBERSHIP: &[u8] = b"membership";
+/// Meta key set while a snapshot is being installed: if present at open, the
+/// views are half-written and must be rebuilt from the snapshot file.
+pub(crate) const META_INSTALLING: &[u8] = b"installing";
+
+/// The table index key in `meta` for a table.
+pub(crate) fn index_key(table: Table) -> &'static [u8] {
+    match table {
+        Table::Kv => b"index/kv",
+        Table::Nodes => b"index/nodes",
+        Table::Services => b"index/services",
+        Table::Checks => b"index/checks",
+        Table::Sessions => b"index/sessions",
+    }
+}
+
+/// Snapshot table ids: the order and ids of keyspaces in a snapshot file.
+/// Append-only, like commands.
+pub(crate) const SNAPSHOT_TABLES: &[(u8, &str)] = &[(1, "kv"), (2, "tombstones"), (3, "meta")];
+
+/// The last applied log id and the membership as of it.
+pub(crate) type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, RaftNode>);
+
+/// Handles to the view keyspaces.
+pub(crate) struct Views {
+    /// The database (for batches and snapshots).
+    pub db: Database,
+    /// KV entries: key → msgpack `KvEntry`.
+    pub kv: Keyspace,
+    /// KV tombstones: key → u64 BE index of the delete.
+    pub tombstones: Keyspace,
+    /// Metadata: applied log id, membership, table indexes.
+    pub meta: Keyspace,
+}
+
+impl Views {
+    /// Open (or create) the views under `dir`.
+    pub fn open(dir: &Path) -> Result<Views> {
+        let db = Database::builder(dir).open()?;
+        let kv = db.keyspace("kv", KeyspaceCreateOptions::default)?;
+        let tombstones = db.keyspace("tombstones", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        Ok(Views {
+            db,
+            kv,
+            tombstones,
+            meta,
+        })
+    }
+
+    /// The keyspace with a snapshot table id.
+    pub fn keyspace_by_id(&self, id: u8) -> Option<&Keyspace> {
+        match id {
+            1 => Some(&self.kv),
+            2 => Some(&self.tombstones),
+            3 => Some(&self.meta),
+            _ => None,
+        }
+    }
+
+    /// A table's max index (0 if never written).
+    pub fn table_index(&self, table: Table) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(index_key(table))?
+            .map(|v| be_u64(&v))
+            .unwrap_or(0))
+    }
+
+    /// The last applied log id and membership.
+    pub fn applied_state(&self) -> Result<AppliedState> {
+        let applied = match self.meta.get(META_LAST_APPLIED)? {
+            Some(v) => decode(&v, "last_applied")?,
+            None => None,
+        };
+        let membership = match self.meta.get(META_MEMBERSHIP)? {
+            Some(v) => decode(&v, "membership")?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    /// Same as [`Views::applied_state`] but from a consistent snapshot.
+    pub fn applied_state_at(&self, snap: &fjall::Snapshot) -> Result<AppliedState> {
+        let applied = match snap.get(&self.meta, META_LAST_APPLIED)? {
+            Some(v) => decode(&v, "last_applied")?,
+            None => None,
+        };
+        let membership = match snap.get(&self.meta, META_MEMBERSHIP)? {
+            Some(v) => decode(&v, "membership")?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    /// True if a snapshot install was interrupted.
+    pub fn install_interrupted(&self) -> Result<bool> {
+        Ok(self.meta.get(META_INSTALLING)?.is_some())
+    }
+}
+
+/// Decode a big-endian u64 (short input reads as 0).
+pub(crate) fn be_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    if let Some(src) = bytes.get(..8) {
+        buf.copy_from_slice(src);
+    }
+    u64::from_be_bytes(buf)
+}
+
+/// Encode a row as msgpack with named fields.
+pub(crate) fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(value).map_err(|e| Error::Decode {
+        what,
+        msg: e.to_string(),
+    })
+}
+
+/// Decode a msgpack row.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+        what,
+        msg: e.to_string(),
+    })
+}
