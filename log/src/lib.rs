@@ -1,13 +1,27 @@
-//! muster-log: placeholder until the log store lands.
+//! muster-log: muster's durable raft log.
+//!
+//! # Layout
+//!
+//! - [`record`]: the `[len][crc32][payload]` frame.
+//! - [`segment`]: segment files and their in-memory entry index.
+//! - `recovery`: validation on open; torn tails are cut, corruption is an error.
+//! - `meta`: vote, committed and last purged ids, replaced atomically.
+//! - [`store`]: [`LogStore`], openraft's `RaftLogStorage` with group commit.
+//! - [`error`]: the crate's [`Error`].
+//!
+//! The crate knows nothing of what entries carry: it stores openraft
+//! `Entry<C>` values as named-field msgpack.
 
-/// The log's error type.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// An I/O error.
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-}
+pub mod error;
+mod meta;
+pub mod record;
+mod recovery;
+pub mod segment;
+pub mod store;
 
-/// Result alias.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use error::{Error, Result};
+pub use segment::LogOptions;
+pub use store::{LogReader, LogStats, LogStore};
+
+#[cfg(test)]
+mod tests;
