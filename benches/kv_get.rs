@@ -1,1 +1,94 @@
-fn main() {}
+//! The KV GET path: the engine read (`Engine::kv_get`, fjall point read +
+//! decode) and the whole HTTP request through the API server on loopback.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use muster_api::ApiConfig;
+use muster_engine::{Command, Engine, EngineConfig};
+
+const KEYS: u64 = 10_000;
+
+fn kv_get(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = rt
+        .block_on(Engine::open(EngineConfig::new(dir.path(), "bench")))
+        .expect("engine");
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for chunk in 0..16u64 {
+            let engine = engine.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (chunk..KEYS).step_by(16) {
+                    engine
+                        .propose(Command::KvSet {
+                            key: format!("bench/key/{i:08}"),
+                            value: vec![b'x'; 100],
+                            flags: 0,
+                        })
+                        .await
+                        .expect("propose");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join");
+        }
+    });
+
+    let mut group = c.benchmark_group("kv_get");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    group.bench_function("engine", |b| {
+        b.iter(|| {
+            i = (i + 7919) % KEYS;
+            engine.kv_get(&format!("bench/key/{i:08}")).expect("get")
+        })
+    });
+
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(muster_api::serve(
+        listener,
+        engine.clone(),
+        ApiConfig::new("dc1", "bench", "00000000-0000-0000-0000-000000000001"),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("http", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % KEYS;
+            let uri: hyper::Uri = format!("http://{addr}/v1/kv/bench/key/{i:08}")
+                .parse()
+                .expect("uri");
+            let client = client.clone();
+            async move {
+                let resp = client.get(uri).await.expect("request");
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.expect("body").to_bytes()
+            }
+        })
+    });
+    group.finish();
+    let _ = stop_tx.send(());
+    let _ = rt.block_on(server);
+    rt.block_on(engine.shutdown()).expect("shutdown");
+}
+
+criterion_group!(benches, kv_get);
+criterion_main!(benches);

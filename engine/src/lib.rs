@@ -23,6 +23,7 @@ pub mod command;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod offline;
 pub mod raft;
 pub mod types;
 pub mod watch;
