@@ -90,6 +90,10 @@ pub struct ClusterStatus {
     pub applied_index: u64,
 }
 
+/// How long a write waits for a leader to be elected before failing with
+/// `No cluster leader` (Consul's `rpc_hold_timeout`).
+pub const RPC_HOLD_TIMEOUT: Duration = Duration::from_secs(7);
+
 /// A handle to the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -221,8 +225,26 @@ impl Engine {
     async fn wait_for_solo_leadership(&self) -> Result<()> {
         let raft = &self.inner.raft;
         let id = self.inner.cfg.node_id;
+        if !raft.is_initialized().await.map_err(raft_err)? {
+            return Ok(());
+        }
+        // Metrics start empty and catch up with the stored membership
+        // shortly after the core starts.
+        let m = raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .next()
+                        .is_some()
+                },
+                "membership loaded",
+            )
+            .await
+            .map_err(raft_err)?;
         let solo = {
-            let m = raft.metrics().borrow().clone();
             let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
             voters == [id]
         };
@@ -246,8 +268,18 @@ impl Engine {
     }
 
     /// Propose a command; resolves once it is committed and applied.
+    ///
+    /// During an election (no leader known) the write is held for up to
+    /// [`RPC_HOLD_TIMEOUT`] waiting for one, as Consul holds RPCs.
     pub async fn propose(&self, cmd: Command) -> Result<Applied> {
-        match self.inner.raft.client_write(cmd).await {
+        let raft = &self.inner.raft;
+        if raft.metrics().borrow().current_leader.is_none() {
+            let _ = raft
+                .wait(Some(RPC_HOLD_TIMEOUT))
+                .metrics(|m| m.current_leader.is_some(), "leader elected")
+                .await;
+        }
+        match raft.client_write(cmd).await {
             Ok(resp) => Ok(Applied {
                 index: resp.log_id.index,
                 response: resp.data,
@@ -392,21 +424,36 @@ impl Engine {
         &self.inner.cfg
     }
 
-    /// Build a snapshot now (normally raft does it every
-    /// `snapshot_threshold` entries) and wait for it.
+    /// Build a snapshot covering at least everything applied now (normally
+    /// raft builds one every `snapshot_threshold` entries) and wait for it.
+    /// Returns the snapshot's index.
     pub async fn snapshot_now(&self) -> Result<u64> {
         let raft = &self.inner.raft;
-        let applied = raft.metrics().borrow().last_applied.map(|l| l.index);
-        raft.trigger().snapshot().await.map_err(raft_err)?;
-        let target = applied.unwrap_or(0);
-        raft.wait(Some(Duration::from_secs(600)))
-            .metrics(
-                |m| m.snapshot.map(|s| s.index).unwrap_or(0) >= target,
-                "snapshot",
-            )
-            .await
-            .map_err(raft_err)?;
-        Ok(applied.unwrap_or(0))
+        let target = raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            // A trigger while a build is already running is dropped by
+            // raft, and that build may cover less than `target`: retry.
+            raft.trigger().snapshot().await.map_err(raft_err)?;
+            let waited = raft
+                .wait(Some(Duration::from_secs(1)))
+                .metrics(
+                    |m| m.snapshot.map(|s| s.index).unwrap_or(0) >= target,
+                    "snapshot",
+                )
+                .await;
+            match waited {
+                Ok(m) => return Ok(m.snapshot.map(|s| s.index).unwrap_or(0)),
+                Err(openraft::metrics::WaitError::Timeout(..))
+                    if tokio::time::Instant::now() < deadline => {}
+                Err(e) => return Err(raft_err(e)),
+            }
+        }
     }
 
     /// Stop raft and flush the views; pending proposals fail with `Shutdown`.
