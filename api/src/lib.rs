@@ -22,6 +22,7 @@ use muster_engine::Engine;
 mod agent;
 mod backend;
 mod error;
+pub mod filter;
 mod kv;
 pub mod query;
 mod response;
