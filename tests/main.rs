@@ -1,1 +1,22 @@
-//! tests
+//! muster's integration tests: one test binary (`[[test]] integration`) that
+//! spawns the real `muster` binary on loopback, one process per agent, with a
+//! fresh temporary directory and no fixed ports.
+//!
+//! # Layout
+//! - `harness.rs`: `Agent` (spawn, readiness line, SIGKILL, restart, log dump
+//!   on failure) and a tiny HTTP/1.1 client.
+//! - `agent.rs`: the agent's lifecycle: readiness line, signals, node ID,
+//!   `/v1/status/*`.
+//! - `kv.rs`: `/v1/kv/*` semantics (values, flags, cas, listings, limits,
+//!   headers).
+//! - `blocking.rs`: `?index=&wait=` blocking reads and index monotonicity
+//!   across restarts.
+//! - `durability.rs`: acknowledged writes survive `kill -9`.
+//! - `cli.rs`: the client commands and flag handling of the binary.
+
+mod agent;
+mod blocking;
+mod cli;
+mod durability;
+mod harness;
+mod kv;

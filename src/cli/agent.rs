@@ -1,0 +1,658 @@
+//! `muster agent`: validate the agent's flags into a [`Config`], open the
+//! engine, serve the HTTP API, print the readiness line and shut down cleanly
+//! on SIGINT/SIGTERM.
+//!
+//! This module owns the process lifecycle of an agent (data directory, node
+//! ID, logging, signals). It must not implement API or engine behaviour: it
+//! only wires `muster_engine::Engine` to `muster_api::serve`.
+//!
+//! The readiness line is the only thing an agent writes to stdout; logs go
+//! to stderr.
+
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use muster_api::ApiConfig;
+use muster_engine::{Engine, EngineConfig};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
+
+/// Consul's default ports (§11.2 of consul-compat.md).
+const DEFAULT_HTTP_PORT: u16 = 8500;
+const DEFAULT_DNS_PORT: u16 = 8600;
+const DEFAULT_SERVER_PORT: u16 = 8300;
+const DEFAULT_SERF_LAN_PORT: u16 = 8301;
+const DEFAULT_SERF_WAN_PORT: u16 = 8302;
+
+/// `kv_max_value_size`: the largest KV value accepted (512 KiB).
+const KV_MAX_VALUE_SIZE: usize = 512 * 1024;
+
+/// How long to wait for this server to see a leader before printing the
+/// readiness line anyway (with a warning).
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long in-flight HTTP requests get to finish on shutdown.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
+
+/// How long the engine gets to stop raft and flush on shutdown.
+const ENGINE_SHUTDOWN: Duration = Duration::from_secs(30);
+
+/// The agent's raw flags, as Consul spells them.
+#[derive(Debug, clap::Args)]
+#[command(about = "Run an agent: a one-node server for now")]
+pub struct AgentArgs {
+    /// Development mode: a self-elected server with its data in a temporary
+    /// directory removed on exit, HTTP on 127.0.0.1:8500, debug logs and
+    /// pretty JSON.
+    #[arg(long)]
+    pub dev: bool,
+    /// Run as a server (clients that forward to servers are a later issue).
+    #[arg(long)]
+    pub server: bool,
+    /// Let this server elect itself: form a one-member cluster if its data
+    /// directory is empty.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Wait for this many servers before forming the cluster (only 1 is
+    /// supported until clustering lands; 1 is the same as -bootstrap).
+    #[arg(long, value_name = "N")]
+    pub bootstrap_expect: Option<u32>,
+    /// Node name (default: the hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Datacenter (default: dc1); lowercased, only [a-z0-9_-].
+    #[arg(long, value_name = "DC")]
+    pub datacenter: Option<String>,
+    /// Cluster bind address (default: 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Address the HTTP API (and later DNS) listens on (default: 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub client: Option<IpAddr>,
+    /// Address other servers reach this one at (default: the bind address).
+    #[arg(long, value_name = "IP")]
+    pub advertise: Option<IpAddr>,
+    /// Directory for the log, views and node ID (required unless -dev).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of *.json / *.hcl config files (accepted and checked; loading
+    /// their keys is a later issue). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Vec<PathBuf>,
+    /// A config file (accepted and checked; loading its keys is a later
+    /// issue). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Vec<PathBuf>,
+    /// HTTP API port (default: 8500; 0 = any free port).
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// DNS port (default: 8600; reserved, no DNS listener yet).
+    #[arg(long, value_name = "PORT")]
+    pub dns_port: Option<u16>,
+    /// Server RPC port (default: 8300).
+    #[arg(long, value_name = "PORT")]
+    pub server_port: Option<u16>,
+    /// LAN gossip port (default: 8301; no gossip yet).
+    #[arg(long, value_name = "PORT")]
+    pub serf_lan_port: Option<u16>,
+    /// WAN gossip port (default: 8302; no gossip yet).
+    #[arg(long, value_name = "PORT")]
+    pub serf_wan_port: Option<u16>,
+    /// Log level: trace, debug, info, warn or error (default: info; debug
+    /// with -dev).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// Where the agent keeps its data.
+#[derive(Debug)]
+enum DataDir {
+    /// `-dev`: a fresh temporary directory, removed when this is dropped
+    /// (after the engine has shut down).
+    Temp(tempfile::TempDir),
+    /// `-data-dir`: durable.
+    Dir(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Temp(dir) => dir.path(),
+            DataDir::Dir(dir) => dir,
+        }
+    }
+}
+
+/// The validated agent configuration.
+#[derive(Debug)]
+struct Config {
+    /// `-dev` mode (pretty JSON, faster raft timings, temporary data).
+    dev: bool,
+    /// Form a one-member cluster if the log is empty.
+    bootstrap: bool,
+    /// This agent's node name.
+    node_name: String,
+    /// Datacenter, lowercased and checked.
+    datacenter: String,
+    /// Durable data directory; `None` with `-dev` (a temp dir is made at start).
+    data_dir: Option<PathBuf>,
+    /// Address peers reach this server's RPC port at.
+    advertise: IpAddr,
+    /// Address the HTTP API listens on.
+    client: IpAddr,
+    /// HTTP port (0 = any free port).
+    http_port: u16,
+    /// DNS port, reserved for the DNS interface.
+    dns_port: u16,
+    /// Server RPC port.
+    server_port: u16,
+    /// LAN gossip port, reserved (nothing listens until membership lands).
+    serf_lan_port: u16,
+    /// WAN gossip port, reserved.
+    serf_wan_port: u16,
+    /// Log level for muster's own targets.
+    log_level: &'static str,
+    /// Config files that were accepted (not loaded yet).
+    config_files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Check the flags. Every failure is a one-line message saying how to fix
+    /// it.
+    fn from_args(args: AgentArgs) -> anyhow::Result<Config> {
+        let log_level = match &args.log_level {
+            Some(level) => parse_log_level(level)?,
+            None if args.dev => "debug",
+            None => "info",
+        };
+        if args.bootstrap && args.bootstrap_expect.is_some() {
+            bail!("Error: -bootstrap and -bootstrap-expect are mutually exclusive: pass only one");
+        }
+        let bootstrap = match args.bootstrap_expect {
+            None | Some(0) => args.bootstrap,
+            Some(1) => true,
+            Some(n) => bail!(
+                "Error: -bootstrap-expect={n} needs clustering, which muster does not support yet: \
+                 run a single server with -server -bootstrap"
+            ),
+        };
+        let data_dir = if args.dev {
+            None
+        } else {
+            match &args.data_dir {
+                Some(dir) if !dir.as_os_str().is_empty() => Some(dir.clone()),
+                _ => bail!(
+                    "Error: -data-dir is required unless -dev is set: pass -data-dir=<dir> \
+                     (e.g. 'muster agent -server -bootstrap -data-dir /var/lib/muster') or run \
+                     'muster agent -dev'"
+                ),
+            }
+        };
+        if !args.dev && !args.server {
+            bail!(
+                "Error: client agents are not supported yet: run a server with \
+                 'muster agent -server -bootstrap -data-dir <dir>' or use 'muster agent -dev'"
+            );
+        }
+        let datacenter = parse_datacenter(args.datacenter.as_deref().unwrap_or("dc1"))?;
+        let node_name = match args.node {
+            Some(name) if name.trim().is_empty() => {
+                bail!("Error: -node must not be empty: pass a node name or omit it to use the hostname")
+            }
+            Some(name) => name,
+            None => hostname(),
+        };
+        let config_files = check_config_sources(&args.config_file, &args.config_dir)?;
+        let bind = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let advertise = match args.advertise {
+            Some(ip) => ip,
+            // An unspecified bind address cannot be advertised; picking the
+            // sole private address comes with clustering.
+            None if bind.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => bind,
+        };
+        Ok(Config {
+            dev: args.dev,
+            bootstrap: args.dev || bootstrap,
+            node_name,
+            datacenter,
+            data_dir,
+            advertise,
+            client: args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            http_port: args.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            dns_port: args.dns_port.unwrap_or(DEFAULT_DNS_PORT),
+            server_port: args.server_port.unwrap_or(DEFAULT_SERVER_PORT),
+            serf_lan_port: args.serf_lan_port.unwrap_or(DEFAULT_SERF_LAN_PORT),
+            serf_wan_port: args.serf_wan_port.unwrap_or(DEFAULT_SERF_WAN_PORT),
+            log_level,
+            config_files,
+        })
+    }
+}
+
+/// `-log-level`: Consul's names (`err` and `warning` included), any case.
+fn parse_log_level(level: &str) -> anyhow::Result<&'static str> {
+    Ok(match level.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "err" | "error" => "error",
+        _ => {
+            bail!("Error: invalid -log-level {level:?}: use one of trace, debug, info, warn, error")
+        }
+    })
+}
+
+/// `-datacenter`: lowercased; only `[a-z0-9_-]`.
+fn parse_datacenter(dc: &str) -> anyhow::Result<String> {
+    let dc = dc.to_ascii_lowercase();
+    if dc.is_empty()
+        || !dc
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        bail!("Error: invalid -datacenter {dc:?}: use only letters, digits, '_' and '-'");
+    }
+    Ok(dc)
+}
+
+/// The default node name: the kernel's hostname, else `/etc/hostname`, else
+/// `$HOSTNAME`, else `muster`.
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| fs::read_to_string(path).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "muster".to_string())
+}
+
+/// Check every `-config-file` and the `*.json` / `*.hcl` files of every
+/// `-config-dir` (lexical order): each must be readable, and JSON ones must be
+/// a JSON object. Their keys are not applied yet; that is the config issue's
+/// work. Returns the accepted files.
+fn check_config_sources(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut accepted = Vec::new();
+    for file in files {
+        check_config_file(file)?;
+        accepted.push(file.clone());
+    }
+    for dir in dirs {
+        let entries = fs::read_dir(dir)
+            .with_context(|| format!("Error: cannot read -config-dir {}", dir.display()))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("Error: cannot read -config-dir {}", dir.display()))?
+                .path();
+            let wanted = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("json" | "hcl")
+            );
+            if wanted && path.is_file() {
+                found.push(path);
+            }
+        }
+        found.sort();
+        for file in found {
+            check_config_file(&file)?;
+            accepted.push(file);
+        }
+    }
+    Ok(accepted)
+}
+
+/// One config file: readable; if not `.hcl`, a JSON object.
+fn check_config_file(path: &Path) -> anyhow::Result<()> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("Error: cannot read config file {}", path.display()))?;
+    if path.extension().and_then(|e| e.to_str()) == Some("hcl") {
+        return Ok(());
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => bail!(
+            "Error parsing {}: the top level must be a JSON object",
+            path.display()
+        ),
+        Err(err) => bail!("Error parsing {}: {err}", path.display()),
+    }
+}
+
+/// Read `data_dir/node-id`, or create it: a random UUID v4, written to a
+/// temporary file, synced and renamed so a crash never leaves half an ID.
+fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<(String, [u8; 16])> {
+    let path = data_dir.join("node-id");
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            let bytes = parse_uuid(id).with_context(|| {
+                format!(
+                    "Error: {} does not hold a UUID ({id:?}): fix or delete it",
+                    path.display()
+                )
+            })?;
+            Ok((id.to_string(), bytes))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 16];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            // RFC 4122 version 4, variant 1.
+            bytes[6] = (bytes[6] & 0x0f) | 0x40;
+            bytes[8] = (bytes[8] & 0x3f) | 0x80;
+            let id = format_uuid(&bytes);
+            let tmp = data_dir.join("node-id.tmp");
+            let write = || -> io::Result<()> {
+                let mut file = fs::File::create(&tmp)?;
+                file.write_all(id.as_bytes())?;
+                file.sync_all()?;
+                fs::rename(&tmp, &path)?;
+                fs::File::open(data_dir)?.sync_all()
+            };
+            write().with_context(|| format!("Error: cannot write {}", path.display()))?;
+            Ok((id, bytes))
+        }
+        Err(err) => Err(err).with_context(|| format!("Error: cannot read {}", path.display())),
+    }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
+fn format_uuid(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Parse the hyphenated UUID form.
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens != [8, 4, 4, 4, 12] {
+        return None;
+    }
+    let hex: String = groups.concat();
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The raft id: the first 8 bytes of the node UUID, big-endian, never 0
+/// (a v4 UUID's version nibble already makes it non-zero).
+fn raft_id(uuid: &[u8; 16]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&uuid[..8]);
+    u64::from_be_bytes(first).max(1)
+}
+
+/// Install the stderr log subscriber. Storage and raft internals stay at
+/// `warn` unless the level is `trace`.
+fn init_logging(level: &str) {
+    let filter = if level == "trace" {
+        "trace".to_string()
+    } else {
+        format!("{level},lsm_tree=warn,fjall=warn,openraft=warn")
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+}
+
+/// `muster agent`.
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let ignored_data_dir = args.dev && args.data_dir.is_some();
+    let cfg = Config::from_args(args)?;
+    init_logging(cfg.log_level);
+    if ignored_data_dir {
+        tracing::warn!("-dev keeps its data in a temporary directory; -data-dir is ignored");
+    }
+    for file in &cfg.config_files {
+        tracing::info!(
+            file = %file.display(),
+            "config file accepted; applying config keys is not implemented yet"
+        );
+    }
+    let data_dir = match &cfg.data_dir {
+        Some(dir) => {
+            fs::create_dir_all(dir)
+                .with_context(|| format!("Error: cannot create -data-dir {}", dir.display()))?;
+            DataDir::Dir(dir.clone())
+        }
+        None => DataDir::Temp(
+            tempfile::Builder::new()
+                .prefix("muster-dev-")
+                .tempdir()
+                .context("Error: cannot create a temporary data directory for -dev")?,
+        ),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("Error: cannot start the async runtime")?;
+    let result = runtime.block_on(serve(&cfg, data_dir.path()));
+    // Let background tasks see the runtime close before the data goes away.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(data_dir);
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Open the engine, serve HTTP until a signal, then shut everything down.
+async fn serve(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    // Install the handlers first, so a signal that arrives right after the
+    // readiness line is not fatal.
+    let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
+
+    let (node_id, uuid) = load_or_create_node_id(data_dir)?;
+    let rpc_addr = SocketAddr::new(cfg.advertise, cfg.server_port);
+    let mut engine_cfg = EngineConfig::new(data_dir, cfg.node_name.clone());
+    engine_cfg.node_id = raft_id(&uuid);
+    engine_cfg.rpc_addr = rpc_addr.to_string();
+    engine_cfg.bootstrap = cfg.bootstrap;
+    if cfg.dev {
+        // Consul's -dev uses raft_multiplier=1: the fastest timings.
+        engine_cfg.heartbeat = Duration::from_millis(100);
+        engine_cfg.election_timeout = Duration::from_millis(500);
+    }
+    tracing::info!(
+        node = %cfg.node_name,
+        node_id = %node_id,
+        raft_id = engine_cfg.node_id,
+        rpc = %rpc_addr,
+        data_dir = %data_dir.display(),
+        bootstrap = cfg.bootstrap,
+        serf_lan_port = cfg.serf_lan_port,
+        serf_wan_port = cfg.serf_wan_port,
+        "opening engine"
+    );
+    let engine = Engine::open(engine_cfg).await.with_context(|| {
+        format!(
+            "Error: cannot open the data directory {}",
+            data_dir.display()
+        )
+    })?;
+
+    let result = serve_http(cfg, &engine, &node_id, data_dir, &mut sigint, &mut sigterm).await;
+
+    tracing::info!("shutting down the engine");
+    match tokio::time::timeout(ENGINE_SHUTDOWN, engine.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "engine shutdown failed"),
+        Err(_) => tracing::error!("engine shutdown timed out"),
+    }
+    if result.is_ok() {
+        tracing::info!("agent stopped");
+    }
+    result
+}
+
+/// Bind and serve the HTTP API, announce readiness, and wait for a signal or
+/// for the server to fail. The HTTP server is stopped before this returns.
+async fn serve_http(
+    cfg: &Config,
+    engine: &Engine,
+    node_id: &str,
+    data_dir: &Path,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<()> {
+    let http_addr = SocketAddr::new(cfg.client, cfg.http_port);
+    let listener = TcpListener::bind(http_addr).await.with_context(|| {
+        format!("Error: cannot listen for HTTP on {http_addr}: is another agent running? Pick another port with -http-port")
+    })?;
+    let bound = listener
+        .local_addr()
+        .context("Error: cannot read the HTTP listener's address")?;
+    let api_cfg = ApiConfig {
+        datacenter: cfg.datacenter.clone(),
+        node_name: cfg.node_name.clone(),
+        node_id: node_id.to_string(),
+        server: true,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pretty: cfg.dev,
+        kv_max_value_size: KV_MAX_VALUE_SIZE,
+    };
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(muster_api::serve(
+        listener,
+        engine.clone(),
+        api_cfg,
+        async move {
+            // A dropped sender also means "stop".
+            let _ = stop_rx.await;
+        },
+    ));
+
+    // Wait (bounded) until this server knows a leader, so the first request
+    // after the readiness line does not see `No cluster leader`.
+    let leader_wait = async {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        while engine.status().leader.is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("no cluster leader yet; serving anyway");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if cfg.bootstrap {
+        tokio::select! {
+            () = leader_wait => {}
+            res = &mut server => return Err(server_ended(res)),
+        }
+    }
+
+    let dns_addr = SocketAddr::new(cfg.client, cfg.dns_port);
+    tracing::info!(
+        node = %cfg.node_name,
+        datacenter = %cfg.datacenter,
+        http = %bound,
+        dns = %dns_addr,
+        data_dir = %data_dir.display(),
+        "agent ready"
+    );
+    announce_ready(&format!(
+        "muster agent ready: node={} datacenter={} http={} dns={} data_dir={}",
+        cfg.node_name,
+        cfg.datacenter,
+        bound,
+        dns_addr,
+        data_dir.display()
+    ));
+
+    let ended_early = tokio::select! {
+        _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "caught signal, shutting down"); None }
+        _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "caught signal, shutting down"); None }
+        res = &mut server => Some(res),
+    };
+    if let Some(res) = ended_early {
+        return Err(server_ended(res));
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => tracing::error!(error = %err, "HTTP server failed while stopping"),
+        Ok(Err(err)) => tracing::error!(error = %err, "HTTP server task failed while stopping"),
+        Err(_) => {
+            tracing::warn!("HTTP requests still running after the drain timeout; aborting them");
+            server.abort();
+        }
+    }
+    Ok(())
+}
+
+/// The error for an HTTP server that stopped without being asked to.
+fn server_ended(
+    res: Result<Result<(), muster_api::Error>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match res {
+        Ok(Ok(())) => anyhow::anyhow!("Error: the HTTP server stopped unexpectedly"),
+        Ok(Err(err)) => anyhow::anyhow!("Error: the HTTP server failed: {err}"),
+        Err(err) => anyhow::anyhow!("Error: the HTTP server task failed: {err}"),
+    }
+}
+
+/// Write the readiness line to stdout and flush it: the one line a
+/// supervisor or test harness waits for.
+fn announce_ready(line: &str) {
+    let mut out = io::stdout().lock();
+    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %err, "cannot write the readiness line to stdout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_round_trips_and_gives_a_nonzero_raft_id() {
+        let bytes = [
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef, 0x80, 0x01, 0x02, 0x03, 0x04, 0x05,
+            0x06, 0x07,
+        ];
+        let s = format_uuid(&bytes);
+        assert_eq!(s, "12345678-9abc-4def-8001-020304050607");
+        assert_eq!(parse_uuid(&s), Some(bytes));
+        assert_eq!(raft_id(&bytes), 0x1234_5678_9abc_4def);
+        assert_eq!(raft_id(&[0; 16]), 1);
+        assert_eq!(parse_uuid("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn node_id_is_persisted() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (first, _) = load_or_create_node_id(dir.path())?;
+        let (second, _) = load_or_create_node_id(dir.path())?;
+        assert_eq!(first, second);
+        let bytes = parse_uuid(&first).expect("a generated id parses");
+        assert_eq!(bytes[6] >> 4, 4, "version 4");
+        Ok(())
+    }
+
+    #[test]
+    fn log_levels_and_datacenters_are_checked() {
+        assert_eq!(parse_log_level("WARN").ok(), Some("warn"));
+        assert!(parse_log_level("loud").is_err());
+        assert_eq!(parse_datacenter("DC-1").ok().as_deref(), Some("dc-1"));
+        assert!(parse_datacenter("dc.1").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! The command line: the clap definitions of every command, the Go-style
+//! flag rewrite, and dispatch to one module per command group.
+//!
+//! Raw arguments are parsed here; each command validates its own flags into
+//! what it runs with (`agent` builds a `Config`). Nothing here talks to the
+//! network or the disk.
+
+pub mod agent;
+pub mod http;
+pub mod keygen;
+pub mod kv;
+pub mod version;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// muster: a service registry and coordination server that speaks Consul's
+/// HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "muster", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every top-level command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an agent (a one-node server for now).
+    Agent(agent::AgentArgs),
+    /// Read and write the key/value store of a running agent.
+    Kv(kv::KvArgs),
+    /// Print muster's version and protocol.
+    Version,
+    /// Print a new gossip encryption key (base64 of 32 random bytes).
+    Keygen,
+}
+
+/// Run the parsed command. `Err` is reported by `main` as one line on
+/// stderr with exit status 1.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Agent(args) => agent::run(args),
+        Command::Kv(args) => kv::run(args),
+        Command::Version => version::run(),
+        Command::Keygen => keygen::run(),
+    }
+}
+
+/// Rewrite Go-style flags for clap: `-name` and `-name=value` (one dash, a
+/// name of two or more characters starting with a letter) become `--name`
+/// and `--name=value`. Single-character short flags (`-h`), `--flags`, a lone
+/// `-` (stdin) and everything after a literal `--` are left alone; the first
+/// element (the program name) is never touched.
+pub fn rewrite_go_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || passthrough {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            passthrough = true;
+            out.push(arg);
+            continue;
+        }
+        match arg.to_str() {
+            Some(s) if is_go_long_flag(s) => out.push(OsString::from(format!("-{s}"))),
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+/// True for `-name` / `-name=value` where `name` is a Go-style long flag.
+fn is_go_long_flag(arg: &str) -> bool {
+    let Some(rest) = arg.strip_prefix('-') else {
+        return false;
+    };
+    let name = rest.split('=').next().unwrap_or_default();
+    name.len() > 1
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        rewrite_go_flags(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().expect("test args are UTF-8"))
+            .collect()
+    }
+
+    #[test]
+    fn go_style_long_flags_become_double_dash() {
+        assert_eq!(
+            rewrite(&["muster", "agent", "-dev", "-http-port=0", "-node", "n1"]),
+            ["muster", "agent", "--dev", "--http-port=0", "--node", "n1"]
+        );
+    }
+
+    #[test]
+    fn short_flags_double_dash_stdin_and_passthrough_are_kept() {
+        assert_eq!(
+            rewrite(&["muster", "-h", "--help", "kv", "put", "k", "-", "--", "-value"]),
+            ["muster", "-h", "--help", "kv", "put", "k", "-", "--", "-value"]
+        );
+    }
+
+    #[test]
+    fn negative_numbers_are_not_flags() {
+        assert_eq!(rewrite(&["muster", "-10", "-x"]), ["muster", "-10", "-x"]);
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
