@@ -246,6 +246,7 @@ async fn propose_bool<E: Backend>(ctx: &Ctx<'_, E>, cmd: Command) -> Result<Resp
     let ok = match applied.response {
         muster_engine::Response::Bool(b) => b,
         muster_engine::Response::None => true,
+        muster_engine::Response::Rejected(msg) => return Err(Error::Internal(msg)),
     };
     ctx.json(&ok)
 }

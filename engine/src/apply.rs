@@ -97,5 +97,8 @@ pub(crate) fn apply_command(
             index: expected,
         } => kv::delete_cas(views, batch, touched, index, key, *expected),
         Command::KvDeleteTree { prefix } => kv::delete_tree(views, batch, touched, index, prefix),
+        Command::CatalogRegister { .. } | Command::CatalogDeregister { .. } => {
+            Ok(Response::Rejected("catalog not implemented yet".into()))
+        }
     }
 }

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::types::{Check, Node, Service};
+
 /// A change of state. Apply is deterministic: everything time- or
 /// randomness-dependent is filled in by the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +55,28 @@ pub enum Command {
         /// The prefix.
         prefix: String,
     },
+    /// Upsert a node and, optionally, a service instance and checks on it
+    /// (`/v1/catalog/register`). Indexes inside the records are ignored.
+    CatalogRegister {
+        /// The node (name, address, ...).
+        node: Node,
+        /// Leave an existing node's fields as they are.
+        skip_node_update: bool,
+        /// A service instance to upsert on the node.
+        service: Option<Service>,
+        /// Checks to upsert on the node.
+        checks: Vec<Check>,
+    },
+    /// Remove a check, a service instance (and its checks), or a whole node
+    /// (`/v1/catalog/deregister`). Absent things are a successful no-op.
+    CatalogDeregister {
+        /// The node name.
+        node: String,
+        /// Remove only this service instance (and its checks).
+        service_id: Option<String>,
+        /// Remove only this check.
+        check_id: Option<String>,
+    },
 }
 
 /// The outcome of applying one command.
@@ -63,6 +87,10 @@ pub enum Response {
     None,
     /// A boolean result: `true` = applied, `false` = CAS/lock condition failed.
     Bool(bool),
+    /// The command was rejected by a rule that depends on state (e.g.
+    /// `Missing service registration`); nothing was changed. The message is
+    /// Consul's, served as a 500.
+    Rejected(String),
 }
 
 impl Command {

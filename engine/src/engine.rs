@@ -20,7 +20,7 @@ use crate::raft::{RaftNode, TypeConfig};
 use crate::sm::{Shared, StateMachine};
 use crate::snapshot;
 use crate::tables::kv;
-use crate::types::{Indexed, KvEntry};
+use crate::types::{Check, Indexed, KvEntry, Node, NodeServices, ServiceHealth, ServiceNode};
 use crate::views::Views;
 use crate::watch::{Table, Watch};
 
@@ -412,6 +412,52 @@ impl Engine {
     /// The KV table index, tombstones included (≥ 1).
     pub fn kv_table_index(&self) -> Result<u64> {
         Ok(self.inner.shared.views.table_index(Table::Kv)?.max(1))
+    }
+
+    /// Every catalog node, sorted by name. Index: the nodes table.
+    /// Watch: `WatchKey::Table(Table::Nodes)`.
+    pub fn catalog_nodes(&self) -> Result<Indexed<Vec<Node>>> {
+        Err(Error::Invalid("catalog not implemented yet".into()))
+    }
+
+    /// Every service instance with its node, sorted by service name, node,
+    /// ID. Index: the services table. Watch: `WatchKey::Table(Table::Services)`.
+    pub fn catalog_services(&self) -> Result<Indexed<Vec<ServiceNode>>> {
+        Err(Error::Invalid("catalog not implemented yet".into()))
+    }
+
+    /// The instances of one service with their nodes, sorted by node then ID.
+    /// Index: the per-service index (never goes backwards, also after the
+    /// last instance is deregistered). Watch: `WatchKey::Service(name)`.
+    pub fn catalog_service(&self, _name: &str) -> Result<Indexed<Vec<ServiceNode>>> {
+        Err(Error::Invalid("catalog not implemented yet".into()))
+    }
+
+    /// A node and its services (`None` if unknown; names match
+    /// case-insensitively). Index: the per-node index. Watch:
+    /// `WatchKey::Node(name.to_lowercase())`.
+    pub fn catalog_node(&self, _node: &str) -> Result<Indexed<Option<NodeServices>>> {
+        Err(Error::Invalid("catalog not implemented yet".into()))
+    }
+
+    /// Every check on a node (node and service checks), sorted by ID.
+    /// Index: the per-node index. Watch: `WatchKey::Node(name.to_lowercase())`.
+    pub fn health_node(&self, _node: &str) -> Result<Indexed<Vec<Check>>> {
+        Err(Error::Invalid("catalog not implemented yet".into()))
+    }
+
+    /// The instances of one service, each with its node and checks (the
+    /// node's checks, then the instance's). Index: the per-service index.
+    /// Watch: `WatchKey::Service(name)`. `/v1/health/checks/:s` is the
+    /// instance checks of this result.
+    pub fn health_service(&self, _name: &str) -> Result<Indexed<Vec<ServiceHealth>>> {
+        Err(Error::Invalid("catalog not implemented yet".into()))
+    }
+
+    /// Every check, sorted by node then ID. Index: the checks table.
+    /// Watch: `WatchKey::Table(Table::Checks)`.
+    pub fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>> {
+        Err(Error::Invalid("catalog not implemented yet".into()))
     }
 
     /// This agent's node name.

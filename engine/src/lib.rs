@@ -41,5 +41,8 @@ pub use blocking::Blocking;
 pub use command::{Command, Response};
 pub use engine::{Applied, ClusterStatus, Engine, EngineConfig};
 pub use error::{Error, Result};
-pub use types::{Indexed, KvEntry};
+pub use types::{
+    Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceAddress, ServiceHealth,
+    ServiceNode, Status, Weights,
+};
 pub use watch::{Table, WatchKey};

@@ -33,3 +33,192 @@ pub struct KvEntry {
     /// The session holding the lock, if any.
     pub session: Option<String>,
 }
+
+/// A catalog node (Consul's `Node`).
+///
+/// Every record type here is also carried inside commands, so fields are
+/// only ever added, with `#[serde(default)]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Node {
+    /// The node's UUID, or `""` for externally registered nodes.
+    pub id: String,
+    /// The node name (matched case-insensitively).
+    pub node: String,
+    /// The node's address.
+    pub address: String,
+    /// The node's datacenter.
+    pub datacenter: String,
+    /// `lan`, `wan`, ... addresses.
+    pub tagged_addresses: std::collections::BTreeMap<String, String>,
+    /// Node metadata.
+    pub meta: std::collections::BTreeMap<String, String>,
+    /// Index of the write that created the node.
+    pub create_index: u64,
+    /// Index of the last write that changed the node.
+    pub modify_index: u64,
+}
+
+/// An address and port (a service's tagged address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ServiceAddress {
+    /// The address.
+    pub address: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// DNS SRV weights of a service instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Weights {
+    /// Weight while passing (≥ 1).
+    pub passing: u32,
+    /// Weight while warning.
+    pub warning: u32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            passing: 1,
+            warning: 1,
+        }
+    }
+}
+
+/// One service instance registered on a node (Consul's `NodeService`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Service {
+    /// The node the instance runs on (as registered).
+    pub node: String,
+    /// The instance ID (unique per node).
+    pub id: String,
+    /// The service name.
+    pub service: String,
+    /// `""` for a typical service; mesh kinds otherwise.
+    pub kind: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// The instance address (`""` = the node's).
+    pub address: String,
+    /// Tagged addresses (`lan`, `wan`, ...).
+    pub tagged_addresses: std::collections::BTreeMap<String, ServiceAddress>,
+    /// The port (0 = none).
+    pub port: u16,
+    /// Unix socket path, if any.
+    pub socket_path: String,
+    /// Metadata.
+    pub meta: std::collections::BTreeMap<String, String>,
+    /// SRV weights.
+    pub weights: Weights,
+    /// Let the catalog's tags win over the agent's (anti-entropy).
+    pub enable_tag_override: bool,
+    /// Index of the write that created the instance.
+    pub create_index: u64,
+    /// Index of the last write that changed the instance.
+    pub modify_index: u64,
+}
+
+/// A health check status.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+pub enum Status {
+    /// Healthy.
+    Passing,
+    /// Degraded: still in DNS answers unless `only_passing`.
+    Warning,
+    /// Failing: out of DNS and `?passing` answers. The default, as in Consul.
+    #[default]
+    Critical,
+}
+
+impl Status {
+    /// Consul's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passing => "passing",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+        }
+    }
+
+    /// Parse Consul's spelling.
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "passing" => Some(Status::Passing),
+            "warning" => Some(Status::Warning),
+            "critical" => Some(Status::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// A health check (Consul's `HealthCheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Check {
+    /// The node the check belongs to.
+    pub node: String,
+    /// The check ID (unique per node).
+    pub check_id: String,
+    /// The check name.
+    pub name: String,
+    /// Current status.
+    pub status: Status,
+    /// Human notes.
+    pub notes: String,
+    /// Output of the last run.
+    pub output: String,
+    /// The service instance this check belongs to (`""` = node check).
+    pub service_id: String,
+    /// The service name (copied from the instance at registration).
+    pub service_name: String,
+    /// The service tags (copied from the instance at registration).
+    pub service_tags: Vec<String>,
+    /// `ttl`, `http`, `tcp`, `script`, ... or `""`.
+    pub check_type: String,
+    /// Run interval in nanoseconds (0 = none).
+    pub interval_ns: u64,
+    /// Timeout in nanoseconds (0 = none).
+    pub timeout_ns: u64,
+    /// The check definition as JSON text (opaque to the engine; `""` = `{}`).
+    pub definition: String,
+    /// Index of the write that created the check.
+    pub create_index: u64,
+    /// Index of the last write that changed the check.
+    pub modify_index: u64,
+}
+
+/// A node with the service instances registered on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeServices {
+    /// The node.
+    pub node: Node,
+    /// Its services, sorted by ID.
+    pub services: Vec<Service>,
+}
+
+/// One entry of `/v1/health/service/:s`: an instance, its node, and the
+/// node's checks plus the instance's checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceHealth {
+    /// The node.
+    pub node: Node,
+    /// The instance.
+    pub service: Service,
+    /// Node-level checks then the instance's checks, each sorted by ID.
+    pub checks: Vec<Check>,
+}
+
+/// A service instance with its node (`/v1/catalog/service/:s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceNode {
+    /// The node.
+    pub node: Node,
+    /// The instance.
+    pub service: Service,
+}
