@@ -12,6 +12,10 @@ use crate::types::{Check, Node, Service};
 /// A change of state. Apply is deterministic: everything time- or
 /// randomness-dependent is filled in by the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a command is built once per request and moved into the log; boxing would add an allocation"
+)]
 pub enum Command {
     /// Does nothing; used to commit an index (e.g. a barrier).
     Noop {},

@@ -32,6 +32,8 @@ mod apply;
 mod network;
 mod sm;
 #[cfg(test)]
+mod sm_catalog_tests;
+#[cfg(test)]
 mod sm_tests;
 mod snapshot;
 mod tables;

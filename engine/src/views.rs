@@ -34,7 +34,20 @@ pub(crate) fn index_key(table: Table) -> &'static [u8] {
 
 /// Snapshot table ids: the order and ids of keyspaces in a snapshot file.
 /// Append-only, like commands.
-pub(crate) const SNAPSHOT_TABLES: &[(u8, &str)] = &[(1, "kv"), (2, "tombstones"), (3, "meta")];
+pub(crate) const SNAPSHOT_TABLES: &[(u8, &str)] = &[
+    (1, "kv"),
+    (2, "tombstones"),
+    (3, "meta"),
+    (4, "nodes"),
+    (5, "services"),
+    (6, "service_names"),
+    (7, "checks"),
+];
+
+/// Meta key prefix of per-service indexes (`svcidx/<name>` → u64 BE).
+pub(crate) const SERVICE_INDEX_PREFIX: &str = "svcidx/";
+/// Meta key prefix of per-node indexes (`nodeidx/<lowercase name>` → u64 BE).
+pub(crate) const NODE_INDEX_PREFIX: &str = "nodeidx/";
 
 /// The last applied log id and the membership as of it.
 pub(crate) type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, RaftNode>);
@@ -47,8 +60,16 @@ pub(crate) struct Views {
     pub kv: Keyspace,
     /// KV tombstones: key → u64 BE index of the delete.
     pub tombstones: Keyspace,
-    /// Metadata: applied log id, membership, table indexes.
+    /// Metadata: applied log id, membership, table and finer indexes.
     pub meta: Keyspace,
+    /// Catalog nodes: lowercase name → msgpack `Node`.
+    pub nodes: Keyspace,
+    /// Service instances: `node\0id` → msgpack `Service`.
+    pub services: Keyspace,
+    /// Service name index: `name\0node\0id` → empty.
+    pub service_names: Keyspace,
+    /// Checks: `node\0check_id` → msgpack `Check`.
+    pub checks: Keyspace,
 }
 
 impl Views {
@@ -58,11 +79,19 @@ impl Views {
         let kv = db.keyspace("kv", KeyspaceCreateOptions::default)?;
         let tombstones = db.keyspace("tombstones", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let nodes = db.keyspace("nodes", KeyspaceCreateOptions::default)?;
+        let services = db.keyspace("services", KeyspaceCreateOptions::default)?;
+        let service_names = db.keyspace("service_names", KeyspaceCreateOptions::default)?;
+        let checks = db.keyspace("checks", KeyspaceCreateOptions::default)?;
         Ok(Views {
             db,
             kv,
             tombstones,
             meta,
+            nodes,
+            services,
+            service_names,
+            checks,
         })
     }
 
@@ -72,6 +101,10 @@ impl Views {
             1 => Some(&self.kv),
             2 => Some(&self.tombstones),
             3 => Some(&self.meta),
+            4 => Some(&self.nodes),
+            5 => Some(&self.services),
+            6 => Some(&self.service_names),
+            7 => Some(&self.checks),
             _ => None,
         }
     }
@@ -81,6 +114,15 @@ impl Views {
         Ok(self
             .meta
             .get(index_key(table))?
+            .map(|v| be_u64(&v))
+            .unwrap_or(0))
+    }
+
+    /// A finer index stored in `meta` under `key` (0 if never written).
+    pub fn meta_index(&self, key: &str) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(key.as_bytes())?
             .map(|v| be_u64(&v))
             .unwrap_or(0))
     }
