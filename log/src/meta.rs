@@ -75,6 +75,36 @@ pub fn load<NID: NodeId>(dir: &Path) -> Result<Meta<NID>> {
     }
 }
 
+/// File of the committed-index hint (written without fsync).
+pub const COMMITTED_HINT_FILE: &str = "committed";
+
+/// Overwrite the committed-index hint without fsync. Failures are ignored:
+/// the hint only saves re-applying entries at the next start.
+pub fn store_committed_hint<NID: NodeId>(dir: &Path, committed: Option<&LogId<NID>>) {
+    let Ok(payload) = rmp_serde::to_vec_named(&committed) else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(record::frame_len(payload.len()));
+    record::encode_into(&payload, &mut buf);
+    let path = dir.join(COMMITTED_HINT_FILE);
+    if let Err(e) = fs::write(&path, &buf) {
+        tracing::debug!(error = %e, "could not write the committed hint");
+    }
+}
+
+/// Read the committed-index hint; `None` if absent, torn or unreadable.
+pub fn load_committed_hint<NID: NodeId>(dir: &Path) -> Option<LogId<NID>> {
+    let bytes = fs::read(dir.join(COMMITTED_HINT_FILE)).ok()?;
+    match record::decode(&bytes) {
+        Ok(Decoded::Record { payload, frame_len }) if frame_len == bytes.len() => {
+            rmp_serde::from_slice::<Option<LogId<NID>>>(payload)
+                .ok()
+                .flatten()
+        }
+        _ => None,
+    }
+}
+
 /// Durably replaces the metadata of the log in `dir` with `meta`.
 pub fn store<NID: NodeId>(dir: &Path, meta: &Meta<NID>) -> Result<()> {
     let payload = rmp_serde::to_vec_named(meta)?;

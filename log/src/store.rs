@@ -184,8 +184,20 @@ where
     pub fn open_with(dir: impl AsRef<Path>, options: LogOptions) -> Result<LogStore<C>> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let meta = meta::load::<C::NodeId>(&dir)?;
+        let mut meta = meta::load::<C::NodeId>(&dir)?;
         let recovered = recovery::recover::<C::NodeId>(&dir, meta.last_purged.as_ref())?;
+        // Use the committed hint only if it names an entry the log still
+        // has: a committed entry is never truncated, but an unsynced hint
+        // must not claim more than recovery kept.
+        if let Some(hint) = meta::load_committed_hint::<C::NodeId>(&dir) {
+            let within = recovered
+                .last_log_id
+                .as_ref()
+                .is_some_and(|last| hint.index <= last.index);
+            if within && Some(&hint) > meta.committed.as_ref() {
+                meta.committed = Some(hint);
+            }
+        }
         let flush = Arc::new(FlushShared::default());
         let (tx, rx) = mpsc::channel();
         let shared = Arc::clone(&flush);
@@ -685,9 +697,17 @@ where
         &mut self,
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
-        self.inner
-            .save_meta(|m| m.committed = committed)
-            .map_err(write_err)
+        // The committed index is a hint (openraft re-applies up to it at
+        // start; the leader re-establishes it anyway), so it is not worth an
+        // fsync and a rename per commit: keep it in memory, carry it in the
+        // next durable meta write, and leave an unsynced hint file that a
+        // torn write can only make unreadable, never wrong.
+        let mut state = self.inner.lock().map_err(write_err)?;
+        if committed > state.meta.committed {
+            meta::store_committed_hint(&self.inner.dir, committed.as_ref());
+        }
+        state.meta.committed = committed;
+        Ok(())
     }
 
     async fn read_committed(
