@@ -7,7 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use muster_engine::watch::Watch;
-use muster_engine::{Applied, ClusterStatus, Command, Engine, Indexed, KvEntry, Result};
+use muster_engine::Node;
+use muster_engine::{
+    Applied, Check, ClusterStatus, Command, Engine, Indexed, KvEntry, NodeServices, Result,
+    ServiceHealth, ServiceNode,
+};
 
 /// What the handlers need from the engine (see `Engine` for the contracts).
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -27,6 +31,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn kv_list(&self, prefix: &str) -> Result<Indexed<Vec<KvEntry>>>;
     /// [`Engine::kv_keys`].
     fn kv_keys(&self, prefix: &str, separator: Option<&str>) -> Result<Indexed<Vec<String>>>;
+    /// [`Engine::catalog_nodes`].
+    fn catalog_nodes(&self) -> Result<Indexed<Vec<Node>>>;
+    /// [`Engine::catalog_services`].
+    fn catalog_services(&self) -> Result<Indexed<Vec<ServiceNode>>>;
+    /// [`Engine::catalog_service`].
+    fn catalog_service(&self, name: &str) -> Result<Indexed<Vec<ServiceNode>>>;
+    /// [`Engine::catalog_node`].
+    fn catalog_node(&self, node: &str) -> Result<Indexed<Option<NodeServices>>>;
+    /// [`Engine::health_node`].
+    fn health_node(&self, node: &str) -> Result<Indexed<Vec<Check>>>;
+    /// [`Engine::health_service`].
+    fn health_service(&self, name: &str) -> Result<Indexed<Vec<ServiceHealth>>>;
+    /// [`Engine::health_checks_all`].
+    fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>>;
 }
 
 impl Backend for Engine {
@@ -53,5 +71,26 @@ impl Backend for Engine {
     }
     fn kv_keys(&self, prefix: &str, separator: Option<&str>) -> Result<Indexed<Vec<String>>> {
         Engine::kv_keys(self, prefix, separator)
+    }
+    fn catalog_nodes(&self) -> Result<Indexed<Vec<Node>>> {
+        Engine::catalog_nodes(self)
+    }
+    fn catalog_services(&self) -> Result<Indexed<Vec<ServiceNode>>> {
+        Engine::catalog_services(self)
+    }
+    fn catalog_service(&self, name: &str) -> Result<Indexed<Vec<ServiceNode>>> {
+        Engine::catalog_service(self, name)
+    }
+    fn catalog_node(&self, node: &str) -> Result<Indexed<Option<NodeServices>>> {
+        Engine::catalog_node(self, node)
+    }
+    fn health_node(&self, node: &str) -> Result<Indexed<Vec<Check>>> {
+        Engine::health_node(self, node)
+    }
+    fn health_service(&self, name: &str) -> Result<Indexed<Vec<ServiceHealth>>> {
+        Engine::health_service(self, name)
+    }
+    fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>> {
+        Engine::health_checks_all(self)
     }
 }

@@ -17,7 +17,6 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::query::Consistency;
 use crate::response::{self, Body};
 use crate::router::Ctx;
 
@@ -117,88 +116,65 @@ where
     }
 }
 
-/// The per-run read gate of the default consistency mode.
-fn gate<E: Backend>(engine: &E, consistency: Consistency) -> Result<()> {
-    if consistency == Consistency::Leader {
-        engine.check_leader()?;
-    }
-    Ok(())
-}
-
 async fn get<E: Backend>(ctx: &Ctx<'_, E>, key: &str) -> Result<Response<Body>> {
     let q = &ctx.query;
     let (keys_mode, recurse) = (q.keys(), q.recurse());
     if key.is_empty() && !keys_mode && !recurse {
         return Err(Error::bad_request(MISSING_KEY));
     }
-    let consistency = q.consistency()?;
-    let blocking = q.blocking()?;
-    ctx.check_dc()?;
+    let read = ctx.begin_read().await?;
     let engine = &ctx.st.engine;
-    if consistency == Consistency::Consistent {
-        engine.linearizable().await?;
-    }
     let prefix_watch = [WatchKey::KvPrefix(key.to_string())];
 
     if keys_mode {
         let separator = q.separator();
-        let r = blocking
-            .run(engine.watch(), &prefix_watch, |_| {
-                gate(engine, consistency)?;
-                Ok::<_, Error>(QueryOutcome::Ready(engine.kv_keys(key, separator)?))
+        let r = ctx
+            .blocking(&read, &prefix_watch, |_| {
+                Ok(QueryOutcome::Ready(engine.kv_keys(key, separator)?))
             })
             .await?;
-        let mut resp = if r.value.is_empty() && !key.is_empty() {
+        let resp = if r.value.is_empty() && !key.is_empty() {
             response::not_found_empty()
         } else {
             ctx.json(&r.value)?
         };
-        response::set_read_headers(&mut resp, &ctx.read_meta(r.index, consistency));
-        return Ok(resp);
+        return Ok(ctx.with_read_headers(resp, &read, r.index));
     }
 
     if recurse {
-        let r = blocking
-            .run(engine.watch(), &prefix_watch, |_| {
-                gate(engine, consistency)?;
-                Ok::<_, Error>(QueryOutcome::Ready(engine.kv_list(key)?))
+        let r = ctx
+            .blocking(&read, &prefix_watch, |_| {
+                Ok(QueryOutcome::Ready(engine.kv_list(key)?))
             })
             .await?;
-        let mut resp = if r.value.is_empty() {
+        let resp = if r.value.is_empty() {
             response::not_found_empty()
         } else {
             let pairs: Vec<KvPair<'_>> = r.value.iter().map(KvPair::from).collect();
             ctx.json(&pairs)?
         };
-        response::set_read_headers(&mut resp, &ctx.read_meta(r.index, consistency));
-        return Ok(resp);
+        return Ok(ctx.with_read_headers(resp, &read, r.index));
     }
 
     // §1.1 point 6: a missing key answers at once on the first pass if the
     // table index passed the caller's; after a wake-up it keeps blocking
     // until the key appears or the deadline passes.
-    let Indexed { index, value } = blocking
-        .run(
-            engine.watch(),
-            &[WatchKey::KvKey(key.to_string())],
-            |woken| {
-                gate(engine, consistency)?;
-                let r = engine.kv_get(key)?;
-                Ok::<_, Error>(if woken && r.value.is_none() {
-                    QueryOutcome::KeepWaiting(r)
-                } else {
-                    QueryOutcome::Ready(r)
-                })
-            },
-        )
+    let Indexed { index, value } = ctx
+        .blocking(&read, &[WatchKey::KvKey(key.to_string())], |woken| {
+            let r = engine.kv_get(key)?;
+            Ok(if woken && r.value.is_none() {
+                QueryOutcome::KeepWaiting(r)
+            } else {
+                QueryOutcome::Ready(r)
+            })
+        })
         .await?;
-    let mut resp = match value {
+    let resp = match value {
         None => response::not_found_empty(),
         Some(entry) if ctx.query.raw() => response::raw_value(entry.value),
         Some(entry) => ctx.json(&[KvPair::from(&entry)])?,
     };
-    response::set_read_headers(&mut resp, &ctx.read_meta(index, consistency));
-    Ok(resp)
+    Ok(ctx.with_read_headers(resp, &read, index))
 }
 
 /// Read a request body, never holding more than `max` bytes: a declared
@@ -240,8 +216,12 @@ where
     Ok(buf)
 }
 
-/// The JSON boolean of a write.
-async fn propose_bool<E: Backend>(ctx: &Ctx<'_, E>, cmd: Command) -> Result<Response<Body>> {
+/// Propose `cmd` and answer its JSON boolean (`Rejected` → 500 with the
+/// engine's message).
+pub(crate) async fn propose_bool<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    cmd: Command,
+) -> Result<Response<Body>> {
     let applied = ctx.st.engine.propose(cmd).await?;
     let ok = match applied.response {
         muster_engine::Response::Bool(b) => b,

@@ -11,7 +11,13 @@
 //! - `query.rs`: query-string parsing (`index`, `wait`, consistency, `dc`,
 //!   `token`, KV flags), public for fuzzing.
 //! - `response.rs`: JSON/text replies and the `X-Consul-*` read headers.
-//! - `kv.rs`, `status.rs`, `agent.rs`: one handler module per domain.
+//! - `read.rs`: the shared blocking-read path (consistency gate, blocking
+//!   loop, read headers) and the list parameters (`filter`, `node-meta`,
+//!   `tag`).
+//! - `decode.rs`: JSON request bodies with Consul's decoding rules.
+//! - `shapes.rs`: the catalog/health JSON objects.
+//! - `kv.rs`, `catalog.rs`, `health.rs`, `status.rs`, `agent.rs`: one
+//!   handler module per domain.
 //! - `error.rs`: the one [`Error`] enum and its Consul status codes.
 //! - `backend.rs`: the engine interface the handlers use (a test seam).
 
@@ -21,13 +27,18 @@ use muster_engine::Engine;
 
 mod agent;
 mod backend;
+mod catalog;
+mod decode;
 mod error;
 pub mod filter;
+mod health;
 mod kv;
 pub mod query;
+mod read;
 mod response;
 mod router;
 mod server;
+mod shapes;
 mod status;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::query::{self, Consistency, Query};
 use crate::response::{self, Body, ReadMeta};
-use crate::{agent, kv, status, ApiConfig};
+use crate::{agent, catalog, health, kv, status, ApiConfig};
 
 /// The body of `/` while there is no UI.
 pub const ROOT_TEXT: &str = "muster agent: UI disabled.";
@@ -83,6 +83,36 @@ pub enum Endpoint {
     StatusPeers,
     /// `/v1/agent/self`.
     AgentSelf,
+    /// `PUT /v1/catalog/register`.
+    CatalogRegister,
+    /// `PUT /v1/catalog/deregister`.
+    CatalogDeregister,
+    /// `/v1/catalog/datacenters`.
+    CatalogDatacenters,
+    /// `/v1/catalog/nodes`.
+    CatalogNodes,
+    /// `/v1/catalog/services`.
+    CatalogServices,
+    /// `/v1/catalog/service/<name>`.
+    CatalogService,
+    /// `/v1/catalog/connect/<name>`.
+    CatalogConnect,
+    /// `/v1/catalog/gateway-services/<name>`.
+    CatalogGatewayServices,
+    /// `/v1/catalog/node/<node>`.
+    CatalogNode,
+    /// `/v1/catalog/node-services/<node>`.
+    CatalogNodeServices,
+    /// `/v1/health/node/<node>`.
+    HealthNode,
+    /// `/v1/health/checks/<service>`.
+    HealthChecks,
+    /// `/v1/health/service/<service>`.
+    HealthService,
+    /// `/v1/health/state/<state>`.
+    HealthState,
+    /// `/v1/health/connect/<service>` and `/v1/health/ingress/<service>`.
+    HealthMesh,
     /// Any other `/v1/...` path.
     UnknownApi,
     /// Anything else.
@@ -102,6 +132,27 @@ struct RouteDef {
 
 const GET: &str = "OPTIONS,GET";
 const KV_METHODS: &str = "OPTIONS,GET,PUT,DELETE";
+const PUT: &str = "OPTIONS,PUT";
+
+/// An exact route.
+const fn exact(pattern: &'static str, endpoint: Endpoint, allow: &'static str) -> RouteDef {
+    RouteDef {
+        pattern,
+        prefix: false,
+        endpoint,
+        allow,
+    }
+}
+
+/// A prefix route (the rest of the path is the resource).
+const fn under(pattern: &'static str, endpoint: Endpoint, allow: &'static str) -> RouteDef {
+    RouteDef {
+        pattern,
+        prefix: true,
+        endpoint,
+        allow,
+    }
+}
 
 const ROUTES: &[RouteDef] = &[
     RouteDef {
@@ -153,6 +204,30 @@ const ROUTES: &[RouteDef] = &[
         endpoint: Endpoint::AgentSelf,
         allow: GET,
     },
+    exact("/v1/catalog/register", Endpoint::CatalogRegister, PUT),
+    exact("/v1/catalog/deregister", Endpoint::CatalogDeregister, PUT),
+    exact("/v1/catalog/datacenters", Endpoint::CatalogDatacenters, GET),
+    exact("/v1/catalog/nodes", Endpoint::CatalogNodes, GET),
+    exact("/v1/catalog/services", Endpoint::CatalogServices, GET),
+    under("/v1/catalog/service/", Endpoint::CatalogService, GET),
+    under("/v1/catalog/connect/", Endpoint::CatalogConnect, GET),
+    under(
+        "/v1/catalog/gateway-services/",
+        Endpoint::CatalogGatewayServices,
+        GET,
+    ),
+    under("/v1/catalog/node/", Endpoint::CatalogNode, GET),
+    under(
+        "/v1/catalog/node-services/",
+        Endpoint::CatalogNodeServices,
+        GET,
+    ),
+    under("/v1/health/node/", Endpoint::HealthNode, GET),
+    under("/v1/health/checks/", Endpoint::HealthChecks, GET),
+    under("/v1/health/service/", Endpoint::HealthService, GET),
+    under("/v1/health/state/", Endpoint::HealthState, GET),
+    under("/v1/health/connect/", Endpoint::HealthMesh, GET),
+    under("/v1/health/ingress/", Endpoint::HealthMesh, GET),
 ];
 
 /// A routing decision.
@@ -281,7 +356,7 @@ where
         Endpoint::Root => return Ok(response::text(StatusCode::OK, ROOT_TEXT)),
         Endpoint::UnknownApi => return Err(Error::NotFound(UNKNOWN_ENDPOINT.into())),
         Endpoint::Unknown => return Err(Error::NotFound(String::new())),
-        Endpoint::Kv | Endpoint::StatusLeader | Endpoint::StatusPeers | Endpoint::AgentSelf => {}
+        _ => {}
     }
     let method = req.method().clone();
     if method == Method::OPTIONS {
@@ -304,6 +379,21 @@ where
         Endpoint::StatusLeader => status::leader(&ctx),
         Endpoint::StatusPeers => status::peers(&ctx),
         Endpoint::AgentSelf => agent::self_(&ctx),
+        Endpoint::CatalogRegister => catalog::register(&ctx, req).await,
+        Endpoint::CatalogDeregister => catalog::deregister(&ctx, req).await,
+        Endpoint::CatalogDatacenters => catalog::datacenters(&ctx),
+        Endpoint::CatalogNodes => catalog::nodes(&ctx).await,
+        Endpoint::CatalogServices => catalog::services(&ctx).await,
+        Endpoint::CatalogService => catalog::service(&ctx, &rest).await,
+        Endpoint::CatalogConnect | Endpoint::CatalogGatewayServices | Endpoint::HealthMesh => {
+            catalog::mesh_empty(&ctx, &rest).await
+        }
+        Endpoint::CatalogNode => catalog::node(&ctx, &rest, false).await,
+        Endpoint::CatalogNodeServices => catalog::node(&ctx, &rest, true).await,
+        Endpoint::HealthNode => health::node(&ctx, &rest).await,
+        Endpoint::HealthChecks => health::checks(&ctx, &rest).await,
+        Endpoint::HealthService => health::service(&ctx, &rest).await,
+        Endpoint::HealthState => health::state(&ctx, &rest).await,
         Endpoint::Root | Endpoint::UnknownApi | Endpoint::Unknown => {
             Err(Error::NotFound(String::new()))
         }

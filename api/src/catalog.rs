@@ -1,0 +1,854 @@
+//! `/v1/catalog/*` (consul-compat.md §3): register/deregister (decoded with
+//! [`crate::decode`], validated here, applied by the engine) and the
+//! blocking reads over the engine's catalog views, with `node-meta`, `tag`
+//! and `filter`. Register semantics that depend on state (missing service
+//! for a check, ...) are the engine's; its `Rejected` becomes a 500.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+
+use bytes::Bytes;
+use hyper::{Request, Response};
+use muster_engine::{
+    Check, Command, Node, Service, ServiceAddress, Status, Table, WatchKey, Weights,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::backend::Backend;
+use crate::decode::{self, a, f, Decode, Kind, Schema, CHECK_DEFINITION, SERVICE_ADDRESS, WEIGHTS};
+use crate::error::{Error, Result};
+use crate::kv::propose_bool;
+use crate::read::{has_all_tags, node_meta_matches, passes};
+use crate::response::Body;
+use crate::router::Ctx;
+use crate::shapes::{CatalogServiceJson, NodeJson, NodeServiceJson};
+
+/// `Missing service name` body.
+pub const MISSING_SERVICE: &str = "Missing service name";
+/// `Missing node name` body.
+pub const MISSING_NODE: &str = "Missing node name";
+
+/// Most meta pairs (node or service).
+const META_MAX_PAIRS: usize = 64;
+/// Longest meta key.
+const META_KEY_MAX: usize = 128;
+/// Longest meta value.
+const META_VALUE_MAX: usize = 512;
+
+use Kind::Value as V;
+
+/// `RegisterRequest.Service` (a `NodeService`).
+const NODE_SERVICE: Schema = Schema {
+    fields: &[
+        f("Kind", V),
+        f("ID", V),
+        f("Service", V),
+        f("Tags", V),
+        f("Address", V),
+        a(
+            "TaggedAddresses",
+            &["tagged_addresses"],
+            Kind::MapOf(&SERVICE_ADDRESS),
+        ),
+        f("Meta", V),
+        f("Port", V),
+        a("SocketPath", &["socket_path"], V),
+        f("Weights", Kind::Object(&WEIGHTS)),
+        a("EnableTagOverride", &["enable_tag_override"], V),
+        f("Proxy", V),
+        f("Connect", V),
+        f("Locality", V),
+        a(
+            "LocallyRegisteredAsSidecar",
+            &["locally_registered_as_sidecar"],
+            V,
+        ),
+        f("CreateIndex", V),
+        f("ModifyIndex", V),
+        f("Namespace", V),
+        f("Partition", V),
+        f("PeerName", V),
+    ],
+};
+
+/// `RegisterRequest.Check` / `Checks[]` (a `HealthCheck`).
+const HEALTH_CHECK: Schema = Schema {
+    fields: &[
+        f("Node", V),
+        a("CheckID", &["check_id"], V),
+        f("Name", V),
+        f("Status", V),
+        f("Notes", V),
+        f("Output", V),
+        a("ServiceID", &["service_id"], V),
+        a("ServiceName", &["service_name"], V),
+        a("ServiceTags", &["service_tags"], V),
+        f("Type", V),
+        f("Interval", Kind::Duration),
+        f("Timeout", Kind::Duration),
+        a("ExposedPort", &["exposed_port"], V),
+        f("Definition", Kind::Object(&CHECK_DEFINITION)),
+        f("CreateIndex", V),
+        f("ModifyIndex", V),
+        f("Namespace", V),
+        f("Partition", V),
+        f("PeerName", V),
+    ],
+};
+
+const REGISTER: Schema = Schema {
+    fields: &[
+        f("ID", V),
+        f("Node", V),
+        f("Address", V),
+        f("Datacenter", V),
+        a("TaggedAddresses", &["tagged_addresses"], V),
+        a("NodeMeta", &["node_meta"], V),
+        f("Service", Kind::Object(&NODE_SERVICE)),
+        f("Check", Kind::Object(&HEALTH_CHECK)),
+        f("Checks", Kind::List(&HEALTH_CHECK)),
+        a("SkipNodeUpdate", &["skip_node_update"], V),
+        f("Token", V),
+        f("Namespace", V),
+        f("Partition", V),
+        f("PeerName", V),
+        f("Locality", V),
+    ],
+};
+
+const DEREGISTER: Schema = Schema {
+    fields: &[
+        f("Node", V),
+        a("ServiceID", &["service_id"], V),
+        a("CheckID", &["check_id"], V),
+        f("Datacenter", V),
+        f("Token", V),
+        f("Namespace", V),
+        f("Partition", V),
+        f("PeerName", V),
+    ],
+};
+
+/// `Weights` as sent (signed, to validate).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+struct WeightsIn {
+    passing: i64,
+    warning: i64,
+}
+
+/// A tagged address as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+struct AddressIn {
+    address: String,
+    port: u16,
+}
+
+/// `RegisterRequest.Service`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+struct NodeServiceIn {
+    kind: String,
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    tags: Vec<String>,
+    address: String,
+    tagged_addresses: BTreeMap<String, AddressIn>,
+    meta: BTreeMap<String, String>,
+    port: u16,
+    socket_path: String,
+    weights: Option<WeightsIn>,
+    enable_tag_override: bool,
+    proxy: Option<Value>,
+    connect: Option<Value>,
+    locality: Option<Value>,
+    locally_registered_as_sidecar: bool,
+    create_index: u64,
+    modify_index: u64,
+    namespace: String,
+    partition: String,
+    peer_name: String,
+}
+
+/// `RegisterRequest.Check`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+struct HealthCheckIn {
+    node: String,
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    name: String,
+    status: String,
+    notes: String,
+    output: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    service_name: String,
+    service_tags: Vec<String>,
+    r#type: String,
+    interval: Option<u64>,
+    timeout: Option<u64>,
+    exposed_port: u64,
+    definition: Option<Value>,
+    create_index: u64,
+    modify_index: u64,
+    namespace: String,
+    partition: String,
+    peer_name: String,
+}
+
+/// `PUT /v1/catalog/register` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+struct RegisterRequest {
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    datacenter: String,
+    tagged_addresses: BTreeMap<String, String>,
+    node_meta: BTreeMap<String, String>,
+    service: Option<NodeServiceIn>,
+    check: Option<HealthCheckIn>,
+    checks: Vec<HealthCheckIn>,
+    skip_node_update: bool,
+    token: String,
+    namespace: String,
+    partition: String,
+    peer_name: String,
+    locality: Option<Value>,
+}
+
+impl Decode for RegisterRequest {
+    const SCHEMA: &'static Schema = &REGISTER;
+}
+
+/// `PUT /v1/catalog/deregister` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+struct DeregisterRequest {
+    node: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    datacenter: String,
+    token: String,
+    namespace: String,
+    partition: String,
+    peer_name: String,
+}
+
+impl Decode for DeregisterRequest {
+    const SCHEMA: &'static Schema = &DEREGISTER;
+}
+
+/// A server-side validation failure: 500 with Consul's message.
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::Internal(msg.into())
+}
+
+/// hashicorp/go-uuid's `ParseUUID` rules, with its messages.
+pub(crate) fn check_uuid(id: &str) -> std::result::Result<(), &'static str> {
+    if id.len() != 36 {
+        return Err("uuid string is wrong length");
+    }
+    let b = id.as_bytes();
+    if [8, 13, 18, 23].iter().any(|&i| b.get(i) != Some(&b'-')) {
+        return Err("uuid is improperly formatted");
+    }
+    if !b
+        .iter()
+        .enumerate()
+        .all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit())
+    {
+        return Err("encoding/hex: invalid byte");
+    }
+    Ok(())
+}
+
+/// Consul's `validateMetaPair` for one pair.
+fn check_meta_pair(key: &str, value: &str) -> std::result::Result<(), String> {
+    if key.is_empty() {
+        return Err("Key cannot be blank".into());
+    }
+    if !key
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
+        return Err("Key contains invalid characters".into());
+    }
+    if key.len() > META_KEY_MAX {
+        return Err(format!(
+            "Key is too long (limit: {META_KEY_MAX} characters)"
+        ));
+    }
+    if key.starts_with("consul-") {
+        return Err("Key prefix 'consul-' is reserved for internal use".into());
+    }
+    if value.len() > META_VALUE_MAX {
+        return Err(format!(
+            "Value is too long (limit: {META_VALUE_MAX} characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// Validate node or service metadata (`what` = `Node` / `Service`).
+pub(crate) fn check_meta(
+    what: &str,
+    meta: &BTreeMap<String, String>,
+) -> std::result::Result<(), String> {
+    if meta.len() > META_MAX_PAIRS {
+        return Err(format!(
+            "{what} metadata cannot contain more than {META_MAX_PAIRS} key/value pairs"
+        ));
+    }
+    meta.iter().try_for_each(|(k, v)| check_meta_pair(k, v))
+}
+
+/// Consul's `ValidateWeights`.
+pub(crate) fn check_weights(passing: i64, warning: i64) -> std::result::Result<Weights, String> {
+    if passing < 1 {
+        return Err("Passing must be greater than 0".into());
+    }
+    if warning < 0 {
+        return Err("Warning must be greater or equal than 0".into());
+    }
+    match (u32::try_from(passing), u32::try_from(warning)) {
+        (Ok(p), Ok(w)) if p <= 65535 && w <= 65535 => Ok(Weights {
+            passing: p,
+            warning: w,
+        }),
+        _ => Err("Weight must be < 65536".into()),
+    }
+}
+
+/// `0.0.0.0` / `::` (any spelling of the unspecified address).
+pub(crate) fn is_any_addr(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// The check type implied by a `Definition` (Consul's `CheckType.Type()`).
+fn definition_type(def: &Value) -> &'static str {
+    let has = |k: &str| def.get(k).is_some();
+    if has("TTL") {
+        "ttl"
+    } else if has("AliasService") || has("AliasNode") {
+        "alias"
+    } else if has("DockerContainerID") {
+        "docker"
+    } else if has("GRPC") {
+        "grpc"
+    } else if has("HTTP") {
+        "http"
+    } else if has("TCP") {
+        "tcp"
+    } else if has("UDP") {
+        "udp"
+    } else if has("H2PING") {
+        "h2ping"
+    } else if has("OSService") {
+        "os_service"
+    } else if has("ScriptArgs") {
+        "script"
+    } else {
+        ""
+    }
+}
+
+fn to_service(s: NodeServiceIn, node: &str) -> Result<Service> {
+    let mut id = s.id;
+    if id.is_empty() {
+        if s.service.is_empty() {
+            return Err(invalid(MISSING_SERVICE));
+        }
+        id.clone_from(&s.service);
+    }
+    if s.service.is_empty() {
+        return Err(invalid("Must provide service name with ID"));
+    }
+    if is_any_addr(&s.address) {
+        return Err(invalid("Invalid service address"));
+    }
+    check_meta("Service", &s.meta).map_err(|e| invalid(format!("Invalid Service Meta: {e}")))?;
+    let weights = match s.weights {
+        None => Weights::default(),
+        Some(w) => check_weights(w.passing, w.warning)
+            .map_err(|e| invalid(format!("Invalid Weights: {e}")))?,
+    };
+    Ok(Service {
+        node: node.to_string(),
+        id,
+        service: s.service,
+        kind: s.kind,
+        tags: s.tags,
+        address: s.address,
+        tagged_addresses: s
+            .tagged_addresses
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    ServiceAddress {
+                        address: v.address,
+                        port: v.port,
+                    },
+                )
+            })
+            .collect(),
+        port: s.port,
+        socket_path: s.socket_path,
+        meta: s.meta,
+        weights,
+        enable_tag_override: s.enable_tag_override,
+        create_index: 0,
+        modify_index: 0,
+    })
+}
+
+fn to_check(c: HealthCheckIn, node: &str) -> Result<Check> {
+    let mut check_id = c.check_id;
+    if check_id.is_empty() {
+        check_id.clone_from(&c.name);
+    }
+    if check_id.is_empty() {
+        return Err(invalid("Missing check ID"));
+    }
+    let check_node = if c.node.is_empty() {
+        node.to_string()
+    } else if c.node.eq_ignore_ascii_case(node) {
+        c.node
+    } else {
+        return Err(invalid(format!(
+            "Check {check_id:?} node {:?} does not match registration node {node:?}",
+            c.node
+        )));
+    };
+    let status = if c.status.is_empty() {
+        Status::Critical
+    } else {
+        Status::parse(&c.status)
+            .ok_or_else(|| invalid(format!("Invalid check status: '{}'", c.status)))?
+    };
+    let def = c
+        .definition
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+    let def_ns = |k: &str| def.get(k).and_then(Value::as_u64);
+    let interval_ns = c.interval.or_else(|| def_ns("Interval")).unwrap_or(0);
+    let timeout_ns = c.timeout.or_else(|| def_ns("Timeout")).unwrap_or(0);
+    let check_type = if c.r#type.is_empty() {
+        definition_type(&def).to_string()
+    } else {
+        c.r#type
+    };
+    let shown = decode::display_json(&def, &CHECK_DEFINITION);
+    let definition = match &shown {
+        Value::Object(m) if !m.is_empty() => shown.to_string(),
+        _ => String::new(),
+    };
+    Ok(Check {
+        node: check_node,
+        check_id,
+        name: c.name,
+        status,
+        notes: c.notes,
+        output: c.output,
+        service_id: c.service_id,
+        service_name: c.service_name,
+        service_tags: c.service_tags,
+        check_type,
+        interval_ns,
+        timeout_ns,
+        definition,
+        create_index: 0,
+        modify_index: 0,
+    })
+}
+
+/// Validate a register request (server-side rules, 500s) and build the
+/// command.
+fn register_command(req: RegisterRequest, dc: &str) -> Result<Command> {
+    if req.node.is_empty() {
+        return Err(invalid("Must provide node"));
+    }
+    if req.address.is_empty() && !req.skip_node_update {
+        return Err(invalid("Must provide address if SkipNodeUpdate is not set"));
+    }
+    if !req.id.is_empty() {
+        check_uuid(&req.id).map_err(|e| invalid(format!("Bad node ID: {e}")))?;
+    }
+    if !req.datacenter.is_empty() && req.datacenter != dc {
+        return Err(Error::NoPathToDatacenter);
+    }
+    check_meta("Node", &req.node_meta).map_err(invalid)?;
+    let service = req.service.map(|s| to_service(s, &req.node)).transpose()?;
+    let checks = req
+        .check
+        .into_iter()
+        .chain(req.checks)
+        .map(|c| to_check(c, &req.node))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Command::CatalogRegister {
+        node: Node {
+            id: req.id,
+            node: req.node,
+            address: req.address,
+            datacenter: dc.to_string(),
+            tagged_addresses: req.tagged_addresses,
+            meta: req.node_meta,
+            create_index: 0,
+            modify_index: 0,
+        },
+        skip_node_update: req.skip_node_update,
+        service,
+        checks,
+    })
+}
+
+/// `PUT /v1/catalog/register`.
+pub(crate) async fn register<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    ctx.check_dc()?;
+    let body: RegisterRequest = decode::read(req).await?;
+    let cmd = register_command(body, &ctx.st.cfg.datacenter)?;
+    propose_bool(ctx, cmd).await
+}
+
+/// `PUT /v1/catalog/deregister`.
+pub(crate) async fn deregister<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    ctx.check_dc()?;
+    let body: DeregisterRequest = decode::read(req).await?;
+    if body.node.is_empty() {
+        return Err(invalid("Must provide node"));
+    }
+    if !body.datacenter.is_empty() && body.datacenter != ctx.st.cfg.datacenter {
+        return Err(Error::NoPathToDatacenter);
+    }
+    let cmd = Command::CatalogDeregister {
+        node: body.node,
+        service_id: Some(body.service_id).filter(|s| !s.is_empty()),
+        check_id: Some(body.check_id).filter(|s| !s.is_empty()),
+    };
+    propose_bool(ctx, cmd).await
+}
+
+/// `GET /v1/catalog/datacenters`: this agent's datacenter (not blocking).
+pub(crate) fn datacenters<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    ctx.json(&[&ctx.st.cfg.datacenter])
+}
+
+/// `GET /v1/catalog/nodes`.
+pub(crate) async fn nodes<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let filter = ctx.filter()?;
+    let meta = ctx.node_meta();
+    let engine = &ctx.st.engine;
+    let (read, r) = ctx
+        .read_indexed(&[WatchKey::Table(Table::Nodes)], || engine.catalog_nodes())
+        .await?;
+    let out: Vec<NodeJson<'_>> = r
+        .value
+        .iter()
+        .filter(|n| node_meta_matches(n, &meta))
+        .map(NodeJson::from)
+        .filter(|j| passes(filter.as_ref(), j))
+        .collect();
+    ctx.read_reply(&read, r.index, &out)
+}
+
+/// `GET /v1/catalog/services`: name → deduplicated, sorted tag union.
+pub(crate) async fn services<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let filter = ctx.filter()?;
+    let meta = ctx.node_meta();
+    let engine = &ctx.st.engine;
+    let (read, r) = ctx
+        .read_indexed(&[WatchKey::Table(Table::Services)], || {
+            engine.catalog_services()
+        })
+        .await?;
+    let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for sn in &r.value {
+        if !node_meta_matches(&sn.node, &meta)
+            || !passes(
+                filter.as_ref(),
+                &CatalogServiceJson::new(&sn.node, &sn.service),
+            )
+        {
+            continue;
+        }
+        out.entry(&sn.service.service)
+            .or_default()
+            .extend(sn.service.tags.iter().map(String::as_str));
+    }
+    ctx.read_reply(&read, r.index, &out)
+}
+
+/// `GET /v1/catalog/service/:name`.
+pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+    if name.is_empty() {
+        return Err(Error::bad_request(MISSING_SERVICE));
+    }
+    let filter = ctx.filter()?;
+    let meta = ctx.node_meta();
+    let tags = ctx.tags();
+    let engine = &ctx.st.engine;
+    let (read, r) = ctx
+        .read_indexed(&[WatchKey::Service(name.to_string())], || {
+            engine.catalog_service(name)
+        })
+        .await?;
+    let out: Vec<CatalogServiceJson<'_>> = r
+        .value
+        .iter()
+        .filter(|sn| node_meta_matches(&sn.node, &meta) && has_all_tags(&sn.service.tags, &tags))
+        .map(|sn| CatalogServiceJson::new(&sn.node, &sn.service))
+        .filter(|j| passes(filter.as_ref(), j))
+        .collect();
+    ctx.read_reply(&read, r.index, &out)
+}
+
+/// `GET /v1/catalog/connect/:s` and `/v1/catalog/gateway-services/:s`: no
+/// mesh yet, so `[]`, blocking on the service like its non-mesh sibling.
+pub(crate) async fn mesh_empty<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+    if name.is_empty() {
+        return Err(Error::bad_request(MISSING_SERVICE));
+    }
+    ctx.filter()?;
+    let engine = &ctx.st.engine;
+    let (read, r) = ctx
+        .read_indexed(&[WatchKey::Service(name.to_string())], || {
+            engine
+                .catalog_service(name)
+                .map(|r| muster_engine::Indexed {
+                    index: r.index,
+                    value: (),
+                })
+        })
+        .await?;
+    ctx.read_reply(&read, r.index, &[(); 0])
+}
+
+/// `{"Node":Node,"Services":...}` of the node endpoints.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeWith<'a, S> {
+    node: NodeJson<'a>,
+    services: S,
+}
+
+/// `GET /v1/catalog/node/:node` (`services_list` false) and
+/// `/v1/catalog/node-services/:node` (true); unknown node → `null`.
+pub(crate) async fn node<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    name: &str,
+    services_list: bool,
+) -> Result<Response<Body>> {
+    if name.is_empty() {
+        return Err(Error::bad_request(MISSING_NODE));
+    }
+    let filter = ctx.filter()?;
+    let engine = &ctx.st.engine;
+    let (read, r) = ctx
+        .read_indexed(&[WatchKey::Node(name.to_lowercase())], || {
+            engine.catalog_node(name)
+        })
+        .await?;
+    let Some(ns) = &r.value else {
+        return ctx.read_reply(&read, r.index, &());
+    };
+    let services = ns
+        .services
+        .iter()
+        .map(NodeServiceJson::from)
+        .filter(|j| passes(filter.as_ref(), j));
+    let node = NodeJson::from(&ns.node);
+    if services_list {
+        let services: Vec<NodeServiceJson<'_>> = services.collect();
+        ctx.read_reply(&read, r.index, &NodeWith { node, services })
+    } else {
+        let services: BTreeMap<&str, NodeServiceJson<'_>> = services.map(|j| (j.id, j)).collect();
+        ctx.read_reply(&read, r.index, &NodeWith { node, services })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(body: &str) -> std::result::Result<Command, String> {
+        decode::from_slice::<RegisterRequest>(body.as_bytes())
+            .and_then(|r| register_command(r, "dc1"))
+            .map_err(|e| format!("{} {e}", e.status().as_u16()))
+    }
+
+    #[test]
+    fn catalog_register_defaults() -> std::result::Result<(), String> {
+        let c = cmd(
+            r#"{"node":"n1","address":"10.0.0.1","service":{"service":"web","port":80,"tags":["a"]},
+               "check":{"name":"web alive","serviceid":"web","definition":{"http":"http://x","interval":"10s","timeout":5000000000}}}"#,
+        )?;
+        let Command::CatalogRegister {
+            node,
+            skip_node_update,
+            service,
+            checks,
+        } = c
+        else {
+            return Err("not a register".into());
+        };
+        assert_eq!(
+            (node.node.as_str(), node.datacenter.as_str()),
+            ("n1", "dc1")
+        );
+        assert!(!skip_node_update);
+        let svc = service.ok_or("no service")?;
+        assert_eq!(
+            (svc.id.as_str(), svc.port, svc.weights),
+            ("web", 80, Weights::default())
+        );
+        let chk = checks.first().ok_or("no check")?;
+        assert_eq!(chk.check_id, "web alive");
+        assert_eq!(chk.node, "n1");
+        assert_eq!(chk.status, Status::Critical);
+        assert_eq!(chk.check_type, "http");
+        assert_eq!(chk.interval_ns, 10_000_000_000);
+        assert_eq!(chk.timeout_ns, 5_000_000_000);
+        assert_eq!(
+            chk.definition,
+            r#"{"HTTP":"http://x","Interval":"10s","Timeout":"5s"}"#
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn catalog_register_validation_messages() {
+        let cases = [
+            (r#"{"Address":"a"}"#, "500 Must provide node"),
+            (
+                r#"{"Node":"n"}"#,
+                "500 Must provide address if SkipNodeUpdate is not set",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","ID":"xyz"}"#,
+                "500 Bad node ID: uuid string is wrong length",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Datacenter":"dc9"}"#,
+                "500 No path to datacenter",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","NodeMeta":{"consul-x":"1"}}"#,
+                "500 Key prefix 'consul-' is reserved for internal use",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Service":{"ID":"x"}}"#,
+                "500 Must provide service name with ID",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Service":{"Service":"s","Address":"0.0.0.0"}}"#,
+                "500 Invalid service address",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Service":{"Service":"s","Address":"::"}}"#,
+                "500 Invalid service address",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Service":{"Service":"s","Meta":{"a b":"1"}}}"#,
+                "500 Invalid Service Meta: Key contains invalid characters",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Service":{"Service":"s","Weights":{"Passing":0}}}"#,
+                "500 Invalid Weights: Passing must be greater than 0",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Check":{"Name":"c","Status":"bogus"}}"#,
+                "500 Invalid check status: 'bogus'",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Checks":[{"Notes":"x"}]}"#,
+                "500 Missing check ID",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Service":{"Service":"s","Port":70000}}"#,
+                "400 Request decode failed: invalid value: integer `70000`, expected u16",
+            ),
+            (
+                r#"{"Node":"n","Address":"a","Service":{"Service":"s","Bogus":1}}"#,
+                "400 Request decode failed: json: unknown field \"Bogus\"",
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(cmd(body).err().as_deref(), Some(want), "{body}");
+        }
+        assert!(cmd(
+            r#"{"Node":"n","SkipNodeUpdate":true,"ID":"40E4A748-2192-161A-0510-9BF59FE950B5"}"#
+        )
+        .is_ok());
+        assert!(cmd(r#"{"Node":"n","skip_node_update":true}"#).is_ok());
+    }
+
+    #[test]
+    fn catalog_meta_and_weights_limits() {
+        let many: BTreeMap<String, String> =
+            (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(
+            check_meta("Node", &many),
+            Err("Node metadata cannot contain more than 64 key/value pairs".into())
+        );
+        let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert_eq!(
+            check_meta("Service", &one(&"k".repeat(129), "")),
+            Err("Key is too long (limit: 128 characters)".into())
+        );
+        assert_eq!(
+            check_meta("Service", &one("k", &"v".repeat(513))),
+            Err("Value is too long (limit: 512 characters)".into())
+        );
+        assert_eq!(
+            check_meta("Service", &one("Ok_key-1", &"v".repeat(512))),
+            Ok(())
+        );
+        assert_eq!(
+            check_weights(1, -1),
+            Err("Warning must be greater or equal than 0".into())
+        );
+        assert_eq!(
+            check_weights(65536, 1),
+            Err("Weight must be < 65536".into())
+        );
+        assert_eq!(
+            check_weights(3, 0),
+            Ok(Weights {
+                passing: 3,
+                warning: 0
+            })
+        );
+        assert!(is_any_addr("0.0.0.0") && is_any_addr("::") && !is_any_addr("10.0.0.1"));
+    }
+
+    #[test]
+    fn catalog_uuid_rules() {
+        assert_eq!(check_uuid("40e4a748-2192-161a-0510-9bf59fe950b5"), Ok(()));
+        assert_eq!(
+            check_uuid("40e4a748x2192-161a-0510-9bf59fe950b5"),
+            Err("uuid is improperly formatted")
+        );
+        assert_eq!(
+            check_uuid("40e4a748-2192-161a-0510-9bf59fe950bz"),
+            Err("encoding/hex: invalid byte")
+        );
+    }
+}

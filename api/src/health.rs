@@ -1,0 +1,190 @@
+//! `/v1/health/*` (consul-compat.md §4): blocking reads of checks and of
+//! service instances with their checks, with `passing`, `tag`, `node-meta`
+//! and `filter`. Check semantics (status, aggregation inputs) are the
+//! engine's; this module only selects and shapes.
+
+use hyper::Response;
+use muster_engine::{Indexed, ServiceHealth, Status, Table, WatchKey};
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::catalog::{MISSING_NODE, MISSING_SERVICE};
+use crate::error::{Error, Result};
+use crate::read::{has_all_tags, node_meta_matches, passes};
+use crate::response::Body;
+use crate::router::Ctx;
+use crate::shapes::{HealthCheckJson, NodeJson, NodeServiceJson};
+
+/// `Missing check state` body.
+pub const MISSING_STATE: &str = "Missing check state";
+/// `Invalid value for ?passing` body.
+pub const INVALID_PASSING: &str = "Invalid value for ?passing";
+
+/// One `/v1/health/service/:s` entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceEntry<'a> {
+    node: NodeJson<'a>,
+    service: NodeServiceJson<'a>,
+    checks: Vec<HealthCheckJson<'a>>,
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// `?passing`: absent → false; present and empty → true; else a Go bool
+/// (400 `Invalid value for ?passing` otherwise).
+fn passing_param<E: Backend>(ctx: &Ctx<'_, E>) -> Result<bool> {
+    match ctx.query.get("passing") {
+        None => Ok(false),
+        Some("") => Ok(true),
+        Some(v) => parse_bool(v).ok_or_else(|| Error::bad_request(INVALID_PASSING)),
+    }
+}
+
+/// `GET /v1/health/node/:node`: every check on the node.
+pub(crate) async fn node<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+    if name.is_empty() {
+        return Err(Error::bad_request(MISSING_NODE));
+    }
+    let filter = ctx.filter()?;
+    let engine = &ctx.st.engine;
+    let (read, r) = ctx
+        .read_indexed(&[WatchKey::Node(name.to_lowercase())], || {
+            engine.health_node(name)
+        })
+        .await?;
+    let out: Vec<HealthCheckJson<'_>> = r
+        .value
+        .iter()
+        .map(HealthCheckJson::from)
+        .filter(|j| passes(filter.as_ref(), j))
+        .collect();
+    ctx.read_reply(&read, r.index, &out)
+}
+
+/// The blocking read of one service's health.
+async fn service_health<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    name: &str,
+) -> Result<(crate::read::Read, Indexed<Vec<ServiceHealth>>)> {
+    let engine = &ctx.st.engine;
+    ctx.read_indexed(&[WatchKey::Service(name.to_string())], || {
+        engine.health_service(name)
+    })
+    .await
+}
+
+/// `GET /v1/health/checks/:service`: the instance checks of every instance.
+pub(crate) async fn checks<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+    if name.is_empty() {
+        return Err(Error::bad_request(MISSING_SERVICE));
+    }
+    let filter = ctx.filter()?;
+    let meta = ctx.node_meta();
+    let (read, r) = service_health(ctx, name).await?;
+    let out: Vec<HealthCheckJson<'_>> = r
+        .value
+        .iter()
+        .filter(|e| node_meta_matches(&e.node, &meta))
+        .flat_map(|e| {
+            e.checks
+                .iter()
+                .filter(|c| !c.service_id.is_empty() && c.service_id == e.service.id)
+        })
+        .map(HealthCheckJson::from)
+        .filter(|j| passes(filter.as_ref(), j))
+        .collect();
+    ctx.read_reply(&read, r.index, &out)
+}
+
+/// `GET /v1/health/service/:service`.
+pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+    if name.is_empty() {
+        return Err(Error::bad_request(MISSING_SERVICE));
+    }
+    let passing = passing_param(ctx)?;
+    let filter = ctx.filter()?;
+    let meta = ctx.node_meta();
+    let tags = ctx.tags();
+    let (read, r) = service_health(ctx, name).await?;
+    let out: Vec<ServiceEntry<'_>> = r
+        .value
+        .iter()
+        .filter(|e| node_meta_matches(&e.node, &meta) && has_all_tags(&e.service.tags, &tags))
+        .filter(|e| !passing || e.checks.iter().all(|c| c.status == Status::Passing))
+        .map(|e| ServiceEntry {
+            node: NodeJson::from(&e.node),
+            service: NodeServiceJson::from(&e.service),
+            checks: e.checks.iter().map(HealthCheckJson::from).collect(),
+        })
+        .filter(|j| passes(filter.as_ref(), j))
+        .collect();
+    ctx.read_reply(&read, r.index, &out)
+}
+
+/// `GET /v1/health/state/:state`: `any|passing|warning|critical`; an
+/// unknown state yields `[]`.
+pub(crate) async fn state<E: Backend>(ctx: &Ctx<'_, E>, state: &str) -> Result<Response<Body>> {
+    if state.is_empty() {
+        return Err(Error::bad_request(MISSING_STATE));
+    }
+    let want = match state {
+        "any" => None,
+        other => Some(Status::parse(other)),
+    };
+    let filter = ctx.filter()?;
+    let meta = ctx.node_meta();
+    let engine = &ctx.st.engine;
+    let (read, r) = ctx
+        .read_indexed(&[WatchKey::Table(Table::Checks)], || {
+            engine.health_checks_all()
+        })
+        .await?;
+    // node-meta needs the nodes; read them only when asked.
+    let nodes = if meta.is_empty() {
+        None
+    } else {
+        Some(engine.catalog_nodes()?.value)
+    };
+    let node_ok = |node: &str| match &nodes {
+        None => true,
+        Some(nodes) => nodes
+            .iter()
+            .any(|n| n.node.eq_ignore_ascii_case(node) && node_meta_matches(n, &meta)),
+    };
+    let out: Vec<HealthCheckJson<'_>> = r
+        .value
+        .iter()
+        .filter(|c| match want {
+            None => true,
+            Some(s) => s == Some(c.status),
+        })
+        .filter(|c| node_ok(&c.node))
+        .map(HealthCheckJson::from)
+        .filter(|j| passes(filter.as_ref(), j))
+        .collect();
+    ctx.read_reply(&read, r.index, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_parse_bool_like_go() {
+        for t in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert_eq!(parse_bool(t), Some(true));
+        }
+        for f in ["0", "f", "F", "false", "FALSE", "False"] {
+            assert_eq!(parse_bool(f), Some(false));
+        }
+        assert_eq!(parse_bool("yes"), None);
+    }
+}
