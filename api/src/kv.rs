@@ -227,6 +227,10 @@ pub(crate) async fn propose_bool<E: Backend>(
         muster_engine::Response::Bool(b) => b,
         muster_engine::Response::None => true,
         muster_engine::Response::Rejected(msg) => return Err(Error::Internal(msg)),
+        // The engine answers a proposal with its own response, never a batch.
+        muster_engine::Response::Batch(_) => {
+            return Err(Error::Internal("unexpected batch response".into()))
+        }
     };
     ctx.json(&ok)
 }

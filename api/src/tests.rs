@@ -108,7 +108,7 @@ impl Fake {
                 }
                 true
             }
-            Command::Noop {} => true,
+            Command::Noop {} | Command::Batch { .. } => true,
             cmd @ (Command::CatalogRegister { .. } | Command::CatalogDeregister { .. }) => {
                 let r = s.cat.apply(cmd, index);
                 drop(s);

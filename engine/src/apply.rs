@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::raft::TypeConfig;
 use crate::tables::{catalog, kv};
 use crate::views::{
-    encode, index_key, Views, META_LAST_APPLIED, META_MEMBERSHIP, NODE_INDEX_PREFIX,
+    encode, index_key, Views, META_LAST_APPLIED, META_MEMBERSHIP, META_PARTIAL, NODE_INDEX_PREFIX,
     SERVICE_INDEX_PREFIX,
 };
 use crate::watch::{Table, WatchKey};
@@ -62,32 +62,8 @@ impl Touched {
     }
 }
 
-/// Apply one entry and commit it. Returns the response and the watch keys to
-/// fire (the caller fires them after this returns, i.e. after commit).
-pub(crate) fn apply_entry(
-    views: &Views,
-    entry: &openraft::Entry<TypeConfig>,
-) -> Result<(Response, Vec<WatchKey>)> {
-    let index = entry.log_id.index;
-    let mut batch = views.db.batch();
-    let mut touched = Touched::default();
-    let response = match &entry.payload {
-        EntryPayload::Blank => Response::None,
-        EntryPayload::Normal(cmd) => {
-            let response = apply_command(views, &mut batch, &mut touched, index, cmd)?;
-            if matches!(response, Response::Rejected(_)) {
-                // A rejected command changes nothing but `last_applied`.
-                batch = views.db.batch();
-                touched = Touched::default();
-            }
-            response
-        }
-        EntryPayload::Membership(m) => {
-            let stored = StoredMembership::new(Some(entry.log_id), m.clone());
-            batch.insert(&views.meta, META_MEMBERSHIP, encode(&stored, "membership")?);
-            Response::None
-        }
-    };
+/// Stage the index bumps of what `touched` changed at `index`.
+fn stage_indexes(views: &Views, batch: &mut fjall::OwnedWriteBatch, touched: &Touched, index: u64) {
     for t in &touched.tables {
         batch.insert(&views.meta, index_key(*t), index.to_be_bytes().to_vec());
     }
@@ -105,14 +81,110 @@ pub(crate) fn apply_entry(
             index.to_be_bytes().to_vec(),
         );
     }
+}
+
+/// Apply one command into a fresh batch: rows and index bumps, or nothing
+/// but the caller's markers if the command is rejected.
+fn stage_command(
+    views: &Views,
+    index: u64,
+    cmd: &Command,
+) -> Result<(fjall::OwnedWriteBatch, Response, Touched)> {
+    let mut batch = views.db.batch();
+    let mut touched = Touched::default();
+    let response = apply_command(views, &mut batch, &mut touched, index, cmd)?;
+    if matches!(response, Response::Rejected(_)) {
+        // A rejected command changes nothing.
+        return Ok((views.db.batch(), response, Touched::default()));
+    }
+    stage_indexes(views, &mut batch, &touched, index);
+    Ok((batch, response, touched))
+}
+
+/// Apply one entry and commit it. Returns the response and the watch keys to
+/// fire (the caller fires them after this returns, i.e. after commit).
+///
+/// A `Batch` entry is applied one command per fjall batch; every batch but
+/// the last records how many commands are done (`partial`), the last one
+/// records `last_applied`. Replaying a partly applied entry after a crash
+/// skips the commands already done, so each command applies exactly once
+/// and atomically.
+pub(crate) fn apply_entry(
+    views: &Views,
+    entry: &openraft::Entry<TypeConfig>,
+) -> Result<(Response, Vec<WatchKey>)> {
+    apply_entry_until(views, entry, usize::MAX)
+}
+
+/// [`apply_entry`], stopping a `Batch` after `stop` of its commands as a
+/// crash would (for tests of the replay of partly applied entries).
+pub(crate) fn apply_entry_until(
+    views: &Views,
+    entry: &openraft::Entry<TypeConfig>,
+    stop: usize,
+) -> Result<(Response, Vec<WatchKey>)> {
+    let index = entry.log_id.index;
     let applied: Option<LogId<u64>> = Some(entry.log_id);
-    batch.insert(
-        &views.meta,
-        META_LAST_APPLIED,
-        encode(&applied, "last_applied")?,
-    );
-    batch.commit()?;
-    Ok((response, touched.into_keys()))
+    let applied = encode(&applied, "last_applied")?;
+    match &entry.payload {
+        EntryPayload::Normal(Command::Batch { commands }) => {
+            let done = views.partial(index)?;
+            let mut responses = Vec::with_capacity(commands.len());
+            let mut keys: HashSet<WatchKey> = HashSet::new();
+            for (i, cmd) in commands.iter().enumerate() {
+                if i == stop {
+                    break;
+                }
+                if i < done {
+                    responses.push(Response::None);
+                    continue;
+                }
+                let (mut batch, response, touched) = if matches!(cmd, Command::Batch { .. }) {
+                    (
+                        views.db.batch(),
+                        Response::Rejected("nested batch".into()),
+                        Touched::default(),
+                    )
+                } else {
+                    stage_command(views, index, cmd)?
+                };
+                if i + 1 == commands.len() {
+                    batch.insert(&views.meta, META_LAST_APPLIED, applied.clone());
+                    batch.remove(&views.meta, META_PARTIAL);
+                } else {
+                    batch.insert(
+                        &views.meta,
+                        META_PARTIAL,
+                        encode(&(index, i + 1), "partial")?,
+                    );
+                }
+                batch.commit()?;
+                keys.extend(touched.keys);
+                responses.push(response);
+            }
+            if commands.is_empty() {
+                let mut batch = views.db.batch();
+                batch.insert(&views.meta, META_LAST_APPLIED, applied);
+                batch.commit()?;
+            }
+            Ok((Response::Batch(responses), keys.into_iter().collect()))
+        }
+        payload => {
+            let (mut batch, response, touched) = match payload {
+                EntryPayload::Normal(cmd) => stage_command(views, index, cmd)?,
+                EntryPayload::Membership(m) => {
+                    let mut batch = views.db.batch();
+                    let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+                    batch.insert(&views.meta, META_MEMBERSHIP, encode(&stored, "membership")?);
+                    (batch, Response::None, Touched::default())
+                }
+                EntryPayload::Blank => (views.db.batch(), Response::None, Touched::default()),
+            };
+            batch.insert(&views.meta, META_LAST_APPLIED, applied);
+            batch.commit()?;
+            Ok((response, touched.into_keys()))
+        }
+    }
 }
 
 /// Dispatch a command to its table helper.
@@ -168,5 +240,6 @@ pub(crate) fn apply_command(
             service_id.as_deref(),
             check_id.as_deref(),
         ),
+        Command::Batch { .. } => Ok(Response::Rejected("nested batch".into())),
     }
 }

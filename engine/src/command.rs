@@ -81,6 +81,14 @@ pub enum Command {
         /// Remove only this check.
         check_id: Option<String>,
     },
+    /// Several independent commands proposed together as one log entry (the
+    /// engine batches concurrent proposals so one fsync covers them all).
+    /// Each is applied atomically on its own, in order, as if it were its
+    /// own entry at this entry's index.
+    Batch {
+        /// The commands, in order. Never contains another `Batch`.
+        commands: Vec<Command>,
+    },
 }
 
 /// The outcome of applying one command.
@@ -95,6 +103,8 @@ pub enum Response {
     /// `Missing service registration`); nothing was changed. The message is
     /// Consul's, served as a 500.
     Rejected(String),
+    /// The responses of a `Batch`, in order.
+    Batch(Vec<Response>),
 }
 
 impl Command {
@@ -103,6 +113,17 @@ impl Command {
         // Serializing this enum into a Vec cannot fail: every field is a
         // plain string, integer or byte buffer.
         rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// A rough size in bytes of the command in the log, for bounding batches.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::KvSet { key, value, .. } | Command::KvCas { key, value, .. } => {
+                32 + key.len() + value.len()
+            }
+            Command::Batch { commands } => commands.iter().map(Command::approx_size).sum(),
+            _ => 512,
+        }
     }
 
     /// Decode from MessagePack; never panics on bad input.

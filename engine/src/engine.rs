@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use muster_log::LogStore;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::command::{Command, Response};
 use crate::error::{Error, Result};
@@ -106,6 +107,106 @@ struct Inner {
     raft: Raft<TypeConfig>,
     shared: Arc<Shared>,
     cfg: EngineConfig,
+    /// Queue of the proposer task.
+    proposals: mpsc::Sender<Proposal>,
+}
+
+/// A command waiting to be proposed, and where its outcome goes.
+struct Proposal {
+    cmd: Command,
+    reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// Most commands in one batched log entry.
+const MAX_BATCH: usize = 1024;
+/// Most bytes (roughly) in one batched log entry.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Batches proposed but not yet applied. Two keep the log busy while the
+/// previous batch is applied and answered; more would only make batches
+/// smaller.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// Take proposals off the queue, batch whatever is waiting, and hand each
+/// batch to raft in arrival order. Ends when every `Engine` handle is gone.
+async fn proposer(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Proposal>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = first.cmd.approx_size();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(p) => {
+                    bytes += p.cmd.approx_size();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        if raft.metrics().borrow().current_leader.is_none() {
+            let _ = raft
+                .wait(Some(RPC_HOLD_TIMEOUT))
+                .metrics(|m| m.current_leader.is_some(), "leader elected")
+                .await;
+        }
+        let (cmds, replies): (Vec<Command>, Vec<_>) =
+            batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+        let cmd = if cmds.len() == 1 {
+            cmds.into_iter().next().unwrap_or(Command::Noop {})
+        } else {
+            Command::Batch { commands: cmds }
+        };
+        match raft.client_write_ff(cmd).await {
+            Ok(pending) => {
+                tokio::spawn(async move {
+                    let outcome = match pending.await {
+                        Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
+                        Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(Error::NoLeader),
+                        Ok(Err(e)) => Err(raft_err(e)),
+                        Err(_) => Err(Error::Shutdown),
+                    };
+                    drop(permit);
+                    deliver(outcome, replies);
+                });
+            }
+            Err(_) => deliver(Err(Error::Shutdown), replies),
+        }
+    }
+}
+
+/// Hand each proposer its own outcome of a (possibly batched) entry.
+fn deliver(outcome: Result<(u64, Response)>, replies: Vec<oneshot::Sender<Result<Applied>>>) {
+    match outcome {
+        Ok((index, Response::Batch(responses))) if replies.len() > 1 => {
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok(Applied { index, response }));
+            }
+        }
+        Ok((index, response)) => {
+            for reply in replies {
+                let _ = reply.send(Ok(Applied {
+                    index,
+                    response: response.clone(),
+                }));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let no_leader = e.is_no_leader();
+            for reply in replies {
+                let err = if no_leader {
+                    Error::NoLeader
+                } else if matches!(e, Error::Shutdown) {
+                    Error::Shutdown
+                } else {
+                    Error::Raft(msg.clone())
+                };
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -207,8 +308,15 @@ impl Engine {
                 .await
                 .map_err(raft_err)?;
         }
+        let (proposals, queue) = mpsc::channel(4096);
+        tokio::spawn(proposer(raft.clone(), queue));
         let engine = Engine {
-            inner: Arc::new(Inner { raft, shared, cfg }),
+            inner: Arc::new(Inner {
+                raft,
+                shared,
+                cfg,
+                proposals,
+            }),
         };
         engine.wait_for_solo_leadership().await?;
         let m = engine.inner.raft.metrics().borrow().clone();
@@ -271,25 +379,18 @@ impl Engine {
 
     /// Propose a command; resolves once it is committed and applied.
     ///
-    /// During an election (no leader known) the write is held for up to
-    /// [`RPC_HOLD_TIMEOUT`] waiting for one, as Consul holds RPCs.
+    /// Concurrent proposals are batched into one log entry (one fsync) by
+    /// the proposer task. During an election (no leader known) a write is
+    /// held for up to [`RPC_HOLD_TIMEOUT`] waiting for one, as Consul holds
+    /// RPCs.
     pub async fn propose(&self, cmd: Command) -> Result<Applied> {
-        let raft = &self.inner.raft;
-        if raft.metrics().borrow().current_leader.is_none() {
-            let _ = raft
-                .wait(Some(RPC_HOLD_TIMEOUT))
-                .metrics(|m| m.current_leader.is_some(), "leader elected")
-                .await;
-        }
-        match raft.client_write(cmd).await {
-            Ok(resp) => Ok(Applied {
-                index: resp.log_id.index,
-                response: resp.data,
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NoLeader),
-            Err(RaftError::Fatal(Fatal::Stopped)) => Err(Error::Shutdown),
-            Err(e) => Err(raft_err(e)),
-        }
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .proposals
+            .send(Proposal { cmd, reply })
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)?
     }
 
     /// The watch hub, for blocking reads.

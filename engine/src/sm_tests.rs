@@ -8,7 +8,7 @@ use fjall::Keyspace;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use proptest::prelude::*;
 
-use crate::apply::apply_entry;
+use crate::apply::{apply_entry, apply_entry_until};
 use crate::command::{Command, Response};
 use crate::raft::TypeConfig;
 use crate::snapshot;
@@ -290,4 +290,56 @@ fn corrupt_snapshot_is_rejected_before_views_change() {
         kv::get(&target, "keep").expect("get").is_some(),
         "views untouched"
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Batched entries give the same state and responses as one command per
+    /// entry would at the same index, and a batch cut short by a crash and
+    /// replayed applies every command exactly once.
+    #[test]
+    fn batches_apply_each_command_once_across_crashes(
+        ops in proptest::collection::vec(op(), 1..40),
+        sizes in proptest::collection::vec(1usize..6, 1..40),
+        crashes in proptest::collection::vec(proptest::option::of(0usize..6), 1..40),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let views = Views::open(&dir.path().join("v")).expect("open");
+        let mut model = Model::default();
+        let mut ops = ops.into_iter();
+        let mut index = 0u64;
+        for (n, size) in sizes.iter().enumerate() {
+            let chunk: Vec<Op> = ops.by_ref().take(*size).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            index += 1;
+            let (commands, expected): (Vec<Command>, Vec<Response>) =
+                chunk.iter().map(|op| model.apply(op, index)).unzip();
+            let e = entry(index, Command::Batch { commands });
+            // A crash can only interrupt an entry before its last command
+            // (after it, raft never applies the entry again).
+            let crash = crashes.get(n).copied().flatten().filter(|stop| *stop < chunk.len());
+            if let Some(stop) = crash {
+                apply_entry_until(&views, &e, stop).expect("partial apply");
+            }
+            let (resp, _) = apply_entry(&views, &e).expect("apply");
+            let Response::Batch(got) = resp else {
+                return Err(TestCaseError::fail("batch answered with a non-batch response"));
+            };
+            for (i, (g, x)) in got.iter().zip(&expected).enumerate() {
+                if crash.is_some_and(|stop| i < stop) {
+                    prop_assert_eq!(g, &Response::None, "replay skips commands already applied");
+                } else {
+                    prop_assert_eq!(g, x);
+                }
+            }
+            let rows: BTreeMap<String, Row> = kv::list(&views, "").expect("list").into_iter()
+                .map(|e| (e.key, (e.value, e.flags, e.create_index, e.modify_index))).collect();
+            prop_assert_eq!(&rows, &model.rows);
+            prop_assert_eq!(views.partial(index).expect("partial"), 0);
+            prop_assert_eq!(views.applied_state().expect("applied").0.map(|l| l.index), Some(index));
+        }
+    }
 }

@@ -17,6 +17,8 @@ use crate::watch::Table;
 pub(crate) const META_LAST_APPLIED: &[u8] = b"last_applied";
 /// Meta key of the last applied membership.
 pub(crate) const META_MEMBERSHIP: &[u8] = b"membership";
+/// Meta key of a partly applied `Batch` entry: `(index, commands done)`.
+pub(crate) const META_PARTIAL: &[u8] = b"partial";
 /// Meta key set while a snapshot is being installed: if present at open, the
 /// views are half-written and must be rebuilt from the snapshot file.
 pub(crate) const META_INSTALLING: &[u8] = b"installing";
@@ -151,6 +153,18 @@ impl Views {
             None => StoredMembership::default(),
         };
         Ok((applied, membership))
+    }
+
+    /// How many commands of the `Batch` entry at `index` are already applied
+    /// (0 unless a crash interrupted that entry).
+    pub fn partial(&self, index: u64) -> Result<usize> {
+        match self.meta.get(META_PARTIAL)? {
+            Some(v) => {
+                let (at, done): (u64, usize) = decode(&v, "partial")?;
+                Ok(if at == index { done } else { 0 })
+            }
+            None => Ok(0),
+        }
     }
 
     /// True if a snapshot install was interrupted.
