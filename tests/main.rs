@@ -13,10 +13,16 @@
 //!   across restarts.
 //! - `durability.rs`: acknowledged writes survive `kill -9`.
 //! - `cli.rs`: the client commands and flag handling of the binary.
+//! - `catalog.rs`: `/v1/catalog/*` (register, deregister, reads, indexes,
+//!   restart) and the `muster catalog` commands.
+//! - `health.rs`: `/v1/health/*`, aggregate status, and blocking on
+//!   `/v1/health/service/:s?passing`.
 
 mod agent;
 mod blocking;
+mod catalog;
 mod cli;
 mod durability;
 mod harness;
+mod health;
 mod kv;

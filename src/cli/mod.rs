@@ -6,6 +6,7 @@
 //! network or the disk.
 
 pub mod agent;
+pub mod catalog;
 pub mod http;
 pub mod keygen;
 pub mod kv;
@@ -31,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run an agent (a one-node server for now).
     Agent(agent::AgentArgs),
+    /// Read the catalog (datacenters, nodes, services) of a running agent.
+    Catalog(catalog::CatalogArgs),
     /// Read and write the key/value store of a running agent.
     Kv(kv::KvArgs),
     /// Print muster's version and protocol.
@@ -44,6 +47,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(args) => agent::run(args),
+        Command::Catalog(args) => catalog::run(args),
         Command::Kv(args) => kv::run(args),
         Command::Version => version::run(),
         Command::Keygen => keygen::run(),
