@@ -18,6 +18,7 @@
 //!
 //! The API and DNS crates never open fjall: they hold an [`Engine`].
 
+pub mod agent;
 pub mod blocking;
 pub mod command;
 pub mod duration;

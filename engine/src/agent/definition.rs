@@ -1,0 +1,230 @@
+//! Service and check definitions as an agent receives them (config files,
+//! `/v1/agent/service/register`, `/v1/agent/check/register`), before they
+//! become catalog records. Defaults and validation follow
+//! consul-compat.md §6.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::types::{ServiceAddress, Status, Weights};
+
+/// A service definition.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceDefinition {
+    /// Instance ID (defaults to `name`).
+    pub id: String,
+    /// Service name (required).
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Address (`""` = the node's).
+    pub address: String,
+    /// Tagged addresses.
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// Port.
+    pub port: u16,
+    /// Unix socket path.
+    pub socket_path: String,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// SRV weights.
+    pub weights: Weights,
+    /// Let catalog tags win in anti-entropy.
+    pub enable_tag_override: bool,
+    /// Mesh kind (`""` for typical services).
+    pub kind: String,
+    /// Checks defined inline (`check` / `checks`).
+    pub checks: Vec<CheckDefinition>,
+    /// ACL token for this service's sync (accepted, unused until ACLs).
+    pub token: String,
+}
+
+/// What a check does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CheckKind {
+    /// No kind given: only valid as an error to report.
+    #[default]
+    Unset,
+    /// Run a command; exit 0 passing, 1 warning, else critical. A legacy
+    /// `script` string becomes `["/bin/sh", "-c", script]`.
+    Script {
+        /// argv.
+        args: Vec<String>,
+    },
+    /// HTTP request; 2xx passing, 429 warning, else critical.
+    Http {
+        /// URL.
+        url: String,
+        /// Method (default GET).
+        method: String,
+        /// Extra headers.
+        header: BTreeMap<String, Vec<String>>,
+        /// Request body.
+        body: String,
+        /// TLS SNI name.
+        tls_server_name: String,
+        /// Skip TLS verification.
+        tls_skip_verify: bool,
+        /// Do not follow redirects.
+        disable_redirects: bool,
+    },
+    /// TCP connect.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+    },
+    /// UDP send; a reply or a read timeout is passing.
+    Udp {
+        /// `host:port`.
+        addr: String,
+    },
+    /// Time to live: updated through the API; expiry is critical.
+    Ttl {
+        /// The TTL.
+        ttl: Duration,
+    },
+    /// gRPC health protocol.
+    Grpc {
+        /// `host:port[/service]`.
+        target: String,
+        /// Use TLS.
+        use_tls: bool,
+    },
+    /// Exec in a Docker container through the Docker Engine API.
+    Docker {
+        /// Container ID.
+        container_id: String,
+        /// Shell (default `/bin/sh`).
+        shell: String,
+        /// argv (or one script string run through the shell).
+        args: Vec<String>,
+    },
+    /// Mirror the health of another service instance (and its node).
+    Alias {
+        /// Service instance ID.
+        service: String,
+        /// Node (default: this agent's).
+        node: String,
+    },
+}
+
+/// A check definition.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckDefinition {
+    /// Check ID (defaults: standalone `name`; inline `service:<sid>[:n]`).
+    pub id: String,
+    /// Name (inline default `Service '<name>' check`).
+    pub name: String,
+    /// Notes.
+    pub notes: String,
+    /// The service instance this check belongs to (`""` = node check).
+    pub service_id: String,
+    /// Initial status (default critical).
+    pub status: Option<Status>,
+    /// What the check does.
+    pub kind: CheckKind,
+    /// Run interval (interval kinds; raised to at least 1 s).
+    pub interval: Duration,
+    /// Timeout (default per kind: script 30 s, others 10 s).
+    pub timeout: Option<Duration>,
+    /// Consecutive successes needed before passing is reported.
+    pub success_before_passing: u32,
+    /// Consecutive failures before warning (default = before critical).
+    pub failures_before_warning: u32,
+    /// Consecutive failures before critical (default 1 — i.e. at once).
+    pub failures_before_critical: u32,
+    /// Output cap in bytes (default 4096).
+    pub output_max_size: usize,
+    /// Reap the service after being critical this long (min 1 minute).
+    pub deregister_critical_service_after: Option<Duration>,
+}
+
+/// Default check output cap.
+pub const DEFAULT_OUTPUT_MAX_SIZE: usize = 4096;
+
+impl CheckDefinition {
+    /// Consul's `Type` string.
+    pub fn check_type(&self) -> &'static str {
+        match self.kind {
+            CheckKind::Unset => "",
+            CheckKind::Script { .. } => "script",
+            CheckKind::Http { .. } => "http",
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Udp { .. } => "udp",
+            CheckKind::Ttl { .. } => "ttl",
+            CheckKind::Grpc { .. } => "grpc",
+            CheckKind::Docker { .. } => "docker",
+            CheckKind::Alias { .. } => "alias",
+        }
+    }
+
+    /// True for kinds run on an interval.
+    pub fn is_interval_kind(&self) -> bool {
+        !matches!(
+            self.kind,
+            CheckKind::Unset | CheckKind::Ttl { .. } | CheckKind::Alias { .. }
+        )
+    }
+
+    /// The timeout in force: explicit, else 30 s for scripts and Docker,
+    /// 10 s for the others.
+    pub fn effective_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(match self.kind {
+            CheckKind::Script { .. } | CheckKind::Docker { .. } => Duration::from_secs(30),
+            _ => Duration::from_secs(10),
+        })
+    }
+
+    /// Consul's validation (§6.2); the message goes after `Invalid check: `.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.kind {
+            CheckKind::Unset => Err("TTL must be > 0 for TTL checks".into()),
+            CheckKind::Ttl { ttl } if ttl.is_zero() => Err("TTL must be > 0 for TTL checks".into()),
+            CheckKind::Ttl { .. } if !self.interval.is_zero() => {
+                Err("Interval and TTL cannot both be specified".into())
+            }
+            CheckKind::Alias { .. } if !self.interval.is_zero() => {
+                Err("Interval cannot be set for alias checks".into())
+            }
+            _ if self.is_interval_kind() && self.interval.is_zero() => Err(format!(
+                "Interval must be > 0 for {} checks",
+                self.check_type()
+            )),
+            _ if self.failures_before_warning > self.failures_before_critical
+                && self.failures_before_critical > 0 =>
+            {
+                Err(
+                    "FailuresBeforeWarning must be less than or equal to FailuresBeforeCritical"
+                        .into(),
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ServiceDefinition {
+    /// Apply Consul's defaults: ID from name; inline check IDs
+    /// `service:<id>` (one check) or `service:<id>:<n>` (several, 1-based);
+    /// inline check names `Service '<name>' check`; inline checks belong to
+    /// this service.
+    pub fn normalize(&mut self) {
+        if self.id.is_empty() {
+            self.id = self.name.clone();
+        }
+        let several = self.checks.len() > 1;
+        for (i, c) in self.checks.iter_mut().enumerate() {
+            if c.id.is_empty() {
+                c.id = if several {
+                    format!("service:{}:{}", self.id, i + 1)
+                } else {
+                    format!("service:{}", self.id)
+                };
+            }
+            if c.name.is_empty() {
+                c.name = format!("Service '{}' check", self.name);
+            }
+            c.service_id = self.id.clone();
+        }
+    }
+}
