@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::{ServiceAddress, Status, Weights};
 
 /// A service definition.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServiceDefinition {
     /// Instance ID (defaults to `name`).
     pub id: String,
@@ -40,7 +43,7 @@ pub struct ServiceDefinition {
 }
 
 /// What a check does.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum CheckKind {
     /// No kind given: only valid as an error to report.
     #[default]
@@ -109,7 +112,8 @@ pub enum CheckKind {
 }
 
 /// A check definition.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CheckDefinition {
     /// Check ID (defaults: standalone `name`; inline `service:<sid>[:n]`).
     pub id: String,

@@ -8,16 +8,20 @@
 
 pub mod checks;
 pub mod definition;
+mod local;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use definition::{CheckDefinition, CheckKind, ServiceDefinition};
 
 use crate::engine::Engine;
 use crate::types::{Check, Service, Status};
+use checks::{CheckResult, RunnerContext};
+use local::LocalState;
 
 /// Agent settings (from flags and config files).
 #[derive(Debug, Clone)]
@@ -47,6 +51,13 @@ pub struct AgentConfig {
     /// Where API-registered services and checks are persisted
     /// (`None` = not persisted, e.g. `-dev`).
     pub persist_dir: Option<PathBuf>,
+    /// How often services critical past `deregister_critical_service_after`
+    /// are reaped (Consul: 30 s).
+    pub reap_interval: Duration,
+    /// Floor of `deregister_critical_service_after` (Consul: 1 minute).
+    pub min_deregister_after: Duration,
+    /// Floor of check intervals (Consul: 1 s).
+    pub min_interval: Duration,
 }
 
 impl AgentConfig {
@@ -69,6 +80,9 @@ impl AgentConfig {
             ae_interval: Duration::from_secs(60),
             check_output_max_size: definition::DEFAULT_OUTPUT_MAX_SIZE,
             persist_dir: None,
+            reap_interval: Duration::from_secs(30),
+            min_deregister_after: Duration::from_secs(60),
+            min_interval: Duration::from_secs(1),
         }
     }
 }
@@ -141,9 +155,17 @@ pub struct Agent {
     inner: Arc<AgentInner>,
 }
 
-struct AgentInner {
-    _engine: Engine,
-    cfg: AgentConfig,
+pub(crate) struct AgentInner {
+    pub(crate) engine: Engine,
+    pub(crate) cfg: AgentConfig,
+    pub(crate) state: Mutex<LocalState>,
+    /// Wakes the anti-entropy task for an immediate (partial) sync.
+    pub(crate) sync_wake: tokio::sync::Notify,
+    /// Serialises syncs.
+    pub(crate) sync_lock: tokio::sync::Mutex<()>,
+    pub(crate) results: tokio::sync::mpsc::UnboundedSender<(String, CheckResult)>,
+    pub(crate) runner_ctx: Arc<RunnerContext>,
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -154,21 +176,66 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+/// `_node_maintenance`.
+pub const NODE_MAINT_ID: &str = "_node_maintenance";
+/// Prefix of `_service_maintenance:<id>`.
+pub const SERVICE_MAINT_PREFIX: &str = "_service_maintenance:";
+
 impl Agent {
     /// Start the agent: load persisted API definitions, add the file
     /// definitions, start check runners and anti-entropy.
     pub async fn start(
         engine: Engine,
         cfg: AgentConfig,
-        _services: Vec<ServiceDefinition>,
-        _checks: Vec<CheckDefinition>,
+        services: Vec<ServiceDefinition>,
+        checks: Vec<CheckDefinition>,
     ) -> Result<Agent, AgentError> {
-        Ok(Agent {
+        let (results, results_rx) = tokio::sync::mpsc::unbounded_channel();
+        let docker_host = std::env::var("DOCKER_HOST").ok();
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let agent = Agent {
             inner: Arc::new(AgentInner {
-                _engine: engine,
+                runner_ctx: Arc::new(RunnerContext {
+                    docker_host: docker_host.filter(|h| !h.is_empty()),
+                    output_max_size_cap: cfg.check_output_max_size,
+                }),
+                engine,
                 cfg,
+                state: Mutex::new(LocalState::default()),
+                sync_wake: tokio::sync::Notify::new(),
+                sync_lock: tokio::sync::Mutex::new(()),
+                results,
+                stop,
             }),
-        })
+        };
+        let (saved_services, saved_checks) = local::load_persisted(&agent.inner.cfg);
+        for def in saved_services {
+            if let Err(e) = agent.add_service(def, false, Source::Api) {
+                tracing::warn!(error = %e, "skipping a persisted service");
+            }
+        }
+        for def in saved_checks {
+            if let Err(e) = agent.add_check(def, Source::Api) {
+                tracing::warn!(error = %e, "skipping a persisted check");
+            }
+        }
+        for def in services {
+            agent.add_service(def, false, Source::File)?;
+        }
+        for def in checks {
+            agent.add_check(def, Source::File)?;
+        }
+        tokio::spawn(local::results_loop(
+            Arc::downgrade(&agent.inner),
+            results_rx,
+        ));
+        tokio::spawn(sync::anti_entropy_loop(Arc::downgrade(&agent.inner)));
+        tokio::spawn(local::reaper_loop(Arc::downgrade(&agent.inner)));
+        Ok(agent)
+    }
+
+    fn state(&self) -> MutexGuard<'_, LocalState> {
+        self.inner.lock_state()
     }
 
     /// The agent's settings.
@@ -178,92 +245,316 @@ impl Agent {
 
     /// Local services by ID.
     pub fn services(&self) -> BTreeMap<String, LocalService> {
-        BTreeMap::new()
+        self.state()
+            .services
+            .iter()
+            .map(|(id, s)| {
+                (
+                    id.clone(),
+                    LocalService {
+                        service: s.record.clone(),
+                        source: s.source,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Local checks by ID (current status and output).
     pub fn checks(&self) -> BTreeMap<String, Check> {
-        BTreeMap::new()
+        self.state()
+            .checks
+            .iter()
+            .map(|(id, c)| (id.clone(), c.record.clone()))
+            .collect()
+    }
+
+    fn script_allowed(&self, def: &CheckDefinition, source: Source) -> Result<(), AgentError> {
+        if matches!(
+            def.kind,
+            CheckKind::Script { .. } | CheckKind::Docker { .. }
+        ) {
+            let ok = self.inner.cfg.enable_script_checks
+                || (source == Source::File && self.inner.cfg.enable_local_script_checks);
+            if !ok {
+                return Err(AgentError::ScriptsDisabled);
+            }
+        }
+        Ok(())
+    }
+
+    fn add_service(
+        &self,
+        mut def: ServiceDefinition,
+        replace_checks: bool,
+        source: Source,
+    ) -> Result<(), AgentError> {
+        def.normalize();
+        if def.name.is_empty() {
+            return Err(AgentError::InvalidService("Missing service name".into()));
+        }
+        for c in &def.checks {
+            c.validate().map_err(AgentError::InvalidCheck)?;
+            self.script_allowed(c, source)?;
+        }
+        let mut st = self.state();
+        st.add_service(&self.inner, def, replace_checks, source);
+        drop(st);
+        self.changed(source);
+        Ok(())
+    }
+
+    fn add_check(&self, def: CheckDefinition, source: Source) -> Result<(), AgentError> {
+        def.validate().map_err(AgentError::InvalidCheck)?;
+        self.script_allowed(&def, source)?;
+        let mut st = self.state();
+        if !def.service_id.is_empty() && !st.services.contains_key(&def.service_id) {
+            return Err(AgentError::MissingService(def.service_id));
+        }
+        st.add_check(&self.inner, def, source);
+        drop(st);
+        self.changed(source);
+        Ok(())
+    }
+
+    /// Persist API definitions (if configured) and wake anti-entropy.
+    fn changed(&self, source: Source) {
+        if source == Source::Api {
+            local::persist(&self.inner);
+        }
+        self.inner.sync_wake.notify_one();
     }
 
     /// Register (or replace) a service and its inline checks. With
     /// `replace_existing_checks`, the service's checks not in `def` go.
     pub async fn register_service(
         &self,
-        _def: ServiceDefinition,
-        _replace_existing_checks: bool,
-        _source: Source,
+        def: ServiceDefinition,
+        replace_existing_checks: bool,
+        source: Source,
     ) -> Result<(), AgentError> {
-        Err(AgentError::Engine("agent not implemented yet".into()))
+        self.add_service(def, replace_existing_checks, source)?;
+        self.sync_now().await
     }
 
     /// Deregister a service and its checks.
     pub async fn deregister_service(&self, id: &str) -> Result<(), AgentError> {
-        Err(AgentError::UnknownService(id.to_string()))
+        let source = {
+            let mut st = self.state();
+            let Some(s) = st.services.remove(id) else {
+                return Err(AgentError::UnknownService(id.to_string()));
+            };
+            st.checks.retain(|_, c| c.record.service_id != id);
+            s.source
+        };
+        self.changed(source.max_api());
+        self.sync_now().await
     }
 
     /// Register (or replace) a check.
     pub async fn register_check(
         &self,
-        _def: CheckDefinition,
-        _source: Source,
+        def: CheckDefinition,
+        source: Source,
     ) -> Result<(), AgentError> {
-        Err(AgentError::Engine("agent not implemented yet".into()))
+        self.add_check(def, source)?;
+        self.sync_now().await
     }
 
     /// Deregister a check.
     pub async fn deregister_check(&self, id: &str) -> Result<(), AgentError> {
-        Err(AgentError::UnknownCheck(id.to_string()))
+        let source = {
+            let mut st = self.state();
+            let Some(c) = st.checks.remove(id) else {
+                return Err(AgentError::UnknownCheck(id.to_string()));
+            };
+            c.source
+        };
+        self.changed(source.max_api());
+        self.sync_now().await
     }
 
     /// Update a TTL check (`pass`/`warn`/`fail`/`update`); resets its timer.
     pub async fn update_ttl(
         &self,
         id: &str,
-        _status: Status,
-        _output: &str,
+        status: Status,
+        output: &str,
     ) -> Result<(), AgentError> {
-        Err(AgentError::UnknownCheck(id.to_string()))
+        let status_changed = {
+            let mut st = self.state();
+            let Some(c) = st.checks.get_mut(id) else {
+                return Err(AgentError::UnknownCheck(id.to_string()));
+            };
+            let CheckKind::Ttl { ttl } = c.def.kind else {
+                return Err(AgentError::NotTtl(id.to_string()));
+            };
+            c.ttl_deadline = Some(tokio::time::Instant::now() + ttl);
+            c.ttl_wake.notify_one();
+            let max = checks::output_max_size(&c.def, &self.inner.runner_ctx);
+            let output = checks::truncate_output(&c.def.kind, output, max);
+            let changed = c.record.status != status;
+            c.record.status = status;
+            c.record.output = output;
+            changed
+        };
+        if status_changed {
+            self.sync_now().await?;
+        }
+        Ok(())
     }
 
     /// Node maintenance mode on or off (`_node_maintenance` check).
-    pub async fn set_node_maintenance(
-        &self,
-        _enable: bool,
-        _reason: &str,
-    ) -> Result<(), AgentError> {
-        Err(AgentError::Engine("agent not implemented yet".into()))
+    pub async fn set_node_maintenance(&self, enable: bool, reason: &str) -> Result<(), AgentError> {
+        {
+            let mut st = self.state();
+            if enable {
+                let notes = if reason.is_empty() {
+                    "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+                        .to_string()
+                } else {
+                    reason.to_string()
+                };
+                st.add_maintenance(
+                    &self.inner,
+                    NODE_MAINT_ID,
+                    "Node Maintenance Mode",
+                    "",
+                    notes,
+                );
+            } else {
+                st.checks.remove(NODE_MAINT_ID);
+            }
+        }
+        self.changed(Source::Api);
+        self.sync_now().await
     }
 
     /// Service maintenance mode (`_service_maintenance:<id>` check).
     pub async fn set_service_maintenance(
         &self,
         id: &str,
-        _enable: bool,
-        _reason: &str,
+        enable: bool,
+        reason: &str,
     ) -> Result<(), AgentError> {
-        Err(AgentError::UnknownService(id.to_string()))
+        {
+            let mut st = self.state();
+            if !st.services.contains_key(id) {
+                return Err(AgentError::UnknownService(id.to_string()));
+            }
+            let check_id = format!("{SERVICE_MAINT_PREFIX}{id}");
+            if enable {
+                let notes = if reason.is_empty() {
+                    "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
+                        .to_string()
+                } else {
+                    reason.to_string()
+                };
+                st.add_maintenance(
+                    &self.inner,
+                    &check_id,
+                    "Service Maintenance Mode",
+                    id,
+                    notes,
+                );
+            } else {
+                st.checks.remove(&check_id);
+            }
+        }
+        self.changed(Source::Api);
+        self.sync_now().await
     }
 
     /// Aggregated health of one local instance (`None` if unknown).
-    pub fn service_health(&self, _id: &str) -> Option<LocalServiceHealth> {
-        None
+    pub fn service_health(&self, id: &str) -> Option<LocalServiceHealth> {
+        let st = self.state();
+        let s = st.services.get(id)?;
+        let checks: Vec<Check> = st
+            .checks
+            .values()
+            .filter(|c| c.record.service_id.is_empty() || c.record.service_id == id)
+            .map(|c| c.record.clone())
+            .collect();
+        Some(LocalServiceHealth {
+            aggregated: aggregate(&checks).to_string(),
+            service: s.record.clone(),
+            checks,
+        })
     }
 
     /// Replace the file-defined services and checks (reload).
     pub async fn reload(
         &self,
-        _services: Vec<ServiceDefinition>,
-        _checks: Vec<CheckDefinition>,
+        services: Vec<ServiceDefinition>,
+        checks: Vec<CheckDefinition>,
     ) -> Result<(), AgentError> {
-        Ok(())
+        {
+            let mut st = self.state();
+            st.services.retain(|_, s| s.source != Source::File);
+            let services = &st.services;
+            let keep: Vec<String> = st
+                .checks
+                .iter()
+                .filter(|(_, c)| {
+                    c.source != Source::File
+                        && (c.record.service_id.is_empty()
+                            || services.contains_key(&c.record.service_id))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            st.checks.retain(|id, _| keep.contains(id));
+        }
+        for def in services {
+            self.add_service(def, false, Source::File)?;
+        }
+        for def in checks {
+            self.add_check(def, Source::File)?;
+        }
+        self.sync_now().await
     }
 
-    /// Run a full anti-entropy sync now and wait for it.
+    /// Run an anti-entropy sync now and wait for it.
     pub async fn sync_now(&self) -> Result<(), AgentError> {
-        Ok(())
+        sync::sync(&self.inner).await
     }
 
     /// Stop check runners and anti-entropy.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        let mut st = self.state();
+        st.checks.clear();
+        st.services.clear();
+    }
+}
+
+impl AgentInner {
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, LocalState> {
+        // The state is plain maps; a panic elsewhere leaves it consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Source {
+    /// Removing a file-defined entry through the API makes the API state
+    /// the one to persist.
+    fn max_api(self) -> Source {
+        Source::Api
+    }
+}
+
+/// Consul's aggregate (§4): maintenance if any maintenance check, else the
+/// worst status; no checks is passing.
+pub fn aggregate(checks: &[Check]) -> &'static str {
+    if checks
+        .iter()
+        .any(|c| c.check_id == NODE_MAINT_ID || c.check_id.starts_with(SERVICE_MAINT_PREFIX))
+    {
+        return "maintenance";
+    }
+    checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Passing)
+        .as_str()
 }
