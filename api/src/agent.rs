@@ -1,17 +1,45 @@
-//! `/v1/agent/*` (consul-compat.md §5). For now only `GET /v1/agent/self`:
-//! the agent's configuration summary and its own gossip `Member`. Agent
-//! endpoints act on this agent only: no `dc`, no consistency gate.
+//! `/v1/agent/*` (consul-compat.md §5): `self` and `members` (this node
+//! only until gossip exists), the local services and checks
+//! (list/get/register/deregister), TTL updates, node and service
+//! maintenance, local service health, and `reload`. Agent endpoints act on
+//! this agent only: no `dc`, no consistency gate, no read headers. Bodies
+//! are decoded by [`crate::definition`]; state rules are the agent's, its
+//! [`AgentError`]s mapped to Consul's codes by [`agent_error`]. Writes
+//! answer 200 with an empty body.
 
+use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
-use hyper::Response;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use muster_engine::agent::{AgentError, LocalServiceHealth};
+use muster_engine::Status;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::backend::Backend;
-use crate::error::Result;
-use crate::response::Body;
+use crate::decode::{self, f, Decode, Kind, Schema};
+use crate::definition;
+use crate::error::{Error, Result};
+use crate::health::parse_bool;
+use crate::read::passes;
+use crate::response::{self, Body};
 use crate::router::Ctx;
+use crate::shapes::{AgentServiceJson, HealthCheckJson};
 use crate::ApiConfig;
+
+/// Default WAN gossip port (Consul's `serf_wan`).
+const SERF_WAN_PORT: u16 = 8302;
+/// Hash-blocking (`?hash=`): default and longest wait, and the poll step.
+const HASH_WAIT_DEFAULT: Duration = Duration::from_secs(300);
+const HASH_WAIT_MAX: Duration = Duration::from_secs(600);
+const HASH_POLL: Duration = Duration::from_millis(100);
+/// `X-Consul-ContentHash`.
+const X_CONSUL_CONTENT_HASH: &str = "x-consul-contenthash";
 
 /// Default LAN gossip port (Consul's `serf_lan`).
 const SERF_LAN_PORT: u16 = 8301;
@@ -75,6 +103,392 @@ pub fn self_document(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
 pub(crate) fn self_<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let addr = ctx.st.local_addr.map(|a| a.ip());
     ctx.json(&self_document(&ctx.st.cfg, addr))
+}
+
+/// Consul's status code and body for an agent failure: unknown
+/// service/check and a check's missing service → 404, invalid definitions
+/// → 400, the rest (not a TTL check, scripts disabled, engine) → 500.
+pub fn agent_error(e: AgentError) -> Error {
+    match e {
+        AgentError::UnknownService(_)
+        | AgentError::UnknownCheck(_)
+        | AgentError::MissingService(_) => Error::NotFound(e.to_string()),
+        AgentError::InvalidCheck(_) | AgentError::InvalidService(_) => {
+            Error::BadRequest(e.to_string())
+        }
+        _ => Error::Internal(e.to_string()),
+    }
+}
+
+/// A write's reply: 200, empty body.
+fn ok_empty() -> Response<Body> {
+    Response::new(Full::new(Bytes::new()))
+}
+
+/// `GET /v1/agent/members`: this node (LAN); with `?wan=<non-empty>`, this
+/// node as a WAN member (`<node>.<dc>`) if it is a server, else nothing.
+pub(crate) fn members<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let cfg = &ctx.st.cfg;
+    let mut me = member(cfg, ctx.st.local_addr.map(|a| a.ip()));
+    if ctx.query.get("wan").is_some_and(|w| !w.is_empty()) {
+        if !cfg.server {
+            return ctx.json(&[] as &[Value]);
+        }
+        me["Name"] = json!(format!("{}.{}", cfg.node_name, cfg.datacenter));
+        me["Port"] = json!(SERF_WAN_PORT);
+    }
+    ctx.json(&[me])
+}
+
+/// `PUT /v1/agent/reload`: run the binary's reload hook and wait for it.
+pub(crate) async fn reload<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let hook = ctx
+        .st
+        .cfg
+        .reload
+        .as_ref()
+        .ok_or_else(|| Error::Internal("Reload is not available on this agent".into()))?;
+    hook.run().await.map_err(Error::Internal)?;
+    Ok(ok_empty())
+}
+
+/// `?enable=` of the maintenance endpoints: required, a Go bool.
+fn enable_param<E: Backend>(ctx: &Ctx<'_, E>) -> Result<bool> {
+    let raw = ctx
+        .query
+        .get("enable")
+        .ok_or_else(|| Error::bad_request("Missing value for enable"))?;
+    parse_bool(raw).ok_or_else(|| Error::bad_request(format!("Invalid value for enable: {raw:?}")))
+}
+
+/// `PUT /v1/agent/maintenance?enable=&reason=`.
+pub(crate) async fn maintenance<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let enable = enable_param(ctx)?;
+    let reason = ctx.query.get("reason").unwrap_or_default();
+    ctx.st
+        .agent
+        .set_node_maintenance(enable, reason)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
+pub(crate) async fn service_maintenance<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    id: &str,
+) -> Result<Response<Body>> {
+    if id.is_empty() {
+        return Err(Error::bad_request("Missing service ID"));
+    }
+    let enable = enable_param(ctx)?;
+    let reason = ctx.query.get("reason").unwrap_or_default();
+    ctx.st
+        .agent
+        .set_service_maintenance(id, enable, reason)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+/// `GET /v1/agent/services`: `{"<id>": AgentService}`, `filter`.
+pub(crate) fn services<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let filter = ctx.filter()?;
+    let all = ctx.st.agent.services();
+    let dc = ctx.st.cfg.datacenter.as_str();
+    let out: BTreeMap<&str, AgentServiceJson<'_>> = all
+        .iter()
+        .map(|(id, l)| (id.as_str(), AgentServiceJson::new(&l.service, dc)))
+        .filter(|(_, j)| passes(filter.as_ref(), j))
+        .collect();
+    ctx.json(&out)
+}
+
+/// `GET /v1/agent/service/:id`: the `AgentService` with `ContentHash` (and
+/// the `X-Consul-ContentHash` header). With `?hash=` equal to the current
+/// hash, waits (`wait`, default 5m, at most 10m) until it changes.
+pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
+    if id.is_empty() {
+        return Err(Error::bad_request("Missing serviceID"));
+    }
+    let want = ctx.query.get("hash").filter(|h| !h.is_empty());
+    let wait = ctx
+        .query
+        .wait()?
+        .unwrap_or(HASH_WAIT_DEFAULT)
+        .min(HASH_WAIT_MAX);
+    let deadline = Instant::now() + wait;
+    let dc = ctx.st.cfg.datacenter.as_str();
+    loop {
+        let svc = ctx
+            .st
+            .agent
+            .services()
+            .remove(id)
+            .ok_or_else(|| Error::NotFound(format!("unknown service ID: {id}")))?;
+        let (j, hash) = AgentServiceJson::new(&svc.service, dc).with_content_hash();
+        let now = Instant::now();
+        if want != Some(hash.as_str()) || now >= deadline {
+            let mut resp = ctx.json(&j)?;
+            if let Ok(v) = HeaderValue::from_str(&hash) {
+                resp.headers_mut().insert(X_CONSUL_CONTENT_HASH, v);
+            }
+            return Ok(resp);
+        }
+        tokio::time::sleep(HASH_POLL.min(deadline - now)).await;
+    }
+}
+
+/// `GET /v1/agent/checks`: `{"<checkID>": HealthCheck}`, `filter`.
+pub(crate) fn checks<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let filter = ctx.filter()?;
+    let all = ctx.st.agent.checks();
+    let out: BTreeMap<&str, HealthCheckJson<'_>> = all
+        .iter()
+        .map(|(id, c)| (id.as_str(), HealthCheckJson::from(c)))
+        .filter(|(_, j)| passes(filter.as_ref(), j))
+        .collect();
+    ctx.json(&out)
+}
+
+/// `?replace-existing-checks`: present and empty, or a true Go bool.
+fn replace_existing_checks<E: Backend>(ctx: &Ctx<'_, E>) -> bool {
+    match ctx.query.get("replace-existing-checks") {
+        None => false,
+        Some("") => true,
+        Some(v) => parse_bool(v).unwrap_or(false),
+    }
+}
+
+/// `PUT /v1/agent/service/register[?replace-existing-checks]`.
+pub(crate) async fn register_service<E, B>(
+    ctx: &Ctx<'_, E>,
+    req: Request<B>,
+) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let replace = replace_existing_checks(ctx);
+    let body = decode::read_bytes(req).await?;
+    let def = definition::service_from_body(&body)?;
+    ctx.st
+        .agent
+        .register_service(def, replace)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/service/deregister/:id` (the ID may contain `/`).
+pub(crate) async fn deregister_service<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    id: &str,
+) -> Result<Response<Body>> {
+    if id.is_empty() {
+        return Err(Error::bad_request("Missing service ID"));
+    }
+    ctx.st
+        .agent
+        .deregister_service(id)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/check/register` (§5.1).
+pub(crate) async fn register_check<E, B>(
+    ctx: &Ctx<'_, E>,
+    req: Request<B>,
+) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let body = decode::read_bytes(req).await?;
+    let def = definition::check_from_body(&body)?;
+    ctx.st
+        .agent
+        .register_check(def)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/check/deregister/:id`.
+pub(crate) async fn deregister_check<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    id: &str,
+) -> Result<Response<Body>> {
+    ctx.st
+        .agent
+        .deregister_check(id)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/check/pass|warn|fail/:id?note=`: the note is the output.
+pub(crate) async fn ttl<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    id: &str,
+    status: Status,
+) -> Result<Response<Body>> {
+    let note = ctx.query.get("note").unwrap_or_default();
+    ctx.st
+        .agent
+        .update_ttl(id, status, note)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+const CHECK_UPDATE: Schema = Schema {
+    fields: &[f("Status", Kind::Value), f("Output", Kind::Value)],
+};
+
+/// `PUT /v1/agent/check/update/:id` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+struct CheckUpdate {
+    status: String,
+    output: String,
+}
+
+impl Decode for CheckUpdate {
+    const SCHEMA: &'static Schema = &CHECK_UPDATE;
+}
+
+/// `PUT /v1/agent/check/update/:id` with `{"Status","Output"}`.
+pub(crate) async fn update_check<E, B>(
+    ctx: &Ctx<'_, E>,
+    id: &str,
+    req: Request<B>,
+) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let body: CheckUpdate = decode::read(req).await?;
+    let status = Status::parse(&body.status)
+        .ok_or_else(|| Error::bad_request(format!("Invalid check status: '{}'", body.status)))?;
+    ctx.st
+        .agent
+        .update_ttl(id, status, &body.output)
+        .await
+        .map_err(agent_error)?;
+    Ok(ok_empty())
+}
+
+/// One local instance's health (§5).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceHealthJson<'a> {
+    aggregated_status: &'a str,
+    service: Option<AgentServiceJson<'a>>,
+    checks: Option<Vec<HealthCheckJson<'a>>>,
+}
+
+impl<'a> ServiceHealthJson<'a> {
+    fn new(h: &'a LocalServiceHealth, dc: &'a str) -> Self {
+        ServiceHealthJson {
+            aggregated_status: &h.aggregated,
+            service: Some(AgentServiceJson::new(&h.service, dc)),
+            checks: Some(h.checks.iter().map(HealthCheckJson::from).collect()),
+        }
+    }
+}
+
+/// The status code for an aggregate: passing 200, warning 429, else 503.
+fn health_code(aggregated: &str) -> StatusCode {
+    match aggregated {
+        "passing" => StatusCode::OK,
+        "warning" => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// `?format=text` or `Accept: text/plain…`.
+fn wants_text<E: Backend>(ctx: &Ctx<'_, E>, accept_text: bool) -> bool {
+    accept_text || ctx.query.get("format") == Some("text")
+}
+
+fn with_status(mut resp: Response<Body>, code: StatusCode) -> Response<Body> {
+    *resp.status_mut() = code;
+    resp
+}
+
+/// `GET /v1/agent/health/service/id/:id`.
+pub(crate) fn health_by_id<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    id: &str,
+    accept_text: bool,
+) -> Result<Response<Body>> {
+    if id.is_empty() {
+        return Err(Error::bad_request("Missing serviceID"));
+    }
+    let text = wants_text(ctx, accept_text);
+    let Some(h) = ctx.st.agent.service_health(id) else {
+        if text {
+            return Ok(response::text(
+                StatusCode::NOT_FOUND,
+                format!("ServiceId {id} not found"),
+            ));
+        }
+        let unknown = ServiceHealthJson {
+            aggregated_status: "critical",
+            service: None,
+            checks: None,
+        };
+        return Ok(with_status(ctx.json(&unknown)?, StatusCode::NOT_FOUND));
+    };
+    let code = health_code(&h.aggregated);
+    if text {
+        return Ok(response::text(code, h.aggregated.clone()));
+    }
+    let j = ServiceHealthJson::new(&h, &ctx.st.cfg.datacenter);
+    Ok(with_status(ctx.json(&j)?, code))
+}
+
+/// `GET /v1/agent/health/service/name/:name`: every local instance of the
+/// service; the code is the worst (200 < 429 < 503), 404 with `[]` if none.
+pub(crate) fn health_by_name<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    name: &str,
+    accept_text: bool,
+) -> Result<Response<Body>> {
+    if name.is_empty() {
+        return Err(Error::bad_request("Missing service Name"));
+    }
+    let text = wants_text(ctx, accept_text);
+    let agent = &ctx.st.agent;
+    let healths: Vec<LocalServiceHealth> = agent
+        .services()
+        .values()
+        .filter(|l| l.service.service == name)
+        .filter_map(|l| agent.service_health(&l.service.id))
+        .collect();
+    let mut code = StatusCode::NOT_FOUND;
+    let mut status = format!("ServiceName {name} Not Found");
+    for h in &healths {
+        let c = health_code(&h.aggregated);
+        if code == StatusCode::NOT_FOUND || c.as_u16() > code.as_u16() {
+            code = c;
+            status.clone_from(&h.aggregated);
+        }
+    }
+    if text {
+        return Ok(response::text(code, status));
+    }
+    let dc = ctx.st.cfg.datacenter.as_str();
+    let list: Vec<ServiceHealthJson<'_>> = healths
+        .iter()
+        .map(|h| ServiceHealthJson::new(h, dc))
+        .collect();
+    Ok(with_status(ctx.json(&list)?, code))
 }
 
 #[cfg(test)]

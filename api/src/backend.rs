@@ -3,14 +3,19 @@
 //! on an in-memory fake. This is a seam for testing only: it adds no
 //! behaviour and must stay a one-to-one delegation to `Engine`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+
+use muster_engine::agent::{
+    Agent, AgentError, CheckDefinition, LocalService, LocalServiceHealth, ServiceDefinition, Source,
+};
 
 use muster_engine::watch::Watch;
 use muster_engine::Node;
 use muster_engine::{
     Applied, Check, ClusterStatus, Command, Engine, Indexed, KvEntry, NodeServices, Result,
-    ServiceHealth, ServiceNode,
+    ServiceHealth, ServiceNode, Status,
 };
 
 /// What the handlers need from the engine (see `Engine` for the contracts).
@@ -92,5 +97,109 @@ impl Backend for Engine {
     }
     fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>> {
         Engine::health_checks_all(self)
+    }
+}
+
+/// A boxed, sendable future (the agent interface is object-safe).
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the `/v1/agent/*` handlers need from the agent (see
+/// [`muster_engine::agent::Agent`] for the contracts). Like [`Backend`], a
+/// test seam only: a one-to-one delegation, API writes tagged
+/// [`Source::Api`].
+pub(crate) trait AgentBackend: Send + Sync + 'static {
+    /// [`Agent::services`].
+    fn services(&self) -> BTreeMap<String, LocalService>;
+    /// [`Agent::checks`].
+    fn checks(&self) -> BTreeMap<String, Check>;
+    /// [`Agent::register_service`] from the API.
+    fn register_service(
+        &self,
+        def: ServiceDefinition,
+        replace_existing_checks: bool,
+    ) -> BoxFuture<'_, Result<(), AgentError>>;
+    /// [`Agent::deregister_service`].
+    fn deregister_service<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AgentError>>;
+    /// [`Agent::register_check`] from the API.
+    fn register_check(&self, def: CheckDefinition) -> BoxFuture<'_, Result<(), AgentError>>;
+    /// [`Agent::deregister_check`].
+    fn deregister_check<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AgentError>>;
+    /// [`Agent::update_ttl`].
+    fn update_ttl<'a>(
+        &'a self,
+        id: &'a str,
+        status: Status,
+        output: &'a str,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
+    /// [`Agent::set_node_maintenance`].
+    fn set_node_maintenance<'a>(
+        &'a self,
+        enable: bool,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
+    /// [`Agent::set_service_maintenance`].
+    fn set_service_maintenance<'a>(
+        &'a self,
+        id: &'a str,
+        enable: bool,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
+    /// [`Agent::service_health`].
+    fn service_health(&self, id: &str) -> Option<LocalServiceHealth>;
+}
+
+impl AgentBackend for Agent {
+    fn services(&self) -> BTreeMap<String, LocalService> {
+        Agent::services(self)
+    }
+    fn checks(&self) -> BTreeMap<String, Check> {
+        Agent::checks(self)
+    }
+    fn register_service(
+        &self,
+        def: ServiceDefinition,
+        replace_existing_checks: bool,
+    ) -> BoxFuture<'_, Result<(), AgentError>> {
+        Box::pin(Agent::register_service(
+            self,
+            def,
+            replace_existing_checks,
+            Source::Api,
+        ))
+    }
+    fn deregister_service<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Agent::deregister_service(self, id))
+    }
+    fn register_check(&self, def: CheckDefinition) -> BoxFuture<'_, Result<(), AgentError>> {
+        Box::pin(Agent::register_check(self, def, Source::Api))
+    }
+    fn deregister_check<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Agent::deregister_check(self, id))
+    }
+    fn update_ttl<'a>(
+        &'a self,
+        id: &'a str,
+        status: Status,
+        output: &'a str,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Agent::update_ttl(self, id, status, output))
+    }
+    fn set_node_maintenance<'a>(
+        &'a self,
+        enable: bool,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Agent::set_node_maintenance(self, enable, reason))
+    }
+    fn set_service_maintenance<'a>(
+        &'a self,
+        id: &'a str,
+        enable: bool,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Agent::set_service_maintenance(self, id, enable, reason))
+    }
+    fn service_health(&self, id: &str) -> Option<LocalServiceHealth> {
+        Agent::service_health(self, id)
     }
 }

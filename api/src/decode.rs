@@ -60,6 +60,9 @@ pub(crate) enum Kind {
     Object(&'static Schema),
     /// A list of objects with this schema.
     List(&'static Schema),
+    /// One object with this schema, or a list of them (a config file's
+    /// repeated HCL blocks, e.g. a service's `check`).
+    OneOrList(&'static Schema),
     /// A map with free-form keys whose values are objects with this schema
     /// (a service's `TaggedAddresses`).
     MapOf(&'static Schema),
@@ -260,7 +263,8 @@ fn convert(v: Value, field: &Field) -> Result<Value, String> {
         Kind::Duration => duration_nanos(&v, field.name, false).map(Value::from),
         Kind::LockDelay => duration_nanos(&v, field.name, true).map(Value::from),
         Kind::Object(s) => canonicalize(v, s),
-        Kind::List(s) => match v {
+        Kind::OneOrList(s) if v.is_object() => canonicalize(v, s),
+        Kind::List(s) | Kind::OneOrList(s) => match v {
             Value::Array(items) => items
                 .into_iter()
                 .map(|item| canonicalize(item, s))

@@ -15,20 +15,27 @@
 //!   loop, read headers) and the list parameters (`filter`, `node-meta`,
 //!   `tag`).
 //! - `decode.rs`: JSON request bodies with Consul's decoding rules.
-//! - `shapes.rs`: the catalog/health JSON objects.
+//! - `shapes.rs`: the catalog/health/agent JSON objects.
+//! - `definition.rs`: service and check definitions (§6) from JSON, for
+//!   the agent endpoints and the binary's config loader.
 //! - `kv.rs`, `catalog.rs`, `health.rs`, `status.rs`, `agent.rs`: one
 //!   handler module per domain.
 //! - `error.rs`: the one [`Error`] enum and its Consul status codes.
-//! - `backend.rs`: the engine interface the handlers use (a test seam).
+//! - `backend.rs`: the engine and agent interfaces the handlers use (test
+//!   seams).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
+use muster_engine::agent::Agent;
 use muster_engine::Engine;
 
 mod agent;
 mod backend;
 mod catalog;
 mod decode;
+pub mod definition;
 mod error;
 pub mod filter;
 mod health;
@@ -65,6 +72,41 @@ pub struct ApiConfig {
     pub pretty: bool,
     /// Largest KV value accepted (bytes); `kv_max_value_size`, 512 KiB.
     pub kv_max_value_size: usize,
+    /// What `PUT /v1/agent/reload` runs (`None`: the endpoint answers 500).
+    pub reload: Option<ReloadHook>,
+}
+
+/// The future a [`ReloadHook`] returns: `Err(msg)` becomes a 500 with `msg`.
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// The binary's "re-read the config files and apply them" (the same thing
+/// SIGHUP does), run by `PUT /v1/agent/reload`. The request waits for the
+/// returned future: 200 with an empty body on `Ok`, 500 with the message on
+/// `Err`, as Consul answers. Cheap to clone.
+#[derive(Clone)]
+pub struct ReloadHook(Arc<dyn Fn() -> ReloadFuture + Send + Sync>);
+
+impl ReloadHook {
+    /// Wrap an async callback, e.g.
+    /// `ReloadHook::new(move || { let tx = tx.clone(); async move { ... } })`.
+    pub fn new<F, Fut>(f: F) -> ReloadHook
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        ReloadHook(Arc::new(move || Box::pin(f()) as ReloadFuture))
+    }
+
+    /// Run the reload.
+    pub fn run(&self) -> ReloadFuture {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ReloadHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReloadHook")
+    }
 }
 
 impl ApiConfig {
@@ -83,17 +125,20 @@ impl ApiConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pretty: false,
             kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
+            reload: None,
         }
     }
 }
 
 /// Serve the HTTP API on `listener` until `shutdown` resolves, then stop
 /// accepting, let in-flight requests finish (bounded) and return.
+/// `/v1/agent/*` acts on `agent`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Engine,
+    agent: Agent,
     cfg: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    server::serve(listener, engine, cfg, shutdown).await
+    server::serve(listener, engine, Arc::new(agent), cfg, shutdown).await
 }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use muster_engine::Status;
 
-use crate::backend::Backend;
+use crate::backend::{AgentBackend, Backend};
 use crate::error::{Error, Result};
 use crate::query::{self, Consistency, Query};
 use crate::response::{self, Body, ReadMeta};
@@ -27,6 +28,8 @@ pub const UNKNOWN_ENDPOINT: &str = "Invalid URL path: not a recognized HTTP API 
 pub(crate) struct State<E> {
     /// The engine (or, in tests, a fake).
     pub engine: E,
+    /// The local agent (or, in tests, a fake).
+    pub agent: Arc<dyn AgentBackend>,
     /// The agent's identity and limits.
     pub cfg: ApiConfig,
     /// Where the listener is bound (for `/v1/agent/self`'s `Member.Addr`).
@@ -83,6 +86,40 @@ pub enum Endpoint {
     StatusPeers,
     /// `/v1/agent/self`.
     AgentSelf,
+    /// `/v1/agent/members`.
+    AgentMembers,
+    /// `PUT /v1/agent/reload`.
+    AgentReload,
+    /// `PUT /v1/agent/maintenance`.
+    AgentMaintenance,
+    /// `/v1/agent/services`.
+    AgentServices,
+    /// `/v1/agent/service/<id>`.
+    AgentService,
+    /// `PUT /v1/agent/service/register`.
+    AgentServiceRegister,
+    /// `PUT /v1/agent/service/deregister/<id>`.
+    AgentServiceDeregister,
+    /// `PUT /v1/agent/service/maintenance/<id>`.
+    AgentServiceMaintenance,
+    /// `/v1/agent/checks`.
+    AgentChecks,
+    /// `PUT /v1/agent/check/register`.
+    AgentCheckRegister,
+    /// `PUT /v1/agent/check/deregister/<id>`.
+    AgentCheckDeregister,
+    /// `PUT /v1/agent/check/pass/<id>`.
+    AgentCheckPass,
+    /// `PUT /v1/agent/check/warn/<id>`.
+    AgentCheckWarn,
+    /// `PUT /v1/agent/check/fail/<id>`.
+    AgentCheckFail,
+    /// `PUT /v1/agent/check/update/<id>`.
+    AgentCheckUpdate,
+    /// `/v1/agent/health/service/id/<id>`.
+    AgentHealthById,
+    /// `/v1/agent/health/service/name/<name>`.
+    AgentHealthByName,
     /// `PUT /v1/catalog/register`.
     CatalogRegister,
     /// `PUT /v1/catalog/deregister`.
@@ -204,6 +241,51 @@ const ROUTES: &[RouteDef] = &[
         endpoint: Endpoint::AgentSelf,
         allow: GET,
     },
+    exact("/v1/agent/members", Endpoint::AgentMembers, GET),
+    exact("/v1/agent/reload", Endpoint::AgentReload, PUT),
+    exact("/v1/agent/maintenance", Endpoint::AgentMaintenance, PUT),
+    exact("/v1/agent/services", Endpoint::AgentServices, GET),
+    under("/v1/agent/service/", Endpoint::AgentService, GET),
+    exact(
+        "/v1/agent/service/register",
+        Endpoint::AgentServiceRegister,
+        PUT,
+    ),
+    under(
+        "/v1/agent/service/deregister/",
+        Endpoint::AgentServiceDeregister,
+        PUT,
+    ),
+    under(
+        "/v1/agent/service/maintenance/",
+        Endpoint::AgentServiceMaintenance,
+        PUT,
+    ),
+    exact("/v1/agent/checks", Endpoint::AgentChecks, GET),
+    exact(
+        "/v1/agent/check/register",
+        Endpoint::AgentCheckRegister,
+        PUT,
+    ),
+    under(
+        "/v1/agent/check/deregister/",
+        Endpoint::AgentCheckDeregister,
+        PUT,
+    ),
+    under("/v1/agent/check/pass/", Endpoint::AgentCheckPass, PUT),
+    under("/v1/agent/check/warn/", Endpoint::AgentCheckWarn, PUT),
+    under("/v1/agent/check/fail/", Endpoint::AgentCheckFail, PUT),
+    under("/v1/agent/check/update/", Endpoint::AgentCheckUpdate, PUT),
+    under(
+        "/v1/agent/health/service/id/",
+        Endpoint::AgentHealthById,
+        GET,
+    ),
+    under(
+        "/v1/agent/health/service/name/",
+        Endpoint::AgentHealthByName,
+        GET,
+    ),
     exact("/v1/catalog/register", Endpoint::CatalogRegister, PUT),
     exact("/v1/catalog/deregister", Endpoint::CatalogDeregister, PUT),
     exact("/v1/catalog/datacenters", Endpoint::CatalogDatacenters, GET),
@@ -372,6 +454,11 @@ where
         });
     }
     let query = query::parse(req.uri().query().unwrap_or_default());
+    let accept_text = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
     let pretty = st.cfg.pretty || query.pretty();
     let ctx = Ctx { st, query, pretty };
     match endpoint {
@@ -379,6 +466,23 @@ where
         Endpoint::StatusLeader => status::leader(&ctx),
         Endpoint::StatusPeers => status::peers(&ctx),
         Endpoint::AgentSelf => agent::self_(&ctx),
+        Endpoint::AgentMembers => agent::members(&ctx),
+        Endpoint::AgentReload => agent::reload(&ctx).await,
+        Endpoint::AgentMaintenance => agent::maintenance(&ctx).await,
+        Endpoint::AgentServices => agent::services(&ctx),
+        Endpoint::AgentService => agent::service(&ctx, &rest).await,
+        Endpoint::AgentServiceRegister => agent::register_service(&ctx, req).await,
+        Endpoint::AgentServiceDeregister => agent::deregister_service(&ctx, &rest).await,
+        Endpoint::AgentServiceMaintenance => agent::service_maintenance(&ctx, &rest).await,
+        Endpoint::AgentChecks => agent::checks(&ctx),
+        Endpoint::AgentCheckRegister => agent::register_check(&ctx, req).await,
+        Endpoint::AgentCheckDeregister => agent::deregister_check(&ctx, &rest).await,
+        Endpoint::AgentCheckPass => agent::ttl(&ctx, &rest, Status::Passing).await,
+        Endpoint::AgentCheckWarn => agent::ttl(&ctx, &rest, Status::Warning).await,
+        Endpoint::AgentCheckFail => agent::ttl(&ctx, &rest, Status::Critical).await,
+        Endpoint::AgentCheckUpdate => agent::update_check(&ctx, &rest, req).await,
+        Endpoint::AgentHealthById => agent::health_by_id(&ctx, &rest, accept_text),
+        Endpoint::AgentHealthByName => agent::health_by_name(&ctx, &rest, accept_text),
         Endpoint::CatalogRegister => catalog::register(&ctx, req).await,
         Endpoint::CatalogDeregister => catalog::deregister(&ctx, req).await,
         Endpoint::CatalogDatacenters => catalog::datacenters(&ctx),
@@ -419,6 +523,30 @@ mod tests {
         assert_eq!(route("/v1/status/peers").endpoint, Endpoint::StatusPeers);
         assert_eq!(route("/v1/agent/self").endpoint, Endpoint::AgentSelf);
         assert_eq!(route("/v1/agent/self/x").endpoint, Endpoint::UnknownApi);
+        let r = route("/v1/agent/service/deregister/batman/pg0");
+        assert_eq!(
+            (r.endpoint, r.rest.as_str()),
+            (Endpoint::AgentServiceDeregister, "batman/pg0")
+        );
+        let r = route("/v1/agent/service/register");
+        assert_eq!((r.endpoint, r.allow), (Endpoint::AgentServiceRegister, PUT));
+        let r = route("/v1/agent/service/web/1");
+        assert_eq!(
+            (r.endpoint, r.rest.as_str()),
+            (Endpoint::AgentService, "web/1")
+        );
+        assert_eq!(
+            route("/v1/agent/services").endpoint,
+            Endpoint::AgentServices
+        );
+        assert_eq!(
+            route("/v1/agent/check/pass/service:a").rest,
+            "service:a".to_string()
+        );
+        assert_eq!(
+            route("/v1/agent/health/service/name/web").endpoint,
+            Endpoint::AgentHealthByName
+        );
         assert_eq!(route("/v1/status/leader/").endpoint, Endpoint::UnknownApi);
         assert_eq!(route("/v1/kvx").endpoint, Endpoint::UnknownApi);
         assert_eq!(route("/v1/").endpoint, Endpoint::UnknownApi);

@@ -18,7 +18,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tracing::Instrument;
 
-use crate::backend::Backend;
+use crate::backend::{AgentBackend, Backend};
 use crate::error::Result;
 use crate::response::{self, Body};
 use crate::router::{self, State};
@@ -70,12 +70,14 @@ async fn serve_request<E: Backend>(
 pub(crate) async fn serve<E: Backend>(
     listener: tokio::net::TcpListener,
     engine: E,
+    agent: Arc<dyn AgentBackend>,
     cfg: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let local_addr = listener.local_addr()?;
     let state = Arc::new(State {
         engine,
+        agent,
         cfg,
         local_addr: Some(local_addr),
     });

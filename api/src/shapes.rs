@@ -255,6 +255,92 @@ impl<'a> From<&'a Service> for NodeServiceJson<'a> {
     }
 }
 
+/// `AgentService` (§2.4): `/v1/agent/services` values, `/v1/agent/service/:id`
+/// (with `ContentHash`), the `Service` of local service health.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentServiceJson<'a> {
+    /// Omitted when `""`.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub kind: &'a str,
+    /// Instance ID.
+    #[serde(rename = "ID")]
+    pub id: &'a str,
+    /// Service name.
+    pub service: &'a str,
+    /// Tags (`[]` when none).
+    pub tags: &'a [String],
+    /// Meta (`{}` when none).
+    pub meta: &'a BTreeMap<String, String>,
+    /// Port (always present).
+    pub port: u16,
+    /// Instance address.
+    pub address: &'a str,
+    /// Omitted when empty.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub socket_path: &'a str,
+    /// Omitted when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged_addresses: BTreeMap<&'a str, AddressJson<'a>>,
+    /// SRV weights.
+    pub weights: WeightsJson,
+    /// Tag override flag.
+    pub enable_tag_override: bool,
+    /// Omitted when 0.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub create_index: u64,
+    /// Omitted when 0.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub modify_index: u64,
+    /// Only in the single-service GET.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// The agent's datacenter.
+    pub datacenter: &'a str,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+impl<'a> AgentServiceJson<'a> {
+    /// The local instance `s` on an agent in datacenter `dc`.
+    pub fn new(s: &'a Service, dc: &'a str) -> Self {
+        AgentServiceJson {
+            kind: &s.kind,
+            id: &s.id,
+            service: &s.service,
+            tags: &s.tags,
+            meta: &s.meta,
+            port: s.port,
+            address: &s.address,
+            socket_path: &s.socket_path,
+            tagged_addresses: addresses(&s.tagged_addresses),
+            weights: WeightsJson::from(&s.weights),
+            enable_tag_override: s.enable_tag_override,
+            create_index: s.create_index,
+            modify_index: s.modify_index,
+            content_hash: None,
+            datacenter: dc,
+        }
+    }
+
+    /// Set `ContentHash`: 16 hex digits of a 64-bit FNV-1a hash of the
+    /// object's JSON (any change of a field changes it), and return it.
+    pub fn with_content_hash(mut self) -> (Self, String) {
+        self.content_hash = None;
+        let bytes = serde_json::to_vec(&self).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let hash = format!("{h:016x}");
+        self.content_hash = Some(hash.clone());
+        (self, hash)
+    }
+}
+
 /// `HealthCheck` (§2.5).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -391,6 +477,27 @@ mod tests {
             s(&CatalogServiceJson::new(&n, &svc)),
             r#"{"ID":"40e4a748-2192-161a-0510-9bf59fe950b5","Node":"n1","Address":"10.0.0.5","Datacenter":"dc1","TaggedAddresses":{"lan":"10.0.0.5"},"NodeMeta":{},"ServiceKind":"","ServiceID":"web1","ServiceName":"web","ServiceTags":[],"ServiceAddress":"","ServiceWeights":{"Passing":1,"Warning":1},"ServiceMeta":{},"ServicePort":80,"ServiceSocketPath":"","ServiceEnableTagOverride":false,"ServiceProxy":{"Expose":{},"MeshGateway":{},"Mode":""},"ServiceConnect":{},"ServiceLocality":null,"CreateIndex":20,"ModifyIndex":21}"#
         );
+    }
+
+    #[test]
+    fn shapes_agent_service() {
+        let mut svc = Service {
+            id: "web1".into(),
+            service: "web".into(),
+            ..Service::default()
+        };
+        assert_eq!(
+            s(&AgentServiceJson::new(&svc, "dc1")),
+            r#"{"ID":"web1","Service":"web","Tags":[],"Meta":{},"Port":0,"Address":"","Weights":{"Passing":1,"Warning":1},"EnableTagOverride":false,"Datacenter":"dc1"}"#
+        );
+        let (j, h1) = AgentServiceJson::new(&svc, "dc1").with_content_hash();
+        assert_eq!(h1.len(), 16);
+        assert!(s(&j).contains(&format!(r#""ContentHash":"{h1}","Datacenter":"dc1""#)));
+        svc.port = 80;
+        svc.socket_path = "/s".into();
+        let (j, h2) = AgentServiceJson::new(&svc, "dc1").with_content_hash();
+        assert_ne!(h1, h2);
+        assert!(s(&j).contains(r#""Port":80,"Address":"","SocketPath":"/s","Weights""#));
     }
 
     #[test]

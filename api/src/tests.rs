@@ -21,6 +21,8 @@ use crate::response::Body;
 use crate::router::{self, State};
 use crate::ApiConfig;
 
+mod agent;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 #[derive(Default)]
@@ -527,6 +529,7 @@ fn state() -> (Arc<State<Arc<Fake>>>, Arc<Fake>) {
     cfg.kv_max_value_size = 16;
     let st = Arc::new(State {
         engine: fake.clone(),
+        agent: Arc::new(agent::FakeAgent::default()),
         cfg,
         local_addr: None,
     });
@@ -958,9 +961,16 @@ async fn api_serve_over_tcp_and_shut_down() -> TestResult {
     let fake = Arc::new(Fake::default());
     let cfg = ApiConfig::new("dc1", "n1", "id");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(listener, fake, cfg, async move {
-        let _ = rx.await;
-    }));
+    let agent = Arc::new(agent::FakeAgent::default());
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        fake,
+        agent,
+        cfg,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
     conn.write_all(b"PUT /v1/kv/a%2Fb HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
         .await?;
