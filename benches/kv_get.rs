@@ -60,9 +60,22 @@ fn kv_get(c: &mut Criterion) {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = rt
+        .block_on(muster_engine::agent::Agent::start(
+            engine.clone(),
+            muster_engine::agent::AgentConfig::new(
+                "bench",
+                "00000000-0000-0000-0000-000000000001",
+                "dc1",
+            ),
+            Vec::new(),
+            Vec::new(),
+        ))
+        .expect("agent");
     let server = rt.spawn(muster_api::serve(
         listener,
         engine.clone(),
+        agent,
         ApiConfig::new("dc1", "bench", "00000000-0000-0000-0000-000000000001"),
         async move {
             let _ = stop_rx.await;

@@ -7,6 +7,7 @@
 //! `cli/agent.rs`).
 
 mod cli;
+mod config;
 
 use std::process::ExitCode;
 

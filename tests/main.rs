@@ -17,11 +17,14 @@
 //!   restart) and the `muster catalog` commands.
 //! - `health.rs`: `/v1/health/*`, aggregate status, and blocking on
 //!   `/v1/health/service/:s?passing`.
+//! - `config.rs`: config files through `muster validate` (every seed
+//!   example), and the `services`, `maint` and `reload` commands.
 
 mod agent;
 mod blocking;
 mod catalog;
 mod cli;
+mod config;
 mod durability;
 mod harness;
 mod health;

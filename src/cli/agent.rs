@@ -17,8 +17,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use muster_api::ApiConfig;
+use muster_api::{ApiConfig, ReloadHook};
+use muster_engine::agent::{Agent, AgentConfig};
 use muster_engine::{Engine, EngineConfig};
+
+use crate::config::{self, ConfigSource, LoadedConfig};
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -159,14 +162,56 @@ struct Config {
     serf_wan_port: u16,
     /// Log level for muster's own targets.
     log_level: &'static str,
-    /// Config files that were accepted (not loaded yet).
-    config_files: Vec<PathBuf>,
+    /// `-config-file` / `-config-dir` sources, re-read on reload.
+    config_sources: Vec<ConfigSource>,
+    /// What the config files said (services, checks, settings).
+    loaded: LoadedConfig,
 }
 
 impl Config {
     /// Check the flags. Every failure is a one-line message saying how to fix
     /// it.
-    fn from_args(args: AgentArgs) -> anyhow::Result<Config> {
+    fn from_args(mut args: AgentArgs) -> anyhow::Result<Config> {
+        let config_sources = config_sources(&args.config_file, &args.config_dir);
+        let loaded = config::load(&config_sources).map_err(|e| anyhow::anyhow!("Error: {e}"))?;
+        let st = &loaded.settings;
+        // Flags win over files; files win over defaults.
+        args.server |= st.server.unwrap_or(false);
+        args.bootstrap |= st.bootstrap.unwrap_or(false);
+        if args.bootstrap_expect.is_none() {
+            args.bootstrap_expect = st.bootstrap_expect;
+        }
+        if args.datacenter.is_none() {
+            args.datacenter = st.datacenter.clone();
+        }
+        if args.data_dir.is_none() {
+            args.data_dir = st.data_dir.clone();
+        }
+        if args.node.is_none() {
+            args.node = st.node_name.clone();
+        }
+        if args.log_level.is_none() {
+            args.log_level = st.log_level.clone();
+        }
+        let ip = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|a| a.split_whitespace().next()?.parse::<IpAddr>().ok())
+        };
+        if args.bind.is_none() {
+            args.bind = ip(&st.bind_addr);
+        }
+        if args.advertise.is_none() {
+            args.advertise = ip(&st.advertise_addr);
+        }
+        if args.client.is_none() {
+            args.client = ip(&st.addresses.http).or_else(|| ip(&st.client_addr));
+        }
+        let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
+        args.http_port = args.http_port.or(port(st.ports.http));
+        args.dns_port = args.dns_port.or(port(st.ports.dns));
+        args.server_port = args.server_port.or(port(st.ports.server));
+        args.serf_lan_port = args.serf_lan_port.or(port(st.ports.serf_lan));
+        args.serf_wan_port = args.serf_wan_port.or(port(st.ports.serf_wan));
         let log_level = match &args.log_level {
             Some(level) => parse_log_level(level)?,
             None if args.dev => "debug",
@@ -209,7 +254,6 @@ impl Config {
             Some(name) => name,
             None => hostname(),
         };
-        let config_files = check_config_sources(&args.config_file, &args.config_dir)?;
         let bind = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let advertise = match args.advertise {
             Some(ip) => ip,
@@ -232,7 +276,8 @@ impl Config {
             serf_lan_port: args.serf_lan_port.unwrap_or(DEFAULT_SERF_LAN_PORT),
             serf_wan_port: args.serf_wan_port.unwrap_or(DEFAULT_SERF_WAN_PORT),
             log_level,
-            config_files,
+            config_sources,
+            loaded,
         })
     }
 }
@@ -276,56 +321,13 @@ fn hostname() -> String {
         .unwrap_or_else(|| "muster".to_string())
 }
 
-/// Check every `-config-file` and the `*.json` / `*.hcl` files of every
-/// `-config-dir` (lexical order): each must be readable, and JSON ones must be
-/// a JSON object. Their keys are not applied yet; that is the config issue's
-/// work. Returns the accepted files.
-fn check_config_sources(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut accepted = Vec::new();
-    for file in files {
-        check_config_file(file)?;
-        accepted.push(file.clone());
-    }
-    for dir in dirs {
-        let entries = fs::read_dir(dir)
-            .with_context(|| format!("Error: cannot read -config-dir {}", dir.display()))?;
-        let mut found = Vec::new();
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("Error: cannot read -config-dir {}", dir.display()))?
-                .path();
-            let wanted = matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("json" | "hcl")
-            );
-            if wanted && path.is_file() {
-                found.push(path);
-            }
-        }
-        found.sort();
-        for file in found {
-            check_config_file(&file)?;
-            accepted.push(file);
-        }
-    }
-    Ok(accepted)
-}
-
-/// One config file: readable; if not `.hcl`, a JSON object.
-fn check_config_file(path: &Path) -> anyhow::Result<()> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("Error: cannot read config file {}", path.display()))?;
-    if path.extension().and_then(|e| e.to_str()) == Some("hcl") {
-        return Ok(());
-    }
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        Ok(_) => bail!(
-            "Error parsing {}: the top level must be a JSON object",
-            path.display()
-        ),
-        Err(err) => bail!("Error parsing {}: {err}", path.display()),
-    }
+/// `-config-file`s then `-config-dir`s, as the loader takes them.
+fn config_sources(files: &[PathBuf], dirs: &[PathBuf]) -> Vec<ConfigSource> {
+    files
+        .iter()
+        .map(|f| ConfigSource::File(f.clone()))
+        .chain(dirs.iter().map(|d| ConfigSource::Dir(d.clone())))
+        .collect()
 }
 
 /// Read `data_dir/node-id`, or create it: a random UUID v4, written to a
@@ -424,11 +426,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if ignored_data_dir {
         tracing::warn!("-dev keeps its data in a temporary directory; -data-dir is ignored");
     }
-    for file in &cfg.config_files {
-        tracing::info!(
-            file = %file.display(),
-            "config file accepted; applying config keys is not implemented yet"
-        );
+    for file in &cfg.loaded.files {
+        tracing::info!(file = %file.display(), "loaded config file");
     }
     let data_dir = match &cfg.data_dir {
         Some(dir) => {
@@ -490,8 +489,37 @@ async fn serve(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
         )
     })?;
 
-    let result = serve_http(cfg, &engine, &node_id, data_dir, &mut sigint, &mut sigterm).await;
+    let mut agent_cfg = AgentConfig::new(
+        cfg.node_name.clone(),
+        node_id.clone(),
+        cfg.datacenter.clone(),
+    );
+    agent_cfg.address = cfg.advertise.to_string();
+    cfg.loaded.settings.apply_to_agent(&mut agent_cfg);
+    if !cfg.dev {
+        agent_cfg.persist_dir = Some(data_dir.join("agent"));
+    }
+    let agent = Agent::start(
+        engine.clone(),
+        agent_cfg,
+        cfg.loaded.services.clone(),
+        cfg.loaded.checks.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("Error: {e}"))?;
 
+    let result = serve_http(
+        cfg,
+        &engine,
+        &agent,
+        &node_id,
+        data_dir,
+        &mut sigint,
+        &mut sigterm,
+    )
+    .await;
+
+    agent.shutdown().await;
     tracing::info!("shutting down the engine");
     match tokio::time::timeout(ENGINE_SHUTDOWN, engine.shutdown()).await {
         Ok(Ok(())) => {}
@@ -509,6 +537,7 @@ async fn serve(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
 async fn serve_http(
     cfg: &Config,
     engine: &Engine,
+    agent: &Agent,
     node_id: &str,
     data_dir: &Path,
     sigint: &mut tokio::signal::unix::Signal,
@@ -529,11 +558,15 @@ async fn serve_http(
         version: env!("CARGO_PKG_VERSION").to_string(),
         pretty: cfg.dev,
         kv_max_value_size: KV_MAX_VALUE_SIZE,
+        reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
     };
+    let reload = reload_hook(agent.clone(), cfg.config_sources.clone());
+    let mut sighup = signal(SignalKind::hangup()).context("Error: cannot handle SIGHUP")?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut server = tokio::spawn(muster_api::serve(
         listener,
         engine.clone(),
+        agent.clone(),
         api_cfg,
         async move {
             // A dropped sender also means "stop".
@@ -578,10 +611,18 @@ async fn serve_http(
         data_dir.display()
     ));
 
-    let ended_early = tokio::select! {
-        _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "caught signal, shutting down"); None }
-        _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "caught signal, shutting down"); None }
-        res = &mut server => Some(res),
+    let ended_early = loop {
+        tokio::select! {
+            _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "caught signal, shutting down"); break None }
+            _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "caught signal, shutting down"); break None }
+            _ = sighup.recv() => {
+                tracing::info!(signal = "SIGHUP", "caught signal, reloading the config files");
+                if let Err(e) = reload.run().await {
+                    tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                }
+            }
+            res = &mut server => break Some(res),
+        }
     };
     if let Some(res) = ended_early {
         return Err(server_ended(res));
@@ -597,6 +638,23 @@ async fn serve_http(
         }
     }
     Ok(())
+}
+
+/// Re-read the config files and hand their services and checks to the
+/// agent (SIGHUP and `PUT /v1/agent/reload`). A bad file leaves the running
+/// configuration as it is.
+fn reload_hook(agent: Agent, sources: Vec<ConfigSource>) -> ReloadHook {
+    ReloadHook::new(move || {
+        let agent = agent.clone();
+        let sources = sources.clone();
+        async move {
+            let loaded = config::load(&sources).map_err(|e| format!("Failed reloading: {e}"))?;
+            agent
+                .reload(loaded.services, loaded.checks)
+                .await
+                .map_err(|e| format!("Failed reloading: {e}"))
+        }
+    })
 }
 
 /// The error for an HTTP server that stopped without being asked to.

@@ -10,6 +10,10 @@ pub mod catalog;
 pub mod http;
 pub mod keygen;
 pub mod kv;
+pub mod maint;
+pub mod reload;
+pub mod services;
+pub mod validate;
 pub mod version;
 
 use std::ffi::OsString;
@@ -36,6 +40,14 @@ pub enum Command {
     Catalog(catalog::CatalogArgs),
     /// Read and write the key/value store of a running agent.
     Kv(kv::KvArgs),
+    /// Register or deregister services on a running agent.
+    Services(services::ServicesArgs),
+    /// Put the node or a service into maintenance mode, or list maintenance.
+    Maint(maint::MaintArgs),
+    /// Make a running agent re-read its config files.
+    Reload(reload::ReloadArgs),
+    /// Check config files or directories without starting an agent.
+    Validate(validate::ValidateArgs),
     /// Print muster's version and protocol.
     Version,
     /// Print a new gossip encryption key (base64 of 32 random bytes).
@@ -49,6 +61,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args),
         Command::Catalog(args) => catalog::run(args),
         Command::Kv(args) => kv::run(args),
+        Command::Services(args) => services::run(args),
+        Command::Maint(args) => maint::run(args),
+        Command::Reload(args) => reload::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Version => version::run(),
         Command::Keygen => keygen::run(),
     }

@@ -1,0 +1,158 @@
+//! [`ConfigError`]: why a set of config files was rejected.
+//!
+//! Every variant names the file it came from and, where there is one, the
+//! key (as a path such as `services[1].checks[0].ttl`), so one line is
+//! enough to find and fix the problem.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why loading the config files failed. Each message is one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file or directory could not be read.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error, as text.
+        reason: String,
+    },
+    /// A file is not valid JSON / HCL, or its top level is not an object.
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A key the loader does not know.
+    UnknownKey {
+        /// The file.
+        file: PathBuf,
+        /// The key path.
+        key: String,
+    },
+    /// A value of the wrong JSON/HCL type.
+    WrongType {
+        /// The file.
+        file: PathBuf,
+        /// The key path.
+        key: String,
+        /// What was expected, e.g. `a boolean`.
+        expected: &'static str,
+        /// What was found, e.g. `a string`.
+        found: &'static str,
+    },
+    /// A duration string that does not parse.
+    BadDuration {
+        /// The file.
+        file: PathBuf,
+        /// The key path.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A value of the right type that is still unacceptable (a port out of
+    /// range, a bad gossip key, an unknown check status...).
+    BadValue {
+        /// The file.
+        file: PathBuf,
+        /// The key path.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A service definition Consul would reject.
+    InvalidService {
+        /// The file.
+        file: PathBuf,
+        /// The service's ID (or name, or key path if it has neither).
+        service: String,
+        /// Consul's reason.
+        reason: String,
+    },
+    /// A check definition Consul would reject.
+    InvalidCheck {
+        /// The file.
+        file: PathBuf,
+        /// The service the check is defined in, if inline.
+        service: Option<String>,
+        /// The check's ID.
+        check: String,
+        /// Consul's reason (after `Invalid check: `).
+        reason: String,
+    },
+    /// Two service definitions with the same ID.
+    DuplicateService {
+        /// The service ID.
+        id: String,
+        /// The file that defined it first.
+        first: PathBuf,
+        /// The file that defined it again.
+        second: PathBuf,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Io { path, reason } => write!(f, "{}: {reason}", path.display()),
+            ConfigError::Parse { file, reason } => {
+                write!(f, "{}: parse error: {reason}", file.display())
+            }
+            ConfigError::UnknownKey { file, key } => {
+                write!(f, "{}: unknown key {key:?}", file.display())
+            }
+            ConfigError::WrongType {
+                file,
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{}: key {key:?}: expected {expected}, got {found}",
+                file.display()
+            ),
+            ConfigError::BadDuration {
+                file,
+                key,
+                value,
+                reason,
+            } => write!(
+                f,
+                "{}: key {key:?}: invalid duration {value:?}: {reason}",
+                file.display()
+            ),
+            ConfigError::BadValue { file, key, reason } => {
+                write!(f, "{}: key {key:?}: {reason}", file.display())
+            }
+            ConfigError::InvalidService {
+                file,
+                service,
+                reason,
+            } => write!(f, "{}: service {service:?}: {reason}", file.display()),
+            ConfigError::InvalidCheck {
+                file,
+                service,
+                check,
+                reason,
+            } => {
+                write!(f, "{}: ", file.display())?;
+                if let Some(service) = service {
+                    write!(f, "service {service:?}: ")?;
+                }
+                write!(f, "check {check:?}: Invalid check: {reason}")
+            }
+            ConfigError::DuplicateService { id, first, second } => write!(
+                f,
+                "duplicate service ID {id:?}: defined in {} and in {}",
+                first.display(),
+                second.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
