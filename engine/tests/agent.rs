@@ -190,3 +190,92 @@ async fn output_only_changes_wait_for_the_update_interval() -> Result<(), Box<dy
     engine.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_check_mirrors_the_aliased_instance() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let (engine, agent) = setup(dir.path()).await?;
+    agent
+        .register_service(web_with_ttl(Duration::from_secs(60)), false, Source::Api)
+        .await?;
+    let proxy = ServiceDefinition {
+        name: "web-proxy".into(),
+        checks: vec![CheckDefinition {
+            kind: CheckKind::Alias {
+                service: "web".into(),
+                node: String::new(),
+            },
+            ..CheckDefinition::default()
+        }],
+        ..ServiceDefinition::default()
+    };
+    agent.register_service(proxy, false, Source::Api).await?;
+    let alias = || agent.checks().get("service:web-proxy").map(|c| c.status);
+    wait_for("alias critical like web", || {
+        alias() == Some(Status::Critical)
+    })
+    .await;
+    agent
+        .update_ttl("service:web", Status::Passing, "ok")
+        .await?;
+    wait_for("alias passing", || alias() == Some(Status::Passing)).await;
+    wait_for("alias passing in the catalog", || {
+        catalog_status(&engine, "service:web-proxy") == Some(Status::Passing)
+    })
+    .await;
+    agent
+        .update_ttl("service:web", Status::Warning, "meh")
+        .await?;
+    wait_for("alias warning", || alias() == Some(Status::Warning)).await;
+    agent.deregister_service("web").await?;
+    wait_for("alias critical once web is gone", || {
+        alias() == Some(Status::Critical)
+    })
+    .await;
+    agent.shutdown().await;
+    engine.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_service_is_reaped() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = EngineConfig::new(dir.path().join("data"), "node-a");
+    cfg.heartbeat = Duration::from_millis(50);
+    cfg.election_timeout = Duration::from_millis(150);
+    let engine = Engine::open(cfg).await?;
+    let mut acfg = AgentConfig::new("node-a", "11111111-2222-3333-4444-555555555555", "dc1");
+    // Consul's floors are 1 minute and a 30 s reaper; shortened here.
+    acfg.reap_interval = Duration::from_millis(100);
+    acfg.min_deregister_after = Duration::from_millis(10);
+    let agent = Agent::start(engine.clone(), acfg, Vec::new(), Vec::new()).await?;
+    let mut web = web_with_ttl(Duration::from_secs(60));
+    web.checks[0].deregister_critical_service_after = Some(Duration::from_millis(500));
+    agent.register_service(web, false, Source::Api).await?;
+    // Passing: not reaped.
+    agent.update_ttl("service:web", Status::Passing, "").await?;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        agent.services().contains_key("web"),
+        "a passing service is kept"
+    );
+    let start = Instant::now();
+    agent
+        .update_ttl("service:web", Status::Critical, "down")
+        .await?;
+    wait_for("web reaped", || !agent.services().contains_key("web")).await;
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "reaped too early"
+    );
+    wait_for("web gone from the catalog", || {
+        engine
+            .catalog_service("web")
+            .map(|r| r.value.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    agent.shutdown().await;
+    engine.shutdown().await?;
+    Ok(())
+}

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -176,7 +177,24 @@ impl LocalState {
                 )),
                 Some(Instant::now() + *ttl),
             ),
-            CheckKind::Alias { .. } | CheckKind::Unset => (None, None, None),
+            CheckKind::Alias { service, node } => {
+                let node = if node.is_empty() {
+                    inner.cfg.node_name.clone()
+                } else {
+                    node.clone()
+                };
+                (
+                    None,
+                    Some(spawn_alias(
+                        Arc::downgrade(inner),
+                        def.id.clone(),
+                        node,
+                        service.clone(),
+                    )),
+                    None,
+                )
+            }
+            CheckKind::Unset => (None, None, None),
             _ => (
                 Some(checks::spawn_interval(
                     def.clone(),
@@ -320,6 +338,103 @@ fn spawn_ttl(inner: Weak<AgentInner>, id: String, wake: Arc<tokio::sync::Notify>
                     wake.notified().await;
                 }
                 None => continue,
+            }
+        }
+    }))
+}
+
+/// The health an alias check mirrors: the worst status of the aliased
+/// instance's checks and its node's checks; critical if the instance does
+/// not exist.
+fn alias_result(
+    engine: &crate::engine::Engine,
+    own_id: &str,
+    node: &str,
+    service_id: &str,
+) -> (u64, CheckResult) {
+    let Ok(read) = engine.health_node(node) else {
+        return (
+            0,
+            CheckResult {
+                status: Status::Critical,
+                output: "Unable to read the aliased node's checks".into(),
+            },
+        );
+    };
+    let exists = engine
+        .catalog_node(node)
+        .ok()
+        .and_then(|n| n.value)
+        .is_some_and(|n| n.services.iter().any(|s| s.id == service_id));
+    if !exists {
+        return (
+            read.index,
+            CheckResult {
+                status: Status::Critical,
+                output: format!("Service {service_id} could not be found on node {node}"),
+            },
+        );
+    }
+    let worst = read
+        .value
+        .iter()
+        .filter(|c| c.check_id != own_id && (c.service_id.is_empty() || c.service_id == service_id))
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Passing);
+    let output = match worst {
+        Status::Passing => "All checks passing.".to_string(),
+        Status::Warning => "At least one check is warning.".to_string(),
+        Status::Critical => "At least one check is critical.".to_string(),
+    };
+    (
+        read.index,
+        CheckResult {
+            status: worst,
+            output,
+        },
+    )
+}
+
+/// An alias check: mirror another instance's health, re-evaluated whenever
+/// that node's checks or services change (a blocking read on the node).
+fn spawn_alias(
+    inner: Weak<AgentInner>,
+    id: String,
+    node: String,
+    service_id: String,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut index = 0u64;
+        let mut last: Option<CheckResult> = None;
+        loop {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let engine = strong.engine.clone();
+            let watch = engine.watch().clone();
+            let sender = strong.results.clone();
+            drop(strong);
+            let blocking = crate::blocking::Blocking::new(index, Some(Duration::from_secs(300)));
+            let key = [crate::watch::WatchKey::Node(node.to_lowercase())];
+            let read: Result<crate::types::Indexed<CheckResult>, ()> = blocking
+                .run(&watch, &key, |_| {
+                    let (idx, result) = alias_result(&engine, &id, &node, &service_id);
+                    Ok(crate::blocking::QueryOutcome::Ready(
+                        crate::types::Indexed {
+                            index: idx.max(1),
+                            value: result,
+                        },
+                    ))
+                })
+                .await;
+            let Ok(read) = read else { return };
+            index = read.index;
+            if last.as_ref() != Some(&read.value) {
+                last = Some(read.value.clone());
+                if sender.send((id.clone(), read.value)).is_err() {
+                    return;
+                }
             }
         }
     }))

@@ -393,10 +393,7 @@ impl Agent {
             c.ttl_wake.notify_one();
             let max = checks::output_max_size(&c.def, &self.inner.runner_ctx);
             let output = checks::truncate_output(&c.def.kind, output, max);
-            let changed = c.record.status != status;
-            c.record.status = status;
-            c.record.output = output;
-            changed
+            st.apply_result(id, CheckResult { status, output })
         };
         if status_changed {
             self.sync_now().await?;
