@@ -85,12 +85,11 @@ pub struct AgentArgs {
     /// Directory for the log, views and node ID (required unless -dev).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Directory of *.json / *.hcl config files (accepted and checked; loading
-    /// their keys is a later issue). Repeatable.
+    /// Directory of *.json / *.hcl config files, loaded in lexical order and
+    /// merged; flags override them. Repeatable.
     #[arg(long, value_name = "DIR")]
     pub config_dir: Vec<PathBuf>,
-    /// A config file (accepted and checked; loading its keys is a later
-    /// issue). Repeatable.
+    /// A config file (JSON or HCL); flags override it. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub config_file: Vec<PathBuf>,
     /// HTTP API port (default: 8500; 0 = any free port).

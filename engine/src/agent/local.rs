@@ -83,11 +83,19 @@ fn service_record(cfg: &AgentConfig, def: &ServiceDefinition) -> Service {
 }
 
 fn check_record(cfg: &AgentConfig, def: &CheckDefinition, service: Option<&Service>) -> Check {
-    let definition = format!(
-        "{{\"Interval\":\"{}\",\"Timeout\":\"{}\"}}",
-        crate::duration::format(def.interval),
-        crate::duration::format(def.effective_timeout())
-    );
+    let definition = match &def.kind {
+        CheckKind::Ttl { ttl } => format!("{{\"TTL\":\"{}\"}}", crate::duration::format(*ttl)),
+        CheckKind::Alias { service, node } => format!(
+            "{{\"AliasService\":{:?},\"AliasNode\":{:?}}}",
+            service, node
+        ),
+        CheckKind::Unset => String::new(),
+        _ => format!(
+            "{{\"Interval\":\"{}\",\"Timeout\":\"{}\"}}",
+            crate::duration::format(def.interval),
+            crate::duration::format(def.effective_timeout())
+        ),
+    };
     Check {
         node: cfg.node_name.clone(),
         check_id: def.id.clone(),

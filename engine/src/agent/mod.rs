@@ -190,6 +190,29 @@ impl Agent {
         services: Vec<ServiceDefinition>,
         checks: Vec<CheckDefinition>,
     ) -> Result<Agent, AgentError> {
+        let mut cfg = cfg;
+        // Consul's defaults for an agent's own node (§2.1).
+        if cfg.tagged_addresses.is_empty() {
+            let family = if cfg.address.contains(':') {
+                "ipv6"
+            } else {
+                "ipv4"
+            };
+            for key in [
+                "lan".to_string(),
+                format!("lan_{family}"),
+                "wan".to_string(),
+                format!("wan_{family}"),
+            ] {
+                cfg.tagged_addresses.insert(key, cfg.address.clone());
+            }
+        }
+        cfg.node_meta
+            .entry("consul-network-segment".into())
+            .or_default();
+        cfg.node_meta
+            .entry("consul-version".into())
+            .or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
         let (results, results_rx) = tokio::sync::mpsc::unbounded_channel();
         let docker_host = std::env::var("DOCKER_HOST").ok();
         let (stop, _) = tokio::sync::watch::channel(false);
