@@ -17,12 +17,19 @@
 //!   restart) and the `muster catalog` commands.
 //! - `health.rs`: `/v1/health/*`, aggregate status, and blocking on
 //!   `/v1/health/service/:s?passing`.
+//! - `agent_checks.rs`: the check runners against real targets (HTTP, TCP,
+//!   script, TTL) and their results in `/v1/agent/checks` and the catalog.
+//! - `agent_api.rs`: `/v1/agent/*` (maintenance, anti-entropy, services,
+//!   local health, members), config dirs, reload and restart.
 //! - `config.rs`: config files through `muster validate` (every seed
 //!   example), and the `services`, `maint` and `reload` commands.
 
 mod agent;
+mod agent_api;
+mod agent_checks;
 mod blocking;
 mod catalog;
+mod catalog_cli;
 mod cli;
 mod config;
 mod durability;
