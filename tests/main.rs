@@ -14,7 +14,8 @@
 //! - `durability.rs`: acknowledged writes survive `kill -9`.
 //! - `cli.rs`: the client commands and flag handling of the binary.
 //! - `catalog.rs`: `/v1/catalog/*` (register, deregister, reads, indexes,
-//!   restart) and the `muster catalog` commands.
+//!   restart).
+//! - `catalog_cli.rs`: the `muster catalog` commands.
 //! - `health.rs`: `/v1/health/*`, aggregate status, and blocking on
 //!   `/v1/health/service/:s?passing`.
 //! - `agent_checks.rs`: the check runners against real targets (HTTP, TCP,
