@@ -24,6 +24,9 @@
 //!   local health, members), config dirs, reload and restart.
 //! - `config.rs`: config files through `muster validate` (every seed
 //!   example), and the `services`, `maint` and `reload` commands.
+//! - `dns.rs`: the DNS interface over UDP and TCP (service, tag, RFC 2782
+//!   and node names, NXDOMAIN/NODATA, checks, UDP limits, recursors,
+//!   malformed packets).
 
 mod agent;
 mod agent_api;
@@ -33,6 +36,7 @@ mod catalog;
 mod catalog_cli;
 mod cli;
 mod config;
+mod dns;
 mod durability;
 mod harness;
 mod health;

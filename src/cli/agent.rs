@@ -677,7 +677,7 @@ async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(tokio::net::UdpSocket, Tc
     ))
 }
 
-/// The DNS settings: `domain`, `alt_domain`, `recursors` and `dns_config`
+/// The DNS settings: `domain`, `recursors` and `dns_config`
 /// from the config files, Consul's defaults otherwise.
 fn dns_config(cfg: &Config) -> anyhow::Result<muster_dns::DnsConfig> {
     let st = &cfg.loaded.settings;
