@@ -443,3 +443,34 @@ fn dns_survives_malformed_packets() {
     assert_eq!(reply[3] & 0x0f, 1, "rcode FORMERR");
     assert!(agent.get("/v1/status/leader").status == 200);
 }
+
+#[test]
+fn dns_answers_the_domain_and_alt_domain_from_config() {
+    let dir = tempfile::tempdir().expect("config dir");
+    write_file(
+        dir.path(),
+        "dns.json",
+        json!({"domain": "muster", "alt_domain": "alt.test"})
+            .to_string()
+            .as_bytes(),
+    );
+    let agent = Agent::start(
+        &["-dev", "-config-dir", dir.path().to_str().expect("utf-8")],
+        false,
+    );
+    register_web(&agent);
+    let addr = dns_addr(&agent);
+    let want = ips(&["10.0.0.1", "10.0.0.2"]);
+    wait_a(addr, "web.service.muster.", &want);
+    wait_a(addr, "web.service.alt.test.", &want);
+    // The default domain is no longer ours: without recursors, REFUSED.
+    let (_, m) = udp(addr, "web.service.consul.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{m:?}");
+    // SRV targets use the domain the question used.
+    let m = tcp(addr, "web.service.alt.test.", RecordType::SRV);
+    assert!(!m.answers.is_empty(), "{m:?}");
+    for r in &m.answers {
+        let text = format!("{r}");
+        assert!(text.contains("alt.test."), "{text}");
+    }
+}

@@ -677,17 +677,23 @@ async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(tokio::net::UdpSocket, Tc
     ))
 }
 
-/// The DNS settings: `domain`, `recursors` and `dns_config`
+/// The DNS settings: `domain`, `alt_domain`, `recursors` and `dns_config`
 /// from the config files, Consul's defaults otherwise.
 fn dns_config(cfg: &Config) -> anyhow::Result<muster_dns::DnsConfig> {
     let st = &cfg.loaded.settings;
     let mut dns = muster_dns::DnsConfig::new(cfg.datacenter.clone());
-    if let Some(domain) = &st.domain {
-        dns.domain = if domain.ends_with('.') {
-            domain.clone()
+    let fqdn = |d: &str| {
+        if d.ends_with('.') {
+            d.to_string()
         } else {
-            format!("{domain}.")
-        };
+            format!("{d}.")
+        }
+    };
+    if let Some(domain) = &st.domain {
+        dns.domain = fqdn(domain);
+    }
+    if let Some(alt) = &st.alt_domain {
+        dns.alt_domain = Some(fqdn(alt));
     }
     for r in &st.recursors {
         let addr = r

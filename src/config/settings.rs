@@ -113,6 +113,8 @@ pub struct AgentSettings {
     pub check_output_max_size: Option<u32>,
     /// `domain` (`consul.`).
     pub domain: Option<String>,
+    /// `alt_domain`: a second domain answered the same way.
+    pub alt_domain: Option<String>,
     /// `recursors`, appended across files.
     pub recursors: Vec<String>,
     /// `dns_config`, accepted as an object.
@@ -178,6 +180,7 @@ impl AgentSettings {
             "check_update_interval" => set(&mut s.check_update_interval, || ctx.duration(key, v))?,
             "check_output_max_size" => set(&mut s.check_output_max_size, || ctx.u32(key, v))?,
             "domain" => set(&mut s.domain, || ctx.string(key, v))?,
+            "alt_domain" => set(&mut s.alt_domain, || ctx.string(key, v))?,
             "leave_on_terminate" => set(&mut s.leave_on_terminate, || ctx.bool(key, v))?,
             "skip_leave_on_interrupt" => set(&mut s.skip_leave_on_interrupt, || ctx.bool(key, v))?,
             "rejoin_after_leave" => set(&mut s.rejoin_after_leave, || ctx.bool(key, v))?,
@@ -275,6 +278,7 @@ impl AgentSettings {
         over(&mut self.check_update_interval, l.check_update_interval);
         over(&mut self.check_output_max_size, l.check_output_max_size);
         over(&mut self.domain, l.domain);
+        over(&mut self.alt_domain, l.alt_domain);
         over(&mut self.leave_on_terminate, l.leave_on_terminate);
         over(&mut self.skip_leave_on_interrupt, l.skip_leave_on_interrupt);
         over(&mut self.rejoin_after_leave, l.rejoin_after_leave);
