@@ -474,3 +474,29 @@ fn dns_answers_the_domain_and_alt_domain_from_config() {
         assert!(text.contains("alt.test."), "{text}");
     }
 }
+
+#[test]
+fn dns_answers_addr_and_ptr_names() {
+    let agent = Agent::dev();
+    register_web(&agent);
+    let addr = dns_addr(&agent);
+    // 10.0.0.2 as 8 hex digits, the form SRV targets use for service IPs.
+    wait_a(addr, "0a000002.addr.dc1.consul.", &ips(&["10.0.0.2"]));
+    let m = tcp(addr, "0A000001.addr.dc1.consul.", RecordType::A);
+    assert_eq!(a_addrs(&m.answers), ips(&["10.0.0.1"]));
+    // PTR of a node address names the node.
+    let (_, m) = udp(addr, "1.0.0.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    let names: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::PTR(p) => Some(p.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, vec!["n1.node.dc1.consul.".to_string()], "{m:?}");
+    // A malformed addr label is not a name we have.
+    let (_, m) = udp(addr, "zz.addr.dc1.consul.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+}
