@@ -21,6 +21,7 @@ use muster_api::{ApiConfig, ReloadHook};
 use muster_engine::agent::{Agent, AgentConfig};
 use muster_engine::{Engine, EngineConfig};
 
+use super::agent_dns;
 use crate::config::{self, ConfigSource, LoadedConfig};
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -592,7 +593,7 @@ async fn serve_http(
         }
     }
 
-    let (udp, tcp) = bind_dns(SocketAddr::new(cfg.client, cfg.dns_port)).await?;
+    let (udp, tcp) = agent_dns::bind_dns(SocketAddr::new(cfg.client, cfg.dns_port)).await?;
     let dns_addr = udp
         .local_addr()
         .context("Error: cannot read the DNS listener's address")?;
@@ -601,7 +602,7 @@ async fn serve_http(
         udp,
         tcp,
         engine.clone(),
-        dns_config(cfg)?,
+        agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?,
         async move {
             let _ = dns_stop_rx.await;
         },
@@ -654,93 +655,6 @@ async fn serve_http(
         }
     }
     Ok(())
-}
-
-/// Bind the DNS listeners: UDP and TCP on the same port (`-dns-port 0`: a
-/// free port, the same for both).
-async fn bind_dns(addr: SocketAddr) -> anyhow::Result<(tokio::net::UdpSocket, TcpListener)> {
-    let err = |e: std::io::Error| {
-        anyhow::anyhow!("Error: cannot listen for DNS on {addr}: {e}: is another agent running? Pick another port with -dns-port")
-    };
-    for _ in 0..16 {
-        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(err)?;
-        let bound = udp.local_addr().map_err(err)?;
-        match TcpListener::bind(bound).await {
-            Ok(tcp) => return Ok((udp, tcp)),
-            // Port 0 picked a UDP port whose TCP twin is taken: try another.
-            Err(_) if addr.port() == 0 => continue,
-            Err(e) => return Err(err(e)),
-        }
-    }
-    Err(anyhow::anyhow!(
-        "Error: cannot find a free port for DNS on {addr}: pass -dns-port"
-    ))
-}
-
-/// The DNS settings: `domain`, `alt_domain`, `recursors` and `dns_config`
-/// from the config files, Consul's defaults otherwise.
-fn dns_config(cfg: &Config) -> anyhow::Result<muster_dns::DnsConfig> {
-    let st = &cfg.loaded.settings;
-    let mut dns = muster_dns::DnsConfig::new(cfg.datacenter.clone());
-    let fqdn = |d: &str| {
-        if d.ends_with('.') {
-            d.to_string()
-        } else {
-            format!("{d}.")
-        }
-    };
-    if let Some(domain) = &st.domain {
-        dns.domain = fqdn(domain);
-    }
-    if let Some(alt) = &st.alt_domain {
-        dns.alt_domain = Some(fqdn(alt));
-    }
-    for r in &st.recursors {
-        let addr = r
-            .parse::<SocketAddr>()
-            .or_else(|_| r.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-            .map_err(|_| {
-                anyhow::anyhow!("Error: recursor {r:?} is not an IP address (or ip:port)")
-            })?;
-        dns.recursors.push(addr);
-    }
-    let c = &st.dns_config;
-    let flag = |k: &str| c.get(k).and_then(serde_json::Value::as_bool);
-    let dur = |k: &str| -> anyhow::Result<Option<Duration>> {
-        match c.get(k).and_then(serde_json::Value::as_str) {
-            Some(v) => muster_engine::duration::parse(v)
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("Error: dns_config.{k}: {e}")),
-            None => Ok(None),
-        }
-    };
-    if let Some(v) = flag("enable_truncate") {
-        dns.enable_truncate = v;
-    }
-    if let Some(v) = flag("only_passing") {
-        dns.only_passing = v;
-    }
-    if let Some(n) = c
-        .get("udp_answer_limit")
-        .and_then(serde_json::Value::as_u64)
-    {
-        dns.udp_answer_limit = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(d) = dur("node_ttl")? {
-        dns.node_ttl = d;
-    }
-    if let Some(d) = dur("recursor_timeout")? {
-        dns.recursor_timeout = d;
-    }
-    if let Some(map) = c.get("service_ttl").and_then(serde_json::Value::as_object) {
-        for (name, v) in map {
-            let text = v.as_str().unwrap_or_default();
-            let d = muster_engine::duration::parse(text)
-                .map_err(|e| anyhow::anyhow!("Error: dns_config.service_ttl.{name}: {e}"))?;
-            dns.service_ttl.insert(name.clone(), d);
-        }
-    }
-    Ok(dns)
 }
 
 /// Re-read the config files and hand their services and checks to the

@@ -6,6 +6,7 @@
 //! network or the disk.
 
 pub mod agent;
+mod agent_dns;
 pub mod catalog;
 pub mod http;
 pub mod keygen;

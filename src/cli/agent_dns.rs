@@ -1,0 +1,101 @@
+//! The agent's DNS listeners: binding UDP and TCP on one port, and the
+//! DNS settings from the config files (`domain`, `alt_domain`,
+//! `recursors`, `dns_config`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::AgentSettings;
+
+/// Bind the DNS listeners: UDP and TCP on the same port (`-dns-port 0`: a
+/// free port, the same for both).
+pub(crate) async fn bind_dns(
+    addr: SocketAddr,
+) -> anyhow::Result<(tokio::net::UdpSocket, TcpListener)> {
+    let err = |e: std::io::Error| {
+        anyhow::anyhow!("Error: cannot listen for DNS on {addr}: {e}: is another agent running? Pick another port with -dns-port")
+    };
+    for _ in 0..16 {
+        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(err)?;
+        let bound = udp.local_addr().map_err(err)?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            // Port 0 picked a UDP port whose TCP twin is taken: try another.
+            Err(_) if addr.port() == 0 => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "Error: cannot find a free port for DNS on {addr}: pass -dns-port"
+    ))
+}
+
+/// The DNS settings: `domain`, `alt_domain`, `recursors` and `dns_config`
+/// from the config files, Consul's defaults otherwise.
+pub(crate) fn dns_config(
+    st: &AgentSettings,
+    datacenter: &str,
+) -> anyhow::Result<muster_dns::DnsConfig> {
+    let mut dns = muster_dns::DnsConfig::new(datacenter);
+    let fqdn = |d: &str| {
+        if d.ends_with('.') {
+            d.to_string()
+        } else {
+            format!("{d}.")
+        }
+    };
+    if let Some(domain) = &st.domain {
+        dns.domain = fqdn(domain);
+    }
+    if let Some(alt) = &st.alt_domain {
+        dns.alt_domain = Some(fqdn(alt));
+    }
+    for r in &st.recursors {
+        let addr = r
+            .parse::<SocketAddr>()
+            .or_else(|_| r.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map_err(|_| {
+                anyhow::anyhow!("Error: recursor {r:?} is not an IP address (or ip:port)")
+            })?;
+        dns.recursors.push(addr);
+    }
+    let c = &st.dns_config;
+    let flag = |k: &str| c.get(k).and_then(serde_json::Value::as_bool);
+    let dur = |k: &str| -> anyhow::Result<Option<Duration>> {
+        match c.get(k).and_then(serde_json::Value::as_str) {
+            Some(v) => muster_engine::duration::parse(v)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("Error: dns_config.{k}: {e}")),
+            None => Ok(None),
+        }
+    };
+    if let Some(v) = flag("enable_truncate") {
+        dns.enable_truncate = v;
+    }
+    if let Some(v) = flag("only_passing") {
+        dns.only_passing = v;
+    }
+    if let Some(n) = c
+        .get("udp_answer_limit")
+        .and_then(serde_json::Value::as_u64)
+    {
+        dns.udp_answer_limit = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(d) = dur("node_ttl")? {
+        dns.node_ttl = d;
+    }
+    if let Some(d) = dur("recursor_timeout")? {
+        dns.recursor_timeout = d;
+    }
+    if let Some(map) = c.get("service_ttl").and_then(serde_json::Value::as_object) {
+        for (name, v) in map {
+            let text = v.as_str().unwrap_or_default();
+            let d = muster_engine::duration::parse(text)
+                .map_err(|e| anyhow::anyhow!("Error: dns_config.service_ttl.{name}: {e}"))?;
+            dns.service_ttl.insert(name.clone(), d);
+        }
+    }
+    Ok(dns)
+}
