@@ -7,12 +7,10 @@
 //! one passing service check, through `Engine::propose` as the catalog
 //! register endpoint does.
 
-use bytes::Bytes;
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use muster_api::ApiConfig;
+use http_body_util::BodyExt;
 use muster_engine::{Check, Command, Engine, EngineConfig, Node, Service, Status};
 
 /// Instances of `web` (one per node).
@@ -90,33 +88,9 @@ fn health_service(c: &mut Criterion) {
         b.iter(|| engine.health_service("web").expect("health_service"))
     });
 
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = rt
-        .block_on(muster_engine::agent::Agent::start(
-            engine.clone(),
-            muster_engine::agent::AgentConfig::new(
-                "bench",
-                "00000000-0000-0000-0000-000000000001",
-                "dc1",
-            ),
-            Vec::new(),
-            Vec::new(),
-        ))
-        .expect("agent");
-    let server = rt.spawn(muster_api::serve(
-        listener,
-        engine.clone(),
-        agent,
-        ApiConfig::new("dc1", "bench", "00000000-0000-0000-0000-000000000001"),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let server = support::ApiServer::start(&rt, &engine);
+    let addr = server.addr;
+    let client = support::client();
     for (name, path) in [
         ("http", "/v1/health/service/web"),
         ("http_passing", "/v1/health/service/web?passing"),
@@ -142,8 +116,7 @@ fn health_service(c: &mut Criterion) {
         });
     }
     group.finish();
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(server);
+    server.stop(&rt);
     rt.block_on(engine.shutdown()).expect("shutdown");
 }
 

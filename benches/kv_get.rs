@@ -1,14 +1,12 @@
 //! The KV GET path: the engine read (`Engine::kv_get`, fjall point read +
 //! decode) and the whole HTTP request through the API server on loopback.
 
+mod support;
+
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use muster_api::ApiConfig;
+use http_body_util::BodyExt;
 use muster_engine::{Command, Engine, EngineConfig};
 
 const KEYS: u64 = 10_000;
@@ -55,33 +53,9 @@ fn kv_get(c: &mut Criterion) {
         })
     });
 
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = rt
-        .block_on(muster_engine::agent::Agent::start(
-            engine.clone(),
-            muster_engine::agent::AgentConfig::new(
-                "bench",
-                "00000000-0000-0000-0000-000000000001",
-                "dc1",
-            ),
-            Vec::new(),
-            Vec::new(),
-        ))
-        .expect("agent");
-    let server = rt.spawn(muster_api::serve(
-        listener,
-        engine.clone(),
-        agent,
-        ApiConfig::new("dc1", "bench", "00000000-0000-0000-0000-000000000001"),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let server = support::ApiServer::start(&rt, &engine);
+    let addr = server.addr;
+    let client = support::client();
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("http", |b| {
         b.to_async(&rt).iter(|| {
@@ -98,8 +72,7 @@ fn kv_get(c: &mut Criterion) {
         })
     });
     group.finish();
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(server);
+    server.stop(&rt);
     rt.block_on(engine.shutdown()).expect("shutdown");
 }
 

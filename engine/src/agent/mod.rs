@@ -362,15 +362,14 @@ impl Agent {
 
     /// Deregister a service and its checks.
     pub async fn deregister_service(&self, id: &str) -> Result<(), AgentError> {
-        let source = {
+        {
             let mut st = self.state();
-            let Some(s) = st.services.remove(id) else {
+            if st.services.remove(id).is_none() {
                 return Err(AgentError::UnknownService(id.to_string()));
-            };
+            }
             st.checks.retain(|_, c| c.record.service_id != id);
-            s.source
-        };
-        self.changed(source.max_api());
+        }
+        self.changed(Source::Api);
         self.sync_now().await
     }
 
@@ -386,14 +385,10 @@ impl Agent {
 
     /// Deregister a check.
     pub async fn deregister_check(&self, id: &str) -> Result<(), AgentError> {
-        let source = {
-            let mut st = self.state();
-            let Some(c) = st.checks.remove(id) else {
-                return Err(AgentError::UnknownCheck(id.to_string()));
-            };
-            c.source
-        };
-        self.changed(source.max_api());
+        if self.state().checks.remove(id).is_none() {
+            return Err(AgentError::UnknownCheck(id.to_string()));
+        }
+        self.changed(Source::Api);
         self.sync_now().await
     }
 
@@ -551,14 +546,6 @@ impl AgentInner {
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, LocalState> {
         // The state is plain maps; a panic elsewhere leaves it consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Source {
-    /// Removing a file-defined entry through the API makes the API state
-    /// the one to persist.
-    fn max_api(self) -> Source {
-        Source::Api
     }
 }
 

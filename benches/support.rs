@@ -1,0 +1,62 @@
+//! Shared setup of the HTTP benches: the API server (with an agent) on a
+//! loopback port, in process, and a plain HTTP client for it.
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use muster_api::ApiConfig;
+use muster_engine::agent::{Agent, AgentConfig};
+use muster_engine::Engine;
+use tokio::runtime::Runtime;
+
+const NODE_ID: &str = "00000000-0000-0000-0000-000000000001";
+
+/// The API server of a bench; `stop` shuts it down.
+pub struct ApiServer {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), muster_api::Error>>,
+}
+
+impl ApiServer {
+    /// Serve `engine` (with an agent on node `bench`) on 127.0.0.1:0.
+    pub fn start(rt: &Runtime, engine: &Engine) -> ApiServer {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let agent = rt
+            .block_on(Agent::start(
+                engine.clone(),
+                AgentConfig::new("bench", NODE_ID, "dc1"),
+                Vec::new(),
+                Vec::new(),
+            ))
+            .expect("agent");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(muster_api::serve(
+            listener,
+            engine.clone(),
+            agent,
+            ApiConfig::new("dc1", "bench", NODE_ID),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        ApiServer { addr, stop, task }
+    }
+
+    /// Stop serving and wait for the server to finish.
+    pub fn stop(self, rt: &Runtime) {
+        let _ = self.stop.send(());
+        let _ = rt.block_on(self.task);
+    }
+}
+
+/// An HTTP/1.1 client with pooled connections.
+pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
