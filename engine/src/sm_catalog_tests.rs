@@ -5,13 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fjall::Keyspace;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use openraft::EntryPayload;
 use proptest::prelude::*;
 
 use crate::apply::apply_entry;
 use crate::command::{Command, Response};
-use crate::raft::TypeConfig;
+use crate::sm_tests::{dump, entry};
 use crate::snapshot;
 use crate::tables::catalog;
 use crate::types::{Check, Node, Service, Status};
@@ -215,23 +214,6 @@ impl Model {
         }
         out
     }
-}
-
-fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(cmd),
-    }
-}
-
-fn dump(ks: &Keyspace) -> Vec<(Vec<u8>, Vec<u8>)> {
-    ks.iter()
-        .map(|g| {
-            g.into_inner()
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .expect("read row")
-        })
-        .collect()
 }
 
 fn dump_all(v: &Views) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {

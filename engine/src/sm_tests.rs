@@ -172,14 +172,16 @@ impl Model {
     }
 }
 
-fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
+/// A normal entry at `index` in term 1 (shared with the catalog tests).
+pub(crate) fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(cmd),
     }
 }
 
-fn dump(ks: &Keyspace) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// Every row of a keyspace (shared with the catalog tests).
+pub(crate) fn dump(ks: &Keyspace) -> Vec<(Vec<u8>, Vec<u8>)> {
     ks.iter()
         .map(|g| {
             g.into_inner()
