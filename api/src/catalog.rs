@@ -9,14 +9,13 @@ use std::fmt::Display;
 
 use bytes::Bytes;
 use hyper::{Request, Response};
-use muster_engine::{
-    Check, Command, Node, Service, ServiceAddress, Status, Table, WatchKey, Weights,
-};
+use muster_engine::{Check, Command, Node, Service, Status, Table, WatchKey, Weights};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backend::Backend;
 use crate::decode::{self, a, f, Decode, Kind, Schema, CHECK_DEFINITION, SERVICE_ADDRESS, WEIGHTS};
+use crate::definition::{tagged_addresses, AddressIn};
 use crate::error::{Error, Result};
 use crate::kv::propose_bool;
 use crate::read::{has_all_tags, node_meta_matches, passes};
@@ -136,14 +135,6 @@ const DEREGISTER: Schema = Schema {
 struct WeightsIn {
     passing: i64,
     warning: i64,
-}
-
-/// A tagged address as sent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
-struct AddressIn {
-    address: String,
-    port: u16,
 }
 
 /// `RegisterRequest.Service`.
@@ -388,19 +379,7 @@ fn to_service(s: NodeServiceIn, node: &str) -> Result<Service> {
         kind: s.kind,
         tags: s.tags,
         address: s.address,
-        tagged_addresses: s
-            .tagged_addresses
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    ServiceAddress {
-                        address: v.address,
-                        port: v.port,
-                    },
-                )
-            })
-            .collect(),
+        tagged_addresses: tagged_addresses(s.tagged_addresses),
         port: s.port,
         socket_path: s.socket_path,
         meta: s.meta,

@@ -118,12 +118,29 @@ struct WeightsIn {
     warning: i64,
 }
 
-/// A tagged address as sent.
+/// A tagged address as sent (also in catalog registrations).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
-struct AddressIn {
+pub(crate) struct AddressIn {
     address: String,
     port: u16,
+}
+
+/// Tagged addresses as sent → as the engine stores them.
+pub(crate) fn tagged_addresses(
+    map: BTreeMap<String, AddressIn>,
+) -> BTreeMap<String, ServiceAddress> {
+    map.into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                ServiceAddress {
+                    address: v.address,
+                    port: v.port,
+                },
+            )
+        })
+        .collect()
 }
 
 /// A service definition as sent (canonical names).
@@ -419,19 +436,7 @@ fn service_from_value(value: Value) -> Result<ServiceDefinition, DefError> {
         name: s.name,
         tags: s.tags,
         address: s.address,
-        tagged_addresses: s
-            .tagged_addresses
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    ServiceAddress {
-                        address: v.address,
-                        port: v.port,
-                    },
-                )
-            })
-            .collect(),
+        tagged_addresses: tagged_addresses(s.tagged_addresses),
         port: s.port,
         socket_path: s.socket_path,
         meta: s.meta,
