@@ -3,7 +3,10 @@
 //! address of the readiness line. Covers the service, tag, RFC 2782 and node
 //! name forms, NXDOMAIN/NODATA with SOA, checks removing instances, UDP size
 //! limits against full TCP answers, recursor forwarding to a loopback
-//! responder, and malformed packets.
+//! responder, and malformed packets. `dns/options.rs` covers hostname
+//! addresses and the `dns_config` options.
+
+mod options;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -11,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde_json::json;
@@ -335,43 +338,9 @@ fn dns_limits_udp_answers_and_gives_all_over_tcp() {
     assert_eq!(m.answers.len(), 40, "SRV over TCP");
 }
 
-/// A UDP responder on 127.0.0.1 answering every query with A 10.9.8.7.
-fn fake_resolver() -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind the fake resolver");
-    let addr = sock.local_addr().expect("resolver addr");
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 65535];
-        loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
-                return;
-            };
-            let Ok(req) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut resp = Message::response(req.metadata.id, OpCode::Query);
-            resp.metadata.recursion_desired = req.metadata.recursion_desired;
-            resp.metadata.recursion_available = true;
-            resp.queries = req.queries.clone();
-            for q in &req.queries {
-                if q.query_type() == RecordType::A {
-                    resp.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::A(A(Ipv4Addr::new(10, 9, 8, 7))),
-                    ));
-                }
-            }
-            if let Ok(out) = resp.to_vec() {
-                let _ = sock.send_to(&out, peer);
-            }
-        }
-    });
-    addr
-}
-
 #[test]
 fn dns_forwards_outside_names_to_recursors_and_refuses_without() {
-    let upstream = fake_resolver();
+    let upstream = options::upstream(Ipv4Addr::new(10, 9, 8, 7)).addr;
     let dir = tempfile::tempdir().expect("config dir");
     write_file(
         dir.path(),

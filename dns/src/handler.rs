@@ -1,24 +1,24 @@
-//! The query handler: a packet in, a packet out, answered from the engine
-//! (§10.2, §10.3). Synchronous and panic-free on any input.
+//! The query handler: a packet in, an [`Outcome`] out, answered from the
+//! engine (§10.1, §10.2). Synchronous and panic-free on any input; what
+//! needs the network (recursion, hostname targets) is handed back to the
+//! caller as [`Outcome::Forward`] or [`Outcome::Resolve`].
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{NS, PTR, SRV};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{CNAME, NS, PTR, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use muster_engine::{Engine, ServiceHealth, Status};
 use rand::seq::SliceRandom;
 
-use crate::names::{self, Lookup};
+use crate::names::{self, Lookup, Parsed};
 use crate::records;
+use crate::response::{error_reply, finish, Answer, Chase, Entry, Pending, Slot};
 use crate::DnsConfig;
 
-/// The largest DNS message (a TCP answer is trimmed to fit it). A
-/// `max_size` this large or larger selects the stream (TCP) rules.
-pub const MAX_TCP_SIZE: usize = 65535;
-
-/// The largest EDNS0 payload size honoured over UDP.
-const MAX_UDP_SIZE: usize = 65467;
+/// How deep hostname targets inside the Consul domain are followed
+/// (Consul's `maxRecursionLevelDefault`).
+const MAX_RECURSION: u8 = 3;
 
 /// What to do with a packet.
 pub(crate) enum Outcome {
@@ -28,15 +28,19 @@ pub(crate) enum Outcome {
     Drop,
     /// The name is outside the domain: recursion (the parsed request).
     Forward(Box<Message>),
+    /// Answered, but hostname targets are to be resolved through the
+    /// recursors first (only when there are recursors).
+    Resolve(Box<Pending>),
 }
 
 /// Answer one DNS message. `max_size` is the transport's limit:
-/// [`MAX_TCP_SIZE`] (or more) for TCP (full answers, trimmed only to
-/// 64 KiB); anything smaller means UDP, following §10.3 (512 bytes and
+/// [`crate::MAX_TCP_SIZE`] (or more) for TCP (full answers, trimmed only
+/// to 64 KiB); anything smaller means UDP, following §10.3 (512 bytes and
 /// `udp_answer_limit` answers without EDNS0, else the advertised size;
 /// never more than `max_size`, but at least 512). An empty result means
 /// "send nothing". Names outside the domain get REFUSED without
-/// recursors and SERVFAIL with them (forwarding is done by `serve`).
+/// recursors and SERVFAIL with them, and hostname targets stay bare
+/// CNAME/SRV targets: network work is done by `serve`.
 pub fn handle(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: usize) -> Vec<u8> {
     match respond(engine, cfg, query, max_size) {
         Outcome::Reply(bytes) => bytes,
@@ -49,46 +53,12 @@ pub fn handle(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: usize) -
             };
             error_reply(&req, cfg, rcode, false)
         }
+        Outcome::Resolve(pending) => pending.complete(cfg, Vec::new(), max_size),
     }
 }
 
-/// The answers of one lookup, before size limits.
-#[derive(Default)]
-struct Answer {
-    rcode: ResponseCode,
-    /// Each answer with the additional records that go with it (SRV glue).
-    answers: Vec<(Record, Vec<Record>)>,
-    /// Additional records not tied to one answer (node meta TXT).
-    extra: Vec<Record>,
-    /// SOA in AUTHORITY (NXDOMAIN, NODATA).
-    soa: bool,
-}
-
-impl Answer {
-    fn nxdomain() -> Self {
-        Answer {
-            rcode: ResponseCode::NXDomain,
-            soa: true,
-            ..Answer::default()
-        }
-    }
-
-    fn simple(answers: Vec<Record>) -> Self {
-        Answer {
-            answers: answers.into_iter().map(|r| (r, Vec::new())).collect(),
-            ..Answer::default()
-        }
-    }
-
-    /// NOERROR with no answers gets the SOA (NODATA).
-    fn nodata_soa(mut self) -> Self {
-        if self.rcode == ResponseCode::NoError && self.answers.is_empty() {
-            self.soa = true;
-        }
-        self
-    }
-}
-
+/// Parse and answer one packet. Records the question's `name` and `qtype`
+/// on the current tracing span (the per-query span of `serve`).
 pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: usize) -> Outcome {
     let req = match Message::from_vec(query) {
         Ok(m) => m,
@@ -103,46 +73,101 @@ pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: 
     let [q] = req.queries.as_slice() else {
         return Outcome::Reply(error_reply(&req, cfg, ResponseCode::FormErr, false));
     };
-    let labels: Vec<String> = q
-        .name
-        .iter()
-        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
-        .collect();
     let qtype = q.query_type;
-    let parsed = names::parse(cfg, &labels, qtype == RecordType::SRV);
+    let span = tracing::Span::current();
+    span.record("name", tracing::field::display(&q.name));
+    span.record("qtype", tracing::field::display(qtype));
+    let parsed = names::parse(cfg, &labels(&q.name), qtype == RecordType::SRV);
+    let zone_transfer = matches!(qtype, RecordType::AXFR | RecordType::IXFR);
+    if zone_transfer && parsed.lookup != Lookup::Outside {
+        return Outcome::Reply(error_reply(&req, cfg, ResponseCode::NotImp, true));
+    }
+    let domain = parsed.domain.clone();
+    let mut answer = match lookup(engine, cfg, &q.name, qtype, parsed) {
+        Ok(Some(a)) => a.nodata_soa(),
+        Ok(None) => return Outcome::Forward(Box::new(req)),
+        Err(()) => return Outcome::Reply(error_reply(&req, cfg, ResponseCode::ServFail, true)),
+    };
+    resolve_internal(engine, cfg, &mut answer, req.edns.is_some(), MAX_RECURSION);
+    if answer.chases.is_empty() {
+        return Outcome::Reply(finish(&req, cfg, answer, &domain, max_size));
+    }
+    Outcome::Resolve(Box::new(Pending {
+        req,
+        answer,
+        domain,
+    }))
+}
+
+/// The labels of `name`, lowercased.
+fn labels(name: &Name) -> Vec<String> {
+    name.iter()
+        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+        .collect()
+}
+
+/// The answer for a parsed question; `None` when it goes to the recursors.
+fn lookup(
+    engine: &Engine,
+    cfg: &DnsConfig,
+    qname: &Name,
+    qtype: RecordType,
+    parsed: Parsed,
+) -> Result<Option<Answer>, ()> {
     let dc = cfg.datacenter.to_ascii_lowercase();
     let suffix = format!("{dc}.{}.", parsed.domain);
     let answer = match parsed.lookup {
-        Lookup::Outside => return Outcome::Forward(Box::new(req)),
-        _ if matches!(qtype, RecordType::AXFR | RecordType::IXFR) => {
-            return Outcome::Reply(error_reply(&req, cfg, ResponseCode::NotImp, true));
+        Lookup::Outside => return Ok(None),
+        Lookup::NxDomain => Answer::nxdomain(),
+        Lookup::Apex => apex(engine, cfg, &parsed.domain, &suffix, qtype),
+        Lookup::Service { service, tag } => {
+            let q = ServiceQuery {
+                qname,
+                qtype,
+                service: &service,
+                tag: tag.as_deref(),
+                suffix: &suffix,
+            };
+            lookup_service(engine, cfg, &q)?
         }
-        Lookup::NxDomain => Ok(Answer::nxdomain()),
-        Lookup::Apex => Ok(apex(engine, cfg, &parsed.domain, &suffix, qtype)),
-        Lookup::Service { service, tag } => lookup_service(
-            engine,
-            cfg,
-            &q.name,
-            qtype,
-            &service,
-            tag.as_deref(),
-            &suffix,
-        ),
-        Lookup::Node(node) => lookup_node(engine, cfg, &q.name, qtype, &node),
+        Lookup::Node(node) => lookup_node(engine, cfg, qname, qtype, &node)?,
         Lookup::Addr(ip) => {
             let ttl = cfg.node_ttl_secs();
-            let rec = records::fits(qtype, ip).then(|| records::addr(&q.name, ttl, ip));
-            Ok(Answer::simple(rec.into_iter().collect()))
+            let rec = records::fits(qtype, ip).then(|| records::addr(qname, ttl, ip));
+            Answer::simple(rec.into_iter().collect())
         }
-        Lookup::Ptr(ip) => match lookup_ptr(engine, cfg, &q.name, qtype, ip, &suffix) {
-            Ok(Some(a)) => Ok(a),
-            Ok(None) => return Outcome::Forward(Box::new(req)),
-            Err(()) => Err(()),
-        },
+        Lookup::Ptr(ip) => return lookup_ptr(engine, cfg, qname, qtype, ip, &suffix),
     };
-    match answer {
-        Ok(a) => Outcome::Reply(finish(&req, cfg, a.nodata_soa(), &parsed.domain, max_size)),
-        Err(()) => Outcome::Reply(error_reply(&req, cfg, ResponseCode::ServFail, true)),
+    Ok(Some(answer))
+}
+
+/// Resolve the hostname targets that lie inside the Consul domain(s) from
+/// the engine (up to `depth` levels, as Consul does). Targets outside stay
+/// in `chases` for the recursors, or are dropped when there are none.
+fn resolve_internal(engine: &Engine, cfg: &DnsConfig, a: &mut Answer, edns: bool, depth: u8) {
+    for chase in std::mem::take(&mut a.chases) {
+        let parsed = names::parse(cfg, &labels(&chase.name), false);
+        match parsed.lookup {
+            Lookup::Outside | Lookup::Ptr(_) => {
+                if !cfg.recursors.is_empty() {
+                    a.chases.push(chase);
+                }
+            }
+            _ if depth == 0 => {
+                tracing::debug!(name = %chase.name, "dns: CNAME recursion too deep");
+            }
+            _ => {
+                let Ok(Some(mut inner)) = lookup(engine, cfg, &chase.name, chase.qtype, parsed)
+                else {
+                    continue;
+                };
+                resolve_internal(engine, cfg, &mut inner, edns, depth - 1);
+                // Hostnames the inner answer still needs from recursors are
+                // left out: one level of network resolution per query.
+                let found = inner.entries.into_iter().map(|e| e.record).collect();
+                a.absorb(&chase, found, edns, cfg.a_record_limit);
+            }
+        }
     }
 }
 
@@ -158,104 +183,6 @@ fn raw_formerr(query: &[u8]) -> Outcome {
     out[2] = 0x80 | (query[2] & 0x78);
     out[3] = 1; // FORMERR
     Outcome::Reply(out)
-}
-
-fn base_response(req: &Message, cfg: &DnsConfig, authoritative: bool) -> Message {
-    let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
-    resp.metadata.recursion_desired = req.metadata.recursion_desired;
-    resp.metadata.recursion_available = !cfg.recursors.is_empty();
-    resp.metadata.authoritative = authoritative;
-    resp.queries = req.queries.clone();
-    if let Some(e) = &req.edns {
-        let mut edns = Edns::new();
-        edns.set_max_payload(e.max_payload().max(512));
-        resp.set_edns(edns);
-    }
-    resp
-}
-
-/// An answer with only a response code.
-pub(crate) fn error_reply(
-    req: &Message,
-    cfg: &DnsConfig,
-    rcode: ResponseCode,
-    authoritative: bool,
-) -> Vec<u8> {
-    let mut resp = base_response(req, cfg, authoritative);
-    resp.metadata.response_code = rcode;
-    resp.to_vec().unwrap_or_default()
-}
-
-/// Assemble the response and trim it to the transport's size (§10.3).
-fn finish(req: &Message, cfg: &DnsConfig, a: Answer, domain: &str, max_size: usize) -> Vec<u8> {
-    let mut base = base_response(req, cfg, true);
-    base.metadata.response_code = a.rcode;
-    let udp = max_size < MAX_TCP_SIZE;
-    let limit = if udp {
-        let want = req.edns.as_ref().map_or(512, |e| {
-            usize::from(e.max_payload()).clamp(512, MAX_UDP_SIZE)
-        });
-        want.min(max_size.max(512))
-    } else {
-        MAX_TCP_SIZE
-    };
-    let mut entries = a.answers;
-    let mut truncated = false;
-    if udp && req.edns.is_none() {
-        let cap = cfg.udp_answer_limit.min(8);
-        if entries.len() > cap {
-            entries.truncate(cap);
-            truncated = true;
-        }
-    }
-    let soa: Vec<Record> = if a.soa {
-        records::soa(domain).into_iter().collect()
-    } else {
-        Vec::new()
-    };
-    let build = |n: usize, authority: bool, extra: bool, tc: bool| -> Option<Vec<u8>> {
-        let mut m = base.clone();
-        m.metadata.truncation = tc && cfg.enable_truncate;
-        m.answers = entries[..n].iter().map(|(r, _)| r.clone()).collect();
-        let glue = entries[..n].iter().flat_map(|(_, g)| g.iter());
-        let extras = if extra { a.extra.as_slice() } else { &[] };
-        let mut additionals: Vec<Record> = Vec::new();
-        for r in glue.chain(extras) {
-            if !additionals.contains(r) {
-                additionals.push(r.clone());
-            }
-        }
-        m.additionals = additionals;
-        if authority {
-            m.authorities = soa.clone();
-        }
-        m.to_vec().ok()
-    };
-    let fits = |b: &Option<Vec<u8>>| b.as_ref().is_some_and(|b| b.len() <= limit);
-    let n = entries.len();
-    let full = build(n, true, true, truncated);
-    if fits(&full) {
-        return full.unwrap_or_default();
-    }
-    let no_auth = build(n, false, true, truncated);
-    if fits(&no_auth) {
-        return no_auth.unwrap_or_default();
-    }
-    // The most answers that fit: binary search over the answer count.
-    let (mut lo, mut hi) = (0usize, n);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if fits(&build(mid, false, true, true)) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    let best = build(lo, false, true, true);
-    if fits(&best) {
-        return best.unwrap_or_default();
-    }
-    build(lo, false, false, true).unwrap_or_default()
 }
 
 /// Not critical (and not warning with `only_passing`); the SRV weight.
@@ -278,18 +205,55 @@ fn weight(cfg: &DnsConfig, inst: &ServiceHealth) -> Option<u16> {
     Some(u16::try_from(w).unwrap_or(u16::MAX))
 }
 
-fn lookup_service(
-    engine: &Engine,
-    cfg: &DnsConfig,
-    qname: &Name,
+/// Where an instance is reached (Consul's `nodeServiceRecords`).
+enum Target {
+    /// An IP: the service's own (`own`) or its node's.
+    Ip { ip: IpAddr, own: bool },
+    /// A hostname: answered with a CNAME, or as the SRV target.
+    Host(Name),
+}
+
+/// The service address if set, else the node address. A hostname service
+/// address naming the question itself falls back to the node's IP.
+fn target(inst: &ServiceHealth, qname: &Name) -> Option<Target> {
+    let (svc, node) = (&inst.service.address, &inst.node.address);
+    let node_ip = node.parse::<IpAddr>().ok();
+    if svc.is_empty() {
+        return match node_ip {
+            Some(ip) => Some(Target::Ip { ip, own: false }),
+            None if node.is_empty() => None,
+            None => records::name(node).map(Target::Host),
+        };
+    }
+    if let Ok(ip) = svc.parse::<IpAddr>() {
+        return Some(Target::Ip { ip, own: true });
+    }
+    let host = records::name(svc)?;
+    match node_ip {
+        Some(ip) if host == *qname => Some(Target::Ip { ip, own: false }),
+        _ => Some(Target::Host(host)),
+    }
+}
+
+/// A service question.
+struct ServiceQuery<'a> {
+    /// The question name (owner of the answers).
+    qname: &'a Name,
+    /// The question type.
     qtype: RecordType,
-    service: &str,
-    tag: Option<&str>,
-    suffix: &str,
-) -> Result<Answer, ()> {
-    let mut list = engine.health_service(service).map_err(|_| ())?.value;
+    /// The service name.
+    service: &'a str,
+    /// The tag filter.
+    tag: Option<&'a str>,
+    /// `<dc>.<domain>.` for target names.
+    suffix: &'a str,
+}
+
+fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Result<Answer, ()> {
+    let mut list = engine.health_service(q.service).map_err(|_| ())?.value;
     list.retain(|inst| {
-        tag.is_none_or(|t| inst.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        q.tag
+            .is_none_or(|t| inst.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
     });
     let mut live: Vec<(ServiceHealth, u16)> = list
         .into_iter()
@@ -299,46 +263,107 @@ fn lookup_service(
         return Ok(Answer::nxdomain());
     }
     live.shuffle(&mut rand::thread_rng());
-    let ttl = cfg.service_ttl_secs(service);
-    let mut answers: Vec<(Record, Vec<Record>)> = Vec::new();
+    let ttl = cfg.service_ttl_secs(q.service);
+    let mut a = Answer::default();
+    // A/AAAA/ANY: the first hostname instance, used only when no instance
+    // has an IP answer (one name cannot carry several CNAMEs).
+    let mut cname: Option<Name> = None;
     for (inst, w) in &live {
-        let own = inst.service.address.parse::<IpAddr>().ok();
-        let ip = match (&own, inst.service.address.is_empty()) {
-            (Some(ip), _) => *ip,
-            // A hostname service address: not resolved (no CNAME support).
-            (None, false) => continue,
-            (None, true) => match inst.node.address.parse::<IpAddr>() {
-                Ok(ip) => ip,
-                Err(_) => continue,
-            },
+        let Some(to) = target(inst, q.qname) else {
+            continue;
         };
-        let entry = match qtype {
-            RecordType::SRV => {
-                let target = match own {
-                    Some(ip) => format!("{}.addr.{suffix}", names::to_hex(ip)),
-                    None => format!("{}.node.{suffix}", inst.node.node),
-                };
-                let Some(target) = records::name(&target) else {
-                    continue;
-                };
-                let glue = records::addr(&target, ttl, ip);
-                let srv = SRV::new(1, *w, inst.service.port, target);
-                (
-                    Record::from_rdata(qname.clone(), ttl, RData::SRV(srv)),
-                    vec![glue],
-                )
+        if q.qtype == RecordType::SRV {
+            srv_entry(cfg, &mut a, q, inst, *w, to, ttl);
+            continue;
+        }
+        match to {
+            Target::Ip { ip, .. } if records::fits(q.qtype, ip) => {
+                let rec = records::addr(q.qname, ttl, ip);
+                if !a.entries.iter().any(|e| e.record == rec) {
+                    a.entries.push(Entry::bare(rec));
+                }
             }
-            _ if records::fits(qtype, ip) => (records::addr(qname, ttl, ip), Vec::new()),
-            _ => continue,
-        };
-        if !answers.iter().any(|(r, _)| *r == entry.0) {
-            answers.push(entry);
+            Target::Host(host)
+                if cname.is_none()
+                    && matches!(q.qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) =>
+            {
+                cname = Some(host);
+            }
+            _ => {}
         }
     }
-    Ok(Answer {
-        answers,
-        ..Answer::default()
-    })
+    if q.qtype != RecordType::SRV {
+        if cfg.a_record_limit > 0 {
+            a.entries.truncate(cfg.a_record_limit);
+        }
+        if let (true, Some(host)) = (a.entries.is_empty(), cname) {
+            cname_to(&mut a, q.qname, q.qtype, ttl, host);
+        }
+    }
+    Ok(a)
+}
+
+/// Add the SRV answer of one instance, with its glue and node meta.
+fn srv_entry(
+    cfg: &DnsConfig,
+    a: &mut Answer,
+    q: &ServiceQuery<'_>,
+    inst: &ServiceHealth,
+    weight: u16,
+    to: Target,
+    ttl: u32,
+) {
+    let node_name = records::name(&format!("{}.node.{}", inst.node.node, q.suffix));
+    let (target, glue, host) = match to {
+        Target::Ip { ip, own } => {
+            let target = if own {
+                records::name(&format!("{}.addr.{}", names::to_hex(ip), q.suffix))
+            } else {
+                node_name.clone()
+            };
+            let Some(target) = target else {
+                return;
+            };
+            let glue = records::addr(&target, ttl, ip);
+            (target, vec![glue], false)
+        }
+        Target::Host(host) => (host, Vec::new(), true),
+    };
+    let srv = SRV::new(1, weight, inst.service.port, target.clone());
+    let record = Record::from_rdata(q.qname.clone(), ttl, RData::SRV(srv));
+    if a.entries.iter().any(|e| e.record == record) {
+        return;
+    }
+    let meta = match (&node_name, cfg.node_meta_txt) {
+        (Some(owner), true) => records::meta_txt(owner, ttl, &inst.node.meta),
+        _ => Vec::new(),
+    };
+    if host {
+        a.chases.push(Chase {
+            name: target,
+            qtype: RecordType::A,
+            ttl,
+            slot: Slot::Glue(a.entries.len()),
+        });
+    }
+    a.entries.push(Entry { record, glue, meta });
+}
+
+/// Answer with a CNAME from `qname` to `host`, to be followed by the A or
+/// AAAA records of `host`.
+fn cname_to(a: &mut Answer, qname: &Name, qtype: RecordType, ttl: u32, host: Name) {
+    let record = Record::from_rdata(qname.clone(), ttl, RData::CNAME(CNAME(host.clone())));
+    a.entries.push(Entry::bare(record));
+    a.chases.push(Chase {
+        name: host,
+        qtype: if qtype == RecordType::AAAA {
+            RecordType::AAAA
+        } else {
+            RecordType::A
+        },
+        ttl,
+        slot: Slot::Answers,
+    });
 }
 
 fn lookup_node(
@@ -353,17 +378,25 @@ fn lookup_node(
     };
     let ttl = cfg.node_ttl_secs();
     let mut a = Answer::default();
-    if let Ok(ip) = found.node.address.parse::<IpAddr>() {
-        if records::fits(qtype, ip) {
-            a.answers.push((records::addr(qname, ttl, ip), Vec::new()));
+    let address = &found.node.address;
+    match address.parse::<IpAddr>() {
+        Ok(ip) if records::fits(qtype, ip) => {
+            a.entries.push(Entry::bare(records::addr(qname, ttl, ip)))
         }
+        Ok(_) => {}
+        Err(_) if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) => {
+            if let Some(host) = records::name(address).filter(|_| !address.is_empty()) {
+                cname_to(&mut a, qname, qtype, ttl, host);
+            }
+        }
+        Err(_) => {}
     }
     let txt = records::meta_txt(qname, ttl, &found.node.meta);
     match qtype {
         RecordType::TXT | RecordType::ANY => {
-            a.answers.extend(txt.into_iter().map(|r| (r, Vec::new())));
+            a.entries.extend(txt.into_iter().map(Entry::bare));
         }
-        RecordType::A | RecordType::AAAA => a.extra = txt,
+        RecordType::A | RecordType::AAAA if cfg.node_meta_txt => a.extra = txt,
         _ => {}
     }
     Ok(a)
@@ -373,7 +406,7 @@ fn apex(engine: &Engine, cfg: &DnsConfig, domain: &str, suffix: &str, qtype: Rec
     let mut a = Answer::default();
     if matches!(qtype, RecordType::SOA | RecordType::ANY) {
         if let Some(soa) = records::soa(domain) {
-            a.answers.push((soa, Vec::new()));
+            a.entries.push(Entry::bare(soa));
         }
     }
     if matches!(qtype, RecordType::NS | RecordType::ANY) {
@@ -392,7 +425,11 @@ fn apex(engine: &Engine, cfg: &DnsConfig, domain: &str, suffix: &str, qtype: Rec
             .and_then(|n| n.node.address.parse::<IpAddr>().ok())
             .map(|ip| records::addr(&target, ttl, ip));
         let ns = Record::from_rdata(owner, ttl, RData::NS(NS(target)));
-        a.answers.push((ns, glue.into_iter().collect()));
+        a.entries.push(Entry {
+            record: ns,
+            glue: glue.into_iter().collect(),
+            meta: Vec::new(),
+        });
     }
     a
 }
@@ -423,10 +460,8 @@ fn lookup_ptr(
     if matches!(qtype, RecordType::PTR | RecordType::ANY) {
         if let Some(t) = records::name(&target) {
             let ttl = cfg.node_ttl_secs();
-            a.answers.push((
-                Record::from_rdata(qname.clone(), ttl, RData::PTR(PTR(t))),
-                Vec::new(),
-            ));
+            let ptr = Record::from_rdata(qname.clone(), ttl, RData::PTR(PTR(t)));
+            a.entries.push(Entry::bare(ptr));
         }
     }
     Ok(Some(a))

@@ -4,19 +4,32 @@
 //!
 //! [`handle`] is the pure, synchronous query handler (used by [`serve`]
 //! and the fuzz target); [`serve`] runs the UDP and TCP listeners.
+//!
+//! # Layout
+//! - `handler.rs`: a packet in, an [`handler::Outcome`] out; the lookups.
+//! - `response.rs`: assembling a response and trimming it to size (§10.3).
+//! - `names.rs`: question names; `records.rs`: building records.
+//! - `recursor.rs`: everything that talks to `recursors` (forwarding and
+//!   resolving CNAME targets).
+//! - `server.rs`: the UDP and TCP listeners and the per-query span.
 
 mod error;
 mod handler;
 mod names;
 mod records;
+mod recursor;
+mod response;
 mod server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rand::seq::SliceRandom;
+
 pub use error::Error;
-pub use handler::{handle, MAX_TCP_SIZE};
+pub use handler::handle;
+pub use response::MAX_TCP_SIZE;
 pub use server::serve;
 
 /// The `dns_config` of the agent plus the domain and datacenter.
@@ -38,10 +51,50 @@ pub struct DnsConfig {
     pub enable_truncate: bool,
     /// Leave out `warning` instances too.
     pub only_passing: bool,
-    /// Upstream resolvers for names outside the domain, tried in order.
+    /// Upstream resolvers for names outside the domain and for hostname
+    /// (CNAME) targets, in the order of `recursor_strategy`.
     pub recursors: Vec<SocketAddr>,
-    /// How long each recursor gets.
+    /// The order in which recursors are tried (`recursor_strategy`).
+    pub recursor_strategy: RecursorStrategy,
+    /// How long each recursor gets (UDP plus a TCP retry after TC).
     pub recursor_timeout: Duration,
+    /// At most this many A/AAAA answers to a service query, on UDP and TCP
+    /// (`a_record_limit`; 0 = unlimited). The UDP limits of §10.3 apply on
+    /// top, so the smaller wins.
+    pub a_record_limit: usize,
+    /// Node meta TXT records in ADDITIONAL of SRV and node A/AAAA answers
+    /// (`enable_additional_node_meta_txt`).
+    pub node_meta_txt: bool,
+}
+
+/// `dns_config.recursor_strategy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecursorStrategy {
+    /// Always in configuration order (`"sequential"`, the default).
+    #[default]
+    Sequential,
+    /// A fresh random order per question (`"random"`).
+    Random,
+}
+
+impl RecursorStrategy {
+    /// Parse the config value; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "sequential" => Some(RecursorStrategy::Sequential),
+            "random" => Some(RecursorStrategy::Random),
+            _ => None,
+        }
+    }
+
+    /// The recursors in the order to try them for one question.
+    pub(crate) fn order(self, recursors: &[SocketAddr]) -> Vec<SocketAddr> {
+        let mut list = recursors.to_vec();
+        if self == RecursorStrategy::Random {
+            list.shuffle(&mut rand::thread_rng());
+        }
+        list
+    }
 }
 
 impl DnsConfig {
@@ -57,7 +110,10 @@ impl DnsConfig {
             enable_truncate: false,
             only_passing: false,
             recursors: Vec::new(),
+            recursor_strategy: RecursorStrategy::Sequential,
             recursor_timeout: Duration::from_secs(2),
+            a_record_limit: 0,
+            node_meta_txt: true,
         }
     }
 
@@ -87,4 +143,35 @@ impl DnsConfig {
 
 fn secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recursor_strategy_parses_and_orders() {
+        assert_eq!(
+            RecursorStrategy::parse("sequential"),
+            Some(RecursorStrategy::Sequential)
+        );
+        assert_eq!(
+            RecursorStrategy::parse("random"),
+            Some(RecursorStrategy::Random)
+        );
+        assert_eq!(RecursorStrategy::parse("Random"), None);
+        let list: Vec<SocketAddr> = (1..=8u16)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(RecursorStrategy::Sequential.order(&list), list);
+        let mut shuffled_once = false;
+        for _ in 0..32 {
+            let order = RecursorStrategy::Random.order(&list);
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, list, "a permutation");
+            shuffled_once |= order != list;
+        }
+        assert!(shuffled_once);
+    }
 }

@@ -1,17 +1,21 @@
-//! The UDP and TCP listeners, and forwarding to recursors.
+//! The UDP and TCP listeners: reading questions, running the handler and
+//! the recursor work it hands back, writing answers, and one debug-level
+//! tracing span per query (`name`, `qtype`, `transport`, `rcode`).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use muster_engine::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
+use tracing::{field, Instrument, Span};
 
-use crate::handler::{error_reply, respond, Outcome, MAX_TCP_SIZE};
+use crate::handler::{respond, Outcome};
+use crate::recursor;
+use crate::response::MAX_TCP_SIZE;
 use crate::{DnsConfig, Error};
 
 /// The largest UDP payload answered (the handler follows §10.3 below it).
@@ -46,17 +50,21 @@ pub async fn serve(
                     }
                 };
                 let packet = &buf[..len];
-                match respond(&engine, &cfg, packet, UDP_MAX) {
+                let span = query_span("udp");
+                match span.in_scope(|| respond(&engine, &cfg, packet, UDP_MAX)) {
                     Outcome::Reply(out) => {
+                        answered(&span, &out);
                         let _ = udp.send_to(&out, peer).await;
                     }
-                    Outcome::Drop => {}
-                    Outcome::Forward(req) => {
+                    Outcome::Drop => answered(&span, &[]),
+                    outcome => {
                         let (udp, cfg, packet) = (udp.clone(), cfg.clone(), packet.to_vec());
-                        tasks.spawn(async move {
-                            let out = forward(&cfg, &req, &packet).await;
+                        let task = async move {
+                            let out = network(&cfg, outcome, &packet, UDP_MAX).await;
+                            answered(&Span::current(), &out);
                             let _ = udp.send_to(&out, peer).await;
-                        });
+                        };
+                        tasks.spawn(task.instrument(span));
                     }
                 }
             }
@@ -95,11 +103,20 @@ async fn serve_tcp(mut stream: TcpStream, engine: &Engine, cfg: &DnsConfig) -> s
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        let out = match respond(engine, cfg, &packet, MAX_TCP_SIZE) {
+        let span = query_span("tcp");
+        let out = match span.in_scope(|| respond(engine, cfg, &packet, MAX_TCP_SIZE)) {
             Outcome::Reply(out) => out,
-            Outcome::Drop => continue,
-            Outcome::Forward(req) => forward(cfg, &req, &packet).await,
+            Outcome::Drop => {
+                answered(&span, &[]);
+                continue;
+            }
+            outcome => {
+                network(cfg, outcome, &packet, MAX_TCP_SIZE)
+                    .instrument(span.clone())
+                    .await
+            }
         };
+        answered(&span, &out);
         let Ok(n) = u16::try_from(out.len()) else {
             continue;
         };
@@ -110,45 +127,40 @@ async fn serve_tcp(mut stream: TcpStream, engine: &Engine, cfg: &DnsConfig) -> s
     }
 }
 
-/// Try the recursors in order; REFUSED without any, SERVFAIL when all fail.
-async fn forward(cfg: &DnsConfig, req: &Message, packet: &[u8]) -> Vec<u8> {
-    if cfg.recursors.is_empty() {
-        return error_reply(req, cfg, ResponseCode::Refused, false);
+/// Finish an outcome that needs the recursors: forwarding, or resolving
+/// hostname targets.
+async fn network(cfg: &DnsConfig, outcome: Outcome, packet: &[u8], max_size: usize) -> Vec<u8> {
+    match outcome {
+        Outcome::Reply(out) => out,
+        Outcome::Drop => Vec::new(),
+        Outcome::Forward(req) => recursor::forward(cfg, &req, packet, max_size).await,
+        Outcome::Resolve(pending) => recursor::complete(cfg, *pending, max_size).await,
     }
-    for &upstream in &cfg.recursors {
-        match tokio::time::timeout(cfg.recursor_timeout, ask(upstream, req.metadata.id, packet))
-            .await
-        {
-            Ok(Some(answer)) => return answer,
-            _ => tracing::debug!(%upstream, "dns recursor failed"),
-        }
-    }
-    error_reply(req, cfg, ResponseCode::ServFail, false)
 }
 
-/// One UDP exchange with a recursor; `None` unless it answers NOERROR or
-/// NXDOMAIN.
-async fn ask(upstream: SocketAddr, id: u16, packet: &[u8]) -> Option<Vec<u8>> {
-    let bind: SocketAddr = if upstream.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let sock = UdpSocket::bind(bind).await.ok()?;
-    sock.connect(upstream).await.ok()?;
-    sock.send(packet).await.ok()?;
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let n = sock.recv(&mut buf).await.ok()?;
-        let Ok(msg) = Message::from_vec(&buf[..n]) else {
-            continue;
-        };
-        if msg.metadata.id != id {
-            continue;
+/// The span of one query; the handler records `name` and `qtype`,
+/// [`answered`] the `rcode`.
+fn query_span(transport: &'static str) -> Span {
+    tracing::debug_span!(
+        "dns_query",
+        name = field::Empty,
+        qtype = field::Empty,
+        transport = field::display(transport),
+        rcode = field::Empty
+    )
+}
+
+/// Record the response code of `out` (`-` when nothing is sent) on `span`
+/// and log the query's one debug line.
+fn answered(span: &Span, out: &[u8]) {
+    match out.get(3) {
+        Some(b) => {
+            let rcode = ResponseCode::from(0, b & 0x0f);
+            span.record("rcode", field::debug(rcode));
         }
-        return match msg.metadata.response_code {
-            ResponseCode::NoError | ResponseCode::NXDomain => Some(buf[..n].to_vec()),
-            _ => None,
-        };
+        None => {
+            span.record("rcode", field::display("-"));
+        }
     }
+    tracing::debug!(parent: span, bytes = out.len(), "dns query");
 }

@@ -1,111 +1,17 @@
 //! The DNS handler and server against a real engine.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+mod common;
+
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use common::{
+    addr_glue, ask, ip, ips, node, open, query, register, svc, tcp_ask, udp_ask, Res, Upstream,
+};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use muster_dns::{handle, DnsConfig, MAX_TCP_SIZE};
-use muster_engine::{Check, Command, Engine, EngineConfig, Node, Service, Status, Weights};
-
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-async fn open(dir: &std::path::Path) -> Result<Engine, Box<dyn std::error::Error>> {
-    let mut cfg = EngineConfig::new(dir, "n1");
-    cfg.heartbeat = Duration::from_millis(50);
-    cfg.election_timeout = Duration::from_millis(150);
-    Ok(Engine::open(cfg).await?)
-}
-
-fn node(name: &str, addr: &str) -> Node {
-    Node {
-        node: name.into(),
-        address: addr.into(),
-        datacenter: "dc1".into(),
-        meta: BTreeMap::from([("rack".to_string(), "r1".to_string())]),
-        ..Node::default()
-    }
-}
-
-async fn register(
-    engine: &Engine,
-    n: Node,
-    svc: Service,
-    status: Option<Status>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let checks = status
-        .map(|status| Check {
-            node: n.node.clone(),
-            check_id: format!("service:{}", svc.id),
-            name: "c".into(),
-            status,
-            service_id: svc.id.clone(),
-            service_name: svc.service.clone(),
-            ..Check::default()
-        })
-        .into_iter()
-        .collect();
-    engine
-        .propose(Command::CatalogRegister {
-            node: n,
-            skip_node_update: false,
-            service: Some(svc),
-            checks,
-        })
-        .await?;
-    Ok(())
-}
-
-fn svc(id: &str, name: &str, addr: &str, port: u16, tags: &[&str]) -> Service {
-    Service {
-        id: id.into(),
-        service: name.into(),
-        address: addr.into(),
-        port,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        weights: Weights {
-            passing: 10,
-            warning: 2,
-        },
-        ..Service::default()
-    }
-}
-
-fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
-    let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
-    if let Some(size) = edns {
-        let mut e = Edns::new();
-        e.set_max_payload(size);
-        m.set_edns(e);
-    }
-    m.to_vec().expect("encode")
-}
-
-fn ask(engine: &Engine, cfg: &DnsConfig, name: &str, qtype: RecordType) -> Message {
-    let out = handle(engine, cfg, &query(name, qtype, None), 512);
-    Message::from_vec(&out).expect("decode answer")
-}
-
-fn ips(m: &Message) -> Vec<IpAddr> {
-    let mut v: Vec<IpAddr> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("ip")
-}
+use muster_engine::{Engine, Status};
 
 /// web: i1 on n1 (node address, passing), i2 on n2 with its own address
 /// (warning), i3 on n3 (critical); db on n1 tagged primary.
@@ -391,7 +297,7 @@ async fn forty_instances_udp_vs_tcp() -> Res {
             _ => None,
         })
         .collect();
-    let mut glue: Vec<String> = m.additionals.iter().map(|r| r.name.to_ascii()).collect();
+    let mut glue: Vec<String> = addr_glue(&m).iter().map(|r| r.name.to_ascii()).collect();
     targets.sort();
     glue.sort();
     assert_eq!(targets, glue);
@@ -409,7 +315,7 @@ async fn forty_instances_udp_vs_tcp() -> Res {
         "{}",
         m.answers.len()
     );
-    assert_eq!(m.answers.len(), m.additionals.len());
+    assert_eq!(m.answers.len(), addr_glue(&m).len());
     // TCP: all 40 with their glue.
     let out = handle(
         &engine,
@@ -418,7 +324,7 @@ async fn forty_instances_udp_vs_tcp() -> Res {
         MAX_TCP_SIZE,
     );
     let m = Message::from_vec(&out)?;
-    assert_eq!((m.answers.len(), m.additionals.len()), (40, 40));
+    assert_eq!((m.answers.len(), addr_glue(&m).len()), (40, 40));
     assert!(!m.metadata.truncation);
     // Random order per query.
     let order = |m: &Message| {
@@ -439,62 +345,8 @@ async fn forty_instances_udp_vs_tcp() -> Res {
         differs |= order(&Message::from_vec(&out)?) != first;
     }
     assert!(differs);
-    let _ = Ipv4Addr::LOCALHOST;
     engine.shutdown().await?;
     Ok(())
-}
-
-/// A tiny upstream resolver: answers every A question with 192.0.2.7.
-async fn fake_recursor() -> Result<std::net::SocketAddr, Box<dyn std::error::Error>> {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let addr = sock.local_addr()?;
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-            let Ok(req) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut resp = Message::response(req.metadata.id, OpCode::Query);
-            resp.queries = req.queries.clone();
-            if let Some(q) = req.queries.first() {
-                resp.add_answer(hickory_proto::rr::Record::from_rdata(
-                    q.name.clone(),
-                    60,
-                    RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::new(192, 0, 2, 7))),
-                ));
-            }
-            if let Ok(out) = resp.to_vec() {
-                let _ = sock.send_to(&out, peer).await;
-            }
-        }
-    });
-    Ok(addr)
-}
-
-async fn udp_ask(
-    server: std::net::SocketAddr,
-    pkt: &[u8],
-) -> Result<Message, Box<dyn std::error::Error>> {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    sock.send_to(pkt, server).await?;
-    let mut buf = vec![0u8; 65535];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await??;
-    Ok(Message::from_vec(&buf[..n])?)
-}
-
-async fn tcp_ask(
-    stream: &mut tokio::net::TcpStream,
-    pkt: &[u8],
-) -> Result<Message, Box<dyn std::error::Error>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let len = u16::try_from(pkt.len())?.to_be_bytes();
-    stream.write_all(&len).await?;
-    stream.write_all(pkt).await?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    let mut out = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut out).await?;
-    Ok(Message::from_vec(&out)?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,7 +358,8 @@ async fn serve_udp_tcp_and_recursor() -> Res {
     // A dead recursor first (nothing listens there), then the live one.
     let dead = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let dead_addr = dead.local_addr()?;
-    cfg.recursors = vec![dead_addr, fake_recursor().await?];
+    let live = Upstream::start(Ipv4Addr::new(192, 0, 2, 7)).await?;
+    cfg.recursors = vec![dead_addr, live.addr];
     cfg.recursor_timeout = Duration::from_millis(300);
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -533,7 +386,7 @@ async fn serve_udp_tcp_and_recursor() -> Res {
         &query("_web._tcp.service.consul.", RecordType::SRV, None),
     )
     .await?;
-    assert_eq!((m.answers.len(), m.additionals.len()), (2, 2));
+    assert_eq!((m.answers.len(), addr_glue(&m).len()), (2, 2));
     let m = tcp_ask(&mut stream, &query("n2.node.consul.", RecordType::A, None)).await?;
     assert_eq!(ips(&m), vec![ip("10.0.0.2")]);
     let m = tcp_ask(&mut stream, &query("example.org.", RecordType::A, None)).await?;

@@ -29,18 +29,39 @@ fn fixture() -> &'static Fixture {
             cfg.heartbeat = Duration::from_millis(50);
             cfg.election_timeout = Duration::from_millis(150);
             let engine = Engine::open(cfg).await.expect("engine");
-            for i in 0..5u8 {
+            // Five IP instances of web, plus instances reached by hostname
+            // (service address, node address, and a name in the domain) so
+            // the CNAME paths are fuzzed too.
+            let mut instances: Vec<(String, String, &str, String)> = (0..5u8)
+                .map(|i| (format!("n{i}"), format!("10.0.0.{i}"), "web", String::new()))
+                .collect();
+            instances.push((
+                "n0".into(),
+                "10.0.0.0".into(),
+                "ext",
+                "db.example.org".into(),
+            ));
+            instances.push(("h1".into(), "host.example.org".into(), "ext", String::new()));
+            instances.push((
+                "n1".into(),
+                "10.0.0.1".into(),
+                "alias",
+                "web.service.consul".into(),
+            ));
+            for (i, (node, address, service, service_address)) in instances.into_iter().enumerate()
+            {
                 engine
                     .propose(Command::CatalogRegister {
                         node: Node {
-                            node: format!("n{i}"),
-                            address: format!("10.0.0.{i}"),
+                            node,
+                            address,
                             ..Node::default()
                         },
                         skip_node_update: false,
                         service: Some(Service {
-                            id: format!("web{i}"),
-                            service: "web".into(),
+                            id: format!("{service}{i}"),
+                            service: service.into(),
+                            address: service_address,
                             port: 80,
                             tags: vec!["v1".into()],
                             ..Service::default()
@@ -52,9 +73,11 @@ fn fixture() -> &'static Fixture {
             }
             engine
         });
+        let mut cfg = DnsConfig::new("dc1");
+        cfg.a_record_limit = 3;
         Fixture {
             engine,
-            cfg: DnsConfig::new("dc1"),
+            cfg,
             _rt: rt,
             _dir: dir,
         }

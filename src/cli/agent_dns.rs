@@ -1,6 +1,9 @@
 //! The agent's DNS listeners: binding UDP and TCP on one port, and the
 //! DNS settings from the config files (`domain`, `alt_domain`,
-//! `recursors`, `dns_config`).
+//! `recursors`, `dns_config`: `enable_truncate`, `only_passing`,
+//! `udp_answer_limit`, `a_record_limit`, `node_ttl`, `service_ttl`,
+//! `recursor_timeout`, `recursor_strategy`,
+//! `enable_additional_node_meta_txt`; other keys are accepted and ignored).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -77,11 +80,37 @@ pub(crate) fn dns_config(
     if let Some(v) = flag("only_passing") {
         dns.only_passing = v;
     }
-    if let Some(n) = c
-        .get("udp_answer_limit")
-        .and_then(serde_json::Value::as_u64)
-    {
-        dns.udp_answer_limit = usize::try_from(n).unwrap_or(usize::MAX);
+    if let Some(v) = flag("enable_additional_node_meta_txt") {
+        dns.node_meta_txt = v;
+    }
+    let count = |k: &str| -> anyhow::Result<Option<usize>> {
+        match c.get(k) {
+            None => Ok(None),
+            // Consul decodes weakly typed input: "3" is 3.
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+                .map(|n| Some(usize::try_from(n).unwrap_or(usize::MAX)))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("Error: dns_config.{k} must be a non-negative integer")
+                }),
+        }
+    };
+    if let Some(n) = count("udp_answer_limit")? {
+        dns.udp_answer_limit = n;
+    }
+    if let Some(n) = count("a_record_limit")? {
+        dns.a_record_limit = n;
+    }
+    if let Some(v) = c.get("recursor_strategy") {
+        dns.recursor_strategy = v
+            .as_str()
+            .and_then(muster_dns::RecursorStrategy::parse)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "Error: dns_config.recursor_strategy must be \"sequential\" or \"random\", not {v}"
+                )
+            })?;
     }
     if let Some(d) = dur("node_ttl")? {
         dns.node_ttl = d;
@@ -98,4 +127,52 @@ pub(crate) fn dns_config(
         }
     }
     Ok(dns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dns_config: serde_json::Value) -> AgentSettings {
+        AgentSettings {
+            dns_config: dns_config.as_object().cloned().unwrap_or_default(),
+            ..AgentSettings::default()
+        }
+    }
+
+    #[test]
+    fn dns_config_reads_limits_strategy_and_meta_txt() -> anyhow::Result<()> {
+        let dns = dns_config(&settings(serde_json::json!({})), "dc1")?;
+        assert_eq!(dns.a_record_limit, 0);
+        assert_eq!(
+            dns.recursor_strategy,
+            muster_dns::RecursorStrategy::Sequential
+        );
+        assert!(dns.node_meta_txt);
+
+        let st = settings(serde_json::json!({
+            "a_record_limit": 4,
+            "udp_answer_limit": "2",
+            "recursor_strategy": "random",
+            "enable_additional_node_meta_txt": false,
+        }));
+        let dns = dns_config(&st, "dc1")?;
+        assert_eq!((dns.a_record_limit, dns.udp_answer_limit), (4, 2));
+        assert_eq!(dns.recursor_strategy, muster_dns::RecursorStrategy::Random);
+        assert!(!dns.node_meta_txt);
+        Ok(())
+    }
+
+    #[test]
+    fn dns_config_rejects_bad_values() {
+        for bad in [
+            serde_json::json!({"recursor_strategy": "round-robin"}),
+            serde_json::json!({"recursor_strategy": 1}),
+            serde_json::json!({"a_record_limit": -1}),
+            serde_json::json!({"a_record_limit": "three"}),
+        ] {
+            let err = dns_config(&settings(bad.clone()), "dc1");
+            assert!(err.is_err(), "{bad} must be rejected");
+        }
+    }
 }
