@@ -1,0 +1,338 @@
+//! [`Gossip`], the public handle: start, join, leave, shut down, read the
+//! member list, subscribe to events, change tags, manage the keyring.
+//!
+//! The handle talks to the driver task through commands and reads the
+//! member table and counters directly. Keyring operations are local to
+//! this node (Consul does them cluster-wide through serf queries; here the
+//! caller loops over members); they are persisted to `keyring_path`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use foca::{Foca, PostcardCodec};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::GossipConfig;
+use crate::driver::{check_tags, Command, Driver, DriverParts};
+use crate::error::{Error, Result};
+use crate::identity::{now_millis, NodeIdent};
+use crate::keyring::Keyring;
+use crate::member::{Member, MemberEvent};
+use crate::stats::GossipStats;
+use crate::table::{lock, Table};
+use crate::transport::{self, Transport};
+use crate::wire::{Item, ItemHandler, Meta};
+
+/// Events buffered per subscriber before the slowest one lags.
+const EVENT_BUFFER: usize = 1024;
+
+/// A running member of a gossip pool. Dropping it stops it like
+/// [`Gossip::shutdown`] (without waiting).
+pub struct Gossip {
+    /// Requests to the driver.
+    commands: mpsc::Sender<Command>,
+    /// Flipped to stop every task.
+    shutdown: watch::Sender<bool>,
+    /// The driver and the TCP accept loop, joined by `shutdown`.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    table: Arc<Mutex<Table>>,
+    transport: Arc<Transport>,
+    events: broadcast::Sender<MemberEvent>,
+    local_addr: SocketAddr,
+    advertise: SocketAddr,
+    name: String,
+    /// Where keyring changes are persisted.
+    keyring_path: Option<std::path::PathBuf>,
+    /// Bound for a push/pull in `join`.
+    tcp_timeout: Duration,
+}
+
+impl std::fmt::Debug for Gossip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gossip")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gossip {
+    /// Binds the UDP and TCP sockets and starts gossiping (alone until
+    /// [`Gossip::join`]). Must run inside a tokio runtime.
+    pub async fn start(cfg: GossipConfig) -> Result<Gossip> {
+        cfg.validate()?;
+        check_tags(&cfg.tags)?;
+        let keyring = resolve_keyring(&cfg)?;
+        let (udp, tcp) = transport::bind(cfg.bind).await?;
+        let local_addr = udp
+            .local_addr()
+            .map_err(|e| Error::io("UDP local address", e))?;
+        let advertise = cfg.advertise.unwrap_or(local_addr);
+        let life = now_millis();
+        let ident = NodeIdent {
+            name: cfg.node_name.clone(),
+            addr: advertise,
+            life,
+        };
+        let meta = Meta {
+            name: cfg.node_name.clone(),
+            id: cfg.node_id.clone(),
+            tags: cfg.tags.clone(),
+            epoch: life,
+            seq: 0,
+        };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let table = Arc::new(Mutex::new(Table::new(
+            ident.clone(),
+            meta.clone(),
+            events.clone(),
+        )));
+        let transport = Arc::new(Transport {
+            keyring: std::sync::RwLock::new(keyring),
+            verify_incoming: cfg.encrypt_verify_incoming,
+            verify_outgoing: cfg.encrypt_verify_outgoing,
+            counters: Default::default(),
+        });
+        let handler = ItemHandler {
+            table: Arc::clone(&table),
+        };
+        let mut foca = Foca::with_custom_broadcast(
+            ident,
+            cfg.foca_config(1),
+            rand::make_rng(),
+            PostcardCodec,
+            handler,
+        );
+        // Our own metadata waits in foca's queue until there is someone to
+        // send it to.
+        foca.add_broadcast(&Item::Meta(meta).encode()?)
+            .map_err(|e| Error::Codec(format!("queue own tags: {e}")))?;
+        let (commands, command_rx) = mpsc::channel(256);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let accept = tokio::spawn(transport::accept_loop(
+            tcp,
+            Arc::clone(&transport),
+            commands.clone(),
+            shutdown_rx.clone(),
+            cfg.tcp_timeout,
+        ));
+        let name = cfg.node_name.clone();
+        let keyring_path = cfg.keyring_path.clone();
+        let tcp_timeout = cfg.tcp_timeout;
+        let driver = Driver::new(DriverParts {
+            cfg,
+            foca,
+            udp,
+            transport: Arc::clone(&transport),
+            table: Arc::clone(&table),
+            commands: command_rx,
+            loopback: commands.clone(),
+            shutdown: shutdown_rx,
+        });
+        let driver = tokio::spawn(driver.run());
+        tracing::info!(node = %name, addr = %local_addr, %advertise, "gossip: listening");
+        Ok(Gossip {
+            commands,
+            shutdown,
+            tasks: Mutex::new(vec![driver, accept]),
+            table,
+            transport,
+            events,
+            local_addr,
+            advertise,
+            name,
+            keyring_path,
+            tcp_timeout,
+        })
+    }
+
+    /// The address the sockets are bound to (the real port when the config
+    /// said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address other members reach this one at.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Joins the pool through the given members: a full state exchange
+    /// over TCP with each, one after the other. Returns how many answered;
+    /// an error when none did. Retrying is the caller's business.
+    pub async fn join(&self, addrs: &[SocketAddr]) -> Result<usize> {
+        let mut joined = 0;
+        let mut failures = Vec::new();
+        for &addr in addrs {
+            let local = self
+                .request(|reply| Command::Snapshot { join: true, reply })
+                .await?;
+            match transport::exchange(&self.transport, addr, &local, self.tcp_timeout).await {
+                Ok(remote) => {
+                    self.request(|reply| Command::Apply {
+                        remote,
+                        reply: Some(reply),
+                    })
+                    .await?;
+                    joined += 1;
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "gossip: join attempt failed");
+                    failures.push((addr, e.to_string()));
+                }
+            }
+        }
+        if joined == 0 {
+            return Err(Error::JoinFailed(failures));
+        }
+        tracing::info!(joined, "gossip: joined the pool");
+        Ok(joined)
+    }
+
+    /// Leaves gracefully: announces the leave, waits (up to half of
+    /// `timeout`) for the announcement to spread, then tells the pool this
+    /// node is down. Others then list it as left, not failed. Gossip stops
+    /// participating afterwards; call [`Gossip::shutdown`] to close the
+    /// sockets. Rejoining needs a new `Gossip`.
+    pub async fn leave(&self, timeout: Duration) -> Result<()> {
+        let reply = self.request(|reply| Command::Leave { timeout, reply });
+        tokio::time::timeout(timeout + Duration::from_secs(1), reply)
+            .await
+            .map_err(|_| Error::Stopped)?
+            .and_then(|r| r)
+    }
+
+    /// Stops every task and closes the sockets, without telling anyone:
+    /// to the pool this looks like a crash, and it will mark this node
+    /// failed. Call [`Gossip::leave`] first for a graceful exit.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Every known member, this node included, sorted by name. Failed and
+    /// left members stay listed until reaped.
+    pub fn members(&self) -> Vec<Member> {
+        lock(&self.table).members()
+    }
+
+    /// Member events from now on. A subscriber that falls more than 1024
+    /// events behind gets `RecvError::Lagged` and should re-read
+    /// [`Gossip::members`].
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.events.subscribe()
+    }
+
+    /// Replaces this node's tags and gossips them.
+    pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<()> {
+        self.request(|reply| Command::SetTags { tags, reply })
+            .await?
+    }
+
+    /// Marks a failed member left, here and (by broadcast) on the rest of
+    /// the pool; with `prune`, also forgets it here at once.
+    pub async fn force_leave(&self, name: &str, prune: bool) -> Result<()> {
+        self.request(|reply| Command::ForceLeave {
+            name: name.to_owned(),
+            prune,
+            reply,
+        })
+        .await?
+    }
+
+    /// Transport counters.
+    pub fn stats(&self) -> GossipStats {
+        self.transport.counters.snapshot()
+    }
+
+    /// Installed keys in base64, primary first; empty without encryption.
+    pub fn list_keys(&self) -> Vec<String> {
+        self.transport
+            .keyring()
+            .as_ref()
+            .map(Keyring::keys)
+            .unwrap_or_default()
+    }
+
+    /// Installs a key (decrypt-only until [`Gossip::use_key`]).
+    pub fn install_key(&self, key: &str) -> Result<()> {
+        self.change_keyring(|ring| ring.install(key).map(|_| ()))
+    }
+
+    /// Makes an installed key the one that encrypts.
+    pub fn use_key(&self, key: &str) -> Result<()> {
+        self.change_keyring(|ring| ring.use_key(key))
+    }
+
+    /// Removes a key; the primary can't be removed.
+    pub fn remove_key(&self, key: &str) -> Result<()> {
+        self.change_keyring(|ring| ring.remove(key))
+    }
+
+    /// Applies `op` to a copy of the keyring, persists the copy, then makes
+    /// it current: a failed write leaves the keyring unchanged.
+    fn change_keyring(&self, op: impl FnOnce(&mut Keyring) -> Result<()>) -> Result<()> {
+        let mut guard = self
+            .transport
+            .keyring
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut ring = guard.clone().ok_or(Error::EncryptionDisabled)?;
+        op(&mut ring)?;
+        if let Some(path) = &self.keyring_path {
+            ring.save(path)?;
+        }
+        *guard = Some(ring);
+        Ok(())
+    }
+}
+
+impl Drop for Gossip {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// The keyring to start with: the file at `keyring_path` if it exists
+/// (Consul ignores `encrypt` then), else `cfg.keyring`, which is then
+/// written to the file.
+fn resolve_keyring(cfg: &GossipConfig) -> Result<Option<Keyring>> {
+    let Some(path) = &cfg.keyring_path else {
+        return Ok(cfg.keyring.clone());
+    };
+    if path.exists() {
+        let ring = Keyring::load(path)?;
+        if cfg
+            .keyring
+            .as_ref()
+            .is_some_and(|given| !ring.keys().contains(&given.primary()))
+        {
+            tracing::warn!(path = %path.display(), "gossip: a keyring file exists, the configured encrypt key is ignored");
+        }
+        return Ok(Some(ring));
+    }
+    if let Some(ring) = &cfg.keyring {
+        ring.save(path)?;
+    }
+    Ok(cfg.keyring.clone())
+}

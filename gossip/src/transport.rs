@@ -1,0 +1,211 @@
+//! Sockets and framing: the UDP socket for SWIM, the TCP listener and
+//! client for push/pull state exchanges, and sealing/opening frames with
+//! the current keyring.
+//!
+//! Why TCP at all: foca fills every SWIM datagram up to the configured
+//! packet size and leaves the rest for later packets, so no UDP message is
+//! ever too large. What doesn't fit in a datagram is a whole member list
+//! with every member's tags: that travels as one length-prefixed TCP
+//! message (`[len: u32 BE][frame]`, one request and one reply per
+//! connection), on join and periodically (memberlist's push/pull).
+//!
+//! This module never touches the member table; it hands decoded messages
+//! to the driver through [`Command`]s.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::Command;
+use crate::error::{Error, Result};
+use crate::keyring::Keyring;
+use crate::packet::{self, Channel};
+use crate::stats::Counters;
+use crate::wire::SyncMsg;
+
+/// Largest TCP message accepted (a member list of tens of thousands).
+const MAX_TCP_FRAME: usize = 32 << 20;
+
+/// How many times binding a UDP+TCP pair on a random port is retried when
+/// the TCP side of the picked port is taken.
+const BIND_ATTEMPTS: usize = 16;
+
+/// Encryption settings and counters, shared by every task.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    /// The keyring; replaced by keyring operations.
+    pub(crate) keyring: RwLock<Option<Keyring>>,
+    /// Refuse plaintext when a keyring is set.
+    pub(crate) verify_incoming: bool,
+    /// Encrypt when a keyring is set.
+    pub(crate) verify_outgoing: bool,
+    /// What happened on the wire.
+    pub(crate) counters: Counters,
+}
+
+impl Transport {
+    pub(crate) fn keyring(&self) -> RwLockReadGuard<'_, Option<Keyring>> {
+        self.keyring.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Frames a payload for sending.
+    pub(crate) fn seal(&self, channel: Channel, payload: &[u8]) -> Result<Vec<u8>> {
+        let ring = self.keyring();
+        let ring = ring.as_ref().filter(|_| self.verify_outgoing);
+        packet::seal(ring, channel, payload)
+    }
+
+    /// Unframes a received packet; a refused one is counted, logged
+    /// (rate-limited) and returned as the error.
+    pub(crate) fn open<'a>(
+        &self,
+        channel: Channel,
+        data: &'a [u8],
+        from: SocketAddr,
+    ) -> Result<Cow<'a, [u8]>> {
+        let ring = self.keyring();
+        let require = ring.is_some() && self.verify_incoming;
+        packet::open(ring.as_ref(), require, channel, data)
+            .inspect_err(|e| self.counters.dropped(from, channel, e))
+    }
+}
+
+/// Binds the UDP socket and the TCP listener on the same address and port.
+/// With port 0, the port the UDP socket got is reused for TCP (retrying if
+/// that TCP port is taken).
+pub(crate) async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
+    let attempts = if addr.port() == 0 { BIND_ATTEMPTS } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("bind UDP {addr}"), e))?;
+        let bound = udp
+            .local_addr()
+            .map_err(|e| Error::io("UDP local address", e))?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(Error::io(format!("bind TCP {bound}"), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Config(format!("could not bind {addr}"))))
+}
+
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_TCP_FRAME {
+        return Err(std::io::Error::other(format!(
+            "message of {len} bytes exceeds {MAX_TCP_FRAME}"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(frame.len()).map_err(|_| std::io::Error::other("message too large"))?;
+    stream.write_u32(len).await?;
+    stream.write_all(frame).await?;
+    stream.flush().await
+}
+
+/// Push/pull with `peer`: sends our state, returns theirs.
+pub(crate) async fn exchange(
+    transport: &Transport,
+    peer: SocketAddr,
+    local: &SyncMsg,
+    timeout: Duration,
+) -> Result<SyncMsg> {
+    let fail = |reason: String| Error::Exchange { peer, reason };
+    let frame = transport.seal(Channel::Sync, &local.encode()?)?;
+    let reply = tokio::time::timeout(timeout, async {
+        let mut stream = TcpStream::connect(peer).await?;
+        write_frame(&mut stream, &frame).await?;
+        read_frame(&mut stream).await
+    })
+    .await
+    .map_err(|_| fail(format!("timed out after {timeout:?}")))?
+    .map_err(|e| fail(e.to_string()))?;
+    let result = transport
+        .open(Channel::Sync, &reply, peer)
+        .and_then(|plain| SyncMsg::decode(&plain))
+        .map_err(|e| fail(e.to_string()));
+    let counter = if result.is_ok() {
+        &transport.counters.syncs_completed
+    } else {
+        &transport.counters.syncs_failed
+    };
+    Counters::bump(counter);
+    result
+}
+
+/// Accepts push/pull connections until shutdown.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    transport: Arc<Transport>,
+    commands: mpsc::Sender<Command>,
+    mut shutdown: watch::Receiver<bool>,
+    timeout: Duration,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, "gossip: accept failed");
+                    continue;
+                }
+            },
+        };
+        let transport = Arc::clone(&transport);
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeout, serve(stream, peer, &transport, commands)).await {
+                Ok(Ok(())) => Counters::bump(&transport.counters.syncs_completed),
+                Ok(Err(e)) => {
+                    Counters::bump(&transport.counters.syncs_failed);
+                    tracing::debug!(%peer, error = %e, "gossip: state exchange failed");
+                }
+                Err(_) => {
+                    Counters::bump(&transport.counters.syncs_failed);
+                    tracing::debug!(%peer, "gossip: state exchange timed out");
+                }
+            }
+        });
+    }
+}
+
+/// One incoming exchange: read their state, hand it to the driver, write
+/// ours back.
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    transport: &Transport,
+    commands: mpsc::Sender<Command>,
+) -> Result<()> {
+    let frame = read_frame(&mut stream)
+        .await
+        .map_err(|e| Error::io("read state", e))?;
+    let remote = {
+        let plain = transport.open(Channel::Sync, &frame, peer)?;
+        SyncMsg::decode(&plain)
+            .inspect_err(|e| transport.counters.dropped(peer, Channel::Sync, e))?
+    };
+    let (reply, local) = oneshot::channel();
+    commands
+        .send(Command::Exchange { remote, reply })
+        .await
+        .map_err(|_| Error::Stopped)?;
+    let local = local.await.map_err(|_| Error::Stopped)?;
+    let out = transport.seal(Channel::Sync, &local.encode()?)?;
+    write_frame(&mut stream, &out)
+        .await
+        .map_err(|e| Error::io("write state", e))
+}
