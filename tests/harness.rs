@@ -109,6 +109,45 @@ impl Agent {
         agent
     }
 
+    /// Like [`Agent::start`], also loading `config` (JSON) with
+    /// `-config-file` from a file in the agent's own directory, so it is
+    /// read again on `restart`.
+    pub fn start_with_config(args: &[&str], durable: bool, config: &str) -> Agent {
+        let dir = tempfile::Builder::new()
+            .prefix("muster-test-")
+            .tempdir()
+            .expect("create a temp dir for the agent");
+        let config_path = write_file(dir.path(), "config.json", config.as_bytes());
+        let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        full.push("-config-file".into());
+        full.push(config_path.display().to_string());
+        if durable {
+            full.push("-data-dir".into());
+            full.push(dir.path().join("data").display().to_string());
+        }
+        for (flag, port) in [
+            ("-http-port", 0),
+            ("-server-port", free_port()),
+            ("-dns-port", free_port()),
+            ("-serf-lan-port", free_port()),
+            ("-serf-wan-port", free_port()),
+        ] {
+            full.push(flag.into());
+            full.push(port.to_string());
+        }
+        let log_path = dir.path().join("agent.log");
+        let mut agent = Agent {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready: Vec::new(),
+            args: full,
+            dir,
+            log_path,
+        };
+        agent.spawn();
+        agent
+    }
+
     /// The durable data directory (`<tempdir>/data`).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -262,6 +301,85 @@ impl Agent {
                 let mut pairs = resp.kv_pairs();
                 assert_eq!(pairs.len(), 1, "GET {key} returned {pairs:?}");
                 pairs.pop()
+            }
+            s => panic!("GET {key}: {s} {}", resp.text()),
+        }
+    }
+}
+
+/// Sessions and locks (consul-compat.md §8).
+impl Agent {
+    /// Wait (up to 30 s) until the agent's own node is in the catalog with
+    /// a passing `serfHealth`, which a default session needs. The readiness
+    /// line comes before anti-entropy's first sync, so a session created
+    /// at once can get `Missing node registration` (Consul's test agents
+    /// wait the same way). Returns `self` for chaining.
+    pub fn wait_node_registered(self) -> Agent {
+        let node = self.ready_field("node").to_string();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let checks = self.get(&format!("/v1/health/node/{node}"));
+            let ok = checks.status == 200
+                && checks.json().as_array().is_some_and(|l| {
+                    l.iter()
+                        .any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing")
+                });
+            if ok {
+                return self;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} not registered with a passing serfHealth: {}",
+                checks.text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `PUT /v1/session/create` with `body`, expecting 200; the new ID.
+    pub fn session_create(&self, body: &serde_json::Value) -> String {
+        let resp = self.put("/v1/session/create", body.to_string().as_bytes());
+        assert_eq!(resp.status, 200, "session create {body}: {}", resp.text());
+        let json = resp.json();
+        json["ID"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ID in {json}"))
+            .to_string()
+    }
+
+    /// `GET /v1/session/info/<id>` → the session, or `None` once it is gone.
+    pub fn session_info(&self, id: &str) -> Option<serde_json::Value> {
+        let resp = self.get(&format!("/v1/session/info/{id}"));
+        assert_eq!(resp.status, 200, "session info {id}: {}", resp.text());
+        let json = resp.json();
+        let list = json
+            .as_array()
+            .unwrap_or_else(|| panic!("session info is not a list: {json}"));
+        assert!(list.len() <= 1, "session info {id}: {json}");
+        list.first().cloned()
+    }
+
+    /// `PUT /v1/kv/<key>?acquire=<session>` with `value`: the `true`/`false`.
+    pub fn kv_acquire(&self, key: &str, session: &str, value: &[u8]) -> bool {
+        self.kv_put(&format!("{key}?acquire={session}"), value)
+    }
+
+    /// `PUT /v1/kv/<key>?release=<session>` with `value`: the `true`/`false`.
+    pub fn kv_release(&self, key: &str, session: &str, value: &[u8]) -> bool {
+        self.kv_put(&format!("{key}?release={session}"), value)
+    }
+
+    /// The session holding `key`: `None` if the key is absent or free.
+    pub fn kv_holder(&self, key: &str) -> Option<String> {
+        let resp = self.get(&format!("/v1/kv/{key}"));
+        match resp.status {
+            404 => None,
+            200 => {
+                let json = resp.json();
+                json[0]["Session"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
             }
             s => panic!("GET {key}: {s} {}", resp.text()),
         }

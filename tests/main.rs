@@ -24,6 +24,12 @@
 //!   local health, members), config dirs, reload and restart.
 //! - `config.rs`: config files through `muster validate` (every seed
 //!   example), and the `services`, `maint` and `reload` commands.
+//! - `session.rs`: sessions and KV locks (contention, lock-delay, TTL,
+//!   `Behavior`, linked checks, `session_ttl_min`, kill -9).
+//! - `lock.rs`: locks from a client's side: blocking reads of a lock key,
+//!   leader election with a dying holder, `kv put -acquire|-release`,
+//!   `muster lock`.
+//! - `txn.rs`: `/v1/txn` results, rollback and lock verbs.
 //! - `dns.rs`: the DNS interface over UDP and TCP (service, tag, RFC 2782
 //!   and node names, NXDOMAIN/NODATA, checks, UDP limits, recursors,
 //!   malformed packets).
@@ -41,3 +47,6 @@ mod durability;
 mod harness;
 mod health;
 mod kv;
+mod lock;
+mod session;
+mod txn;

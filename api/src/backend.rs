@@ -6,16 +6,18 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use muster_engine::agent::{
     Agent, AgentError, CheckDefinition, LocalService, LocalServiceHealth, ServiceDefinition, Source,
 };
 
+use muster_engine::txn::{TxnError, TxnOp, TxnResult};
 use muster_engine::watch::Watch;
 use muster_engine::Node;
 use muster_engine::{
     Applied, Check, ClusterStatus, Command, Engine, Indexed, KvEntry, NodeServices, Result,
-    ServiceHealth, ServiceNode, Status,
+    ServiceHealth, ServiceNode, Session, Status,
 };
 
 /// What the handlers need from the engine (see `Engine` for the contracts).
@@ -24,6 +26,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn status(&self) -> ClusterStatus;
     /// [`Engine::check_leader`].
     fn check_leader(&self) -> Result<()>;
+    /// [`Engine::leader_known`].
+    fn leader_known(&self) -> Result<()>;
     /// [`Engine::linearizable`].
     fn linearizable(&self) -> impl Future<Output = Result<()>> + Send;
     /// [`Engine::propose`].
@@ -50,6 +54,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn health_service(&self, name: &str) -> Result<Indexed<Vec<ServiceHealth>>>;
     /// [`Engine::health_checks_all`].
     fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>>;
+    /// [`Engine::node_name`].
+    fn node_name(&self) -> String;
+    /// [`Engine::session_get`].
+    fn session_get(&self, id: &str) -> Result<Indexed<Option<Session>>>;
+    /// [`Engine::session_list`].
+    fn session_list(&self) -> Result<Indexed<Vec<Session>>>;
+    /// [`Engine::session_node`].
+    fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>>;
+    /// [`Engine::session_renew`].
+    fn session_renew(&self, id: &str) -> Result<Option<Session>>;
+    /// [`Engine::kv_lock_delay`].
+    fn kv_lock_delay(&self, key: &str) -> Option<Duration>;
+    /// [`Engine::txn_read`].
+    fn txn_read(&self, ops: &[TxnOp]) -> Result<(Vec<TxnResult>, Vec<TxnError>)>;
 }
 
 impl Backend for Engine {
@@ -58,6 +76,9 @@ impl Backend for Engine {
     }
     fn check_leader(&self) -> Result<()> {
         Engine::check_leader(self)
+    }
+    fn leader_known(&self) -> Result<()> {
+        Engine::leader_known(self)
     }
     fn linearizable(&self) -> impl Future<Output = Result<()>> + Send {
         Engine::linearizable(self)
@@ -97,6 +118,27 @@ impl Backend for Engine {
     }
     fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>> {
         Engine::health_checks_all(self)
+    }
+    fn node_name(&self) -> String {
+        Engine::node_name(self)
+    }
+    fn session_get(&self, id: &str) -> Result<Indexed<Option<Session>>> {
+        Engine::session_get(self, id)
+    }
+    fn session_list(&self) -> Result<Indexed<Vec<Session>>> {
+        Engine::session_list(self)
+    }
+    fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>> {
+        Engine::session_node(self, node)
+    }
+    fn session_renew(&self, id: &str) -> Result<Option<Session>> {
+        Engine::session_renew(self, id)
+    }
+    fn kv_lock_delay(&self, key: &str) -> Option<Duration> {
+        Engine::kv_lock_delay(self, key)
+    }
+    fn txn_read(&self, ops: &[TxnOp]) -> Result<(Vec<TxnResult>, Vec<TxnError>)> {
+        Engine::txn_read(self, ops)
     }
 }
 

@@ -71,8 +71,9 @@ const NODE_SERVICE: Schema = Schema {
     ],
 };
 
-/// `RegisterRequest.Check` / `Checks[]` (a `HealthCheck`).
-const HEALTH_CHECK: Schema = Schema {
+/// `RegisterRequest.Check` / `Checks[]` (a `HealthCheck`); also the
+/// `Check` of a transaction's check operation.
+pub(crate) const HEALTH_CHECK: Schema = Schema {
     fields: &[
         f("Node", V),
         a("CheckID", &["check_id"], V),
@@ -164,10 +165,10 @@ struct NodeServiceIn {
     peer_name: String,
 }
 
-/// `RegisterRequest.Check`.
+/// `RegisterRequest.Check` (and a transaction's `Check`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
-struct HealthCheckIn {
+pub(crate) struct HealthCheckIn {
     node: String,
     #[serde(rename = "CheckID")]
     check_id: String,
@@ -211,6 +212,13 @@ struct RegisterRequest {
     partition: String,
     peer_name: String,
     locality: Option<Value>,
+}
+
+impl HealthCheckIn {
+    /// The node the check names (`""` when not given).
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
 }
 
 impl Decode for RegisterRequest {
@@ -390,7 +398,10 @@ fn to_service(s: NodeServiceIn, node: &str) -> Result<Service> {
     })
 }
 
-fn to_check(c: HealthCheckIn, node: &str) -> Result<Check> {
+/// Validate a check as sent for `node` and build the record. `ModifyIndex`
+/// is carried over (a transaction's `cas` verbs compare it; registration
+/// ignores it).
+pub(crate) fn to_check(c: HealthCheckIn, node: &str) -> Result<Check> {
     let mut check_id = c.check_id;
     if check_id.is_empty() {
         check_id.clone_from(&c.name);
@@ -445,7 +456,7 @@ fn to_check(c: HealthCheckIn, node: &str) -> Result<Check> {
         timeout_ns,
         definition,
         create_index: 0,
-        modify_index: 0,
+        modify_index: c.modify_index,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Request-body decoding with Consul's rules (consul-compat.md §0.2), shared
-//! by every endpoint that takes a JSON body (catalog register/deregister
-//! now; agent service/check registration and sessions next).
+//! by every endpoint that takes a JSON body (catalog register/deregister,
+//! agent service/check registration, session create, transactions).
 //!
 //! Decoding is two steps:
 //! 1. [`canonicalize`] walks the parsed JSON against a [`Schema`], a table
@@ -51,10 +51,6 @@ pub(crate) enum Kind {
     Duration,
     /// `LockDelay`: like [`Kind::Duration`], but a number below 1000 is
     /// seconds (§0.2).
-    #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "for the session endpoints (next)")
-    )]
     LockDelay,
     /// A nested object with its own schema.
     Object(&'static Schema),
@@ -180,10 +176,6 @@ pub(crate) fn from_slice<T: Decode>(body: &[u8]) -> Result<T> {
 
 /// Decode a body that may be empty (then `T::default()`, as session
 /// create allows).
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "for the session endpoints (next)")
-)]
 pub(crate) fn from_slice_or_default<T: Decode + Default>(body: &[u8]) -> Result<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());

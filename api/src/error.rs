@@ -40,6 +40,9 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// 413 with this body (transaction limits).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// 500: `?dc=` names a datacenter this agent cannot reach.
     #[error("No path to datacenter")]
     NoPathToDatacenter,
@@ -66,7 +69,7 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::TooLarge { .. } | Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Io(_) | Error::NoPathToDatacenter | Error::Engine(_) | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

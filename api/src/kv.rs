@@ -1,9 +1,11 @@
 //! `/v1/kv/<key>` (consul-compat.md §7.1, §7.2): GET (plain, `recurse`,
-//! `keys`, `raw`, blocking), PUT (set, `cas`; `acquire`/`release` await
-//! sessions) and DELETE (one key, `cas`, `recurse`). Reads go through the
-//! engine's typed views and writes through `propose`; this module never
-//! decides KV semantics itself (CAS, lock rules), it only maps HTTP to
-//! commands and results to Consul's JSON.
+//! `keys`, `raw`, blocking), PUT (set, `cas`, `acquire`, `release`) and
+//! DELETE (one key, `cas`, `recurse`). Reads go through the engine's typed
+//! views and writes through `propose`; this module never decides KV
+//! semantics itself (CAS, lock rules), it only maps HTTP to commands and
+//! results to Consul's JSON. The one check made here is the lock-delay
+//! window before an `acquire` (§8.3), because it is measured on this
+//! server's clock and must not go through the log.
 
 use std::fmt::Display;
 
@@ -22,8 +24,6 @@ use crate::router::Ctx;
 
 /// `Missing key name` body.
 pub const MISSING_KEY: &str = "Missing key name";
-/// Body while sessions are not implemented.
-pub const SESSIONS_UNSUPPORTED: &str = "session support not implemented";
 
 /// Consul's `KVPair` JSON (field order as Consul writes it).
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -227,9 +227,10 @@ pub(crate) async fn propose_bool<E: Backend>(
         muster_engine::Response::Bool(b) => b,
         muster_engine::Response::None => true,
         muster_engine::Response::Rejected(msg) => return Err(Error::Internal(msg)),
-        // The engine answers a proposal with its own response, never a batch.
-        muster_engine::Response::Batch(_) => {
-            return Err(Error::Internal("unexpected batch response".into()))
+        // The engine answers a proposal with its own response, never a
+        // batch, and only a transaction answers with a transaction outcome.
+        muster_engine::Response::Batch(_) | muster_engine::Response::Txn { .. } => {
+            return Err(Error::Internal("unexpected response".into()))
         }
     };
     ctx.json(&ok)
@@ -253,20 +254,38 @@ where
     q.check_conflicting(&["cas", "acquire", "release"])?;
     let flags = q.flags()?;
     let cas = q.cas()?;
-    if q.acquire().is_some() || q.release().is_some() {
-        return Err(Error::Internal(SESSIONS_UNSUPPORTED.into()));
-    }
     ctx.check_dc()?;
     let value = read_body(body, content_length, ctx.st.cfg.kv_max_value_size).await?;
     let key = key.to_string();
-    let cmd = match cas {
-        Some(index) => Command::KvCas {
+    let cmd = if let Some(session) = q.acquire() {
+        // Inside a lock-delay window an acquire fails without a write. An
+        // empty session goes on to the engine's `missing session`.
+        if !session.is_empty() && ctx.st.engine.kv_lock_delay(&key).is_some() {
+            return ctx.json(&false);
+        }
+        Command::KvLock {
             key,
             value,
             flags,
-            index,
-        },
-        None => Command::KvSet { key, value, flags },
+            session: session.to_string(),
+        }
+    } else if let Some(session) = q.release() {
+        Command::KvUnlock {
+            key,
+            value,
+            flags,
+            session: session.to_string(),
+        }
+    } else {
+        match cas {
+            Some(index) => Command::KvCas {
+                key,
+                value,
+                flags,
+                index,
+            },
+            None => Command::KvSet { key, value, flags },
+        }
     };
     propose_bool(ctx, cmd).await
 }

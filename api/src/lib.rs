@@ -18,8 +18,10 @@
 //! - `shapes.rs`: the catalog/health/agent JSON objects.
 //! - `definition.rs`: service and check definitions (§6) from JSON, for
 //!   the agent endpoints and the binary's config loader.
-//! - `kv.rs`, `catalog.rs`, `health.rs`, `status.rs`, `agent.rs`: one
-//!   handler module per domain.
+//! - `kv.rs`, `catalog.rs`, `health.rs`, `status.rs`, `agent.rs`,
+//!   `session.rs`, `txn.rs`: one handler module per domain.
+//! - `bodies.rs`: the txn and session-create body decoders, public for
+//!   fuzzing.
 //! - `error.rs`: the one [`Error`] enum and its Consul status codes.
 //! - `backend.rs`: the engine and agent interfaces the handlers use (test
 //!   seams).
@@ -27,12 +29,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use muster_engine::agent::Agent;
 use muster_engine::Engine;
 
 mod agent;
 mod backend;
+pub mod bodies;
 mod catalog;
 mod decode;
 pub mod definition;
@@ -45,15 +49,20 @@ mod read;
 mod response;
 mod router;
 mod server;
+mod session;
 mod shapes;
 mod status;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 pub use error::{Error, Result};
 
 /// Default `kv_max_value_size` (512 KiB).
 pub const DEFAULT_KV_MAX_VALUE_SIZE: usize = 512 * 1024;
+
+/// Default `session_ttl_min` (10 s).
+pub const DEFAULT_SESSION_TTL_MIN: Duration = Duration::from_secs(10);
 
 /// What the HTTP layer needs to know about the agent it serves.
 #[derive(Debug, Clone)]
@@ -72,6 +81,9 @@ pub struct ApiConfig {
     pub pretty: bool,
     /// Largest KV value accepted (bytes); `kv_max_value_size`, 512 KiB.
     pub kv_max_value_size: usize,
+    /// Shortest non-zero session TTL accepted (`session_ttl_min`, 10 s);
+    /// the longest is always 24 h.
+    pub session_ttl_min: Duration,
     /// What `PUT /v1/agent/reload` runs (`None`: the endpoint answers 500).
     pub reload: Option<ReloadHook>,
 }
@@ -111,7 +123,7 @@ impl std::fmt::Debug for ReloadHook {
 
 impl ApiConfig {
     /// A server agent with the defaults: this crate's version, compact JSON,
-    /// a 512 KiB KV value limit.
+    /// a 512 KiB KV value limit, a 10 s minimum session TTL.
     pub fn new(
         datacenter: impl Into<String>,
         node_name: impl Into<String>,
@@ -125,6 +137,7 @@ impl ApiConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pretty: false,
             kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
+            session_ttl_min: DEFAULT_SESSION_TTL_MIN,
             reload: None,
         }
     }

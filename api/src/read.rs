@@ -1,8 +1,8 @@
 //! The one "blocking read" path every catalog, health and KV GET goes
 //! through (consul-compat.md §0.4, §0.5, §1): parse `index`/`wait` and the
-//! consistency mode, check `dc`, confirm leadership for `?consistent`, run
-//! the engine query under the blocking loop with the default-mode leader
-//! gate on every run, and set the read headers on the reply. Also the list
+//! consistency mode, check `dc`, confirm leadership for `?consistent` (and
+//! for the default mode on a follower), run the engine query under the
+//! blocking loop with the default-mode leader gate on every run, and set the read headers on the reply. Also the list
 //! parameters shared by those endpoints (`filter`, `node-meta`, `tag`).
 //! It decides nothing about what a query returns.
 
@@ -36,8 +36,15 @@ impl<E: Backend> Ctx<'_, E> {
         let consistency = self.query.consistency()?;
         let blocking = self.query.blocking()?;
         self.check_dc()?;
-        if consistency == Consistency::Consistent {
-            self.st.engine.linearizable().await?;
+        let engine = &self.st.engine;
+        // `consistent` everywhere, and the default mode on a follower, read
+        // through the leader's read index: the leader confirms it still
+        // leads, this server applies up to that index, then answers from its
+        // own views (Consul forwards the whole read to the leader instead).
+        if consistency == Consistency::Consistent
+            || (consistency == Consistency::Leader && engine.check_leader().is_err())
+        {
+            engine.linearizable().await?;
         }
         Ok(Read {
             consistency,
@@ -61,7 +68,7 @@ impl<E: Backend> Ctx<'_, E> {
         read.blocking
             .run(engine.watch(), keys, |woken| {
                 if read.consistency == Consistency::Leader {
-                    engine.check_leader()?;
+                    engine.leader_known()?;
                 }
                 query(woken)
             })

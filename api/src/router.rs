@@ -17,7 +17,7 @@ use crate::backend::{AgentBackend, Backend};
 use crate::error::{Error, Result};
 use crate::query::{self, Consistency, Query};
 use crate::response::{self, Body, ReadMeta};
-use crate::{agent, catalog, health, kv, status, ApiConfig};
+use crate::{agent, catalog, health, kv, session, status, txn, ApiConfig};
 
 /// The body of `/` while there is no UI.
 pub const ROOT_TEXT: &str = "muster agent: UI disabled.";
@@ -150,6 +150,20 @@ pub enum Endpoint {
     HealthState,
     /// `/v1/health/connect/<service>` and `/v1/health/ingress/<service>`.
     HealthMesh,
+    /// `PUT /v1/session/create`.
+    SessionCreate,
+    /// `PUT /v1/session/destroy/<id>`.
+    SessionDestroy,
+    /// `PUT /v1/session/renew/<id>`.
+    SessionRenew,
+    /// `/v1/session/info/<id>`.
+    SessionInfo,
+    /// `/v1/session/node/<node>`.
+    SessionNode,
+    /// `/v1/session/list`.
+    SessionList,
+    /// `PUT /v1/txn`.
+    Txn,
     /// Any other `/v1/...` path.
     UnknownApi,
     /// Anything else.
@@ -310,6 +324,13 @@ const ROUTES: &[RouteDef] = &[
     under("/v1/health/state/", Endpoint::HealthState, GET),
     under("/v1/health/connect/", Endpoint::HealthMesh, GET),
     under("/v1/health/ingress/", Endpoint::HealthMesh, GET),
+    exact("/v1/session/create", Endpoint::SessionCreate, PUT),
+    under("/v1/session/destroy/", Endpoint::SessionDestroy, PUT),
+    under("/v1/session/renew/", Endpoint::SessionRenew, PUT),
+    under("/v1/session/info/", Endpoint::SessionInfo, GET),
+    under("/v1/session/node/", Endpoint::SessionNode, GET),
+    exact("/v1/session/list", Endpoint::SessionList, GET),
+    exact("/v1/txn", Endpoint::Txn, PUT),
 ];
 
 /// A routing decision.
@@ -498,6 +519,13 @@ where
         Endpoint::HealthChecks => health::checks(&ctx, &rest).await,
         Endpoint::HealthService => health::service(&ctx, &rest).await,
         Endpoint::HealthState => health::state(&ctx, &rest).await,
+        Endpoint::SessionCreate => session::create(&ctx, req).await,
+        Endpoint::SessionDestroy => session::destroy(&ctx, &rest).await,
+        Endpoint::SessionRenew => session::renew(&ctx, &rest),
+        Endpoint::SessionInfo => session::info(&ctx, &rest).await,
+        Endpoint::SessionNode => session::node(&ctx, &rest).await,
+        Endpoint::SessionList => session::list(&ctx).await,
+        Endpoint::Txn => txn::handle(&ctx, req).await,
         Endpoint::Root | Endpoint::UnknownApi | Endpoint::Unknown => {
             Err(Error::NotFound(String::new()))
         }
@@ -554,6 +582,23 @@ mod tests {
         assert_eq!(route("/").endpoint, Endpoint::Root);
         assert_eq!(route("/ui/").endpoint, Endpoint::Unknown);
         assert_eq!(route("").endpoint, Endpoint::Unknown);
+        let r = route("/v1/session/info/abc");
+        assert_eq!(
+            (r.endpoint, r.rest.as_str(), r.allow),
+            (Endpoint::SessionInfo, "abc", GET)
+        );
+        let r = route("/v1/session/destroy/abc");
+        assert_eq!((r.endpoint, r.allow), (Endpoint::SessionDestroy, PUT));
+        assert_eq!(route("/v1/session/renew/").rest, "");
+        assert_eq!(route("/v1/session/node/n1").endpoint, Endpoint::SessionNode);
+        assert_eq!(route("/v1/session/list").endpoint, Endpoint::SessionList);
+        assert_eq!(route("/v1/session/create").allow, PUT);
+        assert_eq!(route("/v1/session/list/x").endpoint, Endpoint::UnknownApi);
+        assert_eq!(
+            (route("/v1/txn").endpoint, route("/v1/txn").allow),
+            (Endpoint::Txn, PUT)
+        );
+        assert_eq!(route("/v1/txn/x").endpoint, Endpoint::UnknownApi);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The catalog and health JSON objects of consul-compat.md §2.1–§2.5, built
+//! The catalog, health and session JSON objects of consul-compat.md
+//! §2.1–§2.5 and §2.7, built
 //! by borrowing the engine's records. Field order and the empty-value rules
 //! (`null`, `[]`, `{}`, omitted) are Consul's; nothing here decides what a
 //! response contains.
@@ -6,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use muster_engine::{duration, Check, Node, Service, ServiceAddress, Weights};
+use muster_engine::{duration, Check, Node, Service, ServiceAddress, Session, Weights};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -416,6 +417,70 @@ impl<'a> From<&'a Check> for HealthCheckJson<'a> {
     }
 }
 
+/// A session's linked service check (`{"ID","Namespace"}`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceCheckJson<'a> {
+    /// Check ID.
+    #[serde(rename = "ID")]
+    pub id: &'a str,
+    /// Namespace (`""`).
+    pub namespace: &'a str,
+}
+
+/// `Session` (§2.7). The deprecated `Checks` is never shown: the engine
+/// keeps one list of node checks (see `session.rs`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SessionJson<'a> {
+    /// Session UUID.
+    #[serde(rename = "ID")]
+    pub id: &'a str,
+    /// Free text.
+    pub name: &'a str,
+    /// Node name.
+    pub node: &'a str,
+    /// Nanoseconds (an integer, not a duration string).
+    pub lock_delay: u64,
+    /// `release` or `delete`.
+    pub behavior: &'static str,
+    /// As given (`""` = none).
+    #[serde(rename = "TTL")]
+    pub ttl: &'a str,
+    /// `null` when unset.
+    pub node_checks: Option<&'a [String]>,
+    /// `null` when unset.
+    pub service_checks: Option<Vec<ServiceCheckJson<'a>>>,
+    /// Creating write.
+    pub create_index: u64,
+    /// Same as `CreateIndex` (sessions never change).
+    pub modify_index: u64,
+}
+
+impl<'a> From<&'a Session> for SessionJson<'a> {
+    fn from(s: &'a Session) -> Self {
+        SessionJson {
+            id: &s.id,
+            name: &s.name,
+            node: &s.node,
+            lock_delay: s.lock_delay_ns,
+            behavior: s.behavior.as_str(),
+            ttl: &s.ttl,
+            node_checks: s.node_checks.as_deref(),
+            service_checks: s.service_checks.as_ref().map(|list| {
+                list.iter()
+                    .map(|c| ServiceCheckJson {
+                        id: &c.id,
+                        namespace: &c.namespace,
+                    })
+                    .collect()
+            }),
+            create_index: s.create_index,
+            modify_index: s.modify_index,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +585,35 @@ mod tests {
         c.definition = r#"{"HTTP":"http://x"}"#.into();
         let j = s(&HealthCheckJson::from(&c));
         assert!(j.contains(r#""Interval":"10s","Timeout":"1m30s","ExposedPort":0,"Definition":{"HTTP":"http://x"}"#), "{j}");
+    }
+
+    #[test]
+    fn shapes_session() {
+        let mut sess = Session {
+            id: "adf4238a-882b-9ddc-4a9d-5b6758e4159e".into(),
+            name: "batman-pg0".into(),
+            node: "n1".into(),
+            lock_delay_ns: 15_000_000_000,
+            ttl: "30s".into(),
+            node_checks: Some(vec!["serfHealth".into()]),
+            create_index: 9,
+            modify_index: 9,
+            ..Session::default()
+        };
+        assert_eq!(
+            s(&SessionJson::from(&sess)),
+            r#"{"ID":"adf4238a-882b-9ddc-4a9d-5b6758e4159e","Name":"batman-pg0","Node":"n1","LockDelay":15000000000,"Behavior":"release","TTL":"30s","NodeChecks":["serfHealth"],"ServiceChecks":null,"CreateIndex":9,"ModifyIndex":9}"#
+        );
+        sess.behavior = muster_engine::SessionBehavior::Delete;
+        sess.node_checks = None;
+        sess.service_checks = Some(vec![muster_engine::ServiceCheckRef {
+            id: "service:web1".into(),
+            namespace: String::new(),
+        }]);
+        let j = s(&SessionJson::from(&sess));
+        assert!(
+            j.contains(r#""Behavior":"delete","TTL":"30s","NodeChecks":null,"ServiceChecks":[{"ID":"service:web1","Namespace":""}]"#),
+            "{j}"
+        );
     }
 }

@@ -9,7 +9,9 @@ use openraft::{EntryPayload, LogId, StoredMembership};
 use crate::command::{Command, Response};
 use crate::error::Result;
 use crate::raft::TypeConfig;
-use crate::tables::{catalog, kv};
+use crate::stage::Stage;
+use crate::tables::{catalog, kv, session};
+use crate::txn;
 use crate::views::{
     encode, index_key, Views, META_LAST_APPLIED, META_MEMBERSHIP, META_PARTIAL, NODE_INDEX_PREFIX,
     SERVICE_INDEX_PREFIX,
@@ -26,6 +28,9 @@ pub(crate) struct Touched {
     services: BTreeSet<String>,
     /// Lowercase node names whose per-node index moves.
     nodes: BTreeSet<String>,
+    /// Keys released or deleted by a session invalidation, with the
+    /// session's lock-delay in nanoseconds.
+    lock_delays: Vec<(String, u64)>,
 }
 
 impl Touched {
@@ -56,10 +61,20 @@ impl Touched {
         }
     }
 
-    /// The watch keys to fire.
-    pub fn into_keys(self) -> Vec<WatchKey> {
-        self.keys.into_iter().collect()
+    /// Record a lock-delay for `key` (a session holding it was invalidated).
+    pub fn lock_delay(&mut self, key: &str, ns: u64) {
+        self.lock_delays.push((key.to_string(), ns));
     }
+}
+
+/// What applying an entry changed, for the state machine to act on after
+/// commit: watch keys to fire and lock-delays to start.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Watch keys to fire.
+    pub keys: Vec<WatchKey>,
+    /// `(key, lock-delay ns)` to record on this server's clock.
+    pub lock_delays: Vec<(String, u64)>,
 }
 
 /// Stage the index bumps of what `touched` changed at `index`.
@@ -84,19 +99,24 @@ fn stage_indexes(views: &Views, batch: &mut fjall::OwnedWriteBatch, touched: &To
 }
 
 /// Apply one command into a fresh batch: rows and index bumps, or nothing
-/// but the caller's markers if the command is rejected.
+/// but the caller's markers if the command is rejected (or a transaction
+/// rolled back).
 fn stage_command(
     views: &Views,
     index: u64,
     cmd: &Command,
 ) -> Result<(fjall::OwnedWriteBatch, Response, Touched)> {
-    let mut batch = views.db.batch();
-    let mut touched = Touched::default();
-    let response = apply_command(views, &mut batch, &mut touched, index, cmd)?;
-    if matches!(response, Response::Rejected(_)) {
-        // A rejected command changes nothing.
+    let mut st = Stage::new(views);
+    let response = apply_command(&mut st, index, cmd)?;
+    let changes_nothing = match &response {
+        Response::Rejected(_) => true,
+        Response::Txn { errors, .. } => !errors.is_empty(),
+        _ => false,
+    };
+    if changes_nothing {
         return Ok((views.db.batch(), response, Touched::default()));
     }
+    let (mut batch, touched) = st.into_parts();
     stage_indexes(views, &mut batch, &touched, index);
     Ok((batch, response, touched))
 }
@@ -112,7 +132,7 @@ fn stage_command(
 pub(crate) fn apply_entry(
     views: &Views,
     entry: &openraft::Entry<TypeConfig>,
-) -> Result<(Response, Vec<WatchKey>)> {
+) -> Result<(Response, Effects)> {
     apply_entry_until(views, entry, usize::MAX)
 }
 
@@ -122,7 +142,7 @@ pub(crate) fn apply_entry_until(
     views: &Views,
     entry: &openraft::Entry<TypeConfig>,
     stop: usize,
-) -> Result<(Response, Vec<WatchKey>)> {
+) -> Result<(Response, Effects)> {
     let index = entry.log_id.index;
     let applied: Option<LogId<u64>> = Some(entry.log_id);
     let applied = encode(&applied, "last_applied")?;
@@ -131,6 +151,7 @@ pub(crate) fn apply_entry_until(
             let done = views.partial(index)?;
             let mut responses = Vec::with_capacity(commands.len());
             let mut keys: HashSet<WatchKey> = HashSet::new();
+            let mut lock_delays = Vec::new();
             for (i, cmd) in commands.iter().enumerate() {
                 if i == stop {
                     break;
@@ -160,6 +181,7 @@ pub(crate) fn apply_entry_until(
                 }
                 batch.commit()?;
                 keys.extend(touched.keys);
+                lock_delays.extend(touched.lock_delays);
                 responses.push(response);
             }
             if commands.is_empty() {
@@ -167,7 +189,11 @@ pub(crate) fn apply_entry_until(
                 batch.insert(&views.meta, META_LAST_APPLIED, applied);
                 batch.commit()?;
             }
-            Ok((Response::Batch(responses), keys.into_iter().collect()))
+            let effects = Effects {
+                keys: keys.into_iter().collect(),
+                lock_delays,
+            };
+            Ok((Response::Batch(responses), effects))
         }
         payload => {
             let (mut batch, response, touched) = match payload {
@@ -182,64 +208,58 @@ pub(crate) fn apply_entry_until(
             };
             batch.insert(&views.meta, META_LAST_APPLIED, applied);
             batch.commit()?;
-            Ok((response, touched.into_keys()))
+            let effects = Effects {
+                keys: touched.keys.into_iter().collect(),
+                lock_delays: touched.lock_delays,
+            };
+            Ok((response, effects))
         }
     }
 }
 
 /// Dispatch a command to its table helper.
-pub(crate) fn apply_command(
-    views: &Views,
-    batch: &mut fjall::OwnedWriteBatch,
-    touched: &mut Touched,
-    index: u64,
-    cmd: &Command,
-) -> Result<Response> {
+pub(crate) fn apply_command(st: &mut Stage, index: u64, cmd: &Command) -> Result<Response> {
     match cmd {
         Command::Noop {} => Ok(Response::None),
-        Command::KvSet { key, value, flags } => {
-            kv::set(views, batch, touched, index, key, value, *flags)
-        }
+        Command::KvSet { key, value, flags } => kv::set(st, index, key, value, *flags),
         Command::KvCas {
             key,
             value,
             flags,
             index: expected,
-        } => kv::cas(views, batch, touched, index, key, value, *flags, *expected),
-        Command::KvDelete { key } => kv::delete(views, batch, touched, index, key),
+        } => kv::cas(st, index, key, value, *flags, *expected),
+        Command::KvDelete { key } => kv::delete(st, index, key),
         Command::KvDeleteCas {
             key,
             index: expected,
-        } => kv::delete_cas(views, batch, touched, index, key, *expected),
-        Command::KvDeleteTree { prefix } => kv::delete_tree(views, batch, touched, index, prefix),
+        } => kv::delete_cas(st, index, key, *expected),
+        Command::KvDeleteTree { prefix } => kv::delete_tree(st, index, prefix),
         Command::CatalogRegister {
             node,
             skip_node_update,
             service,
             checks,
-        } => catalog::register(
-            views,
-            batch,
-            touched,
-            index,
-            node,
-            *skip_node_update,
-            service.as_ref(),
-            checks,
-        ),
+        } => catalog::register(st, index, node, *skip_node_update, service.as_ref(), checks),
         Command::CatalogDeregister {
             node,
             service_id,
             check_id,
-        } => catalog::deregister(
-            views,
-            batch,
-            touched,
-            index,
-            node,
-            service_id.as_deref(),
-            check_id.as_deref(),
-        ),
+        } => catalog::deregister(st, index, node, service_id.as_deref(), check_id.as_deref()),
+        Command::SessionCreate { session: s } => session::create(st, index, s),
+        Command::SessionDestroy { id } => session::destroy(st, index, id),
+        Command::KvLock {
+            key,
+            value,
+            flags,
+            session: s,
+        } => kv::lock(st, index, key, value, *flags, s),
+        Command::KvUnlock {
+            key,
+            value,
+            flags,
+            session: s,
+        } => kv::unlock(st, index, key, value, *flags, s),
+        Command::Txn { ops } => txn::run(st, index, ops),
         Command::Batch { .. } => Ok(Response::Rejected("nested batch".into())),
     }
 }

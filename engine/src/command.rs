@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Check, Node, Service};
+use crate::txn::{TxnError, TxnOp, TxnResult};
+use crate::types::{Check, Node, Service, Session};
 
 /// A change of state. Apply is deterministic: everything time- or
 /// randomness-dependent is filled in by the proposer.
@@ -89,6 +90,47 @@ pub enum Command {
         /// The commands, in order. Never contains another `Batch`.
         commands: Vec<Command>,
     },
+    /// Create a session (ID and defaults filled in by the proposer). Its
+    /// node and linked checks must exist, the checks not critical.
+    SessionCreate {
+        /// The session.
+        session: Session,
+    },
+    /// Destroy (invalidate) a session: explicit destroy or TTL expiry.
+    /// Unknown is a successful no-op.
+    SessionDestroy {
+        /// The session ID.
+        id: String,
+    },
+    /// Acquire a key for a session and write it (`?acquire=`).
+    KvLock {
+        /// The key.
+        key: String,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Client flags.
+        flags: u64,
+        /// The session.
+        session: String,
+    },
+    /// Release a key held by a session and write it (`?release=`).
+    KvUnlock {
+        /// The key.
+        key: String,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// Client flags.
+        flags: u64,
+        /// The session.
+        session: String,
+    },
+    /// A transaction: all operations or none, in one entry.
+    Txn {
+        /// The operations, in order (at most `MAX_TXN_OPS`).
+        ops: Vec<TxnOp>,
+    },
 }
 
 /// The outcome of applying one command.
@@ -105,6 +147,14 @@ pub enum Response {
     Rejected(String),
     /// The responses of a `Batch`, in order.
     Batch(Vec<Response>),
+    /// A transaction's outcome: results if `errors` is empty, else nothing
+    /// was applied.
+    Txn {
+        /// Results of the operations, in order (empty on rollback).
+        results: Vec<TxnResult>,
+        /// Why it rolled back (empty on success).
+        errors: Vec<TxnError>,
+    },
 }
 
 impl Command {
@@ -118,9 +168,11 @@ impl Command {
     /// A rough size in bytes of the command in the log, for bounding batches.
     pub fn approx_size(&self) -> usize {
         match self {
-            Command::KvSet { key, value, .. } | Command::KvCas { key, value, .. } => {
-                32 + key.len() + value.len()
-            }
+            Command::KvSet { key, value, .. }
+            | Command::KvCas { key, value, .. }
+            | Command::KvLock { key, value, .. }
+            | Command::KvUnlock { key, value, .. } => 32 + key.len() + value.len(),
+            Command::Txn { ops } => ops.iter().map(TxnOp::approx_size).sum(),
             Command::Batch { commands } => commands.iter().map(Command::approx_size).sum(),
             _ => 512,
         }

@@ -15,9 +15,13 @@ use openraft::{Raft, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::command::{Command, Response};
+use crate::coordination::{session_ttl_loop, SessionTimers};
 use crate::error::{Error, Result};
-use crate::network::SoloNetwork;
 use crate::raft::{RaftNode, TypeConfig};
+use crate::rpc::client::{CallError, HttpNetwork, RpcClient};
+use crate::rpc::{
+    JoinRequest, ProposeResult, RpcFailure, ServerInfo, PATH_JOIN, PATH_PROPOSE, PATH_READ_INDEX,
+};
 use crate::sm::{Shared, StateMachine};
 use crate::snapshot;
 use crate::tables::{catalog, kv};
@@ -100,16 +104,36 @@ pub const RPC_HOLD_TIMEOUT: Duration = Duration::from_secs(7);
 /// A handle to the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    raft: Raft<TypeConfig>,
-    shared: Arc<Shared>,
+pub(crate) struct Inner {
+    pub(crate) raft: Raft<TypeConfig>,
+    pub(crate) shared: Arc<Shared>,
     cfg: EngineConfig,
     /// Queue of the proposer task.
     proposals: mpsc::Sender<Proposal>,
+    /// The leader's session TTL timers.
+    pub(crate) session_timers: SessionTimers,
+    /// The pooled RPC client (raft's network and forwarding).
+    rpc: RpcClient,
+    /// When a leader last reached this server (append or snapshot).
+    leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Where a proposal goes.
+enum Route {
+    /// This server is the leader.
+    Local,
+    /// Forward to the leader at this RPC address.
+    Remote(String),
+    /// No leader is known (an election is running).
+    Unknown,
+}
+
+/// How long a forwarded call may take: the leader may hold a proposal for
+/// up to [`RPC_HOLD_TIMEOUT`] itself.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A command waiting to be proposed, and where its outcome goes.
 struct Proposal {
@@ -270,6 +294,7 @@ impl Engine {
             snap_dir,
             applied: AtomicU64::new(applied.map(|l| l.index).unwrap_or(0)),
             seq: AtomicU64::new(seq << 16),
+            lock_delays: Default::default(),
         });
         let log_store = LogStore::<TypeConfig>::open(&raft_dir)?;
         let heartbeat = u64::try_from(cfg.heartbeat.as_millis())
@@ -285,14 +310,17 @@ impl Engine {
             election_timeout_max: election * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold.max(1)),
             max_in_snapshot_log_to_keep: cfg.trailing_logs,
+            // Snapshots travel in 1 MiB chunks: never whole in memory.
+            snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         }
         .validate()
         .map_err(raft_err)?;
+        let rpc = RpcClient::new();
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
-            SoloNetwork,
+            HttpNetwork::new(rpc.clone()),
             log_store,
             StateMachine::new(shared.clone()),
         )
@@ -316,8 +344,12 @@ impl Engine {
                 shared,
                 cfg,
                 proposals,
+                session_timers: SessionTimers::default(),
+                rpc,
+                leader_contact: std::sync::Mutex::new(None),
             }),
         };
+        tokio::spawn(session_ttl_loop(Arc::downgrade(&engine.inner)));
         engine.wait_for_solo_leadership().await?;
         let m = engine.inner.raft.metrics().borrow().clone();
         tracing::info!(
@@ -384,6 +416,217 @@ impl Engine {
     /// held for up to [`RPC_HOLD_TIMEOUT`] waiting for one, as Consul holds
     /// RPCs.
     pub async fn propose(&self, cmd: Command) -> Result<Applied> {
+        let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
+        loop {
+            match self.route() {
+                Route::Local => return self.propose_local(cmd).await,
+                Route::Remote(addr) => {
+                    let answer: std::result::Result<ProposeResult, CallError> = self
+                        .inner
+                        .rpc
+                        .call(&addr, PATH_PROPOSE, &cmd, FORWARD_TIMEOUT)
+                        .await;
+                    match answer {
+                        Ok(Ok((index, response))) => {
+                            // Read-your-writes on this server: answer once
+                            // the entry is applied here too.
+                            let _ = self
+                                .inner
+                                .raft
+                                .wait(Some(FORWARD_TIMEOUT))
+                                .applied_index_at_least(Some(index), "forwarded write")
+                                .await;
+                            return Ok(Applied { index, response });
+                        }
+                        // Not applied anywhere: safe to route again.
+                        Ok(Err(RpcFailure::NotLeader { .. })) | Err(CallError::Unreachable(_))
+                            if tokio::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Ok(Err(RpcFailure::NotLeader { .. })) | Err(CallError::Unreachable(_)) => {
+                            return Err(Error::NoLeader)
+                        }
+                        Ok(Err(RpcFailure::Failed(msg))) => return Err(Error::Raft(msg)),
+                        // Sent but unanswered: it may or may not have been
+                        // applied, so it is not retried.
+                        Err(e) => {
+                            return Err(Error::Raft(format!("forwarding to the leader: {e}")))
+                        }
+                    }
+                }
+                Route::Unknown => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::NoLeader);
+                    }
+                    let _ = self
+                        .inner
+                        .raft
+                        .wait(Some(left.min(Duration::from_millis(250))))
+                        .metrics(|m| m.current_leader.is_some(), "leader known")
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Where a proposal should go now.
+    fn route(&self) -> Route {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        match m.current_leader {
+            Some(id) if id == m.id && m.state == ServerState::Leader => Route::Local,
+            Some(id) => match m.membership_config.membership().get_node(&id) {
+                Some(node) => Route::Remote(node.addr.clone()),
+                None => Route::Unknown,
+            },
+            // One voter that is this server: its own proposer holds the
+            // proposal until it has elected itself.
+            None if self.is_solo(&m) => Route::Local,
+            None => Route::Unknown,
+        }
+    }
+
+    fn is_solo(&self, m: &openraft::RaftMetrics<u64, RaftNode>) -> bool {
+        let mut voters = m.membership_config.membership().voter_ids();
+        voters.next() == Some(m.id) && voters.next().is_none()
+    }
+
+    /// The leader's RPC address, if known.
+    pub fn leader_addr(&self) -> Option<String> {
+        match self.route() {
+            Route::Remote(addr) => Some(addr),
+            Route::Local => Some(self.inner.cfg.rpc_addr.clone()),
+            Route::Unknown => None,
+        }
+    }
+
+    /// The raft handle (for the RPC server).
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// A leader (`leader` is its id) reached this server.
+    pub(crate) fn note_leader_contact(&self, leader: Option<u64>) {
+        if leader.is_some_and(|l| l != self.inner.cfg.node_id) {
+            *self
+                .inner
+                .leader_contact
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now());
+        }
+    }
+
+    /// Leader side of a forwarded proposal.
+    pub(crate) async fn serve_forwarded(&self, cmd: Command) -> ProposeResult {
+        if self.check_leader().is_err() {
+            return Err(RpcFailure::NotLeader {
+                leader: self.leader_addr(),
+            });
+        }
+        match self.propose_local(cmd).await {
+            Ok(a) => Ok((a.index, a.response)),
+            Err(Error::NoLeader) => Err(RpcFailure::NotLeader { leader: None }),
+            Err(e) => Err(RpcFailure::Failed(e.to_string())),
+        }
+    }
+
+    /// Leader side of a follower read: confirm leadership with a quorum
+    /// and answer the index the follower must apply before reading.
+    pub(crate) async fn serve_read_index(&self) -> std::result::Result<u64, RpcFailure> {
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(RpcFailure::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(RpcFailure::Failed(e.to_string())),
+        }
+    }
+
+    /// Leader side of a join: add the server as a learner, let it catch
+    /// up, then make it a voter. Joining again is harmless.
+    pub(crate) async fn serve_join(
+        &self,
+        join: JoinRequest,
+    ) -> std::result::Result<(), RpcFailure> {
+        if self.check_leader().is_err() {
+            return Err(RpcFailure::NotLeader {
+                leader: self.leader_addr(),
+            });
+        }
+        let raft = &self.inner.raft;
+        let is_voter = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            membership.voter_ids().any(|id| id == join.id)
+                && membership.get_node(&join.id) == Some(&join.node)
+        };
+        if is_voter {
+            return Ok(());
+        }
+        tracing::info!(id = join.id, node = %join.node, "adding server to the cluster");
+        let failed = |e: &dyn std::fmt::Display| RpcFailure::Failed(e.to_string());
+        raft.add_learner(join.id, join.node.clone(), true)
+            .await
+            .map_err(|e| failed(&e))?;
+        raft.change_membership(
+            openraft::ChangeMembers::AddVoterIds(std::collections::BTreeSet::from([join.id])),
+            false,
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+        Ok(())
+    }
+
+    /// This server's identity and view of the cluster.
+    pub async fn server_info(&self) -> ServerInfo {
+        ServerInfo {
+            id: self.inner.cfg.node_id,
+            node: RaftNode {
+                name: self.inner.cfg.node_name.clone(),
+                addr: self.inner.cfg.rpc_addr.clone(),
+            },
+            initialized: self.inner.raft.is_initialized().await.unwrap_or(false),
+            leader: self.leader_addr(),
+        }
+    }
+
+    /// Ask the server at `addr` (or the leader it names) to add this server
+    /// to its cluster; returns once this server is a voter.
+    pub async fn join(&self, addr: &str) -> Result<()> {
+        let req = JoinRequest {
+            id: self.inner.cfg.node_id,
+            node: RaftNode {
+                name: self.inner.cfg.node_name.clone(),
+                addr: self.inner.cfg.rpc_addr.clone(),
+            },
+        };
+        let mut target = addr.to_string();
+        for _ in 0..4 {
+            let answer: std::result::Result<std::result::Result<(), RpcFailure>, CallError> = self
+                .inner
+                .rpc
+                .call(&target, PATH_JOIN, &req, Duration::from_secs(60))
+                .await;
+            match answer {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(RpcFailure::NotLeader { leader: Some(l) })) if l != target => target = l,
+                Ok(Err(RpcFailure::NotLeader { .. })) => return Err(Error::NoLeader),
+                Ok(Err(RpcFailure::Failed(m))) => return Err(Error::Raft(m)),
+                Err(e) => return Err(Error::Raft(format!("join {target}: {e}"))),
+            }
+        }
+        Err(Error::Raft(format!("join {addr}: too many redirects")))
+    }
+
+    /// Propose on this server's own raft (the leader, or a lone server
+    /// still electing itself).
+    async fn propose_local(&self, cmd: Command) -> Result<Applied> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .proposals
@@ -412,7 +655,16 @@ impl Engine {
                 .voter_ids()
                 .filter_map(|id| addr_of(&id))
                 .collect(),
-            last_contact_ms: 0,
+            last_contact_ms: if is_leader {
+                0
+            } else {
+                self.inner
+                    .leader_contact
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
+                    .unwrap_or(0)
+            },
             applied_index: self.inner.shared.applied.load(Ordering::Acquire),
         }
     }
@@ -429,9 +681,32 @@ impl Engine {
         }
     }
 
+    /// The gate of each run of a default-mode blocking read after its
+    /// first: this server leads, or follows a leader that reached it within
+    /// the election timeout (its views trail the leader's by at most that).
+    pub fn leader_known(&self) -> Result<()> {
+        if self.check_leader().is_ok() {
+            return Ok(());
+        }
+        let recent = self
+            .inner
+            .leader_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < self.inner.cfg.election_timeout * 2);
+        if recent && matches!(self.route(), Route::Remote(_)) {
+            Ok(())
+        } else {
+            Err(Error::NoLeader)
+        }
+    }
+
     /// `?consistent` read gate: confirm leadership with a quorum and wait
     /// until the views have applied the read index.
     pub async fn linearizable(&self) -> Result<()> {
+        if let Route::Remote(addr) = self.route() {
+            return self.follower_read_index(&addr).await;
+        }
         match self.inner.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))
@@ -441,6 +716,29 @@ impl Engine {
             Err(RaftError::Fatal(Fatal::Stopped)) => Err(Error::Shutdown),
             Err(e) => Err(raft_err(e)),
         }
+    }
+
+    /// A follower's linearizable read: get the leader's read index (the
+    /// leader confirms its leadership with a quorum), then wait until this
+    /// server has applied it. Reads are then served from local views.
+    async fn follower_read_index(&self, leader: &str) -> Result<()> {
+        let answer: std::result::Result<std::result::Result<u64, RpcFailure>, CallError> = self
+            .inner
+            .rpc
+            .call(leader, PATH_READ_INDEX, &(), FORWARD_TIMEOUT)
+            .await;
+        let index = match answer {
+            Ok(Ok(index)) => index,
+            Ok(Err(RpcFailure::Failed(m))) => return Err(Error::Raft(m)),
+            Ok(Err(RpcFailure::NotLeader { .. })) | Err(_) => return Err(Error::NoLeader),
+        };
+        self.inner
+            .raft
+            .wait(Some(FORWARD_TIMEOUT))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|_| Error::NoLeader)?;
+        Ok(())
     }
 
     /// One KV key. Index: the key's `ModifyIndex` when found, else the KV
@@ -652,7 +950,7 @@ impl Engine {
         })
     }
 
-    fn views(&self) -> &Views {
+    pub(crate) fn views(&self) -> &Views {
         &self.inner.shared.views
     }
 

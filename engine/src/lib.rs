@@ -10,7 +10,9 @@
 //! - `types.rs`: view records (`KvEntry`) and `Indexed<T>`.
 //! - `raft.rs`: the openraft type configuration and node identity.
 //! - `sm.rs`: the state machine (`RaftStateMachine` over fjall).
-//! - `apply.rs` / `tables/`: per-table apply helpers.
+//! - `apply.rs` / `tables/`: per-table apply helpers; `stage.rs`: the
+//!   read-your-writes stage one command is applied into.
+//! - `txn.rs`: transactions.
 //! - `snapshot.rs`: snapshot files (header, rows, CRC trailer).
 //! - `watch.rs`: per-table / per-key notifiers.
 //! - `blocking.rs`: the blocking-query loop.
@@ -26,17 +28,22 @@ pub mod engine;
 pub mod error;
 pub mod offline;
 pub mod raft;
+pub mod rpc;
+pub mod txn;
 pub mod types;
 pub mod watch;
 
 mod apply;
-mod network;
+mod coordination;
 mod sm;
 #[cfg(test)]
 mod sm_catalog_tests;
 #[cfg(test)]
+mod sm_session_tests;
+#[cfg(test)]
 mod sm_tests;
 mod snapshot;
+mod stage;
 mod tables;
 mod views;
 
@@ -45,7 +52,7 @@ pub use command::{Command, Response};
 pub use engine::{Applied, ClusterStatus, Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use types::{
-    Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceAddress, ServiceHealth,
-    ServiceNode, Status, Weights,
+    Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceAddress, ServiceCheckRef,
+    ServiceHealth, ServiceNode, Session, SessionBehavior, Status, Weights,
 };
 pub use watch::{Table, WatchKey};

@@ -10,9 +10,12 @@
 //!   of it, so the log is never purged past what the views can recover.
 //! - Watches fire only after the batch is committed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
@@ -41,6 +44,41 @@ pub(crate) struct Shared {
     pub applied: AtomicU64,
     /// Counter for unique snapshot ids and incoming file names.
     pub seq: AtomicU64,
+    /// Keys in a lock-delay window (a session holding them was invalidated)
+    /// and when it ends, on this server's clock. Not replicated state: like
+    /// Consul, the window is measured where the invalidation is applied and
+    /// checked by the leader before it proposes an acquire.
+    pub lock_delays: Mutex<HashMap<String, Instant>>,
+}
+
+impl Shared {
+    /// Start lock-delay windows.
+    fn start_lock_delays(&self, delays: &[(String, u64)]) {
+        if delays.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self
+            .lock_delays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, until| *until > now);
+        for (key, ns) in delays {
+            let until = now + Duration::from_nanos(*ns);
+            let e = map.entry(key.clone()).or_insert(until);
+            *e = (*e).max(until);
+        }
+    }
+
+    /// The time left in `key`'s lock-delay window, if any.
+    pub fn lock_delay_left(&self, key: &str) -> Option<Duration> {
+        let map = self
+            .lock_delays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left = map.get(key)?.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
+    }
 }
 
 /// The state machine handed to openraft.
@@ -116,12 +154,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let span = tracing::trace_span!("apply", index = entry.log_id.index);
             let _enter = span.enter();
-            let (response, keys) =
+            let (response, effects) =
                 apply_entry(&self.shared.views, &entry).map_err(|e| write_err(&e))?;
             self.shared
                 .applied
                 .store(entry.log_id.index, Ordering::Release);
-            self.shared.watch.fire(&keys);
+            self.shared.start_lock_delays(&effects.lock_delays);
+            self.shared.watch.fire(&effects.keys);
             out.push(response);
         }
         Ok(out)

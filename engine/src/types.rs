@@ -222,3 +222,83 @@ pub struct ServiceNode {
     /// The instance.
     pub service: Service,
 }
+
+/// What invalidating a session does to the locks it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SessionBehavior {
+    /// Clear `Session` on each key (`LockIndex` kept).
+    #[default]
+    Release,
+    /// Delete each key.
+    Delete,
+}
+
+impl SessionBehavior {
+    /// Consul's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionBehavior::Release => "release",
+            SessionBehavior::Delete => "delete",
+        }
+    }
+}
+
+/// A service check a session is linked to (`ServiceChecks` entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ServiceCheckRef {
+    /// The check ID.
+    pub id: String,
+    /// The namespace (always `""` here).
+    pub namespace: String,
+}
+
+/// A session (Consul's `Session`). Immutable once created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Session {
+    /// Random UUID, chosen by the proposer.
+    pub id: String,
+    /// Free text.
+    pub name: String,
+    /// The node the session belongs to.
+    pub node: String,
+    /// Lock-delay in nanoseconds (capped at 60 s by the proposer; 0 = none).
+    pub lock_delay_ns: u64,
+    /// What invalidation does to held locks.
+    pub behavior: SessionBehavior,
+    /// The TTL as given (`""` = none), e.g. `"30s"`; the leader expires the
+    /// session after twice this without a renew.
+    pub ttl: String,
+    /// Node checks the session depends on (`None` shows as `null`).
+    pub node_checks: Option<Vec<String>>,
+    /// Service checks the session depends on (`None` shows as `null`).
+    pub service_checks: Option<Vec<ServiceCheckRef>>,
+    /// Index of the write that created the session.
+    pub create_index: u64,
+    /// Same as `create_index` (sessions never change).
+    pub modify_index: u64,
+}
+
+impl Session {
+    /// Every check ID the session is linked to, node checks first.
+    pub fn linked_checks(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.node_checks.clone().unwrap_or_default();
+        for c in self.service_checks.iter().flatten() {
+            if !out.contains(&c.id) {
+                out.push(c.id.clone());
+            }
+        }
+        out
+    }
+
+    /// The TTL as a duration (`None` when there is none or it does not parse).
+    pub fn ttl_duration(&self) -> Option<std::time::Duration> {
+        if self.ttl.is_empty() {
+            return None;
+        }
+        crate::duration::parse(&self.ttl)
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+}

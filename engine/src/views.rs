@@ -44,6 +44,8 @@ pub(crate) const SNAPSHOT_TABLES: &[(u8, &str)] = &[
     (5, "services"),
     (6, "service_names"),
     (7, "checks"),
+    (8, "sessions"),
+    (9, "session_index"),
 ];
 
 /// Meta key prefix of per-service indexes (`svcidx/<name>` → u64 BE).
@@ -72,6 +74,12 @@ pub(crate) struct Views {
     pub service_names: Keyspace,
     /// Checks: `node\0check_id` → msgpack `Check`.
     pub checks: Keyspace,
+    /// Sessions: id → msgpack `Session`.
+    pub sessions: Keyspace,
+    /// Session lookups (all values empty): `n\0node\0id` (sessions of a
+    /// node), `c\0node\0check\0id` (sessions linked to a check), `l\0id\0key`
+    /// (locks a session holds).
+    pub session_index: Keyspace,
 }
 
 impl Views {
@@ -85,6 +93,8 @@ impl Views {
         let services = db.keyspace("services", KeyspaceCreateOptions::default)?;
         let service_names = db.keyspace("service_names", KeyspaceCreateOptions::default)?;
         let checks = db.keyspace("checks", KeyspaceCreateOptions::default)?;
+        let sessions = db.keyspace("sessions", KeyspaceCreateOptions::default)?;
+        let session_index = db.keyspace("session_index", KeyspaceCreateOptions::default)?;
         Ok(Views {
             db,
             kv,
@@ -94,6 +104,8 @@ impl Views {
             services,
             service_names,
             checks,
+            sessions,
+            session_index,
         })
     }
 
@@ -107,6 +119,8 @@ impl Views {
             5 => Some(&self.services),
             6 => Some(&self.service_names),
             7 => Some(&self.checks),
+            8 => Some(&self.sessions),
+            9 => Some(&self.session_index),
             _ => None,
         }
     }

@@ -558,6 +558,11 @@ async fn serve_http(
         version: env!("CARGO_PKG_VERSION").to_string(),
         pretty: cfg.dev,
         kv_max_value_size: KV_MAX_VALUE_SIZE,
+        session_ttl_min: cfg
+            .loaded
+            .settings
+            .session_ttl_min
+            .unwrap_or(muster_api::DEFAULT_SESSION_TTL_MIN),
         reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
     };
     let reload = reload_hook(agent.clone(), cfg.config_sources.clone());
@@ -607,6 +612,11 @@ async fn serve_http(
             let _ = dns_stop_rx.await;
         },
     ));
+    // The node is in the catalog (with its `serfHealth`) before the agent
+    // says it is ready, so a session created right away finds it.
+    if let Err(e) = agent.sync_now().await {
+        tracing::warn!(error = %e, "first anti-entropy sync failed; it will be retried");
+    }
     tracing::info!(
         node = %cfg.node_name,
         datacenter = %cfg.datacenter,

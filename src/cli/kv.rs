@@ -1,5 +1,6 @@
 //! `muster kv get|put|delete`: the key/value commands, HTTP clients of
-//! `/v1/kv/*` on a running agent, with Consul's flags and messages.
+//! `/v1/kv/*` on a running agent, with Consul's flags and messages
+//! (`put -acquire|-release -session=ID` takes or gives up a key's lock).
 //!
 //! Values are written to stdout as raw bytes (followed by a newline, as
 //! Consul does); every failure is one line on stderr and exit status 1.
@@ -78,6 +79,17 @@ pub struct PutArgs {
     /// Opaque unsigned integer stored with the value (default 0).
     #[arg(long, value_name = "N")]
     pub flags: Option<u64>,
+    /// Take the key's lock for -session (creating the key if absent) and
+    /// write the value; fails if another session holds it or a lock-delay
+    /// is in effect.
+    #[arg(long)]
+    pub acquire: bool,
+    /// Release the key's lock held by -session and write the value.
+    #[arg(long)]
+    pub release: bool,
+    /// The session ID used by -acquire and -release (required with them).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
     /// The value argument is base64-encoded.
     #[arg(long)]
     pub base64: bool,
@@ -270,6 +282,19 @@ async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
     if args.modify_index.is_some() && !args.cas {
         bail!("Error! Cannot specify -modify-index without -cas");
     }
+    let lock_op = match (args.acquire, args.release) {
+        (true, true) => bail!("Error! Cannot specify both -acquire and -release"),
+        (true, false) => Some(LockOp::Acquire),
+        (false, true) => Some(LockOp::Release),
+        (false, false) => None,
+    };
+    if lock_op.is_some() && args.cas {
+        bail!("Error! Cannot specify -cas with -acquire or -release");
+    }
+    let session = args.session.as_deref().unwrap_or_default();
+    if lock_op.is_some() && session.is_empty() {
+        bail!("Error! Missing -session (required with -acquire and -release)");
+    }
     let key = normalize_key(args.key);
     let value = read_value(args.value.as_deref())?;
     let value = if args.base64 {
@@ -284,17 +309,45 @@ async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
     if args.cas {
         path.push_str(&format!("&cas={}", args.modify_index.unwrap_or(0)));
     }
+    if let Some(op) = lock_op {
+        path.push_str(&format!("&{}={}", op.param(), query_value(session)));
+    }
     let reply = client
         .request(Method::PUT, &path, Bytes::from(value))
         .await?;
     if reply.status != StatusCode::OK {
         bail!("Error! Failed writing data: {}", reply.unexpected());
     }
-    if !is_true(&reply.body) {
-        bail!("Error! Did not write to key: {key}");
-    }
-    write_stdout(format!("Success! Data written to: {key}\n").as_bytes())?;
+    let done = is_true(&reply.body);
+    let msg = match (lock_op, done) {
+        (Some(LockOp::Acquire), false) => bail!("Error! Did not acquire lock on: {key}"),
+        (Some(LockOp::Release), false) => bail!("Error! Did not release lock on: {key}"),
+        (None, false) => bail!("Error! Did not write to key: {key}"),
+        (Some(LockOp::Acquire), true) => format!("Success! Lock acquired on: {key}\n"),
+        (Some(LockOp::Release), true) => format!("Success! Lock released on: {key}\n"),
+        (None, true) => format!("Success! Data written to: {key}\n"),
+    };
+    write_stdout(msg.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kv put -acquire` / `-release`.
+#[derive(Debug, Clone, Copy)]
+enum LockOp {
+    /// `?acquire=<session>`.
+    Acquire,
+    /// `?release=<session>`.
+    Release,
+}
+
+impl LockOp {
+    /// The query parameter naming the session.
+    fn param(self) -> &'static str {
+        match self {
+            LockOp::Acquire => "acquire",
+            LockOp::Release => "release",
+        }
+    }
 }
 
 /// The value argument: absent = empty, `-` = stdin, `@file` = the file's

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod http;
 pub mod keygen;
 pub mod kv;
+pub mod lock;
 pub mod maint;
 pub mod reload;
 pub mod services;
@@ -41,6 +42,14 @@ pub enum Command {
     Catalog(catalog::CatalogArgs),
     /// Read and write the key/value store of a running agent.
     Kv(kv::KvArgs),
+    /// Run a command while holding a lock on a KV prefix.
+    ///
+    /// Creates a session, waits until it can acquire PREFIX/.lock, runs
+    /// CHILD, and releases the lock and destroys the session when CHILD
+    /// exits (SIGINT or SIGTERM stop CHILD first). Exits with CHILD's
+    /// status. Flags go before PREFIX; everything after PREFIX is the
+    /// command.
+    Lock(lock::LockArgs),
     /// Register or deregister services on a running agent.
     Services(services::ServicesArgs),
     /// Put the node or a service into maintenance mode, or list maintenance.
@@ -62,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args),
         Command::Catalog(args) => catalog::run(args),
         Command::Kv(args) => kv::run(args),
+        Command::Lock(args) => lock::run(args),
         Command::Services(args) => services::run(args),
         Command::Maint(args) => maint::run(args),
         Command::Reload(args) => reload::run(args),
@@ -71,14 +81,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Flags of `muster lock` whose value may be the next argument (`-name x`).
+const LOCK_VALUE_FLAGS: &[&str] = &["name", "timeout", "http-addr", "n"];
+
 /// Rewrite Go-style flags for clap: `-name` and `-name=value` (one dash, a
 /// name of two or more characters starting with a letter) become `--name`
 /// and `--name=value`. Single-character short flags (`-h`), `--flags`, a lone
 /// `-` (stdin) and everything after a literal `--` are left alone; the first
 /// element (the program name) is never touched.
+///
+/// `muster lock`'s flags end at its first positional argument (the prefix),
+/// as with Go's flag package: a `--` is inserted before it, so the child
+/// command's own flags (`ls -la`) are passed through untouched.
 pub fn rewrite_go_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut passthrough = false;
+    let mut lock = false;
+    let mut lock_value_next = false;
     for (i, arg) in args.into_iter().enumerate() {
         if i == 0 || passthrough {
             out.push(arg);
@@ -88,6 +107,30 @@ pub fn rewrite_go_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsStrin
             passthrough = true;
             out.push(arg);
             continue;
+        }
+        if i == 1 && arg == "lock" {
+            lock = true;
+            out.push(arg);
+            continue;
+        }
+        if lock {
+            if lock_value_next {
+                lock_value_next = false;
+                out.push(arg);
+                continue;
+            }
+            match arg.to_str() {
+                Some(s) if s.len() > 1 && s.starts_with('-') => {
+                    let name = s.trim_start_matches('-');
+                    lock_value_next = LOCK_VALUE_FLAGS.contains(&name);
+                }
+                _ => {
+                    passthrough = true;
+                    out.push(OsString::from("--"));
+                    out.push(arg);
+                    continue;
+                }
+            }
         }
         match arg.to_str() {
             Some(s) if is_go_long_flag(s) => out.push(OsString::from(format!("-{s}"))),
@@ -134,6 +177,64 @@ mod tests {
         assert_eq!(
             rewrite(&["muster", "-h", "--help", "kv", "put", "k", "-", "--", "-value"]),
             ["muster", "-h", "--help", "kv", "put", "k", "-", "--", "-value"]
+        );
+    }
+
+    #[test]
+    fn lock_flags_end_at_the_prefix() {
+        assert_eq!(
+            rewrite(&[
+                "muster",
+                "lock",
+                "-name",
+                "x",
+                "-n=1",
+                "-shell=false",
+                "p",
+                "ls",
+                "-la"
+            ]),
+            [
+                "muster",
+                "lock",
+                "--name",
+                "x",
+                "-n=1",
+                "--shell=false",
+                "--",
+                "p",
+                "ls",
+                "-la"
+            ]
+        );
+        assert_eq!(
+            rewrite(&[
+                "muster",
+                "lock",
+                "-n",
+                "1",
+                "-http-addr=a:1",
+                "p",
+                "sh",
+                "-c",
+                "-x"
+            ]),
+            [
+                "muster",
+                "lock",
+                "-n",
+                "1",
+                "--http-addr=a:1",
+                "--",
+                "p",
+                "sh",
+                "-c",
+                "-x"
+            ]
+        );
+        assert_eq!(
+            rewrite(&["muster", "lock", "-help"]),
+            ["muster", "lock", "--help"]
         );
     }
 

@@ -111,6 +111,8 @@ pub struct AgentSettings {
     pub check_update_interval: Option<Duration>,
     /// `check_output_max_size` (4096).
     pub check_output_max_size: Option<u32>,
+    /// `session_ttl_min` (10s): the shortest non-zero session TTL accepted.
+    pub session_ttl_min: Option<Duration>,
     /// `domain` (`consul.`).
     pub domain: Option<String>,
     /// `alt_domain`: a second domain answered the same way.
@@ -179,6 +181,7 @@ impl AgentSettings {
             }
             "check_update_interval" => set(&mut s.check_update_interval, || ctx.duration(key, v))?,
             "check_output_max_size" => set(&mut s.check_output_max_size, || ctx.u32(key, v))?,
+            "session_ttl_min" => set(&mut s.session_ttl_min, || ctx.duration(key, v))?,
             "domain" => set(&mut s.domain, || ctx.string(key, v))?,
             "alt_domain" => set(&mut s.alt_domain, || ctx.string(key, v))?,
             "leave_on_terminate" => set(&mut s.leave_on_terminate, || ctx.bool(key, v))?,
@@ -277,6 +280,7 @@ impl AgentSettings {
         );
         over(&mut self.check_update_interval, l.check_update_interval);
         over(&mut self.check_output_max_size, l.check_output_max_size);
+        over(&mut self.session_ttl_min, l.session_ttl_min);
         over(&mut self.domain, l.domain);
         over(&mut self.alt_domain, l.alt_domain);
         over(&mut self.leave_on_terminate, l.leave_on_terminate);

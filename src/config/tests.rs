@@ -396,3 +396,28 @@ fn missing_sources_are_io_errors_naming_the_path() {
         "{msg}"
     );
 }
+
+#[test]
+fn session_ttl_min_is_a_duration_later_file_wins() -> TestResult {
+    let cfg = load_dir(&[
+        ("a.json", r#"{"session_ttl_min":"10s"}"#),
+        ("b.hcl", r#"session_ttl_min = "1.5s""#),
+    ])?;
+    assert_eq!(
+        cfg.settings.session_ttl_min,
+        Some(Duration::from_millis(1500))
+    );
+    let unset = load_dir(&[("a.json", r#"{"node_name":"n"}"#)])?;
+    assert_eq!(unset.settings.session_ttl_min, None, "default applies");
+    let msg = error_of(&[("s.json", r#"{"session_ttl_min":"ten seconds"}"#)]);
+    assert!(
+        msg.contains(r#"s.json: key "session_ttl_min": invalid duration "ten seconds""#),
+        "{msg}"
+    );
+    let msg = error_of(&[("s.json", r#"{"session_ttl_min":true}"#)]);
+    assert!(
+        msg.contains(r#"s.json: key "session_ttl_min": expected a duration string"#),
+        "{msg}"
+    );
+    Ok(())
+}

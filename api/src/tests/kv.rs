@@ -160,8 +160,11 @@ async fn api_kv_errors() -> TestResult {
         (Method::PUT, "/v1/kv/a?cas=-1", b"", 400, "strconv.ParseUint: parsing \"-1\": invalid syntax"),
         (Method::PUT, "/v1/kv/a?cas=1&acquire=s", b"", 400, "Conflicting flags: acquire=s&cas=1"),
         (Method::PUT, "/v1/kv/a?acquire=s&release=s", b"", 400, "Conflicting flags: acquire=s&release=s"),
-        (Method::PUT, "/v1/kv/a?acquire=s", b"", 500, "session support not implemented"),
-        (Method::PUT, "/v1/kv/a?release=s", b"", 500, "session support not implemented"),
+        (Method::PUT, "/v1/kv/a?acquire=s", b"", 500, "invalid session \"s\""),
+        (Method::PUT, "/v1/kv/a?acquire=", b"", 500, "missing session"),
+        (Method::PUT, "/v1/kv/a?release=s", b"", 200, "false"),
+        (Method::PUT, "/v1/kv/a?acquire=s", b"0123456789abcdefg", 413, "Request body(17 bytes) too large, max size: 16 bytes. See \
+             https://developer.hashicorp.com/consul/docs/agent/config/config-files#kv_max_value_size."),
         (Method::DELETE, "/v1/kv/a?recurse&cas=1", b"", 400, "Conflicting flags: cas=1&recurse="),
         (
             Method::PUT,

@@ -1,21 +1,24 @@
 //! Handler tests: the real router and handlers over an in-memory fake of
 //! the engine interface (the real engine is tested in its own crate and the
 //! binary end to end in `tests/`). This file owns the shared fake engine
-//! (`Fake`, `FakeCatalog`) and the request helpers; the tests live in one
-//! file per domain: `kv.rs`, `catalog.rs`, `health.rs`, `agent.rs`, and
-//! `server.rs` (routing, status and serving over TCP).
+//! (`Fake`, `FakeCatalog`; its sessions, locks and transactions are in
+//! `fake_coord.rs`) and the request helpers; the tests live in one file per
+//! domain: `kv.rs`, `catalog.rs`, `health.rs`, `agent.rs`, `session.rs`,
+//! `txn.rs`, and `server.rs` (routing, status and serving over TCP).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
+use muster_engine::txn::{TxnError, TxnOp, TxnResult};
 use muster_engine::watch::{Table, Watch};
 use muster_engine::{
     Applied, Check, ClusterStatus, Command, Indexed, KvEntry, Node, NodeServices, Service,
-    ServiceHealth, ServiceNode, WatchKey,
+    ServiceHealth, ServiceNode, Session, WatchKey,
 };
 
 use crate::backend::Backend;
@@ -25,11 +28,17 @@ use crate::ApiConfig;
 
 mod agent;
 mod catalog;
+mod fake_coord;
 mod health;
 mod kv;
 mod server;
+mod session;
+mod txn;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The server state over the fake.
+type TestState = Arc<State<Arc<Fake>>>;
 
 #[derive(Default)]
 struct FakeState {
@@ -41,9 +50,18 @@ struct FakeState {
     no_leader: bool,
     /// The catalog (see `catalog.rs` below).
     cat: FakeCatalog,
+    /// Sessions by ID.
+    sessions: BTreeMap<String, Session>,
+    /// Sessions table index.
+    sessions_index: u64,
+    /// Key → end of its lock-delay window.
+    lock_delays: BTreeMap<String, Instant>,
+    /// Every command proposed through the `Backend` (tests seeding the
+    /// fake call `apply` directly).
+    proposed: Vec<Command>,
 }
 
-/// An in-memory engine with Consul's KV semantics (minus sessions).
+/// An in-memory engine with Consul's KV, catalog and session semantics.
 #[derive(Default)]
 struct Fake {
     state: Mutex<FakeState>,
@@ -117,6 +135,16 @@ impl Fake {
                 true
             }
             Command::Noop {} | Command::Batch { .. } => true,
+            cmd @ (Command::SessionCreate { .. }
+            | Command::SessionDestroy { .. }
+            | Command::KvLock { .. }
+            | Command::KvUnlock { .. }
+            | Command::Txn { .. }) => {
+                let (response, keys) = s.apply_coord(cmd, index);
+                drop(s);
+                self.watch.fire(&keys);
+                return Applied { index, response };
+            }
             cmd @ (Command::CatalogRegister { .. } | Command::CatalogDeregister { .. }) => {
                 let r = s.cat.apply(cmd, index);
                 drop(s);
@@ -180,12 +208,18 @@ impl Backend for Arc<Fake> {
             Ok(())
         }
     }
+    fn leader_known(&self) -> muster_engine::Result<()> {
+        self.check_leader()
+    }
     fn linearizable(&self) -> impl Future<Output = muster_engine::Result<()>> + Send {
         let r = self.check_leader();
         async move { r }
     }
     fn propose(&self, cmd: Command) -> impl Future<Output = muster_engine::Result<Applied>> + Send {
-        let r = self.check_leader().map(|()| self.apply(cmd));
+        let r = self.check_leader().map(|()| {
+            self.lock().proposed.push(cmd.clone());
+            self.apply(cmd)
+        });
         async move { r }
     }
     fn watch(&self) -> &Arc<Watch> {
@@ -320,11 +354,53 @@ impl Backend for Arc<Fake> {
             value: s.cat.checks.values().cloned().collect(),
         })
     }
+    fn node_name(&self) -> String {
+        "n1".to_string()
+    }
+    fn session_get(&self, id: &str) -> muster_engine::Result<Indexed<Option<Session>>> {
+        let s = self.lock();
+        Ok(Indexed {
+            index: s.sessions_index.max(1),
+            value: s.sessions.get(id).cloned(),
+        })
+    }
+    fn session_list(&self) -> muster_engine::Result<Indexed<Vec<Session>>> {
+        let s = self.lock();
+        Ok(Indexed {
+            index: s.sessions_index.max(1),
+            value: s.sessions.values().cloned().collect(),
+        })
+    }
+    fn session_node(&self, node: &str) -> muster_engine::Result<Indexed<Vec<Session>>> {
+        let s = self.lock();
+        Ok(Indexed {
+            index: s.sessions_index.max(1),
+            value: s
+                .sessions
+                .values()
+                .filter(|x| x.node.eq_ignore_ascii_case(node))
+                .cloned()
+                .collect(),
+        })
+    }
+    fn session_renew(&self, id: &str) -> muster_engine::Result<Option<Session>> {
+        self.check_leader()?;
+        Ok(self.lock().sessions.get(id).cloned())
+    }
+    fn kv_lock_delay(&self, key: &str) -> Option<Duration> {
+        let until = *self.lock().lock_delays.get(key)?;
+        let left = until.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
+    }
+    fn txn_read(&self, ops: &[TxnOp]) -> muster_engine::Result<(Vec<TxnResult>, Vec<TxnError>)> {
+        Ok(self.lock().read_txn(ops))
+    }
 }
 
 /// The fake's catalog: Consul's register/deregister semantics minus
-/// change detection and sessions. Node keys are lowercased names.
-#[derive(Default)]
+/// change detection and session invalidation. Node keys are lowercased
+/// names.
+#[derive(Default, Clone)]
 struct FakeCatalog {
     nodes: BTreeMap<String, Node>,
     /// (node, service ID) → instance.
@@ -563,10 +639,19 @@ async fn call_on(
     uri: &str,
     body: &'static [u8],
 ) -> Result<Reply, Box<dyn std::error::Error>> {
+    call_with(st, method, uri, Bytes::from_static(body)).await
+}
+
+async fn call_with(
+    st: &Arc<State<Arc<Fake>>>,
+    method: Method,
+    uri: &str,
+    body: impl Into<Bytes>,
+) -> Result<Reply, Box<dyn std::error::Error>> {
     let req = Request::builder()
         .method(method)
         .uri(uri)
-        .body(Full::new(Bytes::from_static(body)))?;
+        .body(Full::new(body.into()))?;
     let resp: Response<Body> = router::handle(st.clone(), req).await;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await?.to_bytes();

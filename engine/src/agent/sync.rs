@@ -12,10 +12,12 @@ use tokio::time::Instant;
 
 use super::{AgentError, AgentInner};
 use crate::command::{Command, Response};
-use crate::types::{Check, Node, Service};
+use crate::types::{Check, Node, Service, Status};
 
 /// Checks the agent never removes from its node (maintained by the leader).
-const KEEP_CHECKS: &[&str] = &["serfHealth"];
+const KEEP_CHECKS: &[&str] = &[SERF_CHECK_ID];
+/// The ID of the node liveness check (Consul's `serfHealth`).
+pub const SERF_CHECK_ID: &str = "serfHealth";
 /// Services the agent never removes (the servers' own service).
 const KEEP_SERVICES: &[&str] = &["consul"];
 /// Retry delay after a failed sync.
@@ -192,6 +194,21 @@ pub(crate) async fn sync(inner: &AgentInner) -> Result<(), AgentError> {
                     .1
                     .push(check);
             }
+        }
+        // The node's `serfHealth` check: sessions link to it by default.
+        // Until gossip exists (membership is this one agent, alive while it
+        // runs) the agent registers it itself, passing; with gossip the
+        // leader's reconcile owns it and reports failures.
+        if !catalog_checks.iter().any(|c| c.check_id == SERF_CHECK_ID) {
+            registers.entry(String::new()).or_default().1.push(Check {
+                node: cfg.node_name.clone(),
+                check_id: SERF_CHECK_ID.to_string(),
+                name: "Serf Health Status".to_string(),
+                status: Status::Passing,
+                output: "Agent alive and reachable".to_string(),
+                check_type: String::new(),
+                ..Check::default()
+            });
         }
         for (_, (service, checks)) in std::mem::take(&mut registers) {
             commands.push(Command::CatalogRegister {

@@ -8,13 +8,12 @@
 //! whose health result it can change (its instances, their checks, and their
 //! node and node checks) and the per-node index of the node.
 
-use fjall::OwnedWriteBatch;
-
-use crate::apply::Touched;
 use crate::command::Response;
 use crate::error::Result;
-use crate::types::{Check, Node, Service, ServiceHealth};
-use crate::views::{decode, encode, Views};
+use crate::stage::{Ks, Read, Stage};
+use crate::tables::session;
+use crate::types::{Check, Node, Service, ServiceHealth, Status};
+use crate::views::{decode, encode};
 use crate::watch::Table;
 
 const SEP: u8 = 0;
@@ -41,73 +40,74 @@ fn name_key(service: &str, lower: &str, id: &str) -> Vec<u8> {
 }
 
 /// A node by (any-case) name.
-pub(crate) fn get_node(views: &Views, name: &str) -> Result<Option<Node>> {
-    match views.nodes.get(name.to_lowercase().as_bytes())? {
+pub(crate) fn get_node(r: &(impl Read + ?Sized), name: &str) -> Result<Option<Node>> {
+    match r.get(Ks::Nodes, name.to_lowercase().as_bytes())? {
         Some(v) => Ok(Some(decode(&v, "node")?)),
         None => Ok(None),
     }
 }
 
 /// Every node, sorted by lowercase name.
-pub(crate) fn all_nodes(views: &Views) -> Result<Vec<Node>> {
+pub(crate) fn all_nodes(r: &(impl Read + ?Sized)) -> Result<Vec<Node>> {
+    scan_rows(r, Ks::Nodes, b"", "node")
+}
+
+/// Decode every row under `prefix`.
+fn scan_rows<T: serde::de::DeserializeOwned>(
+    r: &(impl Read + ?Sized),
+    ks: Ks,
+    prefix: &[u8],
+    what: &'static str,
+) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    for item in views.nodes.iter() {
-        let (_, v) = item.into_inner()?;
-        out.push(decode(&v, "node")?);
-    }
+    r.scan(ks, prefix, &mut |_, v| {
+        out.push(decode(v, what)?);
+        Ok(true)
+    })?;
     Ok(out)
 }
 
 /// The instances on a node (`lower` = lowercase name), sorted by ID.
-pub(crate) fn node_services(views: &Views, lower: &str) -> Result<Vec<Service>> {
-    let mut out = Vec::new();
-    for item in views.services.prefix(prefix_key(lower)) {
-        let (_, v) = item.into_inner()?;
-        out.push(decode(&v, "service")?);
-    }
-    Ok(out)
+pub(crate) fn node_services(r: &(impl Read + ?Sized), lower: &str) -> Result<Vec<Service>> {
+    scan_rows(r, Ks::Services, &prefix_key(lower), "service")
 }
 
 /// The checks on a node (`lower` = lowercase name), sorted by ID.
-pub(crate) fn node_checks(views: &Views, lower: &str) -> Result<Vec<Check>> {
-    let mut out = Vec::new();
-    for item in views.checks.prefix(prefix_key(lower)) {
-        let (_, v) = item.into_inner()?;
-        out.push(decode(&v, "check")?);
-    }
-    Ok(out)
+pub(crate) fn node_checks(r: &(impl Read + ?Sized), lower: &str) -> Result<Vec<Check>> {
+    scan_rows(r, Ks::Checks, &prefix_key(lower), "check")
 }
 
 /// Every check, sorted by node then ID.
-pub(crate) fn all_checks(views: &Views) -> Result<Vec<Check>> {
-    let mut out = Vec::new();
-    for item in views.checks.iter() {
-        let (_, v) = item.into_inner()?;
-        out.push(decode(&v, "check")?);
-    }
-    Ok(out)
+pub(crate) fn all_checks(r: &(impl Read + ?Sized)) -> Result<Vec<Check>> {
+    scan_rows(r, Ks::Checks, b"", "check")
 }
 
-fn get_service(views: &Views, lower: &str, id: &str) -> Result<Option<Service>> {
-    match views.services.get(pair_key(lower, id))? {
+pub(crate) fn get_service(
+    r: &(impl Read + ?Sized),
+    lower: &str,
+    id: &str,
+) -> Result<Option<Service>> {
+    match r.get(Ks::Services, &pair_key(lower, id))? {
         Some(v) => Ok(Some(decode(&v, "service")?)),
         None => Ok(None),
     }
 }
 
-fn get_check(views: &Views, lower: &str, id: &str) -> Result<Option<Check>> {
-    match views.checks.get(pair_key(lower, id))? {
+pub(crate) fn get_check(r: &(impl Read + ?Sized), lower: &str, id: &str) -> Result<Option<Check>> {
+    match r.get(Ks::Checks, &pair_key(lower, id))? {
         Some(v) => Ok(Some(decode(&v, "check")?)),
         None => Ok(None),
     }
 }
 
 /// `(lowercase node, instance id)` of every instance of a service, sorted.
-pub(crate) fn instances_of(views: &Views, service: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn instances_of(
+    r: &(impl Read + ?Sized),
+    service: &str,
+) -> Result<Vec<(String, String)>> {
     let prefix = prefix_key(service);
     let mut out = Vec::new();
-    for item in views.service_names.prefix(&prefix) {
-        let key = item.key()?;
+    r.scan(Ks::ServiceNames, &prefix, &mut |key, _| {
         let rest = key.get(prefix.len()..).unwrap_or_default();
         let mut parts = rest.splitn(2, |b| *b == SEP);
         let node = parts.next().unwrap_or_default();
@@ -116,14 +116,15 @@ pub(crate) fn instances_of(views: &Views, service: &str) -> Result<Vec<(String, 
             String::from_utf8_lossy(node).into_owned(),
             String::from_utf8_lossy(id).into_owned(),
         ));
-    }
+        Ok(true)
+    })?;
     Ok(out)
 }
 
 /// The instances of a service with their nodes and (with `with_checks`)
 /// their checks: the node's checks, then the instance's.
 pub(crate) fn service_health(
-    views: &Views,
+    views: &(impl Read + ?Sized),
     name: &str,
     with_checks: bool,
 ) -> Result<Vec<ServiceHealth>> {
@@ -205,44 +206,44 @@ fn same_check(a: &Check, b: &Check) -> bool {
 
 /// Mark every service on a node changed (a node or node-check write changes
 /// their health results).
-fn touch_node_services(
-    views: &Views,
-    touched: &mut Touched,
-    lower: &str,
-    extra: Option<&Service>,
-) -> Result<()> {
-    for s in node_services(views, lower)? {
-        touched.service(&s.service);
+fn touch_node_services(st: &mut Stage, lower: &str, extra: Option<&Service>) -> Result<()> {
+    for s in node_services(st, lower)? {
+        st.touched.service(&s.service);
     }
     if let Some(s) = extra {
-        touched.service(&s.service);
+        st.touched.service(&s.service);
     }
     Ok(())
 }
 
-fn put_check(
-    views: &Views,
-    batch: &mut OwnedWriteBatch,
-    touched: &mut Touched,
-    lower: &str,
-    check: &Check,
-) -> Result<()> {
-    batch.insert(
-        &views.checks,
+/// Stage a check write; a check going critical invalidates the sessions
+/// linked to it (§8.3).
+fn put_check(st: &mut Stage, index: u64, lower: &str, check: &Check) -> Result<()> {
+    st.insert(
+        Ks::Checks,
         pair_key(lower, &check.check_id),
         encode(check, "check")?,
     );
-    touched.table(Table::Checks);
-    touched.node(lower);
+    st.touched.table(Table::Checks);
+    st.touched.node(lower);
+    if check.status == Status::Critical {
+        session::invalidate_linked(st, index, lower, &check.check_id)?;
+    }
     Ok(())
+}
+
+/// Stage a check removal; sessions linked to it are invalidated.
+fn remove_check(st: &mut Stage, index: u64, lower: &str, check_id: &str) -> Result<()> {
+    st.remove(Ks::Checks, pair_key(lower, check_id));
+    st.touched.table(Table::Checks);
+    st.touched.node(lower);
+    session::invalidate_linked(st, index, lower, check_id)
 }
 
 /// Upsert a node and optionally a service instance and checks on it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn register(
-    views: &Views,
-    batch: &mut OwnedWriteBatch,
-    touched: &mut Touched,
+    st: &mut Stage,
     index: u64,
     node: &Node,
     skip_node_update: bool,
@@ -253,7 +254,7 @@ pub(crate) fn register(
         return Ok(Response::Rejected("Must provide node".into()));
     }
     let lower = node.node.to_lowercase();
-    let existing_node = get_node(views, &node.node)?;
+    let existing_node = get_node(st, &node.node)?;
 
     // Validate everything before staging any write: a rejected register
     // changes nothing.
@@ -270,7 +271,7 @@ pub(crate) fn register(
         }
         if !c.service_id.is_empty()
             && service.map(|s| s.id != c.service_id).unwrap_or(true)
-            && get_service(views, &lower, &c.service_id)?.is_none()
+            && get_service(st, &lower, &c.service_id)?.is_none()
         {
             return Ok(Response::Rejected("Missing service registration".into()));
         }
@@ -288,10 +289,10 @@ pub(crate) fn register(
             if same_node(&e, &new) {
                 e
             } else {
-                batch.insert(&views.nodes, lower.as_bytes(), encode(&new, "node")?);
-                touched.table(Table::Nodes);
-                touched.node(&lower);
-                touch_node_services(views, touched, &lower, None)?;
+                st.insert(Ks::Nodes, lower.as_bytes(), encode(&new, "node")?);
+                st.touched.table(Table::Nodes);
+                st.touched.node(&lower);
+                touch_node_services(st, &lower, None)?;
                 new
             }
         }
@@ -301,9 +302,9 @@ pub(crate) fn register(
                 modify_index: index,
                 ..node.clone()
             };
-            batch.insert(&views.nodes, lower.as_bytes(), encode(&new, "node")?);
-            touched.table(Table::Nodes);
-            touched.node(&lower);
+            st.insert(Ks::Nodes, lower.as_bytes(), encode(&new, "node")?);
+            st.touched.table(Table::Nodes);
+            st.touched.node(&lower);
             new
         }
     };
@@ -311,7 +312,7 @@ pub(crate) fn register(
     // The service instance.
     let mut instance: Option<Service> = None;
     if let Some(s) = service {
-        let existing = get_service(views, &lower, &s.id)?;
+        let existing = get_service(st, &lower, &s.id)?;
         let new = Service {
             node: stored_node.node.clone(),
             create_index: existing.as_ref().map(|e| e.create_index).unwrap_or(index),
@@ -323,25 +324,25 @@ pub(crate) fn register(
             _ => {
                 if let Some(e) = &existing {
                     if e.service != new.service {
-                        batch.remove(&views.service_names, name_key(&e.service, &lower, &e.id));
-                        touched.service(&e.service);
+                        st.remove(Ks::ServiceNames, name_key(&e.service, &lower, &e.id));
+                        st.touched.service(&e.service);
                     }
                 }
-                batch.insert(
-                    &views.services,
+                st.insert(
+                    Ks::Services,
                     pair_key(&lower, &new.id),
                     encode(&new, "service")?,
                 );
-                batch.insert(
-                    &views.service_names,
+                st.insert(
+                    Ks::ServiceNames,
                     name_key(&new.service, &lower, &new.id),
                     Vec::new(),
                 );
-                touched.table(Table::Services);
-                touched.service(&new.service);
-                touched.node(&lower);
+                st.touched.table(Table::Services);
+                st.touched.service(&new.service);
+                st.touched.node(&lower);
                 // The instance's checks carry copies of its name and tags.
-                for mut c in node_checks(views, &lower)? {
+                for mut c in node_checks(st, &lower)? {
                     if c.service_id == new.id
                         && !checks.iter().any(|r| r.check_id == c.check_id)
                         && (c.service_name != new.service || c.service_tags != new.tags)
@@ -349,7 +350,7 @@ pub(crate) fn register(
                         c.service_name = new.service.clone();
                         c.service_tags = new.tags.clone();
                         c.modify_index = index;
-                        put_check(views, batch, touched, &lower, &c)?;
+                        put_check(st, index, &lower, &c)?;
                     }
                 }
                 instance = Some(new);
@@ -364,9 +365,9 @@ pub(crate) fn register(
         } else if let Some(s) = instance.as_ref().filter(|s| s.id == c.service_id) {
             Some(s.clone())
         } else {
-            get_service(views, &lower, &c.service_id)?
+            get_service(st, &lower, &c.service_id)?
         };
-        let existing = get_check(views, &lower, &c.check_id)?;
+        let existing = get_check(st, &lower, &c.check_id)?;
         let new = Check {
             node: stored_node.node.clone(),
             service_name: owner
@@ -381,18 +382,18 @@ pub(crate) fn register(
         if existing.as_ref().is_some_and(|e| same_check(e, &new)) {
             continue;
         }
-        put_check(views, batch, touched, &lower, &new)?;
+        put_check(st, index, &lower, &new)?;
         // A check that moved between services changes both.
         if let Some(e) = &existing {
             if !e.service_name.is_empty() {
-                touched.service(&e.service_name);
+                st.touched.service(&e.service_name);
             } else {
-                touch_node_services(views, touched, &lower, instance.as_ref())?;
+                touch_node_services(st, &lower, instance.as_ref())?;
             }
         }
         match &owner {
-            Some(s) => touched.service(&s.service),
-            None => touch_node_services(views, touched, &lower, instance.as_ref())?,
+            Some(s) => st.touched.service(&s.service),
+            None => touch_node_services(st, &lower, instance.as_ref())?,
         }
     }
     Ok(Response::Bool(true))
@@ -400,16 +401,14 @@ pub(crate) fn register(
 
 /// Remove a check, a service instance and its checks, or a whole node.
 pub(crate) fn deregister(
-    views: &Views,
-    batch: &mut OwnedWriteBatch,
-    touched: &mut Touched,
-    _index: u64,
+    st: &mut Stage,
+    index: u64,
     node: &str,
     service_id: Option<&str>,
     check_id: Option<&str>,
 ) -> Result<Response> {
     let lower = node.to_lowercase();
-    if views.nodes.get(lower.as_bytes())?.is_none() {
+    if !st.contains(Ks::Nodes, lower.as_bytes())? {
         return Ok(Response::Bool(true));
     }
     match (
@@ -417,56 +416,47 @@ pub(crate) fn deregister(
         check_id.filter(|c| !c.is_empty()),
     ) {
         (Some(sid), _) => {
-            let Some(s) = get_service(views, &lower, sid)? else {
+            let Some(s) = get_service(st, &lower, sid)? else {
                 return Ok(Response::Bool(true));
             };
-            remove_service(views, batch, touched, &lower, &s)?;
+            remove_service(st, index, &lower, &s)?;
         }
         (None, Some(cid)) => {
-            let Some(c) = get_check(views, &lower, cid)? else {
+            let Some(c) = get_check(st, &lower, cid)? else {
                 return Ok(Response::Bool(true));
             };
-            batch.remove(&views.checks, pair_key(&lower, cid));
-            touched.table(Table::Checks);
-            touched.node(&lower);
+            remove_check(st, index, &lower, cid)?;
             if c.service_name.is_empty() {
-                touch_node_services(views, touched, &lower, None)?;
+                touch_node_services(st, &lower, None)?;
             } else {
-                touched.service(&c.service_name);
+                st.touched.service(&c.service_name);
             }
         }
         (None, None) => {
-            for s in node_services(views, &lower)? {
-                remove_service(views, batch, touched, &lower, &s)?;
+            for s in node_services(st, &lower)? {
+                remove_service(st, index, &lower, &s)?;
             }
-            for c in node_checks(views, &lower)? {
-                batch.remove(&views.checks, pair_key(&lower, &c.check_id));
-                touched.table(Table::Checks);
+            for c in node_checks(st, &lower)? {
+                remove_check(st, index, &lower, &c.check_id)?;
             }
-            batch.remove(&views.nodes, lower.as_bytes());
-            touched.table(Table::Nodes);
-            touched.node(&lower);
+            session::invalidate_node(st, index, &lower)?;
+            st.remove(Ks::Nodes, lower.as_bytes());
+            st.touched.table(Table::Nodes);
+            st.touched.node(&lower);
         }
     }
     Ok(Response::Bool(true))
 }
 
-fn remove_service(
-    views: &Views,
-    batch: &mut OwnedWriteBatch,
-    touched: &mut Touched,
-    lower: &str,
-    s: &Service,
-) -> Result<()> {
-    batch.remove(&views.services, pair_key(lower, &s.id));
-    batch.remove(&views.service_names, name_key(&s.service, lower, &s.id));
-    touched.table(Table::Services);
-    touched.service(&s.service);
-    touched.node(lower);
-    for c in node_checks(views, lower)? {
+fn remove_service(st: &mut Stage, index: u64, lower: &str, s: &Service) -> Result<()> {
+    st.remove(Ks::Services, pair_key(lower, &s.id));
+    st.remove(Ks::ServiceNames, name_key(&s.service, lower, &s.id));
+    st.touched.table(Table::Services);
+    st.touched.service(&s.service);
+    st.touched.node(lower);
+    for c in node_checks(st, lower)? {
         if c.service_id == s.id {
-            batch.remove(&views.checks, pair_key(lower, &c.check_id));
-            touched.table(Table::Checks);
+            remove_check(st, index, lower, &c.check_id)?;
         }
     }
     Ok(())

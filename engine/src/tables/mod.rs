@@ -3,3 +3,4 @@
 
 pub(crate) mod catalog;
 pub(crate) mod kv;
+pub(crate) mod session;

@@ -1,0 +1,170 @@
+//! The engine's coordination surface: session reads and renew, the
+//! lock-delay check, read-only transactions, and the leader's session TTL
+//! timers, which expire a session by proposing its destroy (so apply stays
+//! deterministic and followers see the same invalidation).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::command::{Command, Response};
+use crate::engine::{Engine, Inner};
+use crate::error::Result;
+use crate::stage::Stage;
+use crate::tables::session;
+use crate::txn::{self, TxnError, TxnOp, TxnResult};
+use crate::types::{Indexed, Session};
+use crate::watch::Table;
+
+/// How often the leader looks for expired sessions.
+const TTL_TICK: Duration = Duration::from_millis(100);
+
+/// Per-session expiry deadlines, kept by the leader only.
+#[derive(Default)]
+pub(crate) struct SessionTimers {
+    /// Session ID → (deadline, TTL).
+    deadlines: Mutex<HashMap<String, (Instant, Duration)>>,
+}
+
+impl SessionTimers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Duration)>> {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Restart a session's timer at twice its TTL.
+    fn reset(&self, id: &str, ttl: Duration) {
+        self.lock()
+            .insert(id.to_string(), (Instant::now() + ttl * 2, ttl));
+    }
+}
+
+/// The leader's TTL loop: keep a timer per TTL session (restarted at 2×TTL
+/// whenever this server becomes leader or first sees the session), and
+/// propose `SessionDestroy` for each that runs out. Ends with the engine.
+pub(crate) async fn session_ttl_loop(inner: Weak<Inner>) {
+    let mut was_leader = false;
+    let mut seen_index = u64::MAX;
+    loop {
+        tokio::time::sleep(TTL_TICK).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let engine = Engine { inner };
+        if engine.check_leader().is_err() {
+            if was_leader {
+                engine.inner.session_timers.lock().clear();
+            }
+            was_leader = false;
+            continue;
+        }
+        let index = engine.views().table_index(Table::Sessions).unwrap_or(0);
+        if !was_leader || index != seen_index {
+            match session::list(engine.views()) {
+                Ok(all) => {
+                    let now = Instant::now();
+                    let mut timers = engine.inner.session_timers.lock();
+                    timers.retain(|id, _| all.iter().any(|s| &s.id == id));
+                    for s in all {
+                        if let Some(ttl) = s.ttl_duration() {
+                            timers.entry(s.id).or_insert((now + ttl * 2, ttl));
+                        }
+                    }
+                    seen_index = index;
+                    was_leader = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading sessions for TTL timers failed");
+                    continue;
+                }
+            }
+        }
+        let now = Instant::now();
+        let expired: Vec<String> = {
+            let mut timers = engine.inner.session_timers.lock();
+            let ids: Vec<String> = timers
+                .iter()
+                .filter(|(_, (deadline, _))| *deadline <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &ids {
+                timers.remove(id);
+            }
+            ids
+        };
+        for id in expired {
+            tracing::info!(session = %id, "session TTL expired; destroying it");
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.propose(Command::SessionDestroy { id }).await {
+                    tracing::warn!(error = %e, "destroying an expired session failed");
+                }
+            });
+        }
+    }
+}
+
+impl Engine {
+    fn sessions_index(&self) -> Result<u64> {
+        Ok(self.views().table_index(Table::Sessions)?.max(1))
+    }
+
+    /// One session. Index: the sessions table. Watch:
+    /// `WatchKey::Table(Table::Sessions)`.
+    pub fn session_get(&self, id: &str) -> Result<Indexed<Option<Session>>> {
+        Ok(Indexed {
+            index: self.sessions_index()?,
+            value: session::get(self.views(), id)?,
+        })
+    }
+
+    /// Every session, sorted by ID. Index and watch as for
+    /// [`Engine::session_get`].
+    pub fn session_list(&self) -> Result<Indexed<Vec<Session>>> {
+        Ok(Indexed {
+            index: self.sessions_index()?,
+            value: session::list(self.views())?,
+        })
+    }
+
+    /// The sessions of a node (any case), sorted by ID. Index and watch as
+    /// for [`Engine::session_get`].
+    pub fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>> {
+        Ok(Indexed {
+            index: self.sessions_index()?,
+            value: session::of_node(self.views(), &node.to_lowercase())?,
+        })
+    }
+
+    /// Renew a session on the leader: restart its TTL timer at 2×TTL.
+    /// `Ok(None)` if the session does not exist (the API's 404).
+    pub fn session_renew(&self, id: &str) -> Result<Option<Session>> {
+        self.check_leader()?;
+        let Some(s) = session::get(self.views(), id)? else {
+            return Ok(None);
+        };
+        if let Some(ttl) = s.ttl_duration() {
+            self.inner.session_timers.reset(id, ttl);
+        }
+        Ok(Some(s))
+    }
+
+    /// The time left in `key`'s lock-delay window (an `acquire` in it must
+    /// answer `false` without writing), if any.
+    pub fn kv_lock_delay(&self, key: &str) -> Option<Duration> {
+        self.inner.shared.lock_delay_left(key)
+    }
+
+    /// Run a transaction of only read verbs against the current views,
+    /// without the log. Returns its results, or its errors.
+    pub fn txn_read(&self, ops: &[TxnOp]) -> Result<(Vec<TxnResult>, Vec<TxnError>)> {
+        let mut st = Stage::new(self.views());
+        match txn::run(&mut st, 0, ops)? {
+            Response::Txn { results, errors } => Ok((results, errors)),
+            _ => Ok((Vec::new(), Vec::new())),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The RPC client: one pooled HTTP/2 connection per peer, msgpack bodies,
+//! per-call timeouts; and openraft's `RaftNetwork` on top of it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{SnapshotChunk, MAX_BODY, PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE};
+use crate::raft::{RaftNode, TypeConfig};
+
+/// Why a call failed before an answer was decoded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// No connection could be made (refused, unreachable).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The call did not finish in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The connection broke or the answer was not valid.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// A cheap-to-clone RPC client (the connection pool is shared).
+#[derive(Clone)]
+pub(crate) struct RpcClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl RpcClient {
+    pub fn new() -> RpcClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let http = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .http2_only(true)
+            .http2_keep_alive_interval(Some(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        RpcClient { http }
+    }
+
+    /// `POST http://{addr}{path}` with `req` as msgpack; decode the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let body = rmp_serde::to_vec_named(req).map_err(|e| CallError::Transport(e.to_string()))?;
+        let request = hyper::Request::post(format!("http://{addr}{path}"))
+            .header("content-type", "application/msgpack")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let exchange = async {
+            let resp = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    CallError::Unreachable(e.to_string())
+                } else {
+                    CallError::Transport(e.to_string())
+                }
+            })?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| CallError::Transport(e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(CallError::Transport(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )));
+            }
+            rmp_serde::from_slice(&bytes).map_err(|e| CallError::Transport(e.to_string()))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Creates a [`Peer`] per raft target, all sharing one client pool.
+pub(crate) struct HttpNetwork {
+    client: RpcClient,
+}
+
+impl HttpNetwork {
+    pub fn new(client: RpcClient) -> HttpNetwork {
+        HttpNetwork { client }
+    }
+}
+
+/// Raft's connection to one peer.
+pub(crate) struct Peer {
+    client: RpcClient,
+    target: u64,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &RaftNode) -> Peer {
+        Peer {
+            client: self.client.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+impl Peer {
+    /// Call `path` and map failures onto openraft's error kinds: no
+    /// connection → `Unreachable` (raft backs off), other transport errors →
+    /// `Network`, the remote's raft error → `RemoteError`.
+    async fn raft_call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<u64, RaftNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer: Result<Resp, E> = self
+            .client
+            .call(&self.addr, path, req, timeout)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, RaftNode, RaftError<u64>>> {
+        self.raft_call(PATH_APPEND, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, RaftNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        let chunk = SnapshotChunk::from(rpc);
+        self.raft_call(PATH_SNAPSHOT, &chunk, option.hard_ttl())
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, RaftNode, RaftError<u64>>> {
+        self.raft_call(PATH_VOTE, &rpc, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,113 @@
+//! Server RPC: raft's vote, append-entries and install-snapshot between
+//! servers, and what followers ask of the leader (forwarded proposals, read
+//! indexes, joins), as MessagePack over HTTP/2 without TLS (h2c) with hyper;
+//! one pooled connection per peer.
+//!
+//! Every endpoint is `POST <path>` with a msgpack body and answers 200 with
+//! a msgpack `Result<T, E>`: transport failures are the client's, raft and
+//! leadership errors travel as values.
+
+pub(crate) mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+use openraft::raft::InstallSnapshotRequest;
+
+use crate::command::Response;
+use crate::raft::{RaftNode, TypeConfig};
+
+/// openraft's append-entries.
+pub(crate) const PATH_APPEND: &str = "/raft/append";
+/// openraft's vote.
+pub(crate) const PATH_VOTE: &str = "/raft/vote";
+/// One chunk of openraft's install-snapshot.
+pub(crate) const PATH_SNAPSHOT: &str = "/raft/snapshot";
+/// A proposal forwarded to the leader.
+pub(crate) const PATH_PROPOSE: &str = "/rpc/propose";
+/// A read index from the leader (follower reads).
+pub(crate) const PATH_READ_INDEX: &str = "/rpc/read-index";
+/// A server asking the leader to add it to the cluster.
+pub(crate) const PATH_JOIN: &str = "/rpc/join";
+/// A server's identity and view of the cluster.
+pub(crate) const PATH_INFO: &str = "/rpc/info";
+
+/// Largest RPC body accepted (snapshot chunks are 1 MiB; a batch entry of
+/// proposals is at most about 4 MiB, and appends carry several).
+pub(crate) const MAX_BODY: usize = 64 << 20;
+
+/// Why the leader-side RPCs failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RpcFailure {
+    /// The server asked is not the leader (and may know who is).
+    #[error("not the leader")]
+    NotLeader {
+        /// The leader's RPC address, if known.
+        leader: Option<String>,
+    },
+    /// Anything else, with its message.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A forwarded proposal's outcome: the entry index and the response.
+pub(crate) type ProposeResult = Result<(u64, Response), RpcFailure>;
+
+/// One install-snapshot chunk on the wire: openraft's request with the data
+/// as a msgpack binary (its own `Vec<u8>` would encode as an array of
+/// integers, up to twice the size).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SnapshotChunk {
+    pub vote: openraft::Vote<u64>,
+    pub meta: openraft::SnapshotMeta<u64, RaftNode>,
+    pub offset: u64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    pub done: bool,
+}
+
+impl From<InstallSnapshotRequest<TypeConfig>> for SnapshotChunk {
+    fn from(r: InstallSnapshotRequest<TypeConfig>) -> Self {
+        SnapshotChunk {
+            vote: r.vote,
+            meta: r.meta,
+            offset: r.offset,
+            data: r.data,
+            done: r.done,
+        }
+    }
+}
+
+impl From<SnapshotChunk> for InstallSnapshotRequest<TypeConfig> {
+    fn from(c: SnapshotChunk) -> Self {
+        InstallSnapshotRequest {
+            vote: c.vote,
+            meta: c.meta,
+            offset: c.offset,
+            data: c.data,
+            done: c.done,
+        }
+    }
+}
+
+/// A server asking to join: its raft id and identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The joining server's raft id.
+    pub id: u64,
+    /// Its name and RPC address.
+    pub node: RaftNode,
+}
+
+/// A server's identity and view of the cluster (`/rpc/info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// The server's raft id.
+    pub id: u64,
+    /// Its name and RPC address.
+    pub node: RaftNode,
+    /// True once it belongs to an initialised cluster.
+    pub initialized: bool,
+    /// The leader's RPC address, if known.
+    pub leader: Option<String>,
+}

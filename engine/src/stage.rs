@@ -1,0 +1,211 @@
+//! `Stage`: the writes of one command, staged over the views and readable
+//! before they are committed (read-your-writes), so commands with several
+//! steps (transactions, session invalidation releasing locks) see their own
+//! earlier steps. `Read` is the read interface shared by the committed
+//! views (the query path) and a stage (the apply path), so each table's
+//! read helpers are written once.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use fjall::{Keyspace, OwnedWriteBatch, Slice};
+
+use crate::apply::Touched;
+use crate::error::Result;
+use crate::views::Views;
+
+/// A view keyspace, by name rather than by handle so staged writes can be
+/// keyed by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Ks {
+    Kv,
+    Tombstones,
+    Nodes,
+    Services,
+    ServiceNames,
+    Checks,
+    Sessions,
+    SessionIndex,
+}
+
+impl Views {
+    /// The keyspace handle of `ks`.
+    pub(crate) fn ks(&self, ks: Ks) -> &Keyspace {
+        match ks {
+            Ks::Kv => &self.kv,
+            Ks::Tombstones => &self.tombstones,
+            Ks::Nodes => &self.nodes,
+            Ks::Services => &self.services,
+            Ks::ServiceNames => &self.service_names,
+            Ks::Checks => &self.checks,
+            Ks::Sessions => &self.sessions,
+            Ks::SessionIndex => &self.session_index,
+        }
+    }
+}
+
+/// A scan's visitor: gets each row, returns `false` to stop.
+pub(crate) type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
+/// Point reads and ordered prefix scans over rows.
+pub(crate) trait Read {
+    /// One row.
+    fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Slice>>;
+    /// Every row whose key starts with `prefix`, in key order, until `f`
+    /// returns `false`.
+    fn scan(&self, ks: Ks, prefix: &[u8], f: &mut Visit<'_>) -> Result<()>;
+}
+
+impl Read for Views {
+    fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Slice>> {
+        Ok(self.ks(ks).get(key)?)
+    }
+
+    fn scan(&self, ks: Ks, prefix: &[u8], f: &mut Visit<'_>) -> Result<()> {
+        for item in self.ks(ks).prefix(prefix) {
+            let (k, v) = item.into_inner()?;
+            if !f(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The staged writes of one command.
+pub(crate) struct Stage<'v> {
+    /// The committed views underneath.
+    pub views: &'v Views,
+    batch: OwnedWriteBatch,
+    /// Staged rows: `Some` = written, `None` = removed.
+    overlay: BTreeMap<(Ks, Vec<u8>), Option<Slice>>,
+    /// What the command changed (indexes to bump, watches to fire).
+    pub touched: Touched,
+}
+
+impl<'v> Stage<'v> {
+    /// An empty stage over `views`.
+    pub fn new(views: &'v Views) -> Stage<'v> {
+        Stage {
+            views,
+            batch: views.db.batch(),
+            overlay: BTreeMap::new(),
+            touched: Touched::default(),
+        }
+    }
+
+    /// Stage a row write.
+    pub fn insert(&mut self, ks: Ks, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let key = key.into();
+        let value = Slice::from(value.into());
+        self.batch
+            .insert(self.views.ks(ks), key.as_slice(), value.clone());
+        self.overlay.insert((ks, key), Some(value));
+    }
+
+    /// Stage a row removal.
+    pub fn remove(&mut self, ks: Ks, key: impl Into<Vec<u8>>) {
+        let key = key.into();
+        self.batch.remove(self.views.ks(ks), key.as_slice());
+        self.overlay.insert((ks, key), None);
+    }
+
+    /// True if the row exists (staged or committed).
+    pub fn contains(&self, ks: Ks, key: &[u8]) -> Result<bool> {
+        Ok(self.get(ks, key)?.is_some())
+    }
+
+    /// The batch and what it touched, for the caller to commit.
+    pub fn into_parts(self) -> (OwnedWriteBatch, Touched) {
+        (self.batch, self.touched)
+    }
+}
+
+impl Read for Stage<'_> {
+    fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Slice>> {
+        // A borrowed lookup would need a custom key type; staged sets are
+        // small, so the allocation is cheap next to the fjall read it saves.
+        match self.overlay.get(&(ks, key.to_vec())) {
+            Some(staged) => Ok(staged.clone()),
+            None => self.views.get(ks, key),
+        }
+    }
+
+    fn scan(&self, ks: Ks, prefix: &[u8], f: &mut Visit<'_>) -> Result<()> {
+        let staged: Vec<(&Vec<u8>, &Option<Slice>)> = self
+            .overlay
+            .range((Bound::Included((ks, prefix.to_vec())), Bound::Unbounded))
+            .take_while(|((k, key), _)| *k == ks && key.starts_with(prefix))
+            .map(|((_, key), v)| (key, v))
+            .collect();
+        if staged.is_empty() {
+            return self.views.scan(ks, prefix, f);
+        }
+        let mut merged: BTreeMap<Vec<u8>, Slice> = BTreeMap::new();
+        self.views.scan(ks, prefix, &mut |k, v| {
+            merged.insert(k.to_vec(), Slice::from(v));
+            Ok(true)
+        })?;
+        for (key, v) in staged {
+            match v {
+                Some(v) => {
+                    merged.insert(key.clone(), v.clone());
+                }
+                None => {
+                    merged.remove(key);
+                }
+            }
+        }
+        for (k, v) in &merged {
+            if !f(k, v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_reads_its_own_writes_and_hides_its_removals() {
+        let dir = tempfile::tempdir().expect("test");
+        let views = Views::open(dir.path()).expect("test");
+        let mut b = views.db.batch();
+        b.insert(&views.kv, "a/1", "one");
+        b.insert(&views.kv, "a/2", "two");
+        b.insert(&views.kv, "b", "bee");
+        b.commit().expect("test");
+
+        let mut st = Stage::new(&views);
+        st.insert(Ks::Kv, "a/3", "three");
+        st.remove(Ks::Kv, "a/1");
+        st.insert(Ks::Kv, "a/2", "deux");
+        assert!(st.get(Ks::Kv, b"a/1").expect("test").is_none());
+        assert_eq!(
+            &*st.get(Ks::Kv, b"a/2").expect("test").expect("test"),
+            b"deux"
+        );
+        let mut seen = Vec::new();
+        st.scan(Ks::Kv, b"a/", &mut |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            Ok(true)
+        })
+        .expect("test");
+        assert_eq!(
+            seen,
+            vec![
+                (b"a/2".to_vec(), b"deux".to_vec()),
+                (b"a/3".to_vec(), b"three".to_vec())
+            ]
+        );
+        // Nothing is visible in the views until the batch commits.
+        assert_eq!(&*views.kv.get("a/2").expect("test").expect("test"), b"two");
+        let (batch, _) = st.into_parts();
+        batch.commit().expect("test");
+        assert_eq!(&*views.kv.get("a/2").expect("test").expect("test"), b"deux");
+        assert!(views.kv.get("a/1").expect("test").is_none());
+    }
+}
