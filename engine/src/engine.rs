@@ -19,9 +19,7 @@ use crate::coordination::{session_ttl_loop, SessionTimers};
 use crate::error::{Error, Result};
 use crate::raft::{RaftNode, TypeConfig};
 use crate::rpc::client::{CallError, HttpNetwork, RpcClient};
-use crate::rpc::{
-    JoinRequest, ProposeResult, RpcFailure, ServerInfo, PATH_JOIN, PATH_PROPOSE, PATH_READ_INDEX,
-};
+use crate::rpc::{ProposeResult, RpcFailure, PATH_PROPOSE};
 use crate::sm::{Shared, StateMachine};
 use crate::snapshot;
 use crate::tables::{catalog, kv};
@@ -110,19 +108,19 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub(crate) raft: Raft<TypeConfig>,
     pub(crate) shared: Arc<Shared>,
-    cfg: EngineConfig,
+    pub(crate) cfg: EngineConfig,
     /// Queue of the proposer task.
     proposals: mpsc::Sender<Proposal>,
     /// The leader's session TTL timers.
     pub(crate) session_timers: SessionTimers,
     /// The pooled RPC client (raft's network and forwarding).
-    rpc: RpcClient,
+    pub(crate) rpc: RpcClient,
     /// When a leader last reached this server (append or snapshot).
-    leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
+    pub(crate) leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Where a proposal goes.
-enum Route {
+pub(crate) enum Route {
     /// This server is the leader.
     Local,
     /// Forward to the leader at this RPC address.
@@ -133,7 +131,7 @@ enum Route {
 
 /// How long a forwarded call may take: the leader may hold a proposal for
 /// up to [`RPC_HOLD_TIMEOUT`] itself.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A command waiting to be proposed, and where its outcome goes.
 struct Proposal {
@@ -472,7 +470,7 @@ impl Engine {
     }
 
     /// Where a proposal should go now.
-    fn route(&self) -> Route {
+    pub(crate) fn route(&self) -> Route {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
         match m.current_leader {
@@ -493,140 +491,9 @@ impl Engine {
         voters.next() == Some(m.id) && voters.next().is_none()
     }
 
-    /// The leader's RPC address, if known.
-    pub fn leader_addr(&self) -> Option<String> {
-        match self.route() {
-            Route::Remote(addr) => Some(addr),
-            Route::Local => Some(self.inner.cfg.rpc_addr.clone()),
-            Route::Unknown => None,
-        }
-    }
-
-    /// The raft handle (for the RPC server).
-    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
-        &self.inner.raft
-    }
-
-    /// A leader (`leader` is its id) reached this server.
-    pub(crate) fn note_leader_contact(&self, leader: Option<u64>) {
-        if leader.is_some_and(|l| l != self.inner.cfg.node_id) {
-            *self
-                .inner
-                .leader_contact
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(std::time::Instant::now());
-        }
-    }
-
-    /// Leader side of a forwarded proposal.
-    pub(crate) async fn serve_forwarded(&self, cmd: Command) -> ProposeResult {
-        if self.check_leader().is_err() {
-            return Err(RpcFailure::NotLeader {
-                leader: self.leader_addr(),
-            });
-        }
-        match self.propose_local(cmd).await {
-            Ok(a) => Ok((a.index, a.response)),
-            Err(Error::NoLeader) => Err(RpcFailure::NotLeader { leader: None }),
-            Err(e) => Err(RpcFailure::Failed(e.to_string())),
-        }
-    }
-
-    /// Leader side of a follower read: confirm leadership with a quorum
-    /// and answer the index the follower must apply before reading.
-    pub(crate) async fn serve_read_index(&self) -> std::result::Result<u64, RpcFailure> {
-        match self.inner.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(RpcFailure::NotLeader {
-                    leader: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(e) => Err(RpcFailure::Failed(e.to_string())),
-        }
-    }
-
-    /// Leader side of a join: add the server as a learner, let it catch
-    /// up, then make it a voter. Joining again is harmless.
-    pub(crate) async fn serve_join(
-        &self,
-        join: JoinRequest,
-    ) -> std::result::Result<(), RpcFailure> {
-        if self.check_leader().is_err() {
-            return Err(RpcFailure::NotLeader {
-                leader: self.leader_addr(),
-            });
-        }
-        let raft = &self.inner.raft;
-        let is_voter = {
-            let m = raft.metrics();
-            let m = m.borrow();
-            let membership = m.membership_config.membership();
-            membership.voter_ids().any(|id| id == join.id)
-                && membership.get_node(&join.id) == Some(&join.node)
-        };
-        if is_voter {
-            return Ok(());
-        }
-        tracing::info!(id = join.id, node = %join.node, "adding server to the cluster");
-        let failed = |e: &dyn std::fmt::Display| RpcFailure::Failed(e.to_string());
-        raft.add_learner(join.id, join.node.clone(), true)
-            .await
-            .map_err(|e| failed(&e))?;
-        raft.change_membership(
-            openraft::ChangeMembers::AddVoterIds(std::collections::BTreeSet::from([join.id])),
-            false,
-        )
-        .await
-        .map_err(|e| failed(&e))?;
-        Ok(())
-    }
-
-    /// This server's identity and view of the cluster.
-    pub async fn server_info(&self) -> ServerInfo {
-        ServerInfo {
-            id: self.inner.cfg.node_id,
-            node: RaftNode {
-                name: self.inner.cfg.node_name.clone(),
-                addr: self.inner.cfg.rpc_addr.clone(),
-            },
-            initialized: self.inner.raft.is_initialized().await.unwrap_or(false),
-            leader: self.leader_addr(),
-        }
-    }
-
-    /// Ask the server at `addr` (or the leader it names) to add this server
-    /// to its cluster; returns once this server is a voter.
-    pub async fn join(&self, addr: &str) -> Result<()> {
-        let req = JoinRequest {
-            id: self.inner.cfg.node_id,
-            node: RaftNode {
-                name: self.inner.cfg.node_name.clone(),
-                addr: self.inner.cfg.rpc_addr.clone(),
-            },
-        };
-        let mut target = addr.to_string();
-        for _ in 0..4 {
-            let answer: std::result::Result<std::result::Result<(), RpcFailure>, CallError> = self
-                .inner
-                .rpc
-                .call(&target, PATH_JOIN, &req, Duration::from_secs(60))
-                .await;
-            match answer {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(RpcFailure::NotLeader { leader: Some(l) })) if l != target => target = l,
-                Ok(Err(RpcFailure::NotLeader { .. })) => return Err(Error::NoLeader),
-                Ok(Err(RpcFailure::Failed(m))) => return Err(Error::Raft(m)),
-                Err(e) => return Err(Error::Raft(format!("join {target}: {e}"))),
-            }
-        }
-        Err(Error::Raft(format!("join {addr}: too many redirects")))
-    }
-
     /// Propose on this server's own raft (the leader, or a lone server
     /// still electing itself).
-    async fn propose_local(&self, cmd: Command) -> Result<Applied> {
+    pub(crate) async fn propose_local(&self, cmd: Command) -> Result<Applied> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .proposals
@@ -716,29 +583,6 @@ impl Engine {
             Err(RaftError::Fatal(Fatal::Stopped)) => Err(Error::Shutdown),
             Err(e) => Err(raft_err(e)),
         }
-    }
-
-    /// A follower's linearizable read: get the leader's read index (the
-    /// leader confirms its leadership with a quorum), then wait until this
-    /// server has applied it. Reads are then served from local views.
-    async fn follower_read_index(&self, leader: &str) -> Result<()> {
-        let answer: std::result::Result<std::result::Result<u64, RpcFailure>, CallError> = self
-            .inner
-            .rpc
-            .call(leader, PATH_READ_INDEX, &(), FORWARD_TIMEOUT)
-            .await;
-        let index = match answer {
-            Ok(Ok(index)) => index,
-            Ok(Err(RpcFailure::Failed(m))) => return Err(Error::Raft(m)),
-            Ok(Err(RpcFailure::NotLeader { .. })) | Err(_) => return Err(Error::NoLeader),
-        };
-        self.inner
-            .raft
-            .wait(Some(FORWARD_TIMEOUT))
-            .applied_index_at_least(Some(index), "read index")
-            .await
-            .map_err(|_| Error::NoLeader)?;
-        Ok(())
     }
 
     /// One KV key. Index: the key's `ModifyIndex` when found, else the KV

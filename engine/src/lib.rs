@@ -34,6 +34,7 @@ pub mod types;
 pub mod watch;
 
 mod apply;
+pub mod cluster;
 mod coordination;
 mod sm;
 #[cfg(test)]

@@ -1,0 +1,257 @@
+//! The engine's cluster surface: who leads and how to reach it, the
+//! leader-side handlers of forwarded proposals, read indexes and joins,
+//! follower reads, and the raft configuration (`/v1/operator/raft/*`,
+//! bootstrap of a multi-server cluster, removing a dead server).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::{ChangeMembers, Raft};
+
+use crate::command::Command;
+use crate::engine::{Engine, Route, FORWARD_TIMEOUT};
+use crate::error::{Error, Result};
+use crate::raft::{RaftNode, TypeConfig};
+use crate::rpc::client::CallError;
+use crate::rpc::{
+    JoinRequest, ProposeResult, RpcFailure, ServerInfo, PATH_INFO, PATH_JOIN, PATH_READ_INDEX,
+};
+
+/// One server in the raft configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftServer {
+    /// Its raft id.
+    pub id: u64,
+    /// Its node name and RPC address.
+    pub node: RaftNode,
+    /// True for a voter (false: a learner catching up).
+    pub voter: bool,
+    /// True for the current leader.
+    pub leader: bool,
+}
+
+impl Engine {
+    /// The leader's RPC address, if known.
+    pub fn leader_addr(&self) -> Option<String> {
+        match self.route() {
+            Route::Remote(addr) => Some(addr),
+            Route::Local => Some(self.inner.cfg.rpc_addr.clone()),
+            Route::Unknown => None,
+        }
+    }
+
+    /// The raft handle (for the RPC server).
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// A leader (`leader` is its id) reached this server.
+    pub(crate) fn note_leader_contact(&self, leader: Option<u64>) {
+        if leader.is_some_and(|l| l != self.inner.cfg.node_id) {
+            *self
+                .inner
+                .leader_contact
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now());
+        }
+    }
+
+    /// Leader side of a forwarded proposal.
+    pub(crate) async fn serve_forwarded(&self, cmd: Command) -> ProposeResult {
+        if self.check_leader().is_err() {
+            return Err(RpcFailure::NotLeader {
+                leader: self.leader_addr(),
+            });
+        }
+        match self.propose_local(cmd).await {
+            Ok(a) => Ok((a.index, a.response)),
+            Err(Error::NoLeader) => Err(RpcFailure::NotLeader { leader: None }),
+            Err(e) => Err(RpcFailure::Failed(e.to_string())),
+        }
+    }
+
+    /// Leader side of a follower read: confirm leadership with a quorum
+    /// and answer the index the follower must apply before reading.
+    pub(crate) async fn serve_read_index(&self) -> std::result::Result<u64, RpcFailure> {
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(RpcFailure::NotLeader {
+                    leader: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(RpcFailure::Failed(e.to_string())),
+        }
+    }
+
+    /// Leader side of a join: add the server as a learner, let it catch
+    /// up, then make it a voter. Joining again is harmless.
+    pub(crate) async fn serve_join(
+        &self,
+        join: JoinRequest,
+    ) -> std::result::Result<(), RpcFailure> {
+        if self.check_leader().is_err() {
+            return Err(RpcFailure::NotLeader {
+                leader: self.leader_addr(),
+            });
+        }
+        let raft = &self.inner.raft;
+        let is_voter = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            membership.voter_ids().any(|id| id == join.id)
+                && membership.get_node(&join.id) == Some(&join.node)
+        };
+        if is_voter {
+            return Ok(());
+        }
+        tracing::info!(id = join.id, node = %join.node, "adding server to the cluster");
+        let failed = |e: &dyn std::fmt::Display| RpcFailure::Failed(e.to_string());
+        raft.add_learner(join.id, join.node.clone(), true)
+            .await
+            .map_err(|e| failed(&e))?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([join.id])), false)
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(())
+    }
+
+    /// This server's identity and view of the cluster.
+    pub async fn server_info(&self) -> ServerInfo {
+        ServerInfo {
+            id: self.inner.cfg.node_id,
+            node: RaftNode {
+                name: self.inner.cfg.node_name.clone(),
+                addr: self.inner.cfg.rpc_addr.clone(),
+            },
+            initialized: self.inner.raft.is_initialized().await.unwrap_or(false),
+            leader: self.leader_addr(),
+        }
+    }
+
+    /// Ask the server at `addr` (or the leader it names) to add this server
+    /// to its cluster; returns once this server is a voter.
+    pub async fn join(&self, addr: &str) -> Result<()> {
+        let req = JoinRequest {
+            id: self.inner.cfg.node_id,
+            node: RaftNode {
+                name: self.inner.cfg.node_name.clone(),
+                addr: self.inner.cfg.rpc_addr.clone(),
+            },
+        };
+        let mut target = addr.to_string();
+        for _ in 0..4 {
+            let answer: std::result::Result<std::result::Result<(), RpcFailure>, CallError> = self
+                .inner
+                .rpc
+                .call(&target, PATH_JOIN, &req, Duration::from_secs(60))
+                .await;
+            match answer {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(RpcFailure::NotLeader { leader: Some(l) })) if l != target => target = l,
+                Ok(Err(RpcFailure::NotLeader { .. })) => return Err(Error::NoLeader),
+                Ok(Err(RpcFailure::Failed(m))) => return Err(Error::Raft(m)),
+                Err(e) => return Err(Error::Raft(format!("join {target}: {e}"))),
+            }
+        }
+        Err(Error::Raft(format!("join {addr}: too many redirects")))
+    }
+
+    /// A follower's linearizable read: get the leader's read index (the
+    /// leader confirms its leadership with a quorum), then wait until this
+    /// server has applied it. Reads are then served from local views.
+    pub(crate) async fn follower_read_index(&self, leader: &str) -> Result<()> {
+        let answer: std::result::Result<std::result::Result<u64, RpcFailure>, CallError> = self
+            .inner
+            .rpc
+            .call(leader, PATH_READ_INDEX, &(), FORWARD_TIMEOUT)
+            .await;
+        let index = match answer {
+            Ok(Ok(index)) => index,
+            Ok(Err(RpcFailure::Failed(m))) => return Err(Error::Raft(m)),
+            Ok(Err(RpcFailure::NotLeader { .. })) | Err(_) => return Err(Error::NoLeader),
+        };
+        self.inner
+            .raft
+            .wait(Some(FORWARD_TIMEOUT))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|_| Error::NoLeader)?;
+        Ok(())
+    }
+
+    /// Ask the server at `addr` who it is and whether it belongs to a
+    /// cluster (bootstrap and join decisions).
+    pub async fn remote_info(&self, addr: &str) -> Result<ServerInfo> {
+        self.inner
+            .rpc
+            .call(addr, PATH_INFO, &(), Duration::from_secs(2))
+            .await
+            .map_err(|e| Error::Raft(format!("{addr}: {e}")))
+    }
+
+    /// The raft configuration: every server (voters first, by id) and the
+    /// log index of the membership entry it comes from.
+    pub fn raft_servers(&self) -> (Vec<RaftServer>, u64) {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let mut out: Vec<RaftServer> = membership
+            .nodes()
+            .map(|(id, node)| RaftServer {
+                id: *id,
+                node: node.clone(),
+                voter: voters.contains(id),
+                leader: m.current_leader == Some(*id),
+            })
+            .collect();
+        out.sort_by_key(|s| (!s.voter, s.id));
+        let index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
+        (out, index)
+    }
+
+    /// This server's raft id.
+    pub fn raft_id(&self) -> u64 {
+        self.inner.cfg.node_id
+    }
+
+    /// True once this server belongs to an initialised cluster.
+    pub async fn is_initialized(&self) -> bool {
+        self.inner.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Initialise a new cluster with these voters (`bootstrap_expect`: one
+    /// server does this once the expected servers have met).
+    pub async fn initialize(&self, voters: BTreeMap<u64, RaftNode>) -> Result<()> {
+        self.inner
+            .raft
+            .initialize(voters)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))
+    }
+
+    /// Remove a server from the raft configuration (on the leader): demote
+    /// it, then drop it. Unknown ids are an error.
+    pub async fn remove_server(&self, id: u64) -> Result<()> {
+        self.check_leader()?;
+        let (servers, _) = self.raft_servers();
+        let Some(server) = servers.iter().find(|s| s.id == id) else {
+            return Err(Error::Raft(format!("no raft server with id {id}")));
+        };
+        let raft = &self.inner.raft;
+        let failed = |e: &dyn std::fmt::Display| Error::Raft(e.to_string());
+        if server.voter {
+            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| failed(&e))?;
+        }
+        raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(())
+    }
+}
