@@ -148,6 +148,13 @@ impl Agent {
         agent
     }
 
+    /// The value of a flag the agent was started with (e.g. its
+    /// `-serf-lan-port`).
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        let i = self.args.iter().position(|a| a == name)?;
+        self.args.get(i + 1).map(String::as_str)
+    }
+
     /// The durable data directory (`<tempdir>/data`).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

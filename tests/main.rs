@@ -41,6 +41,7 @@ mod blocking;
 mod catalog;
 mod catalog_cli;
 mod cli;
+mod cluster;
 mod config;
 mod dns;
 mod durability;

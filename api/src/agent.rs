@@ -1,5 +1,6 @@
-//! `/v1/agent/*` (consul-compat.md §5): `self` and `members` (this node
-//! only until gossip exists), the local services and checks
+//! `/v1/agent/*` (consul-compat.md §5): `self`; `members`, `join`, `leave`
+//! and `force-leave` (through [`crate::ClusterBackend`]; without one,
+//! `members` lists this node alone); the local services and checks
 //! (list/get/register/deregister), TTL updates, node and service
 //! maintenance, local service health, and `reload`. Agent endpoints act on
 //! this agent only: no `dc`, no consistency gate, no read headers. Bodies
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::backend::Backend;
+use crate::cluster::{self, MemberInfo, MemberStatusCode};
 use crate::decode::{self, f, Decode, Kind, Schema};
 use crate::definition;
 use crate::error::{Error, Result};
@@ -46,36 +48,72 @@ const SERF_LAN_PORT: u16 = 8301;
 /// Default server RPC port.
 const SERVER_PORT: u16 = 8300;
 
-/// The agent's own `Member` (§5), alive.
-pub fn member(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
+/// The agent's own member (§5), alive, as gossip would show it.
+pub fn local_member(cfg: &ApiConfig, addr: Option<IpAddr>) -> MemberInfo {
     let addr = match addr {
         Some(ip) if !ip.is_unspecified() => ip,
         _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let role = if cfg.server { "consul" } else { "node" };
-    json!({
-        "Name": cfg.node_name,
-        "Addr": addr.to_string(),
-        "Port": SERF_LAN_PORT,
-        "Tags": {
-            "role": role,
-            "dc": cfg.datacenter,
-            "id": cfg.node_id,
-            "port": SERVER_PORT.to_string(),
-            "build": format!("{}:", cfg.version),
-            "vsn": "2",
-            "vsn_min": "2",
-            "vsn_max": "3",
-            "segment": "",
-        },
-        "Status": 1,
-        "ProtocolMin": 1,
-        "ProtocolMax": 5,
-        "ProtocolCur": 2,
-        "DelegateMin": 2,
-        "DelegateMax": 5,
-        "DelegateCur": 4,
-    })
+    let tags = [
+        ("role", role.to_string()),
+        ("dc", cfg.datacenter.clone()),
+        ("id", cfg.node_id.clone()),
+        ("port", SERVER_PORT.to_string()),
+        ("build", format!("{}:", cfg.version)),
+        ("vsn", "2".into()),
+        ("vsn_min", "2".into()),
+        ("vsn_max", "3".into()),
+        ("segment", String::new()),
+    ];
+    MemberInfo {
+        name: cfg.node_name.clone(),
+        addr: addr.to_string(),
+        port: SERF_LAN_PORT,
+        tags: tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        status: MemberStatusCode::Alive,
+    }
+}
+
+/// Consul's `Member` object (`api.AgentMember`): the member plus serf's
+/// fixed protocol ranges.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MemberJson<'a> {
+    name: &'a str,
+    addr: &'a str,
+    port: u16,
+    tags: &'a BTreeMap<String, String>,
+    status: MemberStatusCode,
+    protocol_min: u8,
+    protocol_max: u8,
+    protocol_cur: u8,
+    delegate_min: u8,
+    delegate_max: u8,
+    delegate_cur: u8,
+}
+
+impl<'a> From<&'a MemberInfo> for MemberJson<'a> {
+    fn from(m: &'a MemberInfo) -> Self {
+        MemberJson {
+            name: &m.name,
+            addr: &m.addr,
+            port: m.port,
+            tags: &m.tags,
+            status: m.status,
+            protocol_min: 1,
+            protocol_max: 5,
+            protocol_cur: 2,
+            delegate_min: 2,
+            delegate_max: 5,
+            delegate_cur: 4,
+        }
+    }
+}
+
+/// The agent's own `Member` (§5) as JSON.
+pub fn member(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
+    json!(MemberJson::from(&local_member(cfg, addr)))
 }
 
 /// The `/v1/agent/self` document.
@@ -125,19 +163,71 @@ fn ok_empty() -> Response<Body> {
     Response::new(Full::new(Bytes::new()))
 }
 
-/// `GET /v1/agent/members`: this node (LAN); with `?wan=<non-empty>`, this
-/// node as a WAN member (`<node>.<dc>`) if it is a server, else nothing.
+/// `?wan=<non-empty>` (members, join), as Consul reads it.
+fn wan_param<E: Backend>(ctx: &Ctx<'_, E>) -> bool {
+    ctx.query.get("wan").is_some_and(|w| !w.is_empty())
+}
+
+/// `GET /v1/agent/members` (`?wan` for the WAN pool; `?segment` ignored),
+/// sorted by name. Without a cluster backend: this node (LAN), or with
+/// `?wan` this node as a WAN member (`<node>.<dc>`) if it is a server.
 pub(crate) fn members<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let cfg = &ctx.st.cfg;
-    let mut me = member(cfg, ctx.st.local_addr.map(|a| a.ip()));
-    if ctx.query.get("wan").is_some_and(|w| !w.is_empty()) {
-        if !cfg.server {
-            return ctx.json(&[] as &[Value]);
+    let wan = wan_param(ctx);
+    let mut list = match &cfg.cluster {
+        Some(c) => c.members(wan),
+        None if wan && !cfg.server => Vec::new(),
+        None => {
+            let mut me = local_member(cfg, ctx.st.local_addr.map(|a| a.ip()));
+            if wan {
+                me.name = format!("{}.{}", cfg.node_name, cfg.datacenter);
+                me.port = SERF_WAN_PORT;
+            }
+            vec![me]
         }
-        me["Name"] = json!(format!("{}.{}", cfg.node_name, cfg.datacenter));
-        me["Port"] = json!(SERF_WAN_PORT);
+    };
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let json: Vec<MemberJson<'_>> = list.iter().map(MemberJson::from).collect();
+    ctx.json(&json)
+}
+
+/// `PUT /v1/agent/join/:address` (`?wan`): join the pool through one
+/// address; a failure is a 500 with the backend's message.
+pub(crate) async fn join<E: Backend>(ctx: &Ctx<'_, E>, addr: &str) -> Result<Response<Body>> {
+    if addr.is_empty() {
+        return Err(Error::bad_request("Missing address to join"));
     }
-    ctx.json(&[me])
+    let backend = cluster::require(&ctx.st.cfg)?;
+    backend
+        .join(vec![addr.to_string()], wan_param(ctx))
+        .await
+        .map_err(Error::Internal)?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/leave`: leave gracefully; the agent then shuts down.
+pub(crate) async fn leave<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+    let backend = cluster::require(&ctx.st.cfg)?;
+    backend.leave().await.map_err(Error::Internal)?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/force-leave/:node` (`?prune`, `?wan`, both by presence
+/// as in Consul): mark a failed member left, or forget it with `prune`.
+pub(crate) async fn force_leave<E: Backend>(
+    ctx: &Ctx<'_, E>,
+    node: &str,
+) -> Result<Response<Body>> {
+    if node.is_empty() {
+        return Err(Error::bad_request("Missing node name"));
+    }
+    let backend = cluster::require(&ctx.st.cfg)?;
+    let (prune, wan) = (ctx.query.has("prune"), ctx.query.has("wan"));
+    backend
+        .force_leave(node.to_string(), prune, wan)
+        .await
+        .map_err(Error::Internal)?;
+    Ok(ok_empty())
 }
 
 /// `PUT /v1/agent/reload`: run the binary's reload hook and wait for it.

@@ -20,6 +20,8 @@ use muster_engine::{
     ServiceHealth, ServiceNode, Session, Status,
 };
 
+pub(crate) use crate::cluster::BoxFuture;
+
 /// What the handlers need from the engine (see `Engine` for the contracts).
 pub(crate) trait Backend: Send + Sync + 'static {
     /// [`Engine::status`].
@@ -141,9 +143,6 @@ impl Backend for Engine {
         Engine::txn_read(self, ops)
     }
 }
-
-/// A boxed, sendable future (the agent interface is object-safe).
-pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the `/v1/agent/*` handlers need from the agent (see
 /// [`muster_engine::agent::Agent`] for the contracts). Like [`Backend`], a

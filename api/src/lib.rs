@@ -25,6 +25,9 @@
 //! - `error.rs`: the one [`Error`] enum and its Consul status codes.
 //! - `backend.rs`: the engine and agent interfaces the handlers use (test
 //!   seams).
+//! - `cluster.rs`: [`ClusterBackend`], the gossip/raft interface the binary
+//!   implements for the membership and operator endpoints, and its data.
+//! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,12 +41,14 @@ mod agent;
 mod backend;
 pub mod bodies;
 mod catalog;
+pub mod cluster;
 mod decode;
 pub mod definition;
 mod error;
 pub mod filter;
 mod health;
 mod kv;
+mod operator;
 pub mod query;
 mod read;
 mod response;
@@ -56,6 +61,10 @@ mod status;
 mod tests;
 mod txn;
 
+pub use cluster::{
+    BoxFuture, ClusterBackend, KeyringOp, KeyringReply, MemberInfo, MemberStatusCode, PeerRef,
+    RaftConfiguration, RaftServer,
+};
 pub use error::{Error, Result};
 
 /// Default `kv_max_value_size` (512 KiB).
@@ -65,7 +74,7 @@ pub const DEFAULT_KV_MAX_VALUE_SIZE: usize = 512 * 1024;
 pub const DEFAULT_SESSION_TTL_MIN: Duration = Duration::from_secs(10);
 
 /// What the HTTP layer needs to know about the agent it serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiConfig {
     /// The agent's datacenter (`dc1` by default).
     pub datacenter: String,
@@ -86,6 +95,27 @@ pub struct ApiConfig {
     pub session_ttl_min: Duration,
     /// What `PUT /v1/agent/reload` runs (`None`: the endpoint answers 500).
     pub reload: Option<ReloadHook>,
+    /// The gossip pools and raft, for `/v1/agent/members|join|leave|
+    /// force-leave` and `/v1/operator/*` (`None`: those answer 500, except
+    /// `members`, which then lists this agent alone).
+    pub cluster: Option<Arc<dyn ClusterBackend>>,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("datacenter", &self.datacenter)
+            .field("node_name", &self.node_name)
+            .field("node_id", &self.node_id)
+            .field("server", &self.server)
+            .field("version", &self.version)
+            .field("pretty", &self.pretty)
+            .field("kv_max_value_size", &self.kv_max_value_size)
+            .field("session_ttl_min", &self.session_ttl_min)
+            .field("reload", &self.reload)
+            .field("cluster", &self.cluster.as_ref().map(|_| "ClusterBackend"))
+            .finish()
+    }
 }
 
 /// The future a [`ReloadHook`] returns: `Err(msg)` becomes a 500 with `msg`.
@@ -139,6 +169,7 @@ impl ApiConfig {
             kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
             session_ttl_min: DEFAULT_SESSION_TTL_MIN,
             reload: None,
+            cluster: None,
         }
     }
 }

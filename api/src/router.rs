@@ -17,7 +17,7 @@ use crate::backend::{AgentBackend, Backend};
 use crate::error::{Error, Result};
 use crate::query::{self, Consistency, Query};
 use crate::response::{self, Body, ReadMeta};
-use crate::{agent, catalog, health, kv, session, status, txn, ApiConfig};
+use crate::{agent, catalog, health, kv, operator, session, status, txn, ApiConfig};
 
 /// The body of `/` while there is no UI.
 pub const ROOT_TEXT: &str = "muster agent: UI disabled.";
@@ -88,6 +88,12 @@ pub enum Endpoint {
     AgentSelf,
     /// `/v1/agent/members`.
     AgentMembers,
+    /// `PUT /v1/agent/join/<address>`.
+    AgentJoin,
+    /// `PUT /v1/agent/leave`.
+    AgentLeave,
+    /// `PUT /v1/agent/force-leave/<node>`.
+    AgentForceLeave,
     /// `PUT /v1/agent/reload`.
     AgentReload,
     /// `PUT /v1/agent/maintenance`.
@@ -164,6 +170,12 @@ pub enum Endpoint {
     SessionList,
     /// `PUT /v1/txn`.
     Txn,
+    /// `GET /v1/operator/raft/configuration`.
+    OperatorRaftConfiguration,
+    /// `DELETE /v1/operator/raft/peer`.
+    OperatorRaftPeer,
+    /// `GET|POST|PUT|DELETE /v1/operator/keyring`.
+    OperatorKeyring,
     /// Any other `/v1/...` path.
     UnknownApi,
     /// Anything else.
@@ -184,6 +196,8 @@ struct RouteDef {
 const GET: &str = "OPTIONS,GET";
 const KV_METHODS: &str = "OPTIONS,GET,PUT,DELETE";
 const PUT: &str = "OPTIONS,PUT";
+const DELETE: &str = "OPTIONS,DELETE";
+const KEYRING_METHODS: &str = "OPTIONS,GET,POST,PUT,DELETE";
 
 /// An exact route.
 const fn exact(pattern: &'static str, endpoint: Endpoint, allow: &'static str) -> RouteDef {
@@ -256,6 +270,9 @@ const ROUTES: &[RouteDef] = &[
         allow: GET,
     },
     exact("/v1/agent/members", Endpoint::AgentMembers, GET),
+    under("/v1/agent/join/", Endpoint::AgentJoin, PUT),
+    exact("/v1/agent/leave", Endpoint::AgentLeave, PUT),
+    under("/v1/agent/force-leave/", Endpoint::AgentForceLeave, PUT),
     exact("/v1/agent/reload", Endpoint::AgentReload, PUT),
     exact("/v1/agent/maintenance", Endpoint::AgentMaintenance, PUT),
     exact("/v1/agent/services", Endpoint::AgentServices, GET),
@@ -331,6 +348,17 @@ const ROUTES: &[RouteDef] = &[
     under("/v1/session/node/", Endpoint::SessionNode, GET),
     exact("/v1/session/list", Endpoint::SessionList, GET),
     exact("/v1/txn", Endpoint::Txn, PUT),
+    exact(
+        "/v1/operator/raft/configuration",
+        Endpoint::OperatorRaftConfiguration,
+        GET,
+    ),
+    exact("/v1/operator/raft/peer", Endpoint::OperatorRaftPeer, DELETE),
+    exact(
+        "/v1/operator/keyring",
+        Endpoint::OperatorKeyring,
+        KEYRING_METHODS,
+    ),
 ];
 
 /// A routing decision.
@@ -488,6 +516,9 @@ where
         Endpoint::StatusPeers => status::peers(&ctx),
         Endpoint::AgentSelf => agent::self_(&ctx),
         Endpoint::AgentMembers => agent::members(&ctx),
+        Endpoint::AgentJoin => agent::join(&ctx, &rest).await,
+        Endpoint::AgentLeave => agent::leave(&ctx).await,
+        Endpoint::AgentForceLeave => agent::force_leave(&ctx, &rest).await,
         Endpoint::AgentReload => agent::reload(&ctx).await,
         Endpoint::AgentMaintenance => agent::maintenance(&ctx).await,
         Endpoint::AgentServices => agent::services(&ctx),
@@ -526,6 +557,9 @@ where
         Endpoint::SessionNode => session::node(&ctx, &rest).await,
         Endpoint::SessionList => session::list(&ctx).await,
         Endpoint::Txn => txn::handle(&ctx, req).await,
+        Endpoint::OperatorRaftConfiguration => operator::raft_configuration(&ctx).await,
+        Endpoint::OperatorRaftPeer => operator::remove_raft_peer(&ctx).await,
+        Endpoint::OperatorKeyring => operator::keyring(&ctx, &method, req).await,
         Endpoint::Root | Endpoint::UnknownApi | Endpoint::Unknown => {
             Err(Error::NotFound(String::new()))
         }
@@ -599,6 +633,24 @@ mod tests {
             (Endpoint::Txn, PUT)
         );
         assert_eq!(route("/v1/txn/x").endpoint, Endpoint::UnknownApi);
+        let r = route("/v1/agent/join/10.0.0.1:8301");
+        assert_eq!(
+            (r.endpoint, r.rest.as_str(), r.allow),
+            (Endpoint::AgentJoin, "10.0.0.1:8301", PUT)
+        );
+        assert_eq!(route("/v1/agent/leave").endpoint, Endpoint::AgentLeave);
+        let r = route("/v1/agent/force-leave/n2.dc1");
+        assert_eq!(
+            (r.endpoint, r.rest.as_str()),
+            (Endpoint::AgentForceLeave, "n2.dc1")
+        );
+        assert_eq!(
+            route("/v1/operator/raft/configuration").endpoint,
+            Endpoint::OperatorRaftConfiguration
+        );
+        assert_eq!(route("/v1/operator/raft/peer").allow, DELETE);
+        assert_eq!(route("/v1/operator/keyring").allow, KEYRING_METHODS);
+        assert_eq!(route("/v1/operator/raft").endpoint, Endpoint::UnknownApi);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -22,6 +23,7 @@ use muster_engine::agent::{Agent, AgentConfig};
 use muster_engine::{Engine, EngineConfig};
 
 use super::agent_dns;
+use super::cluster::{Cluster, ClusterApi, ClusterConfig};
 use crate::config::{self, ConfigSource, LoadedConfig};
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -64,8 +66,8 @@ pub struct AgentArgs {
     /// directory is empty.
     #[arg(long)]
     pub bootstrap: bool,
-    /// Wait for this many servers before forming the cluster (only 1 is
-    /// supported until clustering lands; 1 is the same as -bootstrap).
+    /// Wait for this many servers to meet over gossip, then form the
+    /// cluster (1 is the same as -bootstrap).
     #[arg(long, value_name = "N")]
     pub bootstrap_expect: Option<u32>,
     /// Node name (default: the hostname).
@@ -102,12 +104,22 @@ pub struct AgentArgs {
     /// Server RPC port (default: 8300).
     #[arg(long, value_name = "PORT")]
     pub server_port: Option<u16>,
-    /// LAN gossip port (default: 8301; no gossip yet).
+    /// LAN gossip port (default: 8301).
     #[arg(long, value_name = "PORT")]
     pub serf_lan_port: Option<u16>,
-    /// WAN gossip port (default: 8302; no gossip yet).
+    /// WAN gossip port (default: 8302; no WAN gossip yet).
     #[arg(long, value_name = "PORT")]
     pub serf_wan_port: Option<u16>,
+    /// Address of an agent to join at start (LAN gossip, `host[:port]`,
+    /// default port 8301); retried with backoff. Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub join: Vec<String>,
+    /// Same as -join (Consul's retrying join). Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub retry_join: Vec<String>,
+    /// Gossip encryption key (base64 of 16, 24 or 32 bytes; `muster keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub encrypt: Option<String>,
     /// Log level: trace, debug, info, warn or error (default: info; debug
     /// with -dev).
     #[arg(long, value_name = "LEVEL")]
@@ -146,6 +158,15 @@ struct Config {
     datacenter: String,
     /// Durable data directory; `None` with `-dev` (a temp dir is made at start).
     data_dir: Option<PathBuf>,
+    /// Address the server RPC and gossip ports bind to.
+    bind: IpAddr,
+    /// `bootstrap_expect` above 1: form the cluster once that many servers
+    /// have met.
+    bootstrap_expect: Option<u32>,
+    /// Agents to join over LAN gossip (flags and `start_join`/`retry_join`).
+    join: Vec<String>,
+    /// Gossip encryption key.
+    encrypt: Option<String>,
     /// Address peers reach this server's RPC port at.
     advertise: IpAddr,
     /// Address the HTTP API listens on.
@@ -220,13 +241,13 @@ impl Config {
         if args.bootstrap && args.bootstrap_expect.is_some() {
             bail!("Error: -bootstrap and -bootstrap-expect are mutually exclusive: pass only one");
         }
-        let bootstrap = match args.bootstrap_expect {
-            None | Some(0) => args.bootstrap,
-            Some(1) => true,
-            Some(n) => bail!(
-                "Error: -bootstrap-expect={n} needs clustering, which muster does not support yet: \
-                 run a single server with -server -bootstrap"
-            ),
+        let (bootstrap, bootstrap_expect) = match args.bootstrap_expect {
+            None | Some(0) => (args.bootstrap, None),
+            Some(1) => (true, None),
+            Some(n) if args.dev => {
+                bail!("Error: -bootstrap-expect={n} cannot be used with -dev: drop one of them")
+            }
+            Some(n) => (false, Some(n)),
         };
         let data_dir = if args.dev {
             None
@@ -262,9 +283,25 @@ impl Config {
             None if bind.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             None => bind,
         };
+        let mut join = args.join.clone();
+        join.extend(args.retry_join.iter().cloned());
+        join.extend(st.start_join.iter().cloned());
+        join.extend(st.retry_join.iter().cloned());
+        let encrypt = args.encrypt.clone().or_else(|| st.encrypt.clone());
+        if let Some(key) = &encrypt {
+            muster_gossip::Keyring::validate_key(key).map_err(|e| {
+                anyhow::anyhow!(
+                    "Error: invalid -encrypt key: {e} (generate one with 'muster keygen')"
+                )
+            })?;
+        }
         Ok(Config {
             dev: args.dev,
             bootstrap: args.dev || bootstrap,
+            bind,
+            bootstrap_expect,
+            join,
+            encrypt,
             node_name,
             datacenter,
             data_dir,
@@ -482,12 +519,45 @@ async fn serve(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
         serf_wan_port = cfg.serf_wan_port,
         "opening engine"
     );
+    let rpc_bind = SocketAddr::new(cfg.bind, cfg.server_port);
+    let rpc_listener = TcpListener::bind(rpc_bind).await.with_context(|| {
+        format!("Error: cannot listen for server RPC on {rpc_bind}: is another agent running? Pick another port with -server-port")
+    })?;
     let engine = Engine::open(engine_cfg).await.with_context(|| {
         format!(
             "Error: cannot open the data directory {}",
             data_dir.display()
         )
     })?;
+    let (rpc_stop_tx, rpc_stop_rx) = oneshot::channel::<()>();
+    let rpc = tokio::spawn(muster_engine::rpc::server::serve(
+        rpc_listener,
+        engine.clone(),
+        async move {
+            let _ = rpc_stop_rx.await;
+        },
+    ));
+    let cluster = Cluster::start(
+        ClusterConfig {
+            node_name: cfg.node_name.clone(),
+            node_id: node_id.clone(),
+            datacenter: cfg.datacenter.clone(),
+            bind: cfg.bind,
+            advertise: cfg.advertise,
+            serf_lan_port: cfg.serf_lan_port,
+            server_port: cfg.server_port,
+            bootstrap_expect: cfg.bootstrap_expect,
+            join: cfg.join.clone(),
+            encrypt: cfg.encrypt.clone(),
+            verify_incoming: true,
+            verify_outgoing: true,
+            keyring_path: (!cfg.dev).then(|| data_dir.join("serf").join("local.keyring")),
+            peers_path: (!cfg.dev).then(|| data_dir.join("serf").join("peers.json")),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        engine.clone(),
+    )
+    .await?;
 
     let mut agent_cfg = AgentConfig::new(
         cfg.node_name.clone(),
@@ -508,18 +578,33 @@ async fn serve(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("Error: {e}"))?;
 
+    let leave_requested = Arc::new(tokio::sync::Notify::new());
+    let cluster_api: Arc<dyn muster_api::ClusterBackend> = Arc::new(ClusterApi {
+        gossip: cluster.gossip.clone(),
+        engine: engine.clone(),
+        shutdown: leave_requested.clone(),
+    });
     let result = serve_http(
         cfg,
         &engine,
         &agent,
+        cluster_api,
         &node_id,
         data_dir,
-        &mut sigint,
-        &mut sigterm,
+        Stops {
+            sigint: &mut sigint,
+            sigterm: &mut sigterm,
+            leave_requested: &leave_requested,
+        },
     )
     .await;
 
     agent.shutdown().await;
+    cluster
+        .stop(cfg.loaded.settings.leave_on_terminate.unwrap_or(false))
+        .await;
+    let _ = rpc_stop_tx.send(());
+    let _ = rpc.await;
     tracing::info!("shutting down the engine");
     match tokio::time::timeout(ENGINE_SHUTDOWN, engine.shutdown()).await {
         Ok(Ok(())) => {}
@@ -532,17 +617,29 @@ async fn serve(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// What ends a running agent: SIGINT, SIGTERM, or a `leave` through the API.
+struct Stops<'a> {
+    sigint: &'a mut tokio::signal::unix::Signal,
+    sigterm: &'a mut tokio::signal::unix::Signal,
+    leave_requested: &'a tokio::sync::Notify,
+}
+
 /// Bind and serve the HTTP API, announce readiness, and wait for a signal or
 /// for the server to fail. The HTTP server is stopped before this returns.
 async fn serve_http(
     cfg: &Config,
     engine: &Engine,
     agent: &Agent,
+    cluster_api: Arc<dyn muster_api::ClusterBackend>,
     node_id: &str,
     data_dir: &Path,
-    sigint: &mut tokio::signal::unix::Signal,
-    sigterm: &mut tokio::signal::unix::Signal,
+    stops: Stops<'_>,
 ) -> anyhow::Result<()> {
+    let Stops {
+        sigint,
+        sigterm,
+        leave_requested,
+    } = stops;
     let http_addr = SocketAddr::new(cfg.client, cfg.http_port);
     let listener = TcpListener::bind(http_addr).await.with_context(|| {
         format!("Error: cannot listen for HTTP on {http_addr}: is another agent running? Pick another port with -http-port")
@@ -564,6 +661,7 @@ async fn serve_http(
             .session_ttl_min
             .unwrap_or(muster_api::DEFAULT_SESSION_TTL_MIN),
         reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
+        cluster: Some(cluster_api),
     };
     let reload = reload_hook(agent.clone(), cfg.config_sources.clone());
     let mut sighup = signal(SignalKind::hangup()).context("Error: cannot handle SIGHUP")?;
@@ -614,8 +712,10 @@ async fn serve_http(
     ));
     // The node is in the catalog (with its `serfHealth`) before the agent
     // says it is ready, so a session created right away finds it.
-    if let Err(e) = agent.sync_now().await {
-        tracing::warn!(error = %e, "first anti-entropy sync failed; it will be retried");
+    if engine.status().leader.is_some() {
+        if let Err(e) = agent.sync_now().await {
+            tracing::warn!(error = %e, "first anti-entropy sync failed; it will be retried");
+        }
     }
     tracing::info!(
         node = %cfg.node_name,
@@ -644,6 +744,7 @@ async fn serve_http(
                     tracing::error!(error = %e, "reload failed; keeping the running configuration");
                 }
             }
+            () = leave_requested.notified() => { tracing::info!("left the cluster, shutting down"); break None }
             res = &mut server => break Some(res),
         }
     };

@@ -8,11 +8,17 @@
 pub mod agent;
 mod agent_dns;
 pub mod catalog;
+mod cluster;
 pub mod http;
+pub mod info;
+pub mod join;
 pub mod keygen;
+pub mod keyring;
 pub mod kv;
 pub mod lock;
 pub mod maint;
+pub mod members;
+pub mod operator;
 pub mod reload;
 pub mod services;
 pub mod validate;
@@ -62,6 +68,25 @@ pub enum Command {
     Version,
     /// Print a new gossip encryption key (base64 of 32 random bytes).
     Keygen,
+    /// List the members of the gossip pool.
+    ///
+    /// Columns: Node, Address, Status, Type, Build, Protocol, DC,
+    /// Partition, Segment (-detailed: Node, Address, Status, Tags). Exits 2
+    /// when no member matches -status.
+    Members(members::MembersArgs),
+    /// Make the agent join a cluster through the given addresses.
+    Join(join::JoinArgs),
+    /// Make the agent leave the cluster gracefully and shut down.
+    Leave(join::LeaveArgs),
+    /// Force a failed member out of the cluster (into the "left" state).
+    ForceLeave(join::ForceLeaveArgs),
+    /// Cluster operator tools (raft peers).
+    Operator(operator::OperatorArgs),
+    /// Manage the gossip encryption keyring: -list, -list-primary,
+    /// -install, -use or -remove.
+    Keyring(keyring::KeyringArgs),
+    /// Print the agent's stats (agent, build, consul, raft, serf_lan, ...).
+    Info(info::InfoArgs),
 }
 
 /// Run the parsed command. `Err` is reported by `main` as one line on
@@ -78,6 +103,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Version => version::run(),
         Command::Keygen => keygen::run(),
+        Command::Members(args) => members::run(args),
+        Command::Join(args) => join::run_join(args),
+        Command::Leave(args) => join::run_leave(args),
+        Command::ForceLeave(args) => join::run_force_leave(args),
+        Command::Operator(args) => operator::run(args),
+        Command::Keyring(args) => keyring::run(args),
+        Command::Info(args) => info::run(args),
     }
 }
 

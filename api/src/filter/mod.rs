@@ -225,6 +225,12 @@ impl Pattern {
     pub fn as_str(&self) -> &str {
         &self.source
     }
+
+    /// Whether the pattern matches anywhere in `text` (an unanchored
+    /// search, like Go's `MatchString`).
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
 }
 
 impl PartialEq for Pattern {
