@@ -113,6 +113,29 @@ fn cluster_forms_replicates_and_fails_over() {
         }
     }
 
+    // Sessions and locks through a follower: create, renew (the TTL
+    // timers live on the leader) and acquire are all forwarded.
+    let leader_now = leader_of(&servers[0]).expect("leader");
+    let f = servers
+        .iter()
+        .find(|s| rpc_addr(s) != leader_now)
+        .expect("a follower");
+    let r = f.put(
+        "/v1/session/create",
+        br#"{"TTL":"30s","Name":"via-follower"}"#,
+    );
+    assert_eq!(r.status, 200, "create via follower: {}", r.text());
+    let sid = r.json()["ID"].as_str().expect("ID").to_string();
+    let r = f.put(&format!("/v1/session/renew/{sid}"), b"");
+    assert_eq!(r.status, 200, "renew via follower: {}", r.text());
+    assert_eq!(r.json()[0]["ID"], sid.as_str());
+    let r = f.put(&format!("/v1/kv/lock/leader?acquire={sid}"), b"me");
+    assert!(
+        r.status == 200 && r.bool(),
+        "acquire via follower: {}",
+        r.text()
+    );
+
     // kill -9 the leader.
     let leader = leader_of(&servers[0]).expect("leader");
     let li = servers

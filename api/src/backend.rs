@@ -65,7 +65,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// [`Engine::session_node`].
     fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>>;
     /// [`Engine::session_renew`].
-    fn session_renew(&self, id: &str) -> Result<Option<Session>>;
+    fn session_renew(&self, id: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
     /// [`Engine::kv_lock_delay`].
     fn kv_lock_delay(&self, key: &str) -> Option<Duration>;
     /// [`Engine::txn_read`].
@@ -133,7 +133,7 @@ impl Backend for Engine {
     fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>> {
         Engine::session_node(self, node)
     }
-    fn session_renew(&self, id: &str) -> Result<Option<Session>> {
+    fn session_renew(&self, id: &str) -> impl Future<Output = Result<Option<Session>>> + Send {
         Engine::session_renew(self, id)
     }
     fn kv_lock_delay(&self, key: &str) -> Option<Duration> {

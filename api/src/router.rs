@@ -552,7 +552,7 @@ where
         Endpoint::HealthState => health::state(&ctx, &rest).await,
         Endpoint::SessionCreate => session::create(&ctx, req).await,
         Endpoint::SessionDestroy => session::destroy(&ctx, &rest).await,
-        Endpoint::SessionRenew => session::renew(&ctx, &rest),
+        Endpoint::SessionRenew => session::renew(&ctx, &rest).await,
         Endpoint::SessionInfo => session::info(&ctx, &rest).await,
         Endpoint::SessionNode => session::node(&ctx, &rest).await,
         Endpoint::SessionList => session::list(&ctx).await,

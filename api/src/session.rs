@@ -256,12 +256,12 @@ pub(crate) async fn destroy<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Re
 }
 
 /// `PUT /v1/session/renew/:id`: `[Session]`, or 404 when unknown.
-pub(crate) fn renew<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn renew<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
     ctx.check_dc()?;
-    match ctx.st.engine.session_renew(id)? {
+    match ctx.st.engine.session_renew(id).await? {
         Some(s) => ctx.json(&[SessionJson::from(&s)]),
         None => Err(Error::NotFound(format!("Session id '{id}' not found"))),
     }

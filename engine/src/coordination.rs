@@ -10,8 +10,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::command::{Command, Response};
-use crate::engine::{Engine, Inner};
-use crate::error::Result;
+use crate::engine::{Engine, Inner, FORWARD_TIMEOUT};
+use crate::error::{Error, Result};
+use crate::rpc::client::CallError;
+use crate::rpc::{RpcFailure, PATH_RENEW};
 use crate::stage::Stage;
 use crate::tables::session;
 use crate::txn::{self, TxnError, TxnOp, TxnResult};
@@ -139,10 +141,43 @@ impl Engine {
         })
     }
 
-    /// Renew a session on the leader: restart its TTL timer at 2×TTL.
-    /// `Ok(None)` if the session does not exist (the API's 404).
-    pub fn session_renew(&self, id: &str) -> Result<Option<Session>> {
-        self.check_leader()?;
+    /// Renew a session: restart its TTL timer at 2×TTL on the leader (a
+    /// follower forwards the renew there). `Ok(None)` if the session does
+    /// not exist (the API's 404).
+    pub async fn session_renew(&self, id: &str) -> Result<Option<Session>> {
+        if self.check_leader().is_err() {
+            let Some(leader) = self.leader_addr() else {
+                return Err(Error::NoLeader);
+            };
+            let answer: std::result::Result<
+                std::result::Result<Option<Session>, RpcFailure>,
+                CallError,
+            > = self
+                .inner
+                .rpc
+                .call(&leader, PATH_RENEW, &id, FORWARD_TIMEOUT)
+                .await;
+            return match answer {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(RpcFailure::Failed(m))) => Err(Error::Raft(m)),
+                Ok(Err(RpcFailure::NotLeader { .. })) | Err(_) => Err(Error::NoLeader),
+            };
+        }
+        self.renew_local(id)
+    }
+
+    /// Leader side of a forwarded renew.
+    pub(crate) fn serve_renew(&self, id: &str) -> std::result::Result<Option<Session>, RpcFailure> {
+        if self.check_leader().is_err() {
+            return Err(RpcFailure::NotLeader {
+                leader: self.leader_addr(),
+            });
+        }
+        self.renew_local(id)
+            .map_err(|e| RpcFailure::Failed(e.to_string()))
+    }
+
+    fn renew_local(&self, id: &str) -> Result<Option<Session>> {
         let Some(s) = session::get(self.views(), id)? else {
             return Ok(None);
         };

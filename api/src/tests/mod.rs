@@ -385,9 +385,14 @@ impl Backend for Arc<Fake> {
                 .collect(),
         })
     }
-    fn session_renew(&self, id: &str) -> muster_engine::Result<Option<Session>> {
-        self.check_leader()?;
-        Ok(self.lock().sessions.get(id).cloned())
+    fn session_renew(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = muster_engine::Result<Option<Session>>> + Send {
+        let r = self
+            .check_leader()
+            .map(|()| self.lock().sessions.get(id).cloned());
+        async move { r }
     }
     fn kv_lock_delay(&self, key: &str) -> Option<Duration> {
         let until = *self.lock().lock_delays.get(key)?;

@@ -31,6 +31,8 @@ pub(crate) const PATH_READ_INDEX: &str = "/rpc/read-index";
 pub(crate) const PATH_JOIN: &str = "/rpc/join";
 /// A server's identity and view of the cluster.
 pub(crate) const PATH_INFO: &str = "/rpc/info";
+/// A session renew forwarded to the leader (its TTL timers live there).
+pub(crate) const PATH_RENEW: &str = "/rpc/renew";
 
 /// Largest RPC body accepted (snapshot chunks are 1 MiB; a batch entry of
 /// proposals is at most about 4 MiB, and appends carry several).

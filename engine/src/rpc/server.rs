@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{
     JoinRequest, SnapshotChunk, MAX_BODY, PATH_APPEND, PATH_INFO, PATH_JOIN, PATH_PROPOSE,
-    PATH_READ_INDEX, PATH_SNAPSHOT, PATH_VOTE,
+    PATH_READ_INDEX, PATH_RENEW, PATH_SNAPSHOT, PATH_VOTE,
 };
 use crate::command::Command;
 use crate::engine::Engine;
@@ -84,6 +84,10 @@ async fn handle(engine: Engine, req: Request<Incoming>) -> Response<Full<Bytes>>
             Err(msg) => bad(msg),
         },
         PATH_INFO => encode(&engine.server_info().await),
+        PATH_RENEW => match decode::<String>(&body) {
+            Ok(id) => encode(&engine.serve_renew(&id)),
+            Err(msg) => bad(msg),
+        },
         _ => reply(StatusCode::NOT_FOUND, b"unknown rpc".to_vec()),
     }
 }
