@@ -16,7 +16,12 @@
 //! - `snapshot.rs`: snapshot files (header, rows, CRC trailer).
 //! - `watch.rs`: per-table / per-key notifiers.
 //! - `blocking.rs`: the blocking-query loop.
-//! - `engine.rs`: the `Engine` handle that api and dns hold.
+//! - `engine.rs`: the `Engine` handle that api and dns hold (open, propose
+//!   with forwarding, consistency gates); `queries.rs`: its KV, catalog and
+//!   health reads; `coordination.rs`: sessions, lock-delay, read-only
+//!   transactions and the leader's session TTL timers; `cluster.rs`: the
+//!   leader-side RPC handlers, follower reads and the raft configuration.
+//! - `rpc/`: server RPC (raft and forwarding) as msgpack over HTTP/2.
 //!
 //! The API and DNS crates never open fjall: they hold an [`Engine`].
 
@@ -27,6 +32,7 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod offline;
+mod queries;
 pub mod raft;
 pub mod rpc;
 pub mod txn;

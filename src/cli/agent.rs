@@ -24,8 +24,8 @@ use muster_engine::{Engine, EngineConfig};
 
 use super::agent_dns;
 use super::cluster::{Cluster, ClusterApi, ClusterConfig};
+use super::node_id::{load_or_create_node_id, raft_id};
 use crate::config::{self, ConfigSource, LoadedConfig};
-use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
@@ -365,79 +365,6 @@ fn config_sources(files: &[PathBuf], dirs: &[PathBuf]) -> Vec<ConfigSource> {
         .map(|f| ConfigSource::File(f.clone()))
         .chain(dirs.iter().map(|d| ConfigSource::Dir(d.clone())))
         .collect()
-}
-
-/// Read `data_dir/node-id`, or create it: a random UUID v4, written to a
-/// temporary file, synced and renamed so a crash never leaves half an ID.
-fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<(String, [u8; 16])> {
-    let path = data_dir.join("node-id");
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let id = text.trim();
-            let bytes = parse_uuid(id).with_context(|| {
-                format!(
-                    "Error: {} does not hold a UUID ({id:?}): fix or delete it",
-                    path.display()
-                )
-            })?;
-            Ok((id.to_string(), bytes))
-        }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 16];
-            rand::thread_rng().fill_bytes(&mut bytes);
-            // RFC 4122 version 4, variant 1.
-            bytes[6] = (bytes[6] & 0x0f) | 0x40;
-            bytes[8] = (bytes[8] & 0x3f) | 0x80;
-            let id = format_uuid(&bytes);
-            let tmp = data_dir.join("node-id.tmp");
-            let write = || -> io::Result<()> {
-                let mut file = fs::File::create(&tmp)?;
-                file.write_all(id.as_bytes())?;
-                file.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                fs::File::open(data_dir)?.sync_all()
-            };
-            write().with_context(|| format!("Error: cannot write {}", path.display()))?;
-            Ok((id, bytes))
-        }
-        Err(err) => Err(err).with_context(|| format!("Error: cannot read {}", path.display())),
-    }
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
-fn format_uuid(bytes: &[u8; 16]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// Parse the hyphenated UUID form.
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let groups: Vec<&str> = s.split('-').collect();
-    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-    if lens != [8, 4, 4, 4, 12] {
-        return None;
-    }
-    let hex: String = groups.concat();
-    let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// The raft id: the first 8 bytes of the node UUID, big-endian, never 0
-/// (a v4 UUID's version nibble already makes it non-zero).
-fn raft_id(uuid: &[u8; 16]) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&uuid[..8]);
-    u64::from_be_bytes(first).max(1)
 }
 
 /// Install the stderr log subscriber. Storage and raft internals stay at
@@ -808,31 +735,6 @@ fn announce_ready(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uuid_round_trips_and_gives_a_nonzero_raft_id() {
-        let bytes = [
-            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef, 0x80, 0x01, 0x02, 0x03, 0x04, 0x05,
-            0x06, 0x07,
-        ];
-        let s = format_uuid(&bytes);
-        assert_eq!(s, "12345678-9abc-4def-8001-020304050607");
-        assert_eq!(parse_uuid(&s), Some(bytes));
-        assert_eq!(raft_id(&bytes), 0x1234_5678_9abc_4def);
-        assert_eq!(raft_id(&[0; 16]), 1);
-        assert_eq!(parse_uuid("not-a-uuid"), None);
-    }
-
-    #[test]
-    fn node_id_is_persisted() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let (first, _) = load_or_create_node_id(dir.path())?;
-        let (second, _) = load_or_create_node_id(dir.path())?;
-        assert_eq!(first, second);
-        let bytes = parse_uuid(&first).expect("a generated id parses");
-        assert_eq!(bytes[6] >> 4, 4, "version 4");
-        Ok(())
-    }
 
     #[test]
     fn log_levels_and_datacenters_are_checked() {

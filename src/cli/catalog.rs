@@ -16,9 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::http::{query_value, Client, HttpArgs};
-
-/// The column separator of Consul's `columnize` tables.
-const GLUE: &str = "  ";
+use super::table::columnize;
 
 /// The padding after the name column of `services -tags` (Consul's
 /// `tabwriter` padding).
@@ -333,35 +331,6 @@ fn map_to_kv(map: Option<&BTreeMap<String, String>>) -> String {
             .join(", ")
     })
     .unwrap_or_default()
-}
-
-/// Consul's `columnize.SimpleFormat`: every column but the last padded to
-/// its widest cell, joined by two spaces, one row per line.
-fn columnize(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; columns];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let pad = widths[i].saturating_sub(cell.chars().count());
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad));
-                line.push_str(GLUE);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 async fn services(args: ServicesArgs) -> anyhow::Result<ExitCode> {

@@ -18,9 +18,11 @@ pub mod kv;
 pub mod lock;
 pub mod maint;
 pub mod members;
+mod node_id;
 pub mod operator;
 pub mod reload;
 pub mod services;
+mod table;
 pub mod validate;
 pub mod version;
 

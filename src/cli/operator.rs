@@ -11,8 +11,9 @@ use hyper::Method;
 use serde::Deserialize;
 
 use super::http::{query_value, Client, HttpArgs};
-use super::members::{block_on, columnize, get_json, write};
+use super::members::{block_on, get_json, write};
 use super::services::say;
+use super::table::columnize;
 
 /// `muster operator`.
 #[derive(Debug, clap::Args)]
