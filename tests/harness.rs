@@ -60,6 +60,8 @@ pub struct Agent {
     dir: tempfile::TempDir,
     /// Where the agent's stderr goes (appended across restarts).
     log_path: PathBuf,
+    /// A network namespace (from `ip netns add`) the agent runs in.
+    netns: Option<String>,
 }
 
 impl Agent {
@@ -104,6 +106,7 @@ impl Agent {
             args: full,
             dir,
             log_path,
+            netns: None,
         };
         agent.spawn();
         agent
@@ -143,6 +146,7 @@ impl Agent {
             args: full,
             dir,
             log_path,
+            netns: None,
         };
         agent.spawn();
         agent
@@ -153,6 +157,33 @@ impl Agent {
     pub fn flag(&self, name: &str) -> Option<&str> {
         let i = self.args.iter().position(|a| a == name)?;
         self.args.get(i + 1).map(String::as_str)
+    }
+
+    /// Like [`Agent::start`] (durable), inside the network namespace `ns`
+    /// (`ip netns exec`); the namespace has its own ports, so the defaults
+    /// are used except for HTTP (port 0, read from the readiness line).
+    pub fn start_in_netns(ns: &str, args: &[&str]) -> Agent {
+        let dir = tempfile::Builder::new()
+            .prefix("muster-test-")
+            .tempdir()
+            .expect("create a temp dir for the agent");
+        let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        full.push("-data-dir".into());
+        full.push(dir.path().join("data").display().to_string());
+        full.push("-http-port".into());
+        full.push("0".into());
+        let log_path = dir.path().join("agent.log");
+        let mut agent = Agent {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready: Vec::new(),
+            args: full,
+            dir,
+            log_path,
+            netns: Some(ns.to_string()),
+        };
+        agent.spawn();
+        agent
     }
 
     /// The durable data directory (`<tempdir>/data`).
@@ -184,7 +215,16 @@ impl Agent {
         // dir, so it is removed even after a SIGKILL.
         let tmp = self.dir.path().join("tmp");
         fs::create_dir_all(&tmp).expect("create the agent's TMPDIR");
-        let mut child = Command::new(MUSTER)
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the agent: the child is the agent.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, MUSTER]);
+                c
+            }
+            None => Command::new(MUSTER),
+        };
+        let mut child = cmd
             .arg("agent")
             .args(&self.args)
             .env("TMPDIR", &tmp)

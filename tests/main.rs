@@ -49,5 +49,6 @@ mod harness;
 mod health;
 mod kv;
 mod lock;
+mod partition;
 mod session;
 mod txn;

@@ -18,7 +18,7 @@ use crate::command::{Command, Response};
 use crate::coordination::{session_ttl_loop, SessionTimers};
 use crate::error::{Error, Result};
 use crate::raft::{RaftNode, TypeConfig};
-use crate::rpc::client::{CallError, HttpNetwork, RpcClient};
+use crate::rpc::client::{AckTimes, CallError, HttpNetwork, RpcClient};
 use crate::rpc::{ProposeResult, RpcFailure, PATH_PROPOSE};
 use crate::sm::{Shared, StateMachine};
 use crate::snapshot;
@@ -113,6 +113,10 @@ pub(crate) struct Inner {
     pub(crate) rpc: RpcClient,
     /// When a leader last reached this server (append or snapshot).
     pub(crate) leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When each peer last acknowledged this server's appends.
+    acks: Arc<AckTimes>,
+    /// The term this server last saw itself lead in, and since when.
+    leading_since: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 /// Where a proposal goes.
@@ -311,10 +315,11 @@ impl Engine {
         .validate()
         .map_err(raft_err)?;
         let rpc = RpcClient::new();
+        let acks = Arc::new(AckTimes::default());
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
-            HttpNetwork::new(rpc.clone()),
+            HttpNetwork::new(rpc.clone(), acks.clone()),
             log_store,
             StateMachine::new(shared.clone()),
         )
@@ -341,6 +346,8 @@ impl Engine {
                 session_timers: SessionTimers::default(),
                 rpc,
                 leader_contact: std::sync::Mutex::new(None),
+                acks,
+                leading_since: std::sync::Mutex::new(None),
             }),
         };
         tokio::spawn(session_ttl_loop(Arc::downgrade(&engine.inner)));
@@ -454,12 +461,7 @@ impl Engine {
                     if left.is_zero() {
                         return Err(Error::NoLeader);
                     }
-                    let _ = self
-                        .inner
-                        .raft
-                        .wait(Some(left.min(Duration::from_millis(250))))
-                        .metrics(|m| m.current_leader.is_some(), "leader known")
-                        .await;
+                    tokio::time::sleep(left.min(Duration::from_millis(50))).await;
                 }
             }
         }
@@ -470,7 +472,15 @@ impl Engine {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
         match m.current_leader {
-            Some(id) if id == m.id && m.state == ServerState::Leader => Route::Local,
+            // A leader past its lease waits, like a follower in an
+            // election, for a leader that a quorum hears.
+            Some(id) if id == m.id && m.state == ServerState::Leader => {
+                if self.lease_age(&m) <= self.lease() {
+                    Route::Local
+                } else {
+                    Route::Unknown
+                }
+            }
             Some(id) => match m.membership_config.membership().get_node(&id) {
                 Some(node) => Route::Remote(node.addr.clone()),
                 None => Route::Unknown,
@@ -510,16 +520,29 @@ impl Engine {
         let m = m.borrow();
         let membership = m.membership_config.membership();
         let addr_of = |id: &u64| membership.get_node(id).map(|n| n.addr.clone());
-        let is_leader = m.state == ServerState::Leader && m.current_leader == Some(m.id);
+        let leads = m.state == ServerState::Leader && m.current_leader == Some(m.id);
+        let lease_age = if leads {
+            self.lease_age(&m)
+        } else {
+            Duration::ZERO
+        };
+        // A leader that has not heard from a quorum within its lease no
+        // longer says it leads (Consul's leader steps down).
+        let is_leader = leads && lease_age <= self.lease();
+        let leader = if leads && !is_leader {
+            None
+        } else {
+            m.current_leader.as_ref().and_then(addr_of)
+        };
         ClusterStatus {
-            leader: m.current_leader.as_ref().and_then(addr_of),
+            leader,
             is_leader,
             peers: membership
                 .voter_ids()
                 .filter_map(|id| addr_of(&id))
                 .collect(),
-            last_contact_ms: if is_leader {
-                0
+            last_contact_ms: if leads {
+                u64::try_from(lease_age.as_millis()).unwrap_or(u64::MAX)
             } else {
                 self.inner
                     .leader_contact
@@ -537,11 +560,62 @@ impl Engine {
     pub fn check_leader(&self) -> Result<()> {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
-        if m.state == ServerState::Leader && m.current_leader == Some(m.id) {
+        if m.state == ServerState::Leader
+            && m.current_leader == Some(m.id)
+            && self.lease_age(&m) <= self.lease()
+        {
             Ok(())
         } else {
             Err(Error::NoLeader)
         }
+    }
+
+    /// How long a leader keeps acting as one without hearing from a
+    /// quorum: twice the election timeout (by then the others have elected
+    /// a new leader).
+    fn lease(&self) -> Duration {
+        self.inner.cfg.election_timeout * 2
+    }
+
+    /// On a leader: how long since a quorum of voters (itself included)
+    /// last acknowledged it; zero for a lone voter. Peers that never
+    /// acknowledged count from when this term's leadership began.
+    fn lease_age(&self, m: &openraft::RaftMetrics<u64, RaftNode>) -> Duration {
+        let now = std::time::Instant::now();
+        let since = {
+            let mut leading = self
+                .inner
+                .leading_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match *leading {
+                Some((term, at)) if term == m.current_term => at,
+                _ => {
+                    *leading = Some((m.current_term, now));
+                    now
+                }
+            }
+        };
+        let others: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != m.id)
+            .collect();
+        // A majority of n voters is n/2 + 1: this one plus n/2 others.
+        let need = others.len().div_ceil(2);
+        if need == 0 {
+            return Duration::ZERO;
+        }
+        let mut ages: Vec<Duration> = others
+            .iter()
+            .map(|id| {
+                let heard = self.inner.acks.last(*id).map_or(since, |t| t.max(since));
+                now.saturating_duration_since(heard)
+            })
+            .collect();
+        ages.sort();
+        ages.get(need - 1).copied().unwrap_or(Duration::MAX)
     }
 
     /// The gate of each run of a default-mode blocking read after its

@@ -99,14 +99,40 @@ impl RpcClient {
     }
 }
 
+/// When each peer last acknowledged an append from this server: the
+/// leader's view of whether a quorum still hears it (its lease).
+#[derive(Default)]
+pub(crate) struct AckTimes {
+    acks: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+}
+
+impl AckTimes {
+    fn record(&self, peer: u64) {
+        self.acks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(peer, std::time::Instant::now());
+    }
+
+    /// The last acknowledgement of `peer`, if any.
+    pub fn last(&self, peer: u64) -> Option<std::time::Instant> {
+        self.acks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&peer)
+            .copied()
+    }
+}
+
 /// Creates a [`Peer`] per raft target, all sharing one client pool.
 pub(crate) struct HttpNetwork {
     client: RpcClient,
+    acks: std::sync::Arc<AckTimes>,
 }
 
 impl HttpNetwork {
-    pub fn new(client: RpcClient) -> HttpNetwork {
-        HttpNetwork { client }
+    pub fn new(client: RpcClient, acks: std::sync::Arc<AckTimes>) -> HttpNetwork {
+        HttpNetwork { client, acks }
     }
 }
 
@@ -115,6 +141,7 @@ pub(crate) struct Peer {
     client: RpcClient,
     target: u64,
     addr: String,
+    acks: std::sync::Arc<AckTimes>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
@@ -125,6 +152,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
             client: self.client.clone(),
             target,
             addr: node.addr.clone(),
+            acks: self.acks.clone(),
         }
     }
 }
@@ -162,7 +190,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, RaftNode, RaftError<u64>>> {
-        self.raft_call(PATH_APPEND, &rpc, option.hard_ttl()).await
+        let answer = self.raft_call(PATH_APPEND, &rpc, option.hard_ttl()).await;
+        if answer.is_ok() {
+            self.acks.record(self.target);
+        }
+        answer
     }
 
     async fn install_snapshot(
