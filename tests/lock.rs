@@ -251,6 +251,9 @@ fn lock_leader_election_fails_over_when_the_holder_dies() {
         acquired(killed_at).ok_or_else(|| "none yet".to_string())
     });
     let failover = took_over_at - killed_at;
+    println!(
+        "lock handed over {failover:?} after the holder stopped renewing (promise: {promised:?})"
+    );
     assert_ne!(second, first, "the dead client cannot win again");
     assert!(
         failover <= bound,
