@@ -79,64 +79,50 @@ impl Agent {
     /// 0` and free server/DNS/gossip ports. Panics (with the agent's log) if
     /// it does not print its readiness line within 30 s.
     pub fn start(args: &[&str], durable: bool) -> Agent {
-        let dir = tempfile::Builder::new()
-            .prefix("muster-test-")
-            .tempdir()
-            .expect("create a temp dir for the agent");
-        let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        if durable {
-            full.push("-data-dir".into());
-            full.push(dir.path().join("data").display().to_string());
-        }
-        for (flag, port) in [
-            ("-http-port", 0),
-            ("-server-port", free_port()),
-            ("-dns-port", free_port()),
-            ("-serf-lan-port", free_port()),
-            ("-serf-wan-port", free_port()),
-        ] {
-            full.push(flag.into());
-            full.push(port.to_string());
-        }
-        let log_path = dir.path().join("agent.log");
-        let mut agent = Agent {
-            child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ready: Vec::new(),
-            args: full,
-            dir,
-            log_path,
-            netns: None,
-        };
-        agent.spawn();
-        agent
+        Agent::launch(args, durable, None, None)
     }
 
     /// Like [`Agent::start`], also loading `config` (JSON) with
     /// `-config-file` from a file in the agent's own directory, so it is
     /// read again on `restart`.
     pub fn start_with_config(args: &[&str], durable: bool, config: &str) -> Agent {
+        Agent::launch(args, durable, Some(config), None)
+    }
+
+    /// Like [`Agent::start`] (durable), inside the network namespace `ns`
+    /// (`ip netns exec`); the namespace has its own ports, so the defaults
+    /// are used except for HTTP (port 0, read from the readiness line).
+    pub fn start_in_netns(ns: &str, args: &[&str]) -> Agent {
+        Agent::launch(args, true, None, Some(ns))
+    }
+
+    fn launch(args: &[&str], durable: bool, config: Option<&str>, netns: Option<&str>) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("muster-test-")
             .tempdir()
             .expect("create a temp dir for the agent");
-        let config_path = write_file(dir.path(), "config.json", config.as_bytes());
         let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        full.push("-config-file".into());
-        full.push(config_path.display().to_string());
-        if durable {
-            full.push("-data-dir".into());
-            full.push(dir.path().join("data").display().to_string());
+        let mut flag = |name: &str, value: String| {
+            full.push(name.into());
+            full.push(value);
+        };
+        if let Some(config) = config {
+            let path = write_file(dir.path(), "config.json", config.as_bytes());
+            flag("-config-file", path.display().to_string());
         }
-        for (flag, port) in [
-            ("-http-port", 0),
-            ("-server-port", free_port()),
-            ("-dns-port", free_port()),
-            ("-serf-lan-port", free_port()),
-            ("-serf-wan-port", free_port()),
-        ] {
-            full.push(flag.into());
-            full.push(port.to_string());
+        if durable {
+            flag("-data-dir", dir.path().join("data").display().to_string());
+        }
+        flag("-http-port", "0".into());
+        if netns.is_none() {
+            for name in [
+                "-server-port",
+                "-dns-port",
+                "-serf-lan-port",
+                "-serf-wan-port",
+            ] {
+                flag(name, free_port().to_string());
+            }
         }
         let log_path = dir.path().join("agent.log");
         let mut agent = Agent {
@@ -146,7 +132,7 @@ impl Agent {
             args: full,
             dir,
             log_path,
-            netns: None,
+            netns: netns.map(str::to_string),
         };
         agent.spawn();
         agent
@@ -157,33 +143,6 @@ impl Agent {
     pub fn flag(&self, name: &str) -> Option<&str> {
         let i = self.args.iter().position(|a| a == name)?;
         self.args.get(i + 1).map(String::as_str)
-    }
-
-    /// Like [`Agent::start`] (durable), inside the network namespace `ns`
-    /// (`ip netns exec`); the namespace has its own ports, so the defaults
-    /// are used except for HTTP (port 0, read from the readiness line).
-    pub fn start_in_netns(ns: &str, args: &[&str]) -> Agent {
-        let dir = tempfile::Builder::new()
-            .prefix("muster-test-")
-            .tempdir()
-            .expect("create a temp dir for the agent");
-        let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        full.push("-data-dir".into());
-        full.push(dir.path().join("data").display().to_string());
-        full.push("-http-port".into());
-        full.push("0".into());
-        let log_path = dir.path().join("agent.log");
-        let mut agent = Agent {
-            child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ready: Vec::new(),
-            args: full,
-            dir,
-            log_path,
-            netns: Some(ns.to_string()),
-        };
-        agent.spawn();
-        agent
     }
 
     /// The durable data directory (`<tempdir>/data`).
