@@ -4,7 +4,8 @@
 //! → a new leader, writes continue, the dead server's `serfHealth` goes
 //! critical, and after a restart it has every acknowledged write; a
 //! graceful leave shows `left` and takes the server out of raft and the
-//! catalog.
+//! catalog. Gossip with a wrong or missing `-encrypt` key is dropped and
+//! logged; the right key joins.
 
 use std::time::{Duration, Instant};
 
@@ -247,5 +248,71 @@ fn cluster_forms_replicates_and_fails_over() {
             let node = servers[other].get(&format!("/v1/catalog/node/{leaving}"));
             peers.as_array().map(Vec::len) == Some(2) && node.json().is_null()
         },
+    );
+}
+
+#[test]
+fn cluster_gossip_needs_the_right_key() {
+    const KEY: &str = "jTlRj9aqxL6Qve0RdY5KJLWw/DbRfSgvvSbPSOvis+4=";
+    const OTHER: &str = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+    let members = |a: &Agent| -> Vec<String> {
+        a.get("/v1/agent/members")
+            .json()
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["Status"] == 1)
+                    .filter_map(|m| m["Name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let a = Agent::start(
+        &["-server", "-bootstrap", "-node", "ka", "-encrypt", KEY],
+        true,
+    );
+    let seed = format!("127.0.0.1:{}", a.flag("-serf-lan-port").expect("port"));
+    let b = Agent::start(
+        &[
+            "-server",
+            "-node",
+            "kb",
+            "-encrypt",
+            KEY,
+            "-retry-join",
+            &seed,
+        ],
+        true,
+    );
+    wait_until("the right key joins", Duration::from_secs(20), || {
+        members(&a).len() == 2 && members(&b).len() == 2
+    });
+    let wrong = Agent::start(
+        &[
+            "-server",
+            "-node",
+            "kw",
+            "-encrypt",
+            OTHER,
+            "-retry-join",
+            &seed,
+        ],
+        true,
+    );
+    let none = Agent::start(&["-server", "-node", "kn", "-retry-join", &seed], true);
+    // Give the bad ones several join attempts and probe rounds.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        members(&a).len(),
+        2,
+        "a wrong or missing key got in: {:?}",
+        members(&a)
+    );
+    assert_eq!(members(&wrong), vec!["kw".to_string()]);
+    assert_eq!(members(&none), vec!["kn".to_string()]);
+    let log = a.log();
+    assert!(
+        log.contains("gossip: dropped packet"),
+        "the rejected packets are logged:\n{log}"
     );
 }
