@@ -164,16 +164,7 @@ impl Engine {
     /// leader confirms its leadership with a quorum), then wait until this
     /// server has applied it. Reads are then served from local views.
     pub(crate) async fn follower_read_index(&self, leader: &str) -> Result<()> {
-        let answer: std::result::Result<std::result::Result<u64, RpcFailure>, CallError> = self
-            .inner
-            .rpc
-            .call(leader, PATH_READ_INDEX, &(), FORWARD_TIMEOUT)
-            .await;
-        let index = match answer {
-            Ok(Ok(index)) => index,
-            Ok(Err(RpcFailure::Failed(m))) => return Err(Error::Raft(m)),
-            Ok(Err(RpcFailure::NotLeader { .. })) | Err(_) => return Err(Error::NoLeader),
-        };
+        let index: u64 = self.call_leader(leader, PATH_READ_INDEX, &()).await?;
         self.inner
             .raft
             .wait(Some(FORWARD_TIMEOUT))
@@ -181,6 +172,26 @@ impl Engine {
             .await
             .map_err(|_| Error::NoLeader)?;
         Ok(())
+    }
+
+    /// Ask the leader at `leader` to do something only a leader does: its
+    /// answer, `NoLeader` if it no longer leads or cannot be reached (the
+    /// caller may retry), or its failure message.
+    pub(crate) async fn call_leader<Req, T>(&self, leader: &str, path: &str, req: &Req) -> Result<T>
+    where
+        Req: serde::Serialize,
+        T: serde::de::DeserializeOwned,
+    {
+        let answer: std::result::Result<std::result::Result<T, RpcFailure>, CallError> = self
+            .inner
+            .rpc
+            .call(leader, path, req, FORWARD_TIMEOUT)
+            .await;
+        match answer {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(RpcFailure::Failed(m))) => Err(Error::Raft(m)),
+            Ok(Err(RpcFailure::NotLeader { .. })) | Err(_) => Err(Error::NoLeader),
+        }
     }
 
     /// Ask the server at `addr` who it is and whether it belongs to a

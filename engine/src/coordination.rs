@@ -10,9 +10,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::command::{Command, Response};
-use crate::engine::{Engine, Inner, FORWARD_TIMEOUT};
+use crate::engine::{Engine, Inner};
 use crate::error::{Error, Result};
-use crate::rpc::client::CallError;
 use crate::rpc::{RpcFailure, PATH_RENEW};
 use crate::stage::Stage;
 use crate::tables::session;
@@ -149,19 +148,7 @@ impl Engine {
             let Some(leader) = self.leader_addr() else {
                 return Err(Error::NoLeader);
             };
-            let answer: std::result::Result<
-                std::result::Result<Option<Session>, RpcFailure>,
-                CallError,
-            > = self
-                .inner
-                .rpc
-                .call(&leader, PATH_RENEW, &id, FORWARD_TIMEOUT)
-                .await;
-            return match answer {
-                Ok(Ok(s)) => Ok(s),
-                Ok(Err(RpcFailure::Failed(m))) => Err(Error::Raft(m)),
-                Ok(Err(RpcFailure::NotLeader { .. })) | Err(_) => Err(Error::NoLeader),
-            };
+            return self.call_leader(&leader, PATH_RENEW, &id).await;
         }
         self.renew_local(id)
     }

@@ -581,6 +581,18 @@ impl Engine {
     /// last acknowledged it; zero for a lone voter. Peers that never
     /// acknowledged count from when this term's leadership began.
     fn lease_age(&self, m: &openraft::RaftMetrics<u64, RaftNode>) -> Duration {
+        let others: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != m.id)
+            .collect();
+        // A majority of n voters is n/2 + 1: this one plus n/2 others.
+        let need = others.len().div_ceil(2);
+        if need == 0 {
+            // A lone voter is its own quorum (every read checks this).
+            return Duration::ZERO;
+        }
         let now = std::time::Instant::now();
         let since = {
             let mut leading = self
@@ -596,17 +608,6 @@ impl Engine {
                 }
             }
         };
-        let others: Vec<u64> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter(|id| *id != m.id)
-            .collect();
-        // A majority of n voters is n/2 + 1: this one plus n/2 others.
-        let need = others.len().div_ceil(2);
-        if need == 0 {
-            return Duration::ZERO;
-        }
         let mut ages: Vec<Duration> = others
             .iter()
             .map(|id| {

@@ -123,6 +123,11 @@ impl<'v> Stage<'v> {
 
 impl Read for Stage<'_> {
     fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Slice>> {
+        // Most single commands read before they write: skip the owned-key
+        // lookup while nothing is staged.
+        if self.overlay.is_empty() {
+            return self.views.get(ks, key);
+        }
         // A borrowed lookup would need a custom key type; staged sets are
         // small, so the allocation is cheap next to the fjall read it saves.
         match self.overlay.get(&(ks, key.to_vec())) {

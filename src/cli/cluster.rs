@@ -16,9 +16,9 @@ use muster_api::cluster::{
     RaftConfiguration, RaftServer as ApiRaftServer,
 };
 use muster_api::BoxFuture;
-use muster_engine::agent::SERF_CHECK_ID;
+use muster_engine::agent::{serf_check, SERF_CHECK_ID};
 use muster_engine::raft::RaftNode;
-use muster_engine::{Check, Command, Engine, Node, Service, Status};
+use muster_engine::{Command, Engine, Node, Service, Status};
 use muster_gossip::{Gossip, GossipConfig, Keyring, Member, MemberStatus};
 use tokio::task::JoinHandle;
 
@@ -324,21 +324,6 @@ async fn reconcile_loop(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig)
         if let Err(e) = reconcile(&engine, &gossip.members(), &cfg.datacenter).await {
             tracing::warn!(error = %e, "reconciling members into the catalog failed");
         }
-    }
-}
-
-fn serf_check(node: &str, status: Status) -> Check {
-    Check {
-        node: node.to_string(),
-        check_id: SERF_CHECK_ID.to_string(),
-        name: "Serf Health Status".to_string(),
-        status,
-        output: match status {
-            Status::Passing => "Agent alive and reachable",
-            _ => "Agent not live or unreachable",
-        }
-        .to_string(),
-        ..Check::default()
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use definition::{CheckDefinition, CheckKind, ServiceDefinition};
-pub use sync::SERF_CHECK_ID;
+pub use sync::{serf_check, SERF_CHECK_ID};
 
 use crate::engine::Engine;
 use crate::types::{Check, Service, Status};

@@ -18,6 +18,23 @@ use crate::types::{Check, Node, Service, Status};
 const KEEP_CHECKS: &[&str] = &[SERF_CHECK_ID];
 /// The ID of the node liveness check (Consul's `serfHealth`).
 pub const SERF_CHECK_ID: &str = "serfHealth";
+
+/// A node's `serfHealth` check with `status` and Consul's output for it
+/// (written by the agent for itself and by the leader's reconcile).
+pub fn serf_check(node: &str, status: Status) -> Check {
+    Check {
+        node: node.to_string(),
+        check_id: SERF_CHECK_ID.to_string(),
+        name: "Serf Health Status".to_string(),
+        status,
+        output: match status {
+            Status::Passing => "Agent alive and reachable",
+            _ => "Agent not live or unreachable",
+        }
+        .to_string(),
+        ..Check::default()
+    }
+}
 /// Services the agent never removes (the servers' own service).
 const KEEP_SERVICES: &[&str] = &["consul"];
 /// Retry delay after a failed sync.
@@ -200,15 +217,11 @@ pub(crate) async fn sync(inner: &AgentInner) -> Result<(), AgentError> {
         // runs) the agent registers it itself, passing; with gossip the
         // leader's reconcile owns it and reports failures.
         if !catalog_checks.iter().any(|c| c.check_id == SERF_CHECK_ID) {
-            registers.entry(String::new()).or_default().1.push(Check {
-                node: cfg.node_name.clone(),
-                check_id: SERF_CHECK_ID.to_string(),
-                name: "Serf Health Status".to_string(),
-                status: Status::Passing,
-                output: "Agent alive and reachable".to_string(),
-                check_type: String::new(),
-                ..Check::default()
-            });
+            registers
+                .entry(String::new())
+                .or_default()
+                .1
+                .push(serf_check(&cfg.node_name, Status::Passing));
         }
         for (_, (service, checks)) in std::mem::take(&mut registers) {
             commands.push(Command::CatalogRegister {
