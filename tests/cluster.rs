@@ -1,15 +1,63 @@
-//! A three-server cluster of real processes on loopback: formed with
-//! `-bootstrap-expect 3` over LAN gossip, every member in the catalog with
-//! a passing `serfHealth`, writes through any server, kill -9 of the leader
-//! → a new leader, writes continue, the dead server's `serfHealth` goes
-//! critical, and after a restart it has every acknowledged write; a
-//! graceful leave shows `left` and takes the server out of raft and the
-//! catalog. Gossip with a wrong or missing `-encrypt` key is dropped and
-//! logged; the right key joins.
+//! A cluster of real processes on loopback: three servers formed with
+//! `-bootstrap-expect 3` over LAN gossip and two client agents (no log:
+//! they forward to the servers). Every member is in the catalog with a
+//! passing `serfHealth` and `members` lists all five; a service registered
+//! on a client is visible from every server and through the other client's
+//! DNS; writes go through every node. kill -9 of the leader → a new
+//! leader, writes continue through every survivor, the dead server's
+//! `serfHealth` goes critical, and after a restart it catches up through a
+//! snapshot install (its log is behind the purge point) and every node has
+//! every acknowledged write. Graceful leaves show `left` and take the
+//! member out of the catalog (and a server out of raft). Gossip with a
+//! wrong or missing `-encrypt` key is dropped and logged; the right key
+//! joins.
 
 use std::time::{Duration, Instant};
 
+use hickory_proto::rr::RecordType;
+
+use crate::dns::{a_addrs, dns_addr, udp};
 use crate::harness::{muster, Agent};
+
+/// Servers snapshot every 32 entries and keep 8 behind: a server that
+/// misses ~100 writes comes back behind the leader's purge point. A server
+/// failed for 1 s is removed from raft by the leader (autopilot).
+const SERVER_CONFIG: &str = r#"{"raft_snapshot_threshold": 32, "raft_trailing_logs": 8,
+    "autopilot": {"server_stabilization_time": "1s"}}"#;
+
+fn peer_count(a: &Agent) -> Option<usize> {
+    a.get("/v1/status/peers").json().as_array().map(Vec::len)
+}
+
+/// The names of the members `a` sees alive.
+fn alive_members(a: &Agent) -> Vec<String> {
+    let mut names: Vec<String> = a
+        .get("/v1/agent/members")
+        .json()
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter(|m| m["Status"] == 1)
+                .filter_map(|m| m["Name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The nodes `?passing` instances of `service` run on, as `a` answers.
+fn passing_nodes(a: &Agent, service: &str) -> Vec<String> {
+    a.get(&format!("/v1/health/service/{service}?passing"))
+        .json()
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e["Node"]["Node"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) -> Duration {
     let start = Instant::now();
@@ -69,12 +117,12 @@ fn cluster_forms_replicates_and_fails_over() {
             args.push("-retry-join");
             args.push(addr);
         }
-        Agent::start(&args, true)
+        Agent::start_with_config(&args, true, SERVER_CONFIG)
     };
     let s1 = server("s1", None);
     let s2 = server("s2", Some(&s1));
     let s3 = server("s3", Some(&s1));
-    let mut servers = vec![s1, s2, s3];
+    let mut servers = [s1, s2, s3];
 
     let formed = wait_until(
         "a leader known to all three",
@@ -88,29 +136,88 @@ fn cluster_forms_replicates_and_fails_over() {
     let peers = servers[0].get("/v1/status/peers").json();
     assert_eq!(peers.as_array().map(Vec::len), Some(3), "peers: {peers}");
 
+    // Two client agents join through s1.
+    let seed = format!(
+        "127.0.0.1:{}",
+        servers[0].flag("-serf-lan-port").expect("-serf-lan-port")
+    );
+    let client = |name: &str| Agent::start(&["-node", name, "-retry-join", &seed], true);
+    let mut clients = vec![client("c1"), client("c2")];
+    let all_five: Vec<String> = ["c1", "c2", "s1", "s2", "s3"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    wait_until("all five alive everywhere", Duration::from_secs(20), || {
+        servers
+            .iter()
+            .chain(&clients)
+            .all(|a| alive_members(a) == all_five)
+    });
+
     // Every member is a catalog node with a passing serfHealth.
     wait_until(
         "serfHealth passing for all",
         Duration::from_secs(20),
         || {
-            ["s1", "s2", "s3"]
+            all_five
                 .iter()
                 .all(|n| serf_status(&servers[0], n).as_deref() == Some("passing"))
         },
     );
+    let out = muster()
+        .args(["members", "-http-addr", &clients[1].addr.to_string()])
+        .output()
+        .expect("run muster members");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "members failed: {table}");
+    for n in &all_five {
+        let role = if n.starts_with('s') {
+            "server"
+        } else {
+            "client"
+        };
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(n.as_str()))
+            .unwrap_or_else(|| panic!("{n} missing from:\n{table}"));
+        assert!(row.contains("alive") && row.contains(role), "{row}");
+    }
 
-    // Writes through every server; reads from every server see them.
+    // A service registered on a client agent: visible from every server,
+    // and through the other client's DNS.
+    let r = clients[0].put(
+        "/v1/agent/service/register",
+        br#"{"Name":"web","Port":8080,"Check":{"TTL":"120s","Status":"passing"}}"#,
+    );
+    assert_eq!(r.status, 200, "register on c1: {}", r.text());
+    wait_until(
+        "web on c1 visible from every server",
+        Duration::from_secs(20),
+        || {
+            servers
+                .iter()
+                .all(|s| passing_nodes(s, "web") == vec!["c1".to_string()])
+        },
+    );
+    let (_, answer) = udp(dns_addr(&clients[1]), "web.service.consul", RecordType::A);
+    assert_eq!(
+        a_addrs(&answer.answers).len(),
+        1,
+        "A answer through c2's DNS: {answer:?}"
+    );
+
+    // Writes through every node; reads from every node see them.
     let mut acked = Vec::new();
-    for (i, s) in servers.iter().enumerate() {
+    for (i, a) in servers.iter().chain(&clients).enumerate() {
         for j in 0..10 {
             let key = format!("c/{i}/{j}");
-            assert!(put(s, &key, "v"), "write {key} through server {i}");
+            assert!(put(a, &key, "v"), "write {key} through node {i}");
             acked.push(key);
         }
     }
-    for s in &servers {
+    for a in servers.iter().chain(&clients) {
         for key in &acked {
-            assert!(s.kv_get(key).is_some(), "{key} missing on {}", s.addr);
+            assert!(a.kv_get(key).is_some(), "{key} missing on {}", a.addr);
         }
     }
 
@@ -153,10 +260,13 @@ fn cluster_forms_replicates_and_fails_over() {
             .all(|i| leader_of(&servers[*i]).is_some_and(|l| l != leader))
     });
     println!("new leader {elected:?} after kill -9 of the old one");
-    for i in &alive {
-        for j in 0..10 {
+    // Enough writes through every survivor (servers and clients) for the
+    // leader to snapshot and purge past the dead server's log.
+    let survivors: Vec<&Agent> = alive.iter().map(|i| &servers[*i]).chain(&clients).collect();
+    for (i, a) in survivors.iter().enumerate() {
+        for j in 0..30 {
             let key = format!("after/{i}/{j}");
-            assert!(put(&servers[*i], &key, "w"), "write {key} after failover");
+            assert!(put(a, &key, "w"), "write {key} after failover");
             acked.push(key);
         }
     }
@@ -169,8 +279,21 @@ fn cluster_forms_replicates_and_fails_over() {
         "killed server marked critical {:?} after the kill",
         killed_at.elapsed().max(detected)
     );
+    // Autopilot: failed for longer than the stabilization time, the dead
+    // server leaves the raft configuration.
+    wait_until(
+        "dead server pruned from raft",
+        Duration::from_secs(20),
+        || peer_count(&servers[alive[0]]) == Some(2),
+    );
+    println!(
+        "autopilot removed the dead server {:?} after the kill",
+        killed_at.elapsed()
+    );
 
-    // Restart it: it catches up and has every acknowledged write.
+    // Restart it: it catches up through a snapshot install and has every
+    // acknowledged write.
+    let log_before = servers[li].log().len();
     servers[li].restart();
     wait_until(
         "restarted server caught up",
@@ -187,9 +310,22 @@ fn cluster_forms_replicates_and_fails_over() {
         Duration::from_secs(30),
         || serf_status(&servers[alive[0]], &dead_name).as_deref() == Some("passing"),
     );
-    for s in &servers {
+    // ... and autopilot added it back as a voter.
+    wait_until(
+        "restarted server back in raft",
+        Duration::from_secs(30),
+        || servers.iter().all(|s| peer_count(s) == Some(3)),
+    );
+    let log = servers[li].log();
+    assert!(
+        log.get(log_before..)
+            .is_some_and(|l| l.contains("snapshot installed")),
+        "the restarted server caught up without a snapshot install:\n{}",
+        log.get(log_before..).unwrap_or_default()
+    );
+    for a in servers.iter().chain(&clients) {
         for key in &acked {
-            assert!(s.kv_get(key).is_some(), "{key} missing on {}", s.addr);
+            assert!(a.kv_get(key).is_some(), "{key} missing on {}", a.addr);
         }
     }
 
@@ -208,20 +344,17 @@ fn cluster_forms_replicates_and_fails_over() {
         .expect("X-Consul-LastContact");
     assert!(contact < 2_000, "follower last contact {contact} ms");
 
-    // `muster members` lists all three alive, as servers.
-    let out = muster()
-        .args(["members", "-http-addr", &servers[0].addr.to_string()])
-        .output()
-        .expect("run muster members");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "members failed: {table}");
-    for n in ["s1", "s2", "s3"] {
-        let row = table
-            .lines()
-            .find(|l| l.starts_with(n))
-            .unwrap_or_else(|| panic!("{n} missing from:\n{table}"));
-        assert!(row.contains("alive") && row.contains("server"), "{row}");
-    }
+    // A client's graceful leave: `left` on the servers, out of the catalog.
+    let r = clients[1].put("/v1/agent/leave", b"");
+    assert_eq!(r.status, 200, "client leave: {}", r.text());
+    wait_until("c2 left and deregistered", Duration::from_secs(20), || {
+        let members = servers[0].get("/v1/agent/members").json();
+        let left = members
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|m| m["Name"] == "c2" && m["Status"] == 3));
+        left && servers[0].get("/v1/catalog/node/c2").json().is_null()
+    });
+    clients[1].kill();
 
     // A graceful leave of a follower: `left` on the others, out of raft
     // and out of the catalog.
@@ -255,18 +388,7 @@ fn cluster_forms_replicates_and_fails_over() {
 fn cluster_gossip_needs_the_right_key() {
     const KEY: &str = "jTlRj9aqxL6Qve0RdY5KJLWw/DbRfSgvvSbPSOvis+4=";
     const OTHER: &str = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
-    let members = |a: &Agent| -> Vec<String> {
-        a.get("/v1/agent/members")
-            .json()
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .filter(|m| m["Status"] == 1)
-                    .filter_map(|m| m["Name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let members = alive_members;
     let a = Agent::start(
         &["-server", "-bootstrap", "-node", "ka", "-encrypt", KEY],
         true,

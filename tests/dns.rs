@@ -30,7 +30,7 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 const SYNC: Duration = Duration::from_secs(15);
 
 /// The agent's DNS address from the readiness line.
-fn dns_addr(agent: &Agent) -> SocketAddr {
+pub(crate) fn dns_addr(agent: &Agent) -> SocketAddr {
     let raw = agent.ready_field("dns");
     raw.parse()
         .unwrap_or_else(|e| panic!("bad dns= {raw:?}: {e}"))
@@ -57,7 +57,7 @@ fn udp_raw(addr: SocketAddr, packet: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// One UDP exchange: the reply's bytes and the parsed message.
-fn udp(addr: SocketAddr, name: &str, qtype: RecordType) -> (Vec<u8>, Message) {
+pub(crate) fn udp(addr: SocketAddr, name: &str, qtype: RecordType) -> (Vec<u8>, Message) {
     let q = query(name, qtype);
     let bytes = q.to_vec().expect("encode query");
     let raw = udp_raw(addr, &bytes).unwrap_or_else(|e| panic!("UDP {name} {qtype}: {e}"));
@@ -92,7 +92,7 @@ fn tcp(addr: SocketAddr, name: &str, qtype: RecordType) -> Message {
 }
 
 /// The IPv4 addresses of the A records in `records`.
-fn a_addrs(records: &[Record]) -> BTreeSet<Ipv4Addr> {
+pub(crate) fn a_addrs(records: &[Record]) -> BTreeSet<Ipv4Addr> {
     records
         .iter()
         .filter_map(|r| match &r.data {

@@ -22,7 +22,6 @@ use muster_engine::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::backend::Backend;
 use crate::cluster::{self, MemberInfo, MemberStatusCode};
 use crate::decode::{self, f, Decode, Kind, Schema};
 use crate::definition;
@@ -138,7 +137,7 @@ pub fn self_document(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
 }
 
 /// `GET /v1/agent/self`.
-pub(crate) fn self_<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn self_<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let addr = ctx.st.local_addr.map(|a| a.ip());
     ctx.json(&self_document(&ctx.st.cfg, addr))
 }
@@ -164,14 +163,14 @@ fn ok_empty() -> Response<Body> {
 }
 
 /// `?wan=<non-empty>` (members, join), as Consul reads it.
-fn wan_param<E: Backend>(ctx: &Ctx<'_, E>) -> bool {
+fn wan_param<E: Sync>(ctx: &Ctx<'_, E>) -> bool {
     ctx.query.get("wan").is_some_and(|w| !w.is_empty())
 }
 
 /// `GET /v1/agent/members` (`?wan` for the WAN pool; `?segment` ignored),
 /// sorted by name. Without a cluster backend: this node (LAN), or with
 /// `?wan` this node as a WAN member (`<node>.<dc>`) if it is a server.
-pub(crate) fn members<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn members<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let cfg = &ctx.st.cfg;
     let wan = wan_param(ctx);
     let mut list = match &cfg.cluster {
@@ -193,7 +192,7 @@ pub(crate) fn members<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
 
 /// `PUT /v1/agent/join/:address` (`?wan`): join the pool through one
 /// address; a failure is a 500 with the backend's message.
-pub(crate) async fn join<E: Backend>(ctx: &Ctx<'_, E>, addr: &str) -> Result<Response<Body>> {
+pub(crate) async fn join<E: Sync>(ctx: &Ctx<'_, E>, addr: &str) -> Result<Response<Body>> {
     if addr.is_empty() {
         return Err(Error::bad_request("Missing address to join"));
     }
@@ -206,7 +205,7 @@ pub(crate) async fn join<E: Backend>(ctx: &Ctx<'_, E>, addr: &str) -> Result<Res
 }
 
 /// `PUT /v1/agent/leave`: leave gracefully; the agent then shuts down.
-pub(crate) async fn leave<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn leave<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let backend = cluster::require(&ctx.st.cfg)?;
     backend.leave().await.map_err(Error::Internal)?;
     Ok(ok_empty())
@@ -214,10 +213,7 @@ pub(crate) async fn leave<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>
 
 /// `PUT /v1/agent/force-leave/:node` (`?prune`, `?wan`, both by presence
 /// as in Consul): mark a failed member left, or forget it with `prune`.
-pub(crate) async fn force_leave<E: Backend>(
-    ctx: &Ctx<'_, E>,
-    node: &str,
-) -> Result<Response<Body>> {
+pub(crate) async fn force_leave<E: Sync>(ctx: &Ctx<'_, E>, node: &str) -> Result<Response<Body>> {
     if node.is_empty() {
         return Err(Error::bad_request("Missing node name"));
     }
@@ -231,7 +227,7 @@ pub(crate) async fn force_leave<E: Backend>(
 }
 
 /// `PUT /v1/agent/reload`: run the binary's reload hook and wait for it.
-pub(crate) async fn reload<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn reload<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let hook = ctx
         .st
         .cfg
@@ -243,7 +239,7 @@ pub(crate) async fn reload<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body
 }
 
 /// `?enable=` of the maintenance endpoints: required, a Go bool.
-fn enable_param<E: Backend>(ctx: &Ctx<'_, E>) -> Result<bool> {
+fn enable_param<E: Sync>(ctx: &Ctx<'_, E>) -> Result<bool> {
     let raw = ctx
         .query
         .get("enable")
@@ -252,7 +248,7 @@ fn enable_param<E: Backend>(ctx: &Ctx<'_, E>) -> Result<bool> {
 }
 
 /// `PUT /v1/agent/maintenance?enable=&reason=`.
-pub(crate) async fn maintenance<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn maintenance<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let enable = enable_param(ctx)?;
     let reason = ctx.query.get("reason").unwrap_or_default();
     ctx.st
@@ -264,7 +260,7 @@ pub(crate) async fn maintenance<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response
 }
 
 /// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
-pub(crate) async fn service_maintenance<E: Backend>(
+pub(crate) async fn service_maintenance<E: Sync>(
     ctx: &Ctx<'_, E>,
     id: &str,
 ) -> Result<Response<Body>> {
@@ -282,7 +278,7 @@ pub(crate) async fn service_maintenance<E: Backend>(
 }
 
 /// `GET /v1/agent/services`: `{"<id>": AgentService}`, `filter`.
-pub(crate) fn services<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn services<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let all = ctx.st.agent.services();
     let dc = ctx.st.cfg.datacenter.as_str();
@@ -297,7 +293,7 @@ pub(crate) fn services<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
 /// `GET /v1/agent/service/:id`: the `AgentService` with `ContentHash` (and
 /// the `X-Consul-ContentHash` header). With `?hash=` equal to the current
 /// hash, waits (`wait`, default 5m, at most 10m) until it changes.
-pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn service<E: Sync>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request("Missing serviceID"));
     }
@@ -330,7 +326,7 @@ pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Re
 }
 
 /// `GET /v1/agent/checks`: `{"<checkID>": HealthCheck}`, `filter`.
-pub(crate) fn checks<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn checks<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let all = ctx.st.agent.checks();
     let out: BTreeMap<&str, HealthCheckJson<'_>> = all
@@ -342,7 +338,7 @@ pub(crate) fn checks<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
 }
 
 /// `?replace-existing-checks`: present and empty, or a true Go bool.
-fn replace_existing_checks<E: Backend>(ctx: &Ctx<'_, E>) -> bool {
+fn replace_existing_checks<E: Sync>(ctx: &Ctx<'_, E>) -> bool {
     match ctx.query.get("replace-existing-checks") {
         None => false,
         Some("") => true,
@@ -356,7 +352,7 @@ pub(crate) async fn register_service<E, B>(
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Backend,
+    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -372,7 +368,7 @@ where
 }
 
 /// `PUT /v1/agent/service/deregister/:id` (the ID may contain `/`).
-pub(crate) async fn deregister_service<E: Backend>(
+pub(crate) async fn deregister_service<E: Sync>(
     ctx: &Ctx<'_, E>,
     id: &str,
 ) -> Result<Response<Body>> {
@@ -393,7 +389,7 @@ pub(crate) async fn register_check<E, B>(
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Backend,
+    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -408,7 +404,7 @@ where
 }
 
 /// `PUT /v1/agent/check/deregister/:id`.
-pub(crate) async fn deregister_check<E: Backend>(
+pub(crate) async fn deregister_check<E: Sync>(
     ctx: &Ctx<'_, E>,
     id: &str,
 ) -> Result<Response<Body>> {
@@ -421,7 +417,7 @@ pub(crate) async fn deregister_check<E: Backend>(
 }
 
 /// `PUT /v1/agent/check/pass|warn|fail/:id?note=`: the note is the output.
-pub(crate) async fn ttl<E: Backend>(
+pub(crate) async fn ttl<E: Sync>(
     ctx: &Ctx<'_, E>,
     id: &str,
     status: Status,
@@ -458,7 +454,7 @@ pub(crate) async fn update_check<E, B>(
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Backend,
+    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -502,7 +498,7 @@ fn health_code(aggregated: &str) -> StatusCode {
 }
 
 /// `?format=text` or `Accept: text/plain…`.
-fn wants_text<E: Backend>(ctx: &Ctx<'_, E>, accept_text: bool) -> bool {
+fn wants_text<E: Sync>(ctx: &Ctx<'_, E>, accept_text: bool) -> bool {
     accept_text || ctx.query.get("format") == Some("text")
 }
 
@@ -512,7 +508,7 @@ fn with_status(mut resp: Response<Body>, code: StatusCode) -> Response<Body> {
 }
 
 /// `GET /v1/agent/health/service/id/:id`.
-pub(crate) fn health_by_id<E: Backend>(
+pub(crate) fn health_by_id<E: Sync>(
     ctx: &Ctx<'_, E>,
     id: &str,
     accept_text: bool,
@@ -545,7 +541,7 @@ pub(crate) fn health_by_id<E: Backend>(
 
 /// `GET /v1/agent/health/service/name/:name`: every local instance of the
 /// service; the code is the worst (200 < 429 < 503), 404 with `[]` if none.
-pub(crate) fn health_by_name<E: Backend>(
+pub(crate) fn health_by_name<E: Sync>(
     ctx: &Ctx<'_, E>,
     name: &str,
     accept_text: bool,

@@ -28,6 +28,8 @@
 //! - `cluster.rs`: [`ClusterBackend`], the gossip/raft interface the binary
 //!   implements for the membership and operator endpoints, and its data.
 //! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`.
+//! - `client.rs`: client-agent mode (answer `/v1/agent/*`, forward the
+//!   rest to a server) and the server's [`Handler`] for forwarded requests.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +43,7 @@ mod agent;
 mod backend;
 pub mod bodies;
 mod catalog;
+mod client;
 pub mod cluster;
 mod decode;
 pub mod definition;
@@ -61,6 +64,7 @@ mod status;
 mod tests;
 mod txn;
 
+pub use client::{Handler, Upstream, X_AGENT_NODE};
 pub use cluster::{
     BoxFuture, ClusterBackend, KeyringOp, KeyringReply, MemberInfo, MemberStatusCode, PeerRef,
     RaftConfiguration, RaftServer,
@@ -185,4 +189,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     server::serve(listener, engine, Arc::new(agent), cfg, shutdown).await
+}
+
+/// Serve a client agent's HTTP API on `listener` until `shutdown`:
+/// `/v1/agent/*` and `/v1/operator/keyring` act on `agent` and this agent's
+/// gossip; every other request is forwarded to a server through `upstream`.
+pub async fn serve_client(
+    listener: tokio::net::TcpListener,
+    upstream: Arc<dyn Upstream>,
+    agent: Agent,
+    cfg: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    client::serve(listener, upstream, agent, cfg, shutdown).await
 }

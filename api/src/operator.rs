@@ -100,7 +100,7 @@ struct KeyringJson<'a> {
 
 /// Check `?relay-factor` (0–5) and `?local-only` (a Go bool, GET only) as
 /// Consul does; both are otherwise ignored (operations are local).
-fn keyring_params<E: Backend>(ctx: &Ctx<'_, E>, method: &Method) -> Result<()> {
+fn keyring_params<E: Sync>(ctx: &Ctx<'_, E>, method: &Method) -> Result<()> {
     if let Some(raw) = ctx.query.get("relay-factor").filter(|v| !v.is_empty()) {
         let n: i64 = raw.parse().map_err(|_| {
             Error::bad_request(format!(
@@ -137,7 +137,7 @@ pub(crate) async fn keyring<E, B>(
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Backend,
+    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {

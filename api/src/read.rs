@@ -112,7 +112,10 @@ impl<E: Backend> Ctx<'_, E> {
     ) -> Result<Response<Body>> {
         Ok(self.with_read_headers(self.json(value)?, read, index))
     }
+}
 
+/// The list parameters, which the agent endpoints share.
+impl<E> Ctx<'_, E> {
     /// `filter=`: absent or empty → `None`; malformed → 400
     /// `Failed to create boolean expression evaluator: <pos>: <msg>`.
     pub fn filter(&self) -> Result<Option<Filter>> {

@@ -46,7 +46,7 @@ pub(crate) struct Ctx<'a, E> {
     pub pretty: bool,
 }
 
-impl<E: Backend> Ctx<'_, E> {
+impl<E> Ctx<'_, E> {
     /// `?dc=` must be empty or this agent's datacenter.
     pub fn check_dc(&self) -> Result<()> {
         match self.query.dc() {
@@ -55,6 +55,13 @@ impl<E: Backend> Ctx<'_, E> {
         }
     }
 
+    /// A JSON 200 reply honouring `?pretty`.
+    pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Response<Body>> {
+        response::json(value, self.pretty)
+    }
+}
+
+impl<E: Backend> Ctx<'_, E> {
     /// The read headers for a result with `index`, from the engine's
     /// current cluster status.
     pub fn read_meta(&self, index: u64, consistency: Consistency) -> ReadMeta {
@@ -65,11 +72,6 @@ impl<E: Backend> Ctx<'_, E> {
             last_contact_ms: status.last_contact_ms,
             consistency,
         }
-    }
-
-    /// A JSON 200 reply honouring `?pretty`.
-    pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Response<Body>> {
-        response::json(value, self.pretty)
     }
 }
 
@@ -451,9 +453,26 @@ pub fn check_canonical(path: &str) -> Result<()> {
 }
 
 /// Serve one request; every failure becomes Consul's status and body.
-pub(crate) async fn handle<E, B>(st: Arc<State<E>>, req: Request<B>) -> Response<Body>
+///
+/// Boxed on purpose: the future is proven `Send` here, under the generic
+/// `Mode` bound. Proving it for a concrete engine type at a caller's
+/// `tokio::spawn` trips rustc issue #100013 (higher-ranked lifetimes in
+/// `Mode::rest`'s future).
+pub(crate) fn handle<E, B>(
+    st: Arc<State<E>>,
+    req: Request<B>,
+) -> crate::cluster::BoxFuture<'static, Response<Body>>
 where
-    E: Backend,
+    E: Mode,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Display,
+{
+    Box::pin(handle_inner(st, req))
+}
+
+async fn handle_inner<E, B>(st: Arc<State<E>>, req: Request<B>) -> Response<Body>
+where
+    E: Mode,
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
 {
@@ -472,7 +491,7 @@ where
 
 async fn dispatch<E, B>(st: &State<E>, req: Request<B>) -> Result<Response<Body>>
 where
-    E: Backend,
+    E: Mode,
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
 {
@@ -511,9 +530,6 @@ where
     let pretty = st.cfg.pretty || query.pretty();
     let ctx = Ctx { st, query, pretty };
     match endpoint {
-        Endpoint::Kv => kv::handle(&ctx, &method, &rest, req).await,
-        Endpoint::StatusLeader => status::leader(&ctx),
-        Endpoint::StatusPeers => status::peers(&ctx),
         Endpoint::AgentSelf => agent::self_(&ctx),
         Endpoint::AgentMembers => agent::members(&ctx),
         Endpoint::AgentJoin => agent::join(&ctx, &rest).await,
@@ -535,34 +551,86 @@ where
         Endpoint::AgentCheckUpdate => agent::update_check(&ctx, &rest, req).await,
         Endpoint::AgentHealthById => agent::health_by_id(&ctx, &rest, accept_text),
         Endpoint::AgentHealthByName => agent::health_by_name(&ctx, &rest, accept_text),
-        Endpoint::CatalogRegister => catalog::register(&ctx, req).await,
-        Endpoint::CatalogDeregister => catalog::deregister(&ctx, req).await,
-        Endpoint::CatalogDatacenters => catalog::datacenters(&ctx),
-        Endpoint::CatalogNodes => catalog::nodes(&ctx).await,
-        Endpoint::CatalogServices => catalog::services(&ctx).await,
-        Endpoint::CatalogService => catalog::service(&ctx, &rest).await,
-        Endpoint::CatalogConnect | Endpoint::CatalogGatewayServices | Endpoint::HealthMesh => {
-            catalog::mesh_empty(&ctx, &rest).await
-        }
-        Endpoint::CatalogNode => catalog::node(&ctx, &rest, false).await,
-        Endpoint::CatalogNodeServices => catalog::node(&ctx, &rest, true).await,
-        Endpoint::HealthNode => health::node(&ctx, &rest).await,
-        Endpoint::HealthChecks => health::checks(&ctx, &rest).await,
-        Endpoint::HealthService => health::service(&ctx, &rest).await,
-        Endpoint::HealthState => health::state(&ctx, &rest).await,
-        Endpoint::SessionCreate => session::create(&ctx, req).await,
-        Endpoint::SessionDestroy => session::destroy(&ctx, &rest).await,
-        Endpoint::SessionRenew => session::renew(&ctx, &rest).await,
-        Endpoint::SessionInfo => session::info(&ctx, &rest).await,
-        Endpoint::SessionNode => session::node(&ctx, &rest).await,
-        Endpoint::SessionList => session::list(&ctx).await,
-        Endpoint::Txn => txn::handle(&ctx, req).await,
-        Endpoint::OperatorRaftConfiguration => operator::raft_configuration(&ctx).await,
-        Endpoint::OperatorRaftPeer => operator::remove_raft_peer(&ctx).await,
         Endpoint::OperatorKeyring => operator::keyring(&ctx, &method, req).await,
-        Endpoint::Root | Endpoint::UnknownApi | Endpoint::Unknown => {
-            Err(Error::NotFound(String::new()))
+        _ => E::rest(&ctx, endpoint, &rest, &method, req).await,
+    }
+}
+
+/// How an agent answers the endpoints it does not own (everything outside
+/// `/v1/agent/*` and the keyring): a server from its engine, a client
+/// agent by forwarding the request to a server.
+pub(crate) trait Mode: Send + Sync + Sized + 'static {
+    /// Answer `endpoint` (already routed and method-checked).
+    fn rest<'a, B>(
+        ctx: &'a Ctx<'a, Self>,
+        endpoint: Endpoint,
+        rest: &'a str,
+        method: &'a Method,
+        req: Request<B>,
+    ) -> impl std::future::Future<Output = Result<Response<Body>>> + Send + 'a
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'a,
+        B::Error: Display;
+}
+
+impl<E: Backend> Mode for E {
+    fn rest<'a, B>(
+        ctx: &'a Ctx<'a, Self>,
+        endpoint: Endpoint,
+        rest: &'a str,
+        method: &'a Method,
+        req: Request<B>,
+    ) -> impl std::future::Future<Output = Result<Response<Body>>> + Send + 'a
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'a,
+        B::Error: Display,
+    {
+        serve_engine(ctx, endpoint, rest, method, req)
+    }
+}
+
+/// A server's answer to everything but the agent endpoints.
+async fn serve_engine<E, B>(
+    ctx: &Ctx<'_, E>,
+    endpoint: Endpoint,
+    rest: &str,
+    method: &Method,
+    req: Request<B>,
+) -> Result<Response<Body>>
+where
+    E: Backend,
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Display,
+{
+    match endpoint {
+        Endpoint::Kv => kv::handle(ctx, method, rest, req).await,
+        Endpoint::StatusLeader => status::leader(ctx),
+        Endpoint::StatusPeers => status::peers(ctx),
+        Endpoint::CatalogRegister => catalog::register(ctx, req).await,
+        Endpoint::CatalogDeregister => catalog::deregister(ctx, req).await,
+        Endpoint::CatalogDatacenters => catalog::datacenters(ctx),
+        Endpoint::CatalogNodes => catalog::nodes(ctx).await,
+        Endpoint::CatalogServices => catalog::services(ctx).await,
+        Endpoint::CatalogService => catalog::service(ctx, rest).await,
+        Endpoint::CatalogConnect | Endpoint::CatalogGatewayServices | Endpoint::HealthMesh => {
+            catalog::mesh_empty(ctx, rest).await
         }
+        Endpoint::CatalogNode => catalog::node(ctx, rest, false).await,
+        Endpoint::CatalogNodeServices => catalog::node(ctx, rest, true).await,
+        Endpoint::HealthNode => health::node(ctx, rest).await,
+        Endpoint::HealthChecks => health::checks(ctx, rest).await,
+        Endpoint::HealthService => health::service(ctx, rest).await,
+        Endpoint::HealthState => health::state(ctx, rest).await,
+        Endpoint::SessionCreate => session::create(ctx, req).await,
+        Endpoint::SessionDestroy => session::destroy(ctx, rest).await,
+        Endpoint::SessionRenew => session::renew(ctx, rest).await,
+        Endpoint::SessionInfo => session::info(ctx, rest).await,
+        Endpoint::SessionNode => session::node(ctx, rest).await,
+        Endpoint::SessionList => session::list(ctx).await,
+        Endpoint::Txn => txn::handle(ctx, req).await,
+        Endpoint::OperatorRaftConfiguration => operator::raft_configuration(ctx).await,
+        Endpoint::OperatorRaftPeer => operator::remove_raft_peer(ctx).await,
+        _ => Err(Error::NotFound(String::new())),
     }
 }
 

@@ -18,10 +18,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tracing::Instrument;
 
-use crate::backend::{AgentBackend, Backend};
+use crate::backend::AgentBackend;
 use crate::error::Result;
 use crate::response::{self, Body};
-use crate::router::{self, State};
+use crate::router::{self, Mode, State};
 use crate::ApiConfig;
 
 /// How long in-flight requests may run after shutdown was signalled.
@@ -42,7 +42,7 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// Run one request in its own task under a span carrying method and path.
-async fn serve_request<E: Backend>(
+async fn serve_request<E: Mode>(
     st: Arc<State<E>>,
     peer: SocketAddr,
     req: Request<Incoming>,
@@ -67,7 +67,7 @@ async fn serve_request<E: Backend>(
 
 /// Serve until `shutdown` resolves, then drain (bounded by
 /// [`DRAIN_TIMEOUT`]).
-pub(crate) async fn serve<E: Backend>(
+pub(crate) async fn serve<E: Mode>(
     listener: tokio::net::TcpListener,
     engine: E,
     agent: Arc<dyn AgentBackend>,

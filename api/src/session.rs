@@ -231,8 +231,16 @@ where
     B::Error: Display,
 {
     ctx.check_dc()?;
+    // A client agent forwarding this names itself: its node is the default.
+    let agent_node = req
+        .headers()
+        .get(crate::client::X_AGENT_NODE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
     let body: SessionIn = decode::from_slice_or_default(&decode::read_bytes(req).await?)?;
-    let session = build_session(body, ctx.st.engine.node_name(), ctx.st.cfg.session_ttl_min)?;
+    let node = agent_node.unwrap_or_else(|| ctx.st.engine.node_name());
+    let session = build_session(body, node, ctx.st.cfg.session_ttl_min)?;
     let id = session.id.clone();
     let applied = ctx
         .st

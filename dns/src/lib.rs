@@ -30,7 +30,7 @@ use rand::seq::SliceRandom;
 pub use error::Error;
 pub use handler::handle;
 pub use response::MAX_TCP_SIZE;
-pub use server::serve;
+pub use server::{answer, serve, serve_relay, BoxFuture, Relay};
 
 /// The `dns_config` of the agent plus the domain and datacenter.
 #[derive(Debug, Clone, PartialEq, Eq)]

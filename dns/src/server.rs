@@ -1,8 +1,10 @@
 //! The UDP and TCP listeners: reading questions, running the handler and
-//! the recursor work it hands back, writing answers, and one debug-level
-//! tracing span per query (`name`, `qtype`, `transport`, `rcode`).
+//! the recursor work it hands back (or, on a client agent, relaying each
+//! question to a server), writing answers, and one debug-level tracing
+//! span per query (`name`, `qtype`, `transport`, `rcode`).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +26,43 @@ const UDP_MAX: usize = 65507;
 /// An idle TCP connection is closed after this long.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// Serve DNS on `udp` and `tcp` until `shutdown` completes.
+/// A boxed future borrowing its receiver.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a client agent sends its DNS questions: a server, which answers
+/// them with [`answer`].
+pub trait Relay: Send + Sync + 'static {
+    /// The answer to `packet` (at most `max_size` bytes), or `None` when no
+    /// server answered (the question is then dropped, and the client's
+    /// resolver retries).
+    fn relay(&self, packet: Vec<u8>, max_size: usize) -> BoxFuture<'_, Option<Vec<u8>>>;
+}
+
+/// Who answers: this agent's engine, or a server through a relay.
+#[derive(Clone)]
+enum Source {
+    Local { engine: Engine, cfg: Arc<DnsConfig> },
+    Relay(Arc<dyn Relay>),
+}
+
+/// The whole answer to one question (recursors included); empty when
+/// nothing is to be sent. What a server runs for a relayed question.
+pub async fn answer(engine: &Engine, cfg: &DnsConfig, packet: &[u8], max_size: usize) -> Vec<u8> {
+    let span = query_span("relay");
+    let out = match span.in_scope(|| respond(engine, cfg, packet, max_size)) {
+        Outcome::Reply(out) => out,
+        Outcome::Drop => Vec::new(),
+        outcome => {
+            network(cfg, outcome, packet, max_size)
+                .instrument(span.clone())
+                .await
+        }
+    };
+    answered(&span, &out);
+    out
+}
+
+/// Serve DNS on `udp` and `tcp` from `engine` until `shutdown` completes.
 pub async fn serve(
     udp: UdpSocket,
     tcp: TcpListener,
@@ -32,8 +70,28 @@ pub async fn serve(
     cfg: DnsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let udp = Arc::new(udp);
     let cfg = Arc::new(cfg);
+    run(udp, tcp, Source::Local { engine, cfg }, shutdown).await
+}
+
+/// Serve DNS on `udp` and `tcp` by relaying every question through
+/// `relay` (a client agent) until `shutdown` completes.
+pub async fn serve_relay(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    relay: Arc<dyn Relay>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    run(udp, tcp, Source::Relay(relay), shutdown).await
+}
+
+async fn run(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    source: Source,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let udp = Arc::new(udp);
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65535];
     tokio::pin!(shutdown);
@@ -50,8 +108,22 @@ pub async fn serve(
                     }
                 };
                 let packet = &buf[..len];
+                let (engine, cfg) = match &source {
+                    Source::Local { engine, cfg } => (engine, cfg),
+                    Source::Relay(relay) => {
+                        let (udp, relay, packet) = (udp.clone(), relay.clone(), packet.to_vec());
+                        tasks.spawn(async move {
+                            if let Some(out) = relay.relay(packet, UDP_MAX).await {
+                                if !out.is_empty() {
+                                    let _ = udp.send_to(&out, peer).await;
+                                }
+                            }
+                        });
+                        continue;
+                    }
+                };
                 let span = query_span("udp");
-                match span.in_scope(|| respond(&engine, &cfg, packet, UDP_MAX)) {
+                match span.in_scope(|| respond(engine, cfg, packet, UDP_MAX)) {
                     Outcome::Reply(out) => {
                         answered(&span, &out);
                         let _ = udp.send_to(&out, peer).await;
@@ -71,9 +143,9 @@ pub async fn serve(
             conn = tcp.accept() => {
                 match conn {
                     Ok((stream, _)) => {
-                        let (engine, cfg) = (engine.clone(), cfg.clone());
+                        let source = source.clone();
                         tasks.spawn(async move {
-                            if let Err(e) = serve_tcp(stream, &engine, &cfg).await {
+                            if let Err(e) = serve_tcp(stream, &source).await {
                                 tracing::debug!(error = %e, "dns tcp connection");
                             }
                         });
@@ -91,7 +163,7 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_tcp(mut stream: TcpStream, engine: &Engine, cfg: &DnsConfig) -> std::io::Result<()> {
+async fn serve_tcp(mut stream: TcpStream, source: &Source) -> std::io::Result<()> {
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
@@ -103,6 +175,16 @@ async fn serve_tcp(mut stream: TcpStream, engine: &Engine, cfg: &DnsConfig) -> s
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
+        let (engine, cfg) = match source {
+            Source::Local { engine, cfg } => (engine, cfg),
+            Source::Relay(relay) => {
+                match relay.relay(packet, MAX_TCP_SIZE).await {
+                    Some(out) if !out.is_empty() => write_framed(&mut stream, &out).await?,
+                    _ => {}
+                }
+                continue;
+            }
+        };
         let span = query_span("tcp");
         let out = match span.in_scope(|| respond(engine, cfg, &packet, MAX_TCP_SIZE)) {
             Outcome::Reply(out) => out,
@@ -117,14 +199,19 @@ async fn serve_tcp(mut stream: TcpStream, engine: &Engine, cfg: &DnsConfig) -> s
             }
         };
         answered(&span, &out);
-        let Ok(n) = u16::try_from(out.len()) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&n.to_be_bytes());
-        framed.extend_from_slice(&out);
-        stream.write_all(&framed).await?;
+        write_framed(&mut stream, &out).await?;
     }
+}
+
+/// Write one length-prefixed TCP answer (skipped if over 64 KiB).
+async fn write_framed(stream: &mut TcpStream, out: &[u8]) -> std::io::Result<()> {
+    let Ok(n) = u16::try_from(out.len()) else {
+        return Ok(());
+    };
+    let mut framed = Vec::with_capacity(out.len() + 2);
+    framed.extend_from_slice(&n.to_be_bytes());
+    framed.extend_from_slice(out);
+    stream.write_all(&framed).await
 }
 
 /// Finish an outcome that needs the recursors: forwarding, or resolving

@@ -97,23 +97,32 @@ impl Engine {
                 leader: self.leader_addr(),
             });
         }
+        self.add_server(join.id, join.node)
+            .await
+            .map_err(|e| RpcFailure::Failed(e.to_string()))
+    }
+
+    /// On the leader: add server `id` at `node` as a learner, wait for it
+    /// to catch up (through a snapshot if it is behind the purge point),
+    /// then make it a voter. Adding a voter again is harmless.
+    pub async fn add_server(&self, id: u64, node: RaftNode) -> Result<()> {
+        self.check_leader()?;
         let raft = &self.inner.raft;
         let is_voter = {
             let m = raft.metrics();
             let m = m.borrow();
             let membership = m.membership_config.membership();
-            membership.voter_ids().any(|id| id == join.id)
-                && membership.get_node(&join.id) == Some(&join.node)
+            membership.voter_ids().any(|v| v == id) && membership.get_node(&id) == Some(&node)
         };
         if is_voter {
             return Ok(());
         }
-        tracing::info!(id = join.id, node = %join.node, "adding server to the cluster");
-        let failed = |e: &dyn std::fmt::Display| RpcFailure::Failed(e.to_string());
-        raft.add_learner(join.id, join.node.clone(), true)
+        tracing::info!(id, node = %node, "adding server to the cluster");
+        let failed = |e: &dyn std::fmt::Display| Error::Raft(e.to_string());
+        raft.add_learner(id, node, true)
             .await
             .map_err(|e| failed(&e))?;
-        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([join.id])), false)
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
             .map_err(|e| failed(&e))?;
         Ok(())

@@ -22,6 +22,7 @@
 //!   transactions and the leader's session TTL timers; `cluster.rs`: the
 //!   leader-side RPC handlers, follower reads and the raft configuration.
 //! - `rpc/`: server RPC (raft and forwarding) as msgpack over HTTP/2.
+//! - `remote.rs`: a client agent's link to the servers (no log, no views).
 //!
 //! The API and DNS crates never open fjall: they hold an [`Engine`].
 
@@ -34,6 +35,7 @@ pub mod error;
 pub mod offline;
 mod queries;
 pub mod raft;
+pub mod remote;
 pub mod rpc;
 pub mod txn;
 pub mod types;

@@ -194,7 +194,7 @@ pub struct Check {
 }
 
 /// A node with the service instances registered on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeServices {
     /// The node.
     pub node: Node,

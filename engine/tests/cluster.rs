@@ -38,6 +38,7 @@ async fn start(
     let rpc = tokio::spawn(muster_engine::rpc::server::serve(
         listener,
         engine.clone(),
+        None,
         async move {
             let _ = stopped.await;
         },
@@ -165,5 +166,81 @@ async fn three_servers_replicate_forward_fail_over_and_catch_up(
     for s in [s1, s2, s3] {
         s.stop().await?;
     }
+    Ok(())
+}
+
+/// A client agent's link: with no servers it says so; with a dead server
+/// listed first it moves on to the live one for writes, node reads and
+/// blocking node reads, and keeps preferring the one that answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_moves_past_a_dead_server() -> Result<(), Box<dyn std::error::Error>> {
+    use muster_engine::remote::{Remote, NO_SERVERS};
+    use muster_engine::Node;
+
+    let dir = tempfile::tempdir()?;
+    let s1 = start(dir.path(), 1, true, None).await?;
+    let remote = Remote::new();
+    let none = remote.apply(vec![set("x", "1")]).await;
+    assert_eq!(none, Err(NO_SERVERS.to_string()));
+
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.to_string()
+    };
+    remote.set_servers(vec![dead.clone(), s1.addr.clone()]);
+    for i in 0..4 {
+        remote
+            .apply(vec![Command::CatalogRegister {
+                node: Node {
+                    node: "c1".into(),
+                    address: "10.0.0.1".into(),
+                    ..Node::default()
+                },
+                skip_node_update: false,
+                service: None,
+                checks: Vec::new(),
+            }])
+            .await?;
+        remote.apply(vec![set(&format!("r/{i}"), "v")]).await?;
+    }
+    assert_eq!(s1.engine.kv_keys("r/", None)?.value.len(), 4);
+    let view = remote.node_view("c1", 0, Duration::ZERO).await?;
+    let node = view.node.expect("c1 registered");
+    assert_eq!(node.node.address, "10.0.0.1");
+
+    // A blocking node read wakes on a change to that node.
+    let waiter = {
+        let remote = std::sync::Arc::new(remote);
+        let r = remote.clone();
+        let index = view.index;
+        (
+            tokio::spawn(async move { r.node_view("c1", index, Duration::from_secs(20)).await }),
+            remote,
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    s1.engine
+        .propose(Command::CatalogRegister {
+            node: Node {
+                node: "c1".into(),
+                address: "10.0.0.2".into(),
+                ..Node::default()
+            },
+            skip_node_update: false,
+            service: None,
+            checks: Vec::new(),
+        })
+        .await?;
+    let woken = waiter.0.await??;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(woken.index > view.index);
+    assert_eq!(
+        woken.node.map(|n| n.node.address).as_deref(),
+        Some("10.0.0.2")
+    );
+    drop(waiter.1);
+    s1.stop().await?;
     Ok(())
 }

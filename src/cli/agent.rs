@@ -2,33 +2,24 @@
 //! engine, serve the HTTP API, print the readiness line and shut down cleanly
 //! on SIGINT/SIGTERM.
 //!
-//! This module owns the process lifecycle of an agent (data directory, node
-//! ID, logging, signals). It must not implement API or engine behaviour: it
-//! only wires `muster_engine::Engine` to `muster_api::serve`.
+//! This module owns the agent's flags and configuration, its logging and
+//! data directory; `agent_serve.rs` runs a server or a client agent with
+//! them. Neither implements API or engine behaviour.
 //!
 //! The readiness line is the only thing an agent writes to stdout; logs go
 //! to stderr.
 
 use std::fs;
-use std::io::{self, IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io::{self, IsTerminal};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use muster_api::{ApiConfig, ReloadHook};
-use muster_engine::agent::{Agent, AgentConfig};
-use muster_engine::{Engine, EngineConfig};
 
-use super::agent_dns;
-use super::cluster::{Cluster, ClusterApi, ClusterConfig};
-use super::node_id::{load_or_create_node_id, raft_id};
+use super::agent_serve;
 use crate::config::{self, ConfigSource, LoadedConfig};
-use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::oneshot;
 
 /// Consul's default ports (§11.2 of consul-compat.md).
 const DEFAULT_HTTP_PORT: u16 = 8500;
@@ -37,29 +28,20 @@ const DEFAULT_SERVER_PORT: u16 = 8300;
 const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 const DEFAULT_SERF_WAN_PORT: u16 = 8302;
 
-/// `kv_max_value_size`: the largest KV value accepted (512 KiB).
-const KV_MAX_VALUE_SIZE: usize = 512 * 1024;
-
-/// How long to wait for this server to see a leader before printing the
-/// readiness line anyway (with a warning).
-const LEADER_WAIT: Duration = Duration::from_secs(30);
-
-/// How long in-flight HTTP requests get to finish on shutdown.
-const HTTP_DRAIN: Duration = Duration::from_secs(10);
-
-/// How long the engine gets to stop raft and flush on shutdown.
-const ENGINE_SHUTDOWN: Duration = Duration::from_secs(30);
-
 /// The agent's raw flags, as Consul spells them.
 #[derive(Debug, clap::Args)]
-#[command(about = "Run an agent: a one-node server for now")]
+#[command(
+    about = "Run an agent: a server (-server) or a client agent that forwards to the servers"
+)]
 pub struct AgentArgs {
     /// Development mode: a self-elected server with its data in a temporary
     /// directory removed on exit, HTTP on 127.0.0.1:8500, debug logs and
     /// pretty JSON.
     #[arg(long)]
     pub dev: bool,
-    /// Run as a server (clients that forward to servers are a later issue).
+    /// Run as a server: hold the replicated log and answer client agents.
+    /// Without it the agent is a client: it keeps no log, runs its own
+    /// checks and forwards catalog, KV and DNS questions to a server.
     #[arg(long)]
     pub server: bool,
     /// Let this server elect itself: form a one-member cluster if its data
@@ -147,46 +129,49 @@ impl DataDir {
 
 /// The validated agent configuration.
 #[derive(Debug)]
-struct Config {
+pub(super) struct Config {
     /// `-dev` mode (pretty JSON, faster raft timings, temporary data).
-    dev: bool,
+    pub(super) dev: bool,
+    /// A server (`-server` or `-dev`); otherwise a client agent that holds
+    /// no log and forwards to the servers.
+    pub(super) server: bool,
     /// Form a one-member cluster if the log is empty.
-    bootstrap: bool,
+    pub(super) bootstrap: bool,
     /// This agent's node name.
-    node_name: String,
+    pub(super) node_name: String,
     /// Datacenter, lowercased and checked.
-    datacenter: String,
+    pub(super) datacenter: String,
     /// Durable data directory; `None` with `-dev` (a temp dir is made at start).
-    data_dir: Option<PathBuf>,
+    pub(super) data_dir: Option<PathBuf>,
     /// Address the server RPC and gossip ports bind to.
-    bind: IpAddr,
+    pub(super) bind: IpAddr,
     /// `bootstrap_expect` above 1: form the cluster once that many servers
     /// have met.
-    bootstrap_expect: Option<u32>,
+    pub(super) bootstrap_expect: Option<u32>,
     /// Agents to join over LAN gossip (flags and `start_join`/`retry_join`).
-    join: Vec<String>,
+    pub(super) join: Vec<String>,
     /// Gossip encryption key.
-    encrypt: Option<String>,
+    pub(super) encrypt: Option<String>,
     /// Address peers reach this server's RPC port at.
-    advertise: IpAddr,
+    pub(super) advertise: IpAddr,
     /// Address the HTTP API listens on.
-    client: IpAddr,
+    pub(super) client: IpAddr,
     /// HTTP port (0 = any free port).
-    http_port: u16,
+    pub(super) http_port: u16,
     /// DNS port, reserved for the DNS interface.
-    dns_port: u16,
+    pub(super) dns_port: u16,
     /// Server RPC port.
-    server_port: u16,
+    pub(super) server_port: u16,
     /// LAN gossip port, reserved (nothing listens until membership lands).
-    serf_lan_port: u16,
+    pub(super) serf_lan_port: u16,
     /// WAN gossip port, reserved.
-    serf_wan_port: u16,
+    pub(super) serf_wan_port: u16,
     /// Log level for muster's own targets.
-    log_level: &'static str,
+    pub(super) log_level: &'static str,
     /// `-config-file` / `-config-dir` sources, re-read on reload.
-    config_sources: Vec<ConfigSource>,
+    pub(super) config_sources: Vec<ConfigSource>,
     /// What the config files said (services, checks, settings).
-    loaded: LoadedConfig,
+    pub(super) loaded: LoadedConfig,
 }
 
 impl Config {
@@ -261,10 +246,10 @@ impl Config {
                 ),
             }
         };
-        if !args.dev && !args.server {
+        if !args.dev && !args.server && (bootstrap || bootstrap_expect.is_some()) {
             bail!(
-                "Error: client agents are not supported yet: run a server with \
-                 'muster agent -server -bootstrap -data-dir <dir>' or use 'muster agent -dev'"
+                "Error: -bootstrap and -bootstrap-expect need -server: a client agent joins \
+                 servers with -retry-join <addr>"
             );
         }
         let datacenter = parse_datacenter(args.datacenter.as_deref().unwrap_or("dc1"))?;
@@ -297,6 +282,7 @@ impl Config {
         }
         Ok(Config {
             dev: args.dev,
+            server: args.dev || args.server,
             bootstrap: args.dev || bootstrap,
             bind,
             bootstrap_expect,
@@ -410,326 +396,17 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("Error: cannot start the async runtime")?;
-    let result = runtime.block_on(serve(&cfg, data_dir.path()));
+    let result = runtime.block_on(async {
+        if cfg.server {
+            agent_serve::server(&cfg, data_dir.path()).await
+        } else {
+            agent_serve::client(&cfg, data_dir.path()).await
+        }
+    });
     // Let background tasks see the runtime close before the data goes away.
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(data_dir);
     result.map(|()| ExitCode::SUCCESS)
-}
-
-/// Open the engine, serve HTTP until a signal, then shut everything down.
-async fn serve(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
-    // Install the handlers first, so a signal that arrives right after the
-    // readiness line is not fatal.
-    let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
-
-    let (node_id, uuid) = load_or_create_node_id(data_dir)?;
-    let rpc_addr = SocketAddr::new(cfg.advertise, cfg.server_port);
-    let mut engine_cfg = EngineConfig::new(data_dir, cfg.node_name.clone());
-    engine_cfg.node_id = raft_id(&uuid);
-    engine_cfg.rpc_addr = rpc_addr.to_string();
-    engine_cfg.bootstrap = cfg.bootstrap;
-    if cfg.dev {
-        // Consul's -dev uses raft_multiplier=1: the fastest timings.
-        engine_cfg.heartbeat = Duration::from_millis(100);
-        engine_cfg.election_timeout = Duration::from_millis(500);
-    }
-    tracing::info!(
-        node = %cfg.node_name,
-        node_id = %node_id,
-        raft_id = engine_cfg.node_id,
-        rpc = %rpc_addr,
-        data_dir = %data_dir.display(),
-        bootstrap = cfg.bootstrap,
-        serf_lan_port = cfg.serf_lan_port,
-        serf_wan_port = cfg.serf_wan_port,
-        "opening engine"
-    );
-    let rpc_bind = SocketAddr::new(cfg.bind, cfg.server_port);
-    let rpc_listener = TcpListener::bind(rpc_bind).await.with_context(|| {
-        format!("Error: cannot listen for server RPC on {rpc_bind}: is another agent running? Pick another port with -server-port")
-    })?;
-    let engine = Engine::open(engine_cfg).await.with_context(|| {
-        format!(
-            "Error: cannot open the data directory {}",
-            data_dir.display()
-        )
-    })?;
-    let (rpc_stop_tx, rpc_stop_rx) = oneshot::channel::<()>();
-    let rpc = tokio::spawn(muster_engine::rpc::server::serve(
-        rpc_listener,
-        engine.clone(),
-        async move {
-            let _ = rpc_stop_rx.await;
-        },
-    ));
-    let cluster = Cluster::start(
-        ClusterConfig {
-            node_name: cfg.node_name.clone(),
-            node_id: node_id.clone(),
-            datacenter: cfg.datacenter.clone(),
-            bind: cfg.bind,
-            advertise: cfg.advertise,
-            serf_lan_port: cfg.serf_lan_port,
-            server_port: cfg.server_port,
-            bootstrap_expect: cfg.bootstrap_expect,
-            join: cfg.join.clone(),
-            encrypt: cfg.encrypt.clone(),
-            verify_incoming: true,
-            verify_outgoing: true,
-            keyring_path: (!cfg.dev).then(|| data_dir.join("serf").join("local.keyring")),
-            peers_path: (!cfg.dev).then(|| data_dir.join("serf").join("peers.json")),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
-        engine.clone(),
-    )
-    .await?;
-
-    let mut agent_cfg = AgentConfig::new(
-        cfg.node_name.clone(),
-        node_id.clone(),
-        cfg.datacenter.clone(),
-    );
-    agent_cfg.address = cfg.advertise.to_string();
-    cfg.loaded.settings.apply_to_agent(&mut agent_cfg);
-    if !cfg.dev {
-        agent_cfg.persist_dir = Some(data_dir.join("agent"));
-    }
-    let agent = Agent::start(
-        engine.clone(),
-        agent_cfg,
-        cfg.loaded.services.clone(),
-        cfg.loaded.checks.clone(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("Error: {e}"))?;
-
-    let leave_requested = Arc::new(tokio::sync::Notify::new());
-    let cluster_api: Arc<dyn muster_api::ClusterBackend> = Arc::new(ClusterApi {
-        gossip: cluster.gossip.clone(),
-        engine: engine.clone(),
-        shutdown: leave_requested.clone(),
-    });
-    let result = serve_http(
-        cfg,
-        &engine,
-        &agent,
-        cluster_api,
-        &node_id,
-        data_dir,
-        Stops {
-            sigint: &mut sigint,
-            sigterm: &mut sigterm,
-            leave_requested: &leave_requested,
-        },
-    )
-    .await;
-
-    agent.shutdown().await;
-    cluster
-        .stop(cfg.loaded.settings.leave_on_terminate.unwrap_or(false))
-        .await;
-    let _ = rpc_stop_tx.send(());
-    let _ = rpc.await;
-    tracing::info!("shutting down the engine");
-    match tokio::time::timeout(ENGINE_SHUTDOWN, engine.shutdown()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!(error = %err, "engine shutdown failed"),
-        Err(_) => tracing::error!("engine shutdown timed out"),
-    }
-    if result.is_ok() {
-        tracing::info!("agent stopped");
-    }
-    result
-}
-
-/// What ends a running agent: SIGINT, SIGTERM, or a `leave` through the API.
-struct Stops<'a> {
-    sigint: &'a mut tokio::signal::unix::Signal,
-    sigterm: &'a mut tokio::signal::unix::Signal,
-    leave_requested: &'a tokio::sync::Notify,
-}
-
-/// Bind and serve the HTTP API, announce readiness, and wait for a signal or
-/// for the server to fail. The HTTP server is stopped before this returns.
-async fn serve_http(
-    cfg: &Config,
-    engine: &Engine,
-    agent: &Agent,
-    cluster_api: Arc<dyn muster_api::ClusterBackend>,
-    node_id: &str,
-    data_dir: &Path,
-    stops: Stops<'_>,
-) -> anyhow::Result<()> {
-    let Stops {
-        sigint,
-        sigterm,
-        leave_requested,
-    } = stops;
-    let http_addr = SocketAddr::new(cfg.client, cfg.http_port);
-    let listener = TcpListener::bind(http_addr).await.with_context(|| {
-        format!("Error: cannot listen for HTTP on {http_addr}: is another agent running? Pick another port with -http-port")
-    })?;
-    let bound = listener
-        .local_addr()
-        .context("Error: cannot read the HTTP listener's address")?;
-    let api_cfg = ApiConfig {
-        datacenter: cfg.datacenter.clone(),
-        node_name: cfg.node_name.clone(),
-        node_id: node_id.to_string(),
-        server: true,
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        pretty: cfg.dev,
-        kv_max_value_size: KV_MAX_VALUE_SIZE,
-        session_ttl_min: cfg
-            .loaded
-            .settings
-            .session_ttl_min
-            .unwrap_or(muster_api::DEFAULT_SESSION_TTL_MIN),
-        reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
-        cluster: Some(cluster_api),
-    };
-    let reload = reload_hook(agent.clone(), cfg.config_sources.clone());
-    let mut sighup = signal(SignalKind::hangup()).context("Error: cannot handle SIGHUP")?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(muster_api::serve(
-        listener,
-        engine.clone(),
-        agent.clone(),
-        api_cfg,
-        async move {
-            // A dropped sender also means "stop".
-            let _ = stop_rx.await;
-        },
-    ));
-
-    // Wait (bounded) until this server knows a leader, so the first request
-    // after the readiness line does not see `No cluster leader`.
-    let leader_wait = async {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        while engine.status().leader.is_none() {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!("no cluster leader yet; serving anyway");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    if cfg.bootstrap {
-        tokio::select! {
-            () = leader_wait => {}
-            res = &mut server => return Err(server_ended(res)),
-        }
-    }
-
-    let (udp, tcp) = agent_dns::bind_dns(SocketAddr::new(cfg.client, cfg.dns_port)).await?;
-    let dns_addr = udp
-        .local_addr()
-        .context("Error: cannot read the DNS listener's address")?;
-    let (dns_stop_tx, dns_stop_rx) = oneshot::channel::<()>();
-    let dns = tokio::spawn(muster_dns::serve(
-        udp,
-        tcp,
-        engine.clone(),
-        agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?,
-        async move {
-            let _ = dns_stop_rx.await;
-        },
-    ));
-    // The node is in the catalog (with its `serfHealth`) before the agent
-    // says it is ready, so a session created right away finds it.
-    if engine.status().leader.is_some() {
-        if let Err(e) = agent.sync_now().await {
-            tracing::warn!(error = %e, "first anti-entropy sync failed; it will be retried");
-        }
-    }
-    tracing::info!(
-        node = %cfg.node_name,
-        datacenter = %cfg.datacenter,
-        http = %bound,
-        dns = %dns_addr,
-        data_dir = %data_dir.display(),
-        "agent ready"
-    );
-    announce_ready(&format!(
-        "muster agent ready: node={} datacenter={} http={} dns={} data_dir={}",
-        cfg.node_name,
-        cfg.datacenter,
-        bound,
-        dns_addr,
-        data_dir.display()
-    ));
-
-    let ended_early = loop {
-        tokio::select! {
-            _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "caught signal, shutting down"); break None }
-            _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "caught signal, shutting down"); break None }
-            _ = sighup.recv() => {
-                tracing::info!(signal = "SIGHUP", "caught signal, reloading the config files");
-                if let Err(e) = reload.run().await {
-                    tracing::error!(error = %e, "reload failed; keeping the running configuration");
-                }
-            }
-            () = leave_requested.notified() => { tracing::info!("left the cluster, shutting down"); break None }
-            res = &mut server => break Some(res),
-        }
-    };
-    if let Some(res) = ended_early {
-        return Err(server_ended(res));
-    }
-    let _ = dns_stop_tx.send(());
-    if tokio::time::timeout(HTTP_DRAIN, dns).await.is_err() {
-        tracing::warn!("DNS server still running after the drain timeout");
-    }
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => tracing::error!(error = %err, "HTTP server failed while stopping"),
-        Ok(Err(err)) => tracing::error!(error = %err, "HTTP server task failed while stopping"),
-        Err(_) => {
-            tracing::warn!("HTTP requests still running after the drain timeout; aborting them");
-            server.abort();
-        }
-    }
-    Ok(())
-}
-
-/// Re-read the config files and hand their services and checks to the
-/// agent (SIGHUP and `PUT /v1/agent/reload`). A bad file leaves the running
-/// configuration as it is.
-fn reload_hook(agent: Agent, sources: Vec<ConfigSource>) -> ReloadHook {
-    ReloadHook::new(move || {
-        let agent = agent.clone();
-        let sources = sources.clone();
-        async move {
-            let loaded = config::load(&sources).map_err(|e| format!("Failed reloading: {e}"))?;
-            agent
-                .reload(loaded.services, loaded.checks)
-                .await
-                .map_err(|e| format!("Failed reloading: {e}"))
-        }
-    })
-}
-
-/// The error for an HTTP server that stopped without being asked to.
-fn server_ended(
-    res: Result<Result<(), muster_api::Error>, tokio::task::JoinError>,
-) -> anyhow::Error {
-    match res {
-        Ok(Ok(())) => anyhow::anyhow!("Error: the HTTP server stopped unexpectedly"),
-        Ok(Err(err)) => anyhow::anyhow!("Error: the HTTP server failed: {err}"),
-        Err(err) => anyhow::anyhow!("Error: the HTTP server task failed: {err}"),
-    }
-}
-
-/// Write the readiness line to stdout and flush it: the one line a
-/// supervisor or test harness waits for.
-fn announce_ready(line: &str) {
-    let mut out = io::stdout().lock();
-    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-        tracing::warn!(error = %err, "cannot write the readiness line to stdout");
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The agent's part in the cluster: LAN gossip (membership, failure
-//! detection, encryption), joining other agents with retry and backoff,
-//! forming a raft cluster (`bootstrap_expect`) or joining an existing one,
-//! and the leader's reconcile of the member list into the catalog (each
-//! member a node with a `serfHealth` check; left and reaped members
-//! deregistered; servers that left removed from raft).
+//! detection, encryption), joining other agents with retry and backoff;
+//! on a server, forming a raft cluster (`bootstrap_expect`) or joining an
+//! existing one, and the leader's reconcile of the member list into the
+//! catalog (each member a node with a `serfHealth` check; left and reaped
+//! members deregistered; servers that left removed from raft); on a client
+//! agent, keeping its list of servers to forward to.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -11,19 +12,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_api::cluster::{
-    ClusterBackend, KeyringOp, KeyringReply, MemberInfo, MemberStatusCode, PeerRef,
-    RaftConfiguration, RaftServer as ApiRaftServer,
-};
-use muster_api::BoxFuture;
 use muster_engine::agent::{serf_check, SERF_CHECK_ID};
 use muster_engine::raft::RaftNode;
+use muster_engine::remote::Remote;
 use muster_engine::{Command, Engine, Node, Service, Status};
 use muster_gossip::{Gossip, GossipConfig, Keyring, Member, MemberStatus};
 use tokio::task::JoinHandle;
 
 /// Tag values of the `role` tag (Consul's).
 pub(crate) const ROLE_SERVER: &str = "consul";
+pub(crate) const ROLE_CLIENT: &str = "node";
 /// How often the leader reconciles even without membership events.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often an uninitialised server looks for a cluster to form or join.
@@ -62,6 +60,20 @@ pub(crate) struct ClusterConfig {
     pub peers_path: Option<PathBuf>,
     /// muster's version, gossiped as the `build` tag.
     pub version: String,
+    /// Dead-server cleanup on the leader.
+    pub autopilot: AutopilotConfig,
+}
+
+/// `autopilot` settings the leader acts on.
+#[derive(Debug, Clone)]
+pub(crate) struct AutopilotConfig {
+    /// `cleanup_dead_servers`.
+    pub cleanup_dead_servers: bool,
+    /// `server_stabilization_time`: how long a server stays failed before
+    /// it is removed from raft.
+    pub stabilization: Duration,
+    /// `min_quorum`: never prune below this many voters.
+    pub min_quorum: u32,
 }
 
 /// The running cluster layer.
@@ -70,22 +82,37 @@ pub(crate) struct Cluster {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What this agent is in the cluster.
+pub(crate) enum Role {
+    /// A server with its engine.
+    Server(Engine),
+    /// A client agent and its link to the servers.
+    Client(Arc<Remote>),
+}
+
 impl Cluster {
-    /// Start gossip, the join loop and (servers) the form/join and
-    /// reconcile loops.
-    pub async fn start(cfg: ClusterConfig, engine: Engine) -> anyhow::Result<Cluster> {
+    /// Start gossip and the join loop, then the form/join and reconcile
+    /// loops on a server or the server-list loop on a client.
+    pub async fn start(cfg: ClusterConfig, role: Role) -> anyhow::Result<Cluster> {
         let bind = SocketAddr::new(cfg.bind, cfg.serf_lan_port);
         let mut gcfg = GossipConfig::lan(cfg.node_name.clone(), cfg.node_id.clone(), bind);
         gcfg.advertise = Some(SocketAddr::new(cfg.advertise, cfg.serf_lan_port));
         gcfg.tags = BTreeMap::from([
-            ("role".to_string(), ROLE_SERVER.to_string()),
             ("dc".to_string(), cfg.datacenter.clone()),
             ("id".to_string(), cfg.node_id.clone()),
-            ("raft_id".to_string(), engine.raft_id().to_string()),
-            ("port".to_string(), cfg.server_port.to_string()),
             ("build".to_string(), cfg.version.clone()),
             ("vsn".to_string(), "2".to_string()),
         ]);
+        match &role {
+            Role::Server(engine) => gcfg.tags.extend([
+                ("role".to_string(), ROLE_SERVER.to_string()),
+                ("raft_id".to_string(), engine.raft_id().to_string()),
+                ("port".to_string(), cfg.server_port.to_string()),
+            ]),
+            Role::Client(_) => gcfg
+                .tags
+                .extend([("role".to_string(), ROLE_CLIENT.to_string())]),
+        }
         if let Some(key) = &cfg.encrypt {
             gcfg.keyring =
                 Some(Keyring::new(key).map_err(|e| anyhow::anyhow!("Error: encrypt: {e}"))?);
@@ -112,12 +139,19 @@ impl Cluster {
         if let Some(path) = cfg.peers_path.clone() {
             tasks.push(tokio::spawn(save_peers_loop(gossip.clone(), path)));
         }
-        tasks.push(tokio::spawn(form_loop(
-            gossip.clone(),
-            engine.clone(),
-            cfg.clone(),
-        )));
-        tasks.push(tokio::spawn(reconcile_loop(gossip.clone(), engine, cfg)));
+        match role {
+            Role::Server(engine) => {
+                tasks.push(tokio::spawn(form_loop(
+                    gossip.clone(),
+                    engine.clone(),
+                    cfg.clone(),
+                )));
+                tasks.push(tokio::spawn(reconcile_loop(gossip.clone(), engine, cfg)));
+            }
+            Role::Client(remote) => {
+                tasks.push(tokio::spawn(servers_loop(gossip.clone(), remote, cfg)));
+            }
+        }
         Ok(Cluster { gossip, tasks })
     }
 
@@ -137,7 +171,7 @@ impl Cluster {
 }
 
 /// Resolve `host[:port]` (default port 8301).
-async fn resolve(addr: &str) -> Vec<SocketAddr> {
+pub(crate) async fn resolve(addr: &str) -> Vec<SocketAddr> {
     let with_port = if addr.parse::<SocketAddr>().is_ok()
         || addr
             .rsplit_once(':')
@@ -249,6 +283,30 @@ fn server_of(m: &Member, dc: &str) -> Option<(u64, RaftNode)> {
     ))
 }
 
+/// On a client agent: keep the list of servers to forward to equal to the
+/// alive servers of its datacenter (on every membership event and every
+/// [`RECONCILE_INTERVAL`]).
+async fn servers_loop(gossip: Arc<Gossip>, remote: Arc<Remote>, cfg: ClusterConfig) {
+    let mut events = gossip.subscribe();
+    loop {
+        let servers = gossip
+            .members()
+            .iter()
+            .filter_map(|m| server_of(m, &cfg.datacenter))
+            .map(|(_, node)| node.addr)
+            .collect();
+        remote.set_servers(servers);
+        tokio::select! {
+            ev = events.recv() => {
+                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+        }
+    }
+}
+
 /// Until this server belongs to a raft cluster: join one another server
 /// already belongs to, or, with `bootstrap_expect`, form one once that many
 /// servers have met (the one with the lowest raft id initialises it with
@@ -306,9 +364,14 @@ async fn form_loop(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig) {
 }
 
 /// On the leader: reconcile on every membership event and every
-/// [`RECONCILE_INTERVAL`].
+/// [`RECONCILE_INTERVAL`] (sooner when autopilot's stabilization time is
+/// shorter), then let autopilot add and remove servers.
 async fn reconcile_loop(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig) {
     let mut events = gossip.subscribe();
+    let mut pilot = Autopilot::default();
+    let tick = RECONCILE_INTERVAL
+        .min(cfg.autopilot.stabilization)
+        .max(Duration::from_millis(500));
     loop {
         tokio::select! {
             ev = events.recv() => {
@@ -316,14 +379,116 @@ async fn reconcile_loop(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig)
                     return;
                 }
             }
-            () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+            () = tokio::time::sleep(tick) => {}
         }
         if engine.check_leader().is_err() {
+            pilot.failed_since.clear();
             continue;
         }
-        if let Err(e) = reconcile(&engine, &gossip.members(), &cfg.datacenter).await {
+        let members = gossip.members();
+        if let Err(e) = reconcile(&engine, &members, &cfg.datacenter).await {
             tracing::warn!(error = %e, "reconciling members into the catalog failed");
         }
+        pilot.run(&engine, &members, &cfg).await;
+    }
+}
+
+/// The leader's server management (Consul's autopilot): alive servers
+/// missing from raft are added (a restarted server that was pruned comes
+/// back), and servers failed for longer than the stabilization time are
+/// removed, never so many that quorum would be at risk.
+#[derive(Default)]
+struct Autopilot {
+    /// Raft id → when this leader first saw the server failed.
+    failed_since: std::collections::HashMap<u64, tokio::time::Instant>,
+    /// Raft ids being added (an add waits for the server to catch up).
+    adding: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+}
+
+impl Autopilot {
+    async fn run(&mut self, engine: &Engine, members: &[Member], cfg: &ClusterConfig) {
+        let (servers, _) = engine.raft_servers();
+        let mut voters: BTreeSet<u64> = servers.iter().filter(|s| s.voter).map(|s| s.id).collect();
+        let now = tokio::time::Instant::now();
+        let mut failed = BTreeMap::new();
+        for m in members {
+            if m.tags.get("role").map(String::as_str) != Some(ROLE_SERVER)
+                || m.tags.get("dc") != Some(&cfg.datacenter)
+            {
+                continue;
+            }
+            let Some(id) = m.tags.get("raft_id").and_then(|i| i.parse::<u64>().ok()) else {
+                continue;
+            };
+            match m.status {
+                MemberStatus::Failed => {
+                    let since = *self.failed_since.entry(id).or_insert(now);
+                    failed.insert(id, (m.name.clone(), now - since));
+                }
+                MemberStatus::Alive if !servers.iter().any(|s| s.id == id) => {
+                    if let Some((_, node)) = server_of(m, &cfg.datacenter) {
+                        self.add(engine, id, node);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.failed_since.retain(|id, _| failed.contains_key(id));
+        if !cfg.autopilot.cleanup_dead_servers {
+            return;
+        }
+        let failed_voters = failed.keys().filter(|id| voters.contains(id)).count();
+        for (id, (name, down_for)) in failed {
+            if !voters.contains(&id)
+                || id == engine.raft_id()
+                || down_for < cfg.autopilot.stabilization
+            {
+                continue;
+            }
+            if failed_voters * 2 >= voters.len() {
+                tracing::warn!(
+                    failed = failed_voters,
+                    voters = voters.len(),
+                    "autopilot: not removing dead servers: too many have failed to do it safely"
+                );
+                return;
+            }
+            if voters.len() <= cfg.autopilot.min_quorum as usize {
+                return;
+            }
+            tracing::info!(member = %name, id, down_for = ?down_for, "autopilot: removing dead server");
+            match engine.remove_server(id).await {
+                Ok(()) => {
+                    voters.remove(&id);
+                }
+                Err(e) => tracing::warn!(error = %e, "autopilot: removing a dead server failed"),
+            }
+        }
+    }
+
+    /// Add server `id` in the background (the add waits for it to catch
+    /// up), once at a time per server.
+    fn add(&self, engine: &Engine, id: u64, node: RaftNode) {
+        {
+            let mut adding = self
+                .adding
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !adding.insert(id) {
+                return;
+            }
+        }
+        let (engine, adding) = (engine.clone(), self.adding.clone());
+        tokio::spawn(async move {
+            tracing::info!(id, node = %node, "autopilot: adding alive server missing from raft");
+            if let Err(e) = engine.add_server(id, node).await {
+                tracing::warn!(error = %e, "autopilot: adding a server failed");
+            }
+            adding
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+        });
     }
 }
 
@@ -428,166 +593,5 @@ async fn remove_from_raft(engine: &Engine, m: &Member) {
         if let Err(e) = engine.remove_server(id).await {
             tracing::warn!(error = %e, "removing a departed server from raft failed");
         }
-    }
-}
-
-/// The HTTP API's view of the cluster (`/v1/agent/members`, join, leave,
-/// force-leave, `/v1/operator/raft/*`, `/v1/operator/keyring`).
-pub(crate) struct ClusterApi {
-    pub gossip: Arc<Gossip>,
-    pub engine: Engine,
-    /// Notified after a `leave`: the agent shuts down.
-    pub shutdown: Arc<tokio::sync::Notify>,
-}
-
-fn status_code(s: MemberStatus) -> MemberStatusCode {
-    match s {
-        MemberStatus::Alive => MemberStatusCode::Alive,
-        MemberStatus::Leaving => MemberStatusCode::Leaving,
-        MemberStatus::Left => MemberStatusCode::Left,
-        MemberStatus::Failed => MemberStatusCode::Failed,
-    }
-}
-
-impl ClusterApi {
-    /// The node UUID gossip knows for a raft id (the `ID` Consul shows),
-    /// or the raft id itself.
-    fn server_id(&self, raft_id: u64) -> String {
-        let id = raft_id.to_string();
-        self.gossip
-            .members()
-            .into_iter()
-            .find(|m| m.tags.get("raft_id") == Some(&id))
-            .map(|m| m.id)
-            .unwrap_or(id)
-    }
-}
-
-impl ClusterBackend for ClusterApi {
-    fn members(&self, wan: bool) -> Vec<MemberInfo> {
-        if wan {
-            return Vec::new();
-        }
-        self.gossip
-            .members()
-            .into_iter()
-            .map(|m| MemberInfo {
-                name: m.name,
-                addr: m.addr.ip().to_string(),
-                port: m.addr.port(),
-                tags: m.tags,
-                status: status_code(m.status),
-            })
-            .collect()
-    }
-
-    fn join(&self, addrs: Vec<String>, wan: bool) -> BoxFuture<'_, Result<usize, String>> {
-        Box::pin(async move {
-            if wan {
-                return Err("WAN gossip is not supported yet".to_string());
-            }
-            let mut resolved = Vec::new();
-            for a in &addrs {
-                resolved.extend(resolve(a).await);
-            }
-            self.gossip.join(&resolved).await.map_err(|e| e.to_string())
-        })
-    }
-
-    fn leave(&self) -> BoxFuture<'_, Result<(), String>> {
-        let gossip = self.gossip.clone();
-        let shutdown = self.shutdown.clone();
-        Box::pin(async move {
-            // Spawned: a dropped request must not cut the leave short.
-            let done = tokio::spawn(async move {
-                let r = gossip.leave(Duration::from_secs(5)).await;
-                shutdown.notify_one();
-                r
-            });
-            match done.await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-    }
-
-    fn force_leave(
-        &self,
-        node: String,
-        prune: bool,
-        wan: bool,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            if wan {
-                return Err("WAN gossip is not supported yet".to_string());
-            }
-            self.gossip
-                .force_leave(&node, prune)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn raft_configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, String>> {
-        Box::pin(async move {
-            let (servers, index) = self.engine.raft_servers();
-            Ok(RaftConfiguration {
-                servers: servers
-                    .into_iter()
-                    .map(|s| {
-                        ApiRaftServer::new(
-                            self.server_id(s.id),
-                            s.node.name,
-                            s.node.addr,
-                            s.leader,
-                            s.voter,
-                        )
-                    })
-                    .collect(),
-                index,
-            })
-        })
-    }
-
-    fn remove_raft_peer(&self, by: PeerRef) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            let (servers, _) = self.engine.raft_servers();
-            let found = servers.iter().find(|s| match &by {
-                PeerRef::Id(id) => *id == s.id.to_string() || *id == self.server_id(s.id),
-                PeerRef::Address(addr) => *addr == s.node.addr,
-            });
-            let Some(server) = found else {
-                return Err(match by {
-                    PeerRef::Id(id) => format!("id {id:?} was not found in the Raft configuration"),
-                    PeerRef::Address(a) => {
-                        format!("address {a:?} was not found in the Raft configuration")
-                    }
-                });
-            };
-            self.engine
-                .remove_server(server.id)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn keyring(&self, op: KeyringOp) -> BoxFuture<'_, Result<Vec<KeyringReply>, String>> {
-        Box::pin(async move {
-            let g = &self.gossip;
-            match op {
-                KeyringOp::List => {
-                    let keys = g.list_keys();
-                    let Some(primary) = keys.first().cloned() else {
-                        return Err("gossip encryption is not enabled (no keyring)".to_string());
-                    };
-                    return Ok(vec![KeyringReply::local(false, &keys, &primary)]);
-                }
-                KeyringOp::Install(k) => g.install_key(&k),
-                KeyringOp::Use(k) => g.use_key(&k),
-                KeyringOp::Remove(k) => g.remove_key(&k),
-            }
-            .map_err(|e| e.to_string())?;
-            Ok(Vec::new())
-        })
     }
 }

@@ -7,8 +7,11 @@
 
 pub mod agent;
 mod agent_dns;
+mod agent_serve;
 pub mod catalog;
+mod client_link;
 mod cluster;
+mod cluster_api;
 pub mod http;
 pub mod info;
 pub mod join;

@@ -16,6 +16,19 @@ use serde_json::{Map, Value};
 use super::error::ConfigError;
 use super::value::{deep_merge, join, Ctx};
 
+/// `autopilot { ... }`: dead-server cleanup on the leader. Consul's other
+/// autopilot keys are accepted and have no effect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Autopilot {
+    /// `cleanup_dead_servers` (default true).
+    pub cleanup_dead_servers: Option<bool>,
+    /// `server_stabilization_time` (default 10 s): how long a server must
+    /// have been failed before it is removed from raft.
+    pub server_stabilization_time: Option<std::time::Duration>,
+    /// `min_quorum`: never prune below this many voters.
+    pub min_quorum: Option<u32>,
+}
+
 /// Per-listener bind addresses (`addresses { ... }`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Addresses {
@@ -135,6 +148,13 @@ pub struct AgentSettings {
     pub skip_leave_on_interrupt: Option<bool>,
     /// `rejoin_after_leave`.
     pub rejoin_after_leave: Option<bool>,
+    /// `autopilot`.
+    pub autopilot: Autopilot,
+    /// `raft_snapshot_threshold`: log entries between snapshots.
+    pub raft_snapshot_threshold: Option<u64>,
+    /// `raft_trailing_logs`: entries kept behind a snapshot for slow
+    /// followers.
+    pub raft_trailing_logs: Option<u64>,
 }
 
 /// Set `slot` from `value` with `read`.
@@ -187,6 +207,8 @@ impl AgentSettings {
             "leave_on_terminate" => set(&mut s.leave_on_terminate, || ctx.bool(key, v))?,
             "skip_leave_on_interrupt" => set(&mut s.skip_leave_on_interrupt, || ctx.bool(key, v))?,
             "rejoin_after_leave" => set(&mut s.rejoin_after_leave, || ctx.bool(key, v))?,
+            "raft_snapshot_threshold" => set(&mut s.raft_snapshot_threshold, || ctx.u64(key, v))?,
+            "raft_trailing_logs" => set(&mut s.raft_trailing_logs, || ctx.u64(key, v))?,
             "start_join" => s.start_join = ctx.string_list(key, v)?,
             "retry_join" => s.retry_join = ctx.string_list(key, v)?,
             "recursors" => s.recursors = ctx.string_list(key, v)?,
@@ -209,6 +231,27 @@ impl AgentSettings {
                         _ => return Err(ctx.unknown(&path)),
                     };
                     *slot = Some(ctx.string(&path, item)?);
+                }
+            }
+            "autopilot" => {
+                let a = &mut s.autopilot;
+                for (k, item) in ctx.object(key, v)? {
+                    let path = join(key, k);
+                    match k.as_str() {
+                        "cleanup_dead_servers" => {
+                            a.cleanup_dead_servers = Some(ctx.bool(&path, item)?)
+                        }
+                        "server_stabilization_time" => {
+                            a.server_stabilization_time = Some(ctx.duration(&path, item)?)
+                        }
+                        "min_quorum" => a.min_quorum = Some(ctx.u32(&path, item)?),
+                        "last_contact_threshold"
+                        | "max_trailing_logs"
+                        | "redundancy_zone_tag"
+                        | "disable_upgrade_migration"
+                        | "upgrade_version_tag" => {}
+                        _ => return Err(ctx.unknown(&path)),
+                    }
                 }
             }
             "ports" => {
@@ -284,6 +327,15 @@ impl AgentSettings {
         over(&mut self.domain, l.domain);
         over(&mut self.alt_domain, l.alt_domain);
         over(&mut self.leave_on_terminate, l.leave_on_terminate);
+        over(&mut self.raft_snapshot_threshold, l.raft_snapshot_threshold);
+        let (a, la) = (&mut self.autopilot, l.autopilot);
+        over(&mut a.cleanup_dead_servers, la.cleanup_dead_servers);
+        over(
+            &mut a.server_stabilization_time,
+            la.server_stabilization_time,
+        );
+        over(&mut a.min_quorum, la.min_quorum);
+        over(&mut self.raft_trailing_logs, l.raft_trailing_logs);
         over(&mut self.skip_leave_on_interrupt, l.skip_leave_on_interrupt);
         over(&mut self.rejoin_after_leave, l.rejoin_after_leave);
         self.start_join.extend(l.start_join);

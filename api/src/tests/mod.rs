@@ -4,7 +4,8 @@
 //! (`Fake`, `FakeCatalog`; its sessions, locks and transactions are in
 //! `fake_coord.rs`) and the request helpers; the tests live in one file per
 //! domain: `kv.rs`, `catalog.rs`, `health.rs`, `agent.rs`, `session.rs`,
-//! `txn.rs`, `cluster.rs` (membership and operator endpoints), and
+//! `txn.rs`, `cluster.rs` (membership and operator endpoints), `client.rs`
+//! (client-agent forwarding), and
 //! `server.rs` (routing, status and serving over TCP).
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use crate::ApiConfig;
 
 mod agent;
 mod catalog;
+mod client;
 mod cluster;
 mod fake_coord;
 mod health;

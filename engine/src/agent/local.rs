@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::checks::{self, CheckResult, RunnerHandle};
 use super::definition::{CheckDefinition, CheckKind, ServiceDefinition};
-use super::{AgentConfig, AgentInner, Source};
+use super::{AgentConfig, AgentInner, NodeView, Source};
 use crate::types::{Check, Service, Status};
 
 /// A local service.
@@ -351,40 +351,22 @@ fn spawn_ttl(inner: Weak<AgentInner>, id: String, wake: Arc<tokio::sync::Notify>
     }))
 }
 
-/// The health an alias check mirrors: the worst status of the aliased
-/// instance's checks and its node's checks; critical if the instance does
-/// not exist.
-fn alias_result(
-    engine: &crate::engine::Engine,
-    own_id: &str,
-    node: &str,
-    service_id: &str,
-) -> (u64, CheckResult) {
-    let Ok(read) = engine.health_node(node) else {
-        return (
-            0,
-            CheckResult {
-                status: Status::Critical,
-                output: "Unable to read the aliased node's checks".into(),
-            },
-        );
-    };
-    let exists = engine
-        .catalog_node(node)
-        .ok()
-        .and_then(|n| n.value)
+/// The health an alias check mirrors, from a view of the aliased node: the
+/// worst status of the instance's checks and its node's checks; critical
+/// if the instance does not exist.
+fn alias_result(view: &NodeView, own_id: &str, node: &str, service_id: &str) -> CheckResult {
+    let exists = view
+        .node
+        .as_ref()
         .is_some_and(|n| n.services.iter().any(|s| s.id == service_id));
     if !exists {
-        return (
-            read.index,
-            CheckResult {
-                status: Status::Critical,
-                output: format!("Service {service_id} could not be found on node {node}"),
-            },
-        );
+        return CheckResult {
+            status: Status::Critical,
+            output: format!("Service {service_id} could not be found on node {node}"),
+        };
     }
-    let worst = read
-        .value
+    let worst = view
+        .checks
         .iter()
         .filter(|c| c.check_id != own_id && (c.service_id.is_empty() || c.service_id == service_id))
         .map(|c| c.status)
@@ -395,14 +377,16 @@ fn alias_result(
         Status::Warning => "At least one check is warning.".to_string(),
         Status::Critical => "At least one check is critical.".to_string(),
     };
-    (
-        read.index,
-        CheckResult {
-            status: worst,
-            output,
-        },
-    )
+    CheckResult {
+        status: worst,
+        output,
+    }
 }
+
+/// How long one blocking read of an alias check waits.
+const ALIAS_WAIT: Duration = Duration::from_secs(300);
+/// Pause after a failed read of the aliased node (servers unreachable).
+const ALIAS_RETRY: Duration = Duration::from_secs(3);
 
 /// An alias check: mirror another instance's health, re-evaluated whenever
 /// that node's checks or services change (a blocking read on the node).
@@ -419,28 +403,26 @@ fn spawn_alias(
             let Some(strong) = inner.upgrade() else {
                 return;
             };
-            let engine = strong.engine.clone();
-            let watch = engine.watch().clone();
+            let store = strong.store.clone();
             let sender = strong.results.clone();
             drop(strong);
-            let blocking = crate::blocking::Blocking::new(index, Some(Duration::from_secs(300)));
-            let key = [crate::watch::WatchKey::Node(node.to_lowercase())];
-            let read: Result<crate::types::Indexed<CheckResult>, ()> = blocking
-                .run(&watch, &key, |_| {
-                    let (idx, result) = alias_result(&engine, &id, &node, &service_id);
-                    Ok(crate::blocking::QueryOutcome::Ready(
-                        crate::types::Indexed {
-                            index: idx.max(1),
-                            value: result,
-                        },
-                    ))
-                })
-                .await;
-            let Ok(read) = read else { return };
-            index = read.index;
-            if last.as_ref() != Some(&read.value) {
-                last = Some(read.value.clone());
-                if sender.send((id.clone(), read.value)).is_err() {
+            let result = match store.node_view(&node, index, ALIAS_WAIT).await {
+                Ok(view) => {
+                    index = view.index;
+                    alias_result(&view, &id, &node, &service_id)
+                }
+                Err(e) => {
+                    index = 0;
+                    tokio::time::sleep(ALIAS_RETRY).await;
+                    CheckResult {
+                        status: Status::Critical,
+                        output: format!("Unable to read the aliased node's checks: {e}"),
+                    }
+                }
+            };
+            if last.as_ref() != Some(&result) {
+                last = Some(result.clone());
+                if sender.send((id.clone(), result)).is_err() {
                     return;
                 }
             }

@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod definition;
 mod local;
+pub mod store;
 mod sync;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use definition::{CheckDefinition, CheckKind, ServiceDefinition};
+pub use store::{NodeView, Store};
 pub use sync::{serf_check, SERF_CHECK_ID};
 
 use crate::engine::Engine;
@@ -157,7 +159,8 @@ pub struct Agent {
 }
 
 pub(crate) struct AgentInner {
-    pub(crate) engine: Engine,
+    /// Where this node's catalog entry lives (local engine or servers).
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) cfg: AgentConfig,
     pub(crate) state: Mutex<LocalState>,
     /// Wakes the anti-entropy task for an immediate (partial) sync.
@@ -183,10 +186,20 @@ pub const NODE_MAINT_ID: &str = "_node_maintenance";
 pub const SERVICE_MAINT_PREFIX: &str = "_service_maintenance:";
 
 impl Agent {
-    /// Start the agent: load persisted API definitions, add the file
-    /// definitions, start check runners and anti-entropy.
+    /// Start a server's agent on the local engine (see [`Agent::start_with`]).
     pub async fn start(
         engine: Engine,
+        cfg: AgentConfig,
+        services: Vec<ServiceDefinition>,
+        checks: Vec<CheckDefinition>,
+    ) -> Result<Agent, AgentError> {
+        Agent::start_with(Arc::new(engine), cfg, services, checks).await
+    }
+
+    /// Start the agent on `store`: load persisted API definitions, add the
+    /// file definitions, start check runners and anti-entropy.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
         cfg: AgentConfig,
         services: Vec<ServiceDefinition>,
         checks: Vec<CheckDefinition>,
@@ -223,7 +236,7 @@ impl Agent {
                     docker_host: docker_host.filter(|h| !h.is_empty()),
                     output_max_size_cap: cfg.check_output_max_size,
                 }),
-                engine,
+                store,
                 cfg,
                 state: Mutex::new(LocalState::default()),
                 sync_wake: tokio::sync::Notify::new(),

@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::{AgentError, AgentInner};
-use crate::command::{Command, Response};
+use crate::command::Command;
 use crate::types::{Check, Node, Service, Status};
 
 /// Checks the agent never removes from its node (maintained by the leader).
@@ -39,10 +39,6 @@ pub fn serf_check(node: &str, status: Status) -> Check {
 const KEEP_SERVICES: &[&str] = &["consul"];
 /// Retry delay after a failed sync.
 const RETRY: Duration = Duration::from_secs(15);
-
-fn engine_err(e: crate::Error) -> AgentError {
-    AgentError::Engine(e.to_string())
-}
 
 fn strip_service(s: &Service) -> Service {
     Service {
@@ -95,15 +91,12 @@ pub(crate) async fn anti_entropy_loop(inner: Weak<AgentInner>) {
 pub(crate) async fn sync(inner: &AgentInner) -> Result<(), AgentError> {
     let _one_at_a_time = inner.sync_lock.lock().await;
     let cfg = &inner.cfg;
-    let engine = &inner.engine;
-    let catalog = engine
-        .catalog_node(&cfg.node_name)
-        .map_err(engine_err)?
-        .value;
-    let catalog_checks = engine
-        .health_node(&cfg.node_name)
-        .map_err(engine_err)?
-        .value;
+    let view = inner
+        .store
+        .node_view(&cfg.node_name, 0, Duration::ZERO)
+        .await?;
+    let catalog = view.node;
+    let catalog_checks = view.checks;
 
     let node = Node {
         id: cfg.node_id.clone(),
@@ -273,24 +266,6 @@ pub(crate) async fn sync(inner: &AgentInner) -> Result<(), AgentError> {
         return Ok(());
     }
     tracing::debug!(writes = commands.len(), "anti-entropy sync");
-    // Proposed concurrently: the engine batches them into one log entry.
-    let tasks: Vec<_> = commands
-        .into_iter()
-        .map(|cmd| {
-            let engine = engine.clone();
-            tokio::spawn(async move { engine.propose(cmd).await })
-        })
-        .collect();
-    for t in tasks {
-        match t.await {
-            Ok(Ok(applied)) => {
-                if let Response::Rejected(msg) = applied.response {
-                    return Err(AgentError::Engine(msg));
-                }
-            }
-            Ok(Err(e)) => return Err(engine_err(e)),
-            Err(e) => return Err(AgentError::Engine(e.to_string())),
-        }
-    }
-    Ok(())
+    // Applied concurrently: the leader batches them into one log entry.
+    inner.store.apply(commands).await
 }

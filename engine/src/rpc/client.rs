@@ -36,6 +36,16 @@ pub(crate) enum CallError {
     Transport(String),
 }
 
+/// A failed request: unreachable if no connection was made (the request
+/// was never sent), else a transport failure.
+fn request_error(e: hyper_util::client::legacy::Error) -> CallError {
+    if e.is_connect() {
+        CallError::Unreachable(e.to_string())
+    } else {
+        CallError::Transport(e.to_string())
+    }
+}
+
 /// A cheap-to-clone RPC client (the connection pool is shared).
 #[derive(Clone)]
 pub(crate) struct RpcClient {
@@ -71,13 +81,7 @@ impl RpcClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let exchange = async {
-            let resp = self.http.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    CallError::Unreachable(e.to_string())
-                } else {
-                    CallError::Transport(e.to_string())
-                }
-            })?;
+            let resp = self.http.request(request).await.map_err(request_error)?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
@@ -96,6 +100,58 @@ impl RpcClient {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout(timeout)),
         }
+    }
+}
+
+/// Headers that belong to one HTTP/1 connection and must not cross into
+/// an HTTP/2 request or back.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "host",
+];
+
+fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+}
+
+impl RpcClient {
+    /// Send `req` (an HTTP API request: path, query, method, headers and
+    /// body kept) to the server at `addr` and collect its answer. No
+    /// overall timeout: a blocking query may take minutes; the connect
+    /// timeout and HTTP/2 keep-alive bound a dead server.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        req: hyper::Request<Bytes>,
+    ) -> Result<hyper::Response<Bytes>, CallError> {
+        let (mut parts, body) = req.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", hyper::http::uri::PathAndQuery::as_str);
+        parts.uri = format!("http://{addr}{path}")
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| CallError::Transport(e.to_string()))?;
+        parts.version = hyper::Version::HTTP_2;
+        strip_hop_by_hop(&mut parts.headers);
+        let request = hyper::Request::from_parts(parts, Full::new(body));
+        let resp = self.http.request(request).await.map_err(request_error)?;
+        let (mut parts, body) = resp.into_parts();
+        let bytes = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?
+            .to_bytes();
+        parts.version = hyper::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(hyper::Response::from_parts(parts, bytes))
     }
 }
 

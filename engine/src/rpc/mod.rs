@@ -1,11 +1,14 @@
 //! Server RPC: raft's vote, append-entries and install-snapshot between
-//! servers, and what followers ask of the leader (forwarded proposals, read
-//! indexes, joins), as MessagePack over HTTP/2 without TLS (h2c) with hyper;
-//! one pooled connection per peer.
+//! servers, what followers ask of the leader (forwarded proposals, read
+//! indexes, joins), and what client agents ask of any server (their
+//! writes, node reads, relayed DNS questions and forwarded HTTP API
+//! requests), as MessagePack over HTTP/2 without TLS (h2c) with hyper; one
+//! pooled connection per peer.
 //!
-//! Every endpoint is `POST <path>` with a msgpack body and answers 200 with
-//! a msgpack `Result<T, E>`: transport failures are the client's, raft and
-//! leadership errors travel as values.
+//! Every `/raft/*` and `/rpc/*` endpoint is `POST <path>` with a msgpack
+//! body and answers 200 with a msgpack `Result<T, E>`: transport failures
+//! are the client's, raft and leadership errors travel as values. `/v1/*`
+//! is the HTTP API itself, answered as the server's HTTP port would.
 
 pub(crate) mod client;
 pub mod server;
@@ -33,6 +36,16 @@ pub(crate) const PATH_JOIN: &str = "/rpc/join";
 pub(crate) const PATH_INFO: &str = "/rpc/info";
 /// A session renew forwarded to the leader (its TTL timers live there).
 pub(crate) const PATH_RENEW: &str = "/rpc/renew";
+/// A client agent's writes (anti-entropy): proposed by the server asked,
+/// which forwards them to the leader.
+pub(crate) const PATH_APPLY: &str = "/rpc/apply";
+/// A client agent's read of one node's entry (anti-entropy, alias checks).
+pub(crate) const PATH_NODE_VIEW: &str = "/rpc/node-view";
+/// A DNS question a client agent relays to a server.
+pub(crate) const PATH_DNS: &str = "/rpc/dns";
+/// Prefix of the HTTP API requests a client agent forwards: the server
+/// answers them with its own API handlers.
+pub(crate) const PREFIX_API: &str = "/v1/";
 
 /// Largest RPC body accepted (snapshot chunks are 1 MiB; a batch entry of
 /// proposals is at most about 4 MiB, and appends carry several).
@@ -51,6 +64,26 @@ pub enum RpcFailure {
     #[error("{0}")]
     Failed(String),
 }
+
+/// A client agent's read of one node ([`PATH_NODE_VIEW`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeViewRequest {
+    pub node: String,
+    pub min_index: u64,
+    pub wait_ms: u64,
+}
+
+/// A relayed DNS question ([`PATH_DNS`]) and the largest answer wanted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DnsRequest {
+    #[serde(with = "serde_bytes")]
+    pub packet: Vec<u8>,
+    pub max_size: u32,
+}
+
+/// A relayed DNS answer (empty: send nothing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DnsAnswer(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 /// A forwarded proposal's outcome: the entry index and the response.
 pub(crate) type ProposeResult = Result<(u64, Response), RpcFailure>;

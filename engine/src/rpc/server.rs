@@ -1,9 +1,13 @@
-//! The RPC server on the server port: decodes each call, hands it to raft or
-//! to the engine's leader-side handlers, and encodes the answer. One task
-//! per connection (HTTP/2 or HTTP/1.1), one task per call.
+//! The RPC server on the server port: decodes each call, hands it to raft,
+//! to the engine's leader-side handlers, or (client agents' DNS and HTTP
+//! API requests) to the [`ServerHooks`] the binary supplies, and encodes
+//! the answer. One task per connection (HTTP/2 or HTTP/1.1), one task per
+//! call.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,12 +21,36 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    JoinRequest, SnapshotChunk, MAX_BODY, PATH_APPEND, PATH_INFO, PATH_JOIN, PATH_PROPOSE,
-    PATH_READ_INDEX, PATH_RENEW, PATH_SNAPSHOT, PATH_VOTE,
+    DnsAnswer, DnsRequest, JoinRequest, NodeViewRequest, RpcFailure, SnapshotChunk, MAX_BODY,
+    PATH_APPEND, PATH_APPLY, PATH_DNS, PATH_INFO, PATH_JOIN, PATH_NODE_VIEW, PATH_PROPOSE,
+    PATH_READ_INDEX, PATH_RENEW, PATH_SNAPSHOT, PATH_VOTE, PREFIX_API,
 };
+use crate::agent::store::{local_apply, local_node_view, BoxFuture};
 use crate::command::Command;
 use crate::engine::Engine;
 use crate::raft::TypeConfig;
+
+/// What a server answers for client agents beyond the engine: their HTTP
+/// API requests and DNS questions (the binary wires the API and DNS
+/// crates in here).
+pub trait ServerHooks: Send + Sync + 'static {
+    /// Answer one HTTP API request (`/v1/...`) as the HTTP port would.
+    fn http(&self, req: Request<Bytes>) -> BoxFuture<'_, Response<Bytes>>;
+    /// Answer one DNS question (the wire message); empty: no answer.
+    fn dns(&self, packet: Vec<u8>, max_size: usize) -> BoxFuture<'_, Vec<u8>>;
+}
+
+/// Aborts a call's task when hyper drops the call (the stream was reset).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The hooks of a server, if it serves client agents.
+pub type Hooks = Option<Arc<dyn ServerHooks>>;
 
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -48,12 +76,22 @@ fn bad(msg: String) -> Response<Full<Bytes>> {
     reply(StatusCode::BAD_REQUEST, msg.into_bytes())
 }
 
-async fn handle(engine: Engine, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_string();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+async fn handle(engine: Engine, hooks: Hooks, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
     };
+    if path.starts_with(PREFIX_API) {
+        let Some(hooks) = hooks else {
+            return reply(StatusCode::NOT_FOUND, b"no HTTP API here".to_vec());
+        };
+        return hooks
+            .http(Request::from_parts(parts, body))
+            .await
+            .map(Full::new);
+    }
     let raft = engine.raft();
     match path.as_str() {
         PATH_APPEND => match decode::<AppendEntriesRequest<TypeConfig>>(&body) {
@@ -88,6 +126,30 @@ async fn handle(engine: Engine, req: Request<Incoming>) -> Response<Full<Bytes>>
             Ok(id) => encode(&engine.serve_renew(&id)),
             Err(msg) => bad(msg),
         },
+        PATH_APPLY => match decode::<Vec<Command>>(&body) {
+            Ok(cmds) => encode(&local_apply(&engine, cmds).await.map_err(RpcFailure::Failed)),
+            Err(msg) => bad(msg),
+        },
+        PATH_NODE_VIEW => match decode::<NodeViewRequest>(&body) {
+            Ok(r) => {
+                let wait = Duration::from_millis(r.wait_ms);
+                let view = local_node_view(&engine, &r.node, r.min_index, wait).await;
+                encode(&view.map_err(|e| RpcFailure::Failed(e.to_string())))
+            }
+            Err(msg) => bad(msg),
+        },
+        PATH_DNS => match (decode::<DnsRequest>(&body), hooks) {
+            (Ok(r), Some(hooks)) => {
+                let max = usize::try_from(r.max_size).unwrap_or(usize::MAX);
+                encode(&Ok::<_, RpcFailure>(DnsAnswer(
+                    hooks.dns(r.packet, max).await,
+                )))
+            }
+            (Ok(_), None) => encode(&Err::<DnsAnswer, _>(RpcFailure::Failed(
+                "this server does not answer DNS".into(),
+            ))),
+            (Err(msg), _) => bad(msg),
+        },
         _ => reply(StatusCode::NOT_FOUND, b"unknown rpc".to_vec()),
     }
 }
@@ -96,6 +158,7 @@ async fn handle(engine: Engine, req: Request<Incoming>) -> Response<Full<Bytes>>
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Engine,
+    hooks: Hooks,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -121,12 +184,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let engine = engine.clone();
+        let hooks = hooks.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let engine = engine.clone();
+            let hooks = hooks.clone();
             async move {
                 // Each call in its own task: a panic is a failed call, not a
-                // dead connection.
-                let answer = tokio::spawn(handle(engine, req)).await;
+                // dead connection; a caller that goes away (a client agent's
+                // blocking query whose HTTP client hung up) cancels it.
+                let mut task = AbortOnDrop(tokio::spawn(handle(engine, hooks, req)));
+                let answer = (&mut task.0).await;
                 Ok::<_, Infallible>(answer.unwrap_or_else(|e| {
                     reply(
                         StatusCode::INTERNAL_SERVER_ERROR,

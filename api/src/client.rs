@@ -1,0 +1,161 @@
+//! The two ways a request crosses between agents. A client agent answers
+//! `/v1/agent/*` and the keyring from its own state and forwards every
+//! other request, unchanged, to a server ([`Upstream`]); the server answers
+//! it with the same handlers its HTTP port uses ([`Handler`]). The client
+//! names itself in [`X_AGENT_NODE`] so a session it creates defaults to
+//! its node, as Consul's does.
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response};
+use muster_engine::agent::Agent;
+use muster_engine::remote::Remote;
+use muster_engine::Engine;
+
+use crate::cluster::BoxFuture;
+use crate::decode::MAX_JSON_BODY;
+use crate::error::{Error, Result};
+use crate::response::Body;
+use crate::router::{self, Ctx, Endpoint, Mode, State};
+use crate::ApiConfig;
+
+/// The header a client agent adds to forwarded requests: its node name.
+pub const X_AGENT_NODE: &str = "x-muster-agent-node";
+
+/// Where a client agent sends what it does not answer itself.
+pub trait Upstream: Send + Sync + 'static {
+    /// Send `req` to a server and return its answer; `Err` when no server
+    /// could be reached (a 500 with the message).
+    fn forward(
+        &self,
+        req: Request<Bytes>,
+    ) -> BoxFuture<'_, std::result::Result<Response<Bytes>, String>>;
+}
+
+impl Upstream for Remote {
+    fn forward(
+        &self,
+        req: Request<Bytes>,
+    ) -> BoxFuture<'_, std::result::Result<Response<Bytes>, String>> {
+        Box::pin(self.http(req))
+    }
+}
+
+/// A client agent's state: no engine, only the way to the servers.
+pub(crate) struct Client {
+    pub upstream: Arc<dyn Upstream>,
+}
+
+impl Mode for Client {
+    fn rest<'a, B>(
+        ctx: &'a Ctx<'a, Self>,
+        _endpoint: Endpoint,
+        _rest: &'a str,
+        _method: &'a Method,
+        req: Request<B>,
+    ) -> impl std::future::Future<Output = Result<Response<Body>>> + Send + 'a
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'a,
+        B::Error: Display,
+    {
+        forward(ctx, req)
+    }
+}
+
+/// Forward `req` whole (path, query, method, headers, body) to a server.
+async fn forward<B>(ctx: &Ctx<'_, Client>, req: Request<B>) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Display,
+{
+    let (mut parts, body) = req.into_parts();
+    let content_length = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = ctx.st.cfg.kv_max_value_size.max(MAX_JSON_BODY);
+    let body = crate::kv::read_body(body, content_length, limit).await?;
+    if let Ok(node) = HeaderValue::from_str(&ctx.st.cfg.node_name) {
+        parts.headers.insert(X_AGENT_NODE, node);
+    }
+    let answer = ctx
+        .st
+        .engine
+        .upstream
+        .forward(Request::from_parts(parts, Bytes::from(body)))
+        .await
+        .map_err(Error::Internal)?;
+    Ok(answer.map(Full::new))
+}
+
+/// Serve a client agent's HTTP API on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    upstream: Arc<dyn Upstream>,
+    agent: Agent,
+    cfg: ApiConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    crate::server::serve(
+        listener,
+        Client { upstream },
+        Arc::new(agent),
+        cfg,
+        shutdown,
+    )
+    .await
+}
+
+/// A server's HTTP API handlers without a listener: what it runs for the
+/// requests client agents forward over RPC.
+#[derive(Clone)]
+pub struct Handler {
+    state: Arc<State<Engine>>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// Handlers over `engine` and `agent` with `cfg`.
+    pub fn new(engine: Engine, agent: Agent, cfg: ApiConfig) -> Handler {
+        Handler {
+            state: Arc::new(State {
+                engine,
+                agent: Arc::new(agent),
+                cfg,
+                local_addr: None,
+            }),
+        }
+    }
+
+    /// Answer one request as the HTTP port would (in its own task: a
+    /// panicking handler is a 500).
+    pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
+        let task = tokio::spawn(router::handle(self.state.clone(), req.map(Full::new)));
+        let resp = match task.await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = %e, "forwarded request handler failed");
+                crate::response::text(
+                    hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error",
+                )
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        Response::from_parts(parts, bytes)
+    }
+}

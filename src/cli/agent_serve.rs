@@ -1,0 +1,534 @@
+//! Running an agent once its configuration is valid: a server (engine,
+//! server RPC, gossip, agent, HTTP and DNS) or a client agent (gossip, the
+//! link to the servers, agent, HTTP and DNS that forward to a server);
+//! the readiness line, signals, and a clean shutdown in order.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use muster_api::{ApiConfig, ReloadHook};
+use muster_engine::agent::{Agent, AgentConfig, Store};
+use muster_engine::remote::Remote;
+use muster_engine::{Engine, EngineConfig};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
+
+use super::agent::Config;
+use super::agent_dns;
+use super::client_link::{DnsRelay, ServerSide};
+use super::cluster::{AutopilotConfig, Cluster, ClusterConfig, Role};
+use super::cluster_api::ClusterApi;
+use super::node_id::{load_or_create_node_id, raft_id};
+use crate::config::{self, ConfigSource};
+
+/// `kv_max_value_size`: the largest KV value accepted (512 KiB).
+const KV_MAX_VALUE_SIZE: usize = 512 * 1024;
+
+/// How long to wait for this server to see a leader before printing the
+/// readiness line anyway (with a warning).
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long in-flight HTTP requests get to finish on shutdown.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
+
+/// How long the engine gets to stop raft and flush on shutdown.
+const ENGINE_SHUTDOWN: Duration = Duration::from_secs(30);
+
+/// A server: open the engine, serve RPC, gossip, HTTP and DNS until a
+/// signal, then shut everything down.
+pub(super) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    // Install the handlers first, so a signal that arrives right after the
+    // readiness line is not fatal.
+    let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
+
+    let (node_id, uuid) = load_or_create_node_id(data_dir)?;
+    let rpc_addr = SocketAddr::new(cfg.advertise, cfg.server_port);
+    let mut engine_cfg = EngineConfig::new(data_dir, cfg.node_name.clone());
+    engine_cfg.node_id = raft_id(&uuid);
+    engine_cfg.rpc_addr = rpc_addr.to_string();
+    engine_cfg.bootstrap = cfg.bootstrap;
+    let settings = &cfg.loaded.settings;
+    if let Some(n) = settings.raft_snapshot_threshold {
+        engine_cfg.snapshot_threshold = n;
+    }
+    if let Some(n) = settings.raft_trailing_logs {
+        engine_cfg.trailing_logs = n;
+    }
+    if cfg.dev {
+        // Consul's -dev uses raft_multiplier=1: the fastest timings.
+        engine_cfg.heartbeat = Duration::from_millis(100);
+        engine_cfg.election_timeout = Duration::from_millis(500);
+    }
+    tracing::info!(
+        node = %cfg.node_name,
+        node_id = %node_id,
+        raft_id = engine_cfg.node_id,
+        rpc = %rpc_addr,
+        data_dir = %data_dir.display(),
+        bootstrap = cfg.bootstrap,
+        serf_lan_port = cfg.serf_lan_port,
+        serf_wan_port = cfg.serf_wan_port,
+        "opening engine"
+    );
+    let rpc_bind = SocketAddr::new(cfg.bind, cfg.server_port);
+    let rpc_listener = TcpListener::bind(rpc_bind).await.with_context(|| {
+        format!("Error: cannot listen for server RPC on {rpc_bind}: is another agent running? Pick another port with -server-port")
+    })?;
+    let engine = Engine::open(engine_cfg).await.with_context(|| {
+        format!(
+            "Error: cannot open the data directory {}",
+            data_dir.display()
+        )
+    })?;
+    let (rpc_stop_tx, rpc_stop_rx) = oneshot::channel::<()>();
+    // Client agents' HTTP and DNS questions are answered once the agent
+    // and its API exist (below); until then they get a "starting" error.
+    let server_side = Arc::new(ServerSide::default());
+    let rpc = tokio::spawn(muster_engine::rpc::server::serve(
+        rpc_listener,
+        engine.clone(),
+        Some(server_side.clone()),
+        async move {
+            let _ = rpc_stop_rx.await;
+        },
+    ));
+    let backing = Backing::Server(engine.clone());
+    let member = Member::start(cfg, &node_id, data_dir, &backing).await?;
+    server_side.set(
+        muster_api::Handler::new(engine.clone(), member.agent.clone(), member.api_cfg.clone()),
+        engine.clone(),
+        agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?,
+    );
+    let result = member
+        .run(cfg, &backing, data_dir, &mut sigint, &mut sigterm)
+        .await;
+    let _ = rpc_stop_tx.send(());
+    let _ = rpc.await;
+    tracing::info!("shutting down the engine");
+    match tokio::time::timeout(ENGINE_SHUTDOWN, engine.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "engine shutdown failed"),
+        Err(_) => tracing::error!("engine shutdown timed out"),
+    }
+    if result.is_ok() {
+        tracing::info!("agent stopped");
+    }
+    result
+}
+
+/// A client agent: gossip, the link to the servers, the agent with its
+/// checks, and HTTP and DNS that forward to a server; no log, no engine.
+pub(super) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
+    let (node_id, _) = load_or_create_node_id(data_dir)?;
+    tracing::info!(
+        node = %cfg.node_name,
+        node_id = %node_id,
+        data_dir = %data_dir.display(),
+        serf_lan_port = cfg.serf_lan_port,
+        "starting client agent"
+    );
+    let backing = Backing::Client(Arc::new(Remote::new()));
+    let member = Member::start(cfg, &node_id, data_dir, &backing).await?;
+    let result = member
+        .run(cfg, &backing, data_dir, &mut sigint, &mut sigterm)
+        .await;
+    if result.is_ok() {
+        tracing::info!("agent stopped");
+    }
+    result
+}
+
+/// An agent in the cluster: its gossip layer, its local agent (services,
+/// checks, anti-entropy) and its HTTP API settings.
+struct Member {
+    cluster: Cluster,
+    agent: Agent,
+    api_cfg: ApiConfig,
+    leave_requested: Arc<tokio::sync::Notify>,
+}
+
+impl Member {
+    /// Start gossip as a server or a client, then the local agent on
+    /// whatever holds the catalog.
+    async fn start(
+        cfg: &Config,
+        node_id: &str,
+        data_dir: &Path,
+        backing: &Backing,
+    ) -> anyhow::Result<Member> {
+        let (role, store): (Role, Arc<dyn Store>) = match backing {
+            Backing::Server(engine) => (Role::Server(engine.clone()), Arc::new(engine.clone())),
+            Backing::Client(remote) => (Role::Client(remote.clone()), remote.clone()),
+        };
+        let cluster = Cluster::start(cluster_config(cfg, node_id, data_dir), role).await?;
+        let agent = Agent::start_with(
+            store,
+            agent_config(cfg, node_id, data_dir),
+            cfg.loaded.services.clone(),
+            cfg.loaded.checks.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("Error: {e}"))?;
+        let leave_requested = Arc::new(tokio::sync::Notify::new());
+        let cluster_api: Arc<dyn muster_api::ClusterBackend> = Arc::new(ClusterApi {
+            gossip: cluster.gossip.clone(),
+            engine: match backing {
+                Backing::Server(engine) => Some(engine.clone()),
+                Backing::Client(_) => None,
+            },
+            shutdown: leave_requested.clone(),
+        });
+        let server = matches!(backing, Backing::Server(_));
+        let api_cfg = api_config(cfg, &agent, cluster_api, node_id, server);
+        Ok(Member {
+            cluster,
+            agent,
+            api_cfg,
+            leave_requested,
+        })
+    }
+
+    /// Serve HTTP and DNS until a signal or a leave, then stop the agent
+    /// and leave the gossip pool if Consul's rules say so.
+    async fn run(
+        self,
+        cfg: &Config,
+        backing: &Backing,
+        data_dir: &Path,
+        sigint: &mut tokio::signal::unix::Signal,
+        sigterm: &mut tokio::signal::unix::Signal,
+    ) -> anyhow::Result<()> {
+        let result = serve_http(
+            cfg,
+            backing,
+            &self.agent,
+            self.api_cfg,
+            data_dir,
+            Stops {
+                sigint,
+                sigterm,
+                leave_requested: &self.leave_requested,
+            },
+        )
+        .await;
+        self.agent.shutdown().await;
+        self.cluster
+            .stop(result.as_ref().is_ok_and(|e| e.leave(cfg)))
+            .await;
+        result.map(|_| ())
+    }
+}
+
+/// What answers an agent's catalog, KV and DNS questions.
+enum Backing {
+    /// This server's engine.
+    Server(Engine),
+    /// The servers, for a client agent.
+    Client(Arc<Remote>),
+}
+
+impl Backing {
+    /// A server knows a leader; a client knows a server.
+    fn connected(&self) -> bool {
+        match self {
+            Backing::Server(engine) => engine.status().leader.is_some(),
+            Backing::Client(remote) => !remote.servers().is_empty(),
+        }
+    }
+}
+
+/// The gossip layer's settings for this agent.
+fn cluster_config(cfg: &Config, node_id: &str, data_dir: &Path) -> ClusterConfig {
+    let ap = &cfg.loaded.settings.autopilot;
+    ClusterConfig {
+        node_name: cfg.node_name.clone(),
+        node_id: node_id.to_string(),
+        datacenter: cfg.datacenter.clone(),
+        bind: cfg.bind,
+        advertise: cfg.advertise,
+        serf_lan_port: cfg.serf_lan_port,
+        server_port: cfg.server_port,
+        bootstrap_expect: cfg.bootstrap_expect,
+        join: cfg.join.clone(),
+        encrypt: cfg.encrypt.clone(),
+        verify_incoming: true,
+        verify_outgoing: true,
+        keyring_path: (!cfg.dev).then(|| data_dir.join("serf").join("local.keyring")),
+        peers_path: (!cfg.dev).then(|| data_dir.join("serf").join("peers.json")),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        autopilot: AutopilotConfig {
+            cleanup_dead_servers: ap.cleanup_dead_servers.unwrap_or(true),
+            stabilization: ap
+                .server_stabilization_time
+                .unwrap_or(Duration::from_secs(10)),
+            min_quorum: ap.min_quorum.unwrap_or(0),
+        },
+    }
+}
+
+/// The local agent's settings.
+fn agent_config(cfg: &Config, node_id: &str, data_dir: &Path) -> AgentConfig {
+    let mut agent_cfg = AgentConfig::new(
+        cfg.node_name.clone(),
+        node_id.to_string(),
+        cfg.datacenter.clone(),
+    );
+    agent_cfg.address = cfg.advertise.to_string();
+    cfg.loaded.settings.apply_to_agent(&mut agent_cfg);
+    if !cfg.dev {
+        agent_cfg.persist_dir = Some(data_dir.join("agent"));
+    }
+    agent_cfg
+}
+
+/// The HTTP API's settings.
+fn api_config(
+    cfg: &Config,
+    agent: &Agent,
+    cluster_api: Arc<dyn muster_api::ClusterBackend>,
+    node_id: &str,
+    server: bool,
+) -> ApiConfig {
+    ApiConfig {
+        datacenter: cfg.datacenter.clone(),
+        node_name: cfg.node_name.clone(),
+        node_id: node_id.to_string(),
+        server,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pretty: cfg.dev,
+        kv_max_value_size: KV_MAX_VALUE_SIZE,
+        session_ttl_min: cfg
+            .loaded
+            .settings
+            .session_ttl_min
+            .unwrap_or(muster_api::DEFAULT_SESSION_TTL_MIN),
+        reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
+        cluster: Some(cluster_api),
+    }
+}
+
+/// What ends a running agent: SIGINT, SIGTERM, or a `leave` through the API.
+struct Stops<'a> {
+    sigint: &'a mut tokio::signal::unix::Signal,
+    sigterm: &'a mut tokio::signal::unix::Signal,
+    leave_requested: &'a tokio::sync::Notify,
+}
+
+/// Bind and serve the HTTP API, announce readiness, and wait for a signal or
+/// for the server to fail. The HTTP server is stopped before this returns.
+async fn serve_http(
+    cfg: &Config,
+    backing: &Backing,
+    agent: &Agent,
+    api_cfg: ApiConfig,
+    data_dir: &Path,
+    stops: Stops<'_>,
+) -> anyhow::Result<Ended> {
+    let Stops {
+        sigint,
+        sigterm,
+        leave_requested,
+    } = stops;
+    let http_addr = SocketAddr::new(cfg.client, cfg.http_port);
+    let listener = TcpListener::bind(http_addr).await.with_context(|| {
+        format!("Error: cannot listen for HTTP on {http_addr}: is another agent running? Pick another port with -http-port")
+    })?;
+    let bound = listener
+        .local_addr()
+        .context("Error: cannot read the HTTP listener's address")?;
+    let reload = reload_hook(agent.clone(), cfg.config_sources.clone());
+    let mut sighup = signal(SignalKind::hangup()).context("Error: cannot handle SIGHUP")?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // A dropped sender also means "stop".
+    let stopped = async move {
+        let _ = stop_rx.await;
+    };
+    let mut server = match backing {
+        Backing::Server(engine) => tokio::spawn(muster_api::serve(
+            listener,
+            engine.clone(),
+            agent.clone(),
+            api_cfg,
+            stopped,
+        )),
+        Backing::Client(remote) => tokio::spawn(muster_api::serve_client(
+            listener,
+            remote.clone(),
+            agent.clone(),
+            api_cfg,
+            stopped,
+        )),
+    };
+
+    // Wait (bounded) until a bootstrapping server knows a leader, or a
+    // client told whom to join knows a server, so the first request after
+    // the readiness line is answered.
+    let wait = async {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        while !backing.connected() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("no cluster leader or server known yet; serving anyway");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let should_wait = match backing {
+        Backing::Server(_) => cfg.bootstrap,
+        Backing::Client(_) => !cfg.join.is_empty(),
+    };
+    if should_wait {
+        tokio::select! {
+            () = wait => {}
+            res = &mut server => return Err(server_ended(res)),
+        }
+    }
+
+    let (udp, tcp) = agent_dns::bind_dns(SocketAddr::new(cfg.client, cfg.dns_port)).await?;
+    let dns_addr = udp
+        .local_addr()
+        .context("Error: cannot read the DNS listener's address")?;
+    let (dns_stop_tx, dns_stop_rx) = oneshot::channel::<()>();
+    let dns_stopped = async move {
+        let _ = dns_stop_rx.await;
+    };
+    let dns = match backing {
+        Backing::Server(engine) => tokio::spawn(muster_dns::serve(
+            udp,
+            tcp,
+            engine.clone(),
+            agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?,
+            dns_stopped,
+        )),
+        Backing::Client(remote) => tokio::spawn(muster_dns::serve_relay(
+            udp,
+            tcp,
+            Arc::new(DnsRelay(remote.clone())),
+            dns_stopped,
+        )),
+    };
+    // The node is in the catalog (with its `serfHealth`) before the agent
+    // says it is ready, so a session created right away finds it.
+    if backing.connected() {
+        if let Err(e) = agent.sync_now().await {
+            tracing::warn!(error = %e, "first anti-entropy sync failed; it will be retried");
+        }
+    }
+    tracing::info!(
+        node = %cfg.node_name,
+        datacenter = %cfg.datacenter,
+        http = %bound,
+        dns = %dns_addr,
+        data_dir = %data_dir.display(),
+        "agent ready"
+    );
+    announce_ready(&format!(
+        "muster agent ready: node={} datacenter={} http={} dns={} data_dir={}",
+        cfg.node_name,
+        cfg.datacenter,
+        bound,
+        dns_addr,
+        data_dir.display()
+    ));
+
+    let ended = loop {
+        tokio::select! {
+            _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "caught signal, shutting down"); break Ok(Ended::Interrupt) }
+            _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "caught signal, shutting down"); break Ok(Ended::Terminate) }
+            _ = sighup.recv() => {
+                tracing::info!(signal = "SIGHUP", "caught signal, reloading the config files");
+                if let Err(e) = reload.run().await {
+                    tracing::error!(error = %e, "reload failed; keeping the running configuration");
+                }
+            }
+            () = leave_requested.notified() => { tracing::info!("left the cluster, shutting down"); break Ok(Ended::Left) }
+            res = &mut server => break Err(res),
+        }
+    };
+    let ended = ended.map_err(server_ended)?;
+    let _ = dns_stop_tx.send(());
+    if tokio::time::timeout(HTTP_DRAIN, dns).await.is_err() {
+        tracing::warn!("DNS server still running after the drain timeout");
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => tracing::error!(error = %err, "HTTP server failed while stopping"),
+        Ok(Err(err)) => tracing::error!(error = %err, "HTTP server task failed while stopping"),
+        Err(_) => {
+            tracing::warn!("HTTP requests still running after the drain timeout; aborting them");
+            server.abort();
+        }
+    }
+    Ok(ended)
+}
+
+/// Why a running agent stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// SIGINT.
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// `leave` through the API (the gossip leave is done).
+    Left,
+}
+
+impl Ended {
+    /// Leave the gossip pool on the way out? Consul's rules:
+    /// `skip_leave_on_interrupt` (default: true on servers) for SIGINT,
+    /// `leave_on_terminate` (default: true on clients) for SIGTERM.
+    fn leave(self, cfg: &Config) -> bool {
+        let s = &cfg.loaded.settings;
+        match self {
+            Ended::Interrupt => !s.skip_leave_on_interrupt.unwrap_or(cfg.server),
+            Ended::Terminate => s.leave_on_terminate.unwrap_or(!cfg.server),
+            Ended::Left => false,
+        }
+    }
+}
+
+/// Re-read the config files and hand their services and checks to the
+/// agent (SIGHUP and `PUT /v1/agent/reload`). A bad file leaves the running
+/// configuration as it is.
+fn reload_hook(agent: Agent, sources: Vec<ConfigSource>) -> ReloadHook {
+    ReloadHook::new(move || {
+        let agent = agent.clone();
+        let sources = sources.clone();
+        async move {
+            let loaded = config::load(&sources).map_err(|e| format!("Failed reloading: {e}"))?;
+            agent
+                .reload(loaded.services, loaded.checks)
+                .await
+                .map_err(|e| format!("Failed reloading: {e}"))
+        }
+    })
+}
+
+/// The error for an HTTP server that stopped without being asked to.
+fn server_ended(
+    res: Result<Result<(), muster_api::Error>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match res {
+        Ok(Ok(())) => anyhow::anyhow!("Error: the HTTP server stopped unexpectedly"),
+        Ok(Err(err)) => anyhow::anyhow!("Error: the HTTP server failed: {err}"),
+        Err(err) => anyhow::anyhow!("Error: the HTTP server task failed: {err}"),
+    }
+}
+
+/// Write the readiness line to stdout and flush it: the one line a
+/// supervisor or test harness waits for.
+fn announce_ready(line: &str) {
+    let mut out = io::stdout().lock();
+    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %err, "cannot write the readiness line to stdout");
+    }
+}

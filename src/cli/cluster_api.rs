@@ -1,0 +1,186 @@
+//! The HTTP API's view of the cluster, over gossip and (on a server) raft:
+//! `/v1/agent/members|join|leave|force-leave`, `/v1/operator/raft/*` and
+//! `/v1/operator/keyring`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_api::cluster::{
+    ClusterBackend, KeyringOp, KeyringReply, MemberInfo, MemberStatusCode, PeerRef,
+    RaftConfiguration, RaftServer as ApiRaftServer,
+};
+use muster_api::BoxFuture;
+use muster_engine::Engine;
+use muster_gossip::{Gossip, MemberStatus};
+
+use super::cluster::resolve;
+
+/// The HTTP API's view of the cluster (`/v1/agent/members`, join, leave,
+/// force-leave, `/v1/operator/raft/*`, `/v1/operator/keyring`).
+pub(crate) struct ClusterApi {
+    pub gossip: Arc<Gossip>,
+    /// The engine on a server; `None` on a client agent, which forwards
+    /// the raft endpoints to a server and never calls those methods.
+    pub engine: Option<Engine>,
+    /// Notified after a `leave`: the agent shuts down.
+    pub shutdown: Arc<tokio::sync::Notify>,
+}
+
+fn status_code(s: MemberStatus) -> MemberStatusCode {
+    match s {
+        MemberStatus::Alive => MemberStatusCode::Alive,
+        MemberStatus::Leaving => MemberStatusCode::Leaving,
+        MemberStatus::Left => MemberStatusCode::Left,
+        MemberStatus::Failed => MemberStatusCode::Failed,
+    }
+}
+
+impl ClusterApi {
+    fn engine(&self) -> Result<&Engine, String> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| "not a server: raft runs on the servers".to_string())
+    }
+
+    /// The node UUID gossip knows for a raft id (the `ID` Consul shows),
+    /// or the raft id itself.
+    fn server_id(&self, raft_id: u64) -> String {
+        let id = raft_id.to_string();
+        self.gossip
+            .members()
+            .into_iter()
+            .find(|m| m.tags.get("raft_id") == Some(&id))
+            .map(|m| m.id)
+            .unwrap_or(id)
+    }
+}
+
+impl ClusterBackend for ClusterApi {
+    fn members(&self, wan: bool) -> Vec<MemberInfo> {
+        if wan {
+            return Vec::new();
+        }
+        self.gossip
+            .members()
+            .into_iter()
+            .map(|m| MemberInfo {
+                name: m.name,
+                addr: m.addr.ip().to_string(),
+                port: m.addr.port(),
+                tags: m.tags,
+                status: status_code(m.status),
+            })
+            .collect()
+    }
+
+    fn join(&self, addrs: Vec<String>, wan: bool) -> BoxFuture<'_, Result<usize, String>> {
+        Box::pin(async move {
+            if wan {
+                return Err("WAN gossip is not supported yet".to_string());
+            }
+            let mut resolved = Vec::new();
+            for a in &addrs {
+                resolved.extend(resolve(a).await);
+            }
+            self.gossip.join(&resolved).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn leave(&self) -> BoxFuture<'_, Result<(), String>> {
+        let gossip = self.gossip.clone();
+        let shutdown = self.shutdown.clone();
+        Box::pin(async move {
+            // Spawned: a dropped request must not cut the leave short.
+            let done = tokio::spawn(async move {
+                let r = gossip.leave(Duration::from_secs(5)).await;
+                shutdown.notify_one();
+                r
+            });
+            match done.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn force_leave(
+        &self,
+        node: String,
+        prune: bool,
+        wan: bool,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if wan {
+                return Err("WAN gossip is not supported yet".to_string());
+            }
+            self.gossip
+                .force_leave(&node, prune)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn raft_configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, String>> {
+        Box::pin(async move {
+            let (servers, index) = self.engine()?.raft_servers();
+            Ok(RaftConfiguration {
+                servers: servers
+                    .into_iter()
+                    .map(|s| {
+                        ApiRaftServer::new(
+                            self.server_id(s.id),
+                            s.node.name,
+                            s.node.addr,
+                            s.leader,
+                            s.voter,
+                        )
+                    })
+                    .collect(),
+                index,
+            })
+        })
+    }
+
+    fn remove_raft_peer(&self, by: PeerRef) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let engine = self.engine()?;
+            let (servers, _) = engine.raft_servers();
+            let found = servers.iter().find(|s| match &by {
+                PeerRef::Id(id) => *id == s.id.to_string() || *id == self.server_id(s.id),
+                PeerRef::Address(addr) => *addr == s.node.addr,
+            });
+            let Some(server) = found else {
+                return Err(match by {
+                    PeerRef::Id(id) => format!("id {id:?} was not found in the Raft configuration"),
+                    PeerRef::Address(a) => {
+                        format!("address {a:?} was not found in the Raft configuration")
+                    }
+                });
+            };
+            engine
+                .remove_server(server.id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn keyring(&self, op: KeyringOp) -> BoxFuture<'_, Result<Vec<KeyringReply>, String>> {
+        Box::pin(async move {
+            let g = &self.gossip;
+            match op {
+                KeyringOp::List => {
+                    let keys = g.list_keys();
+                    let Some(primary) = keys.first().cloned() else {
+                        return Err("gossip encryption is not enabled (no keyring)".to_string());
+                    };
+                    return Ok(vec![KeyringReply::local(false, &keys, &primary)]);
+                }
+                KeyringOp::Install(k) => g.install_key(&k),
+                KeyringOp::Use(k) => g.use_key(&k),
+                KeyringOp::Remove(k) => g.remove_key(&k),
+            }
+            .map_err(|e| e.to_string())?;
+            Ok(Vec::new())
+        })
+    }
+}
