@@ -10,7 +10,7 @@
 //! every acknowledged write. Graceful leaves show `left` and take the
 //! member out of the catalog (and a server out of raft). Gossip with a
 //! wrong or missing `-encrypt` key is dropped and logged; the right key
-//! joins.
+//! joins; `muster keyring` rotates the whole pool to a new key.
 
 use std::time::{Duration, Instant};
 
@@ -437,4 +437,59 @@ fn cluster_gossip_needs_the_right_key() {
         log.contains("gossip: dropped packet"),
         "the rejected packets are logged:\n{log}"
     );
+
+    // Rotate the pool's key with the keyring command on one member: install
+    // the new key everywhere, make it primary everywhere, remove the old.
+    let keyring = |on: &Agent, args: &[&str]| {
+        let out = muster()
+            .arg("keyring")
+            .args(args)
+            .args(["-http-addr", &on.addr.to_string()])
+            .output()
+            .expect("run muster keyring");
+        assert!(
+            out.status.success(),
+            "keyring {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // (pool keys, key → holders, key → members using it as primary)
+    let ring = |on: &Agent| {
+        let r = on.get("/v1/operator/keyring");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let pool = r.json()[0].clone();
+        (
+            pool["NumNodes"].as_u64(),
+            pool["Keys"].clone(),
+            pool["PrimaryKeys"].clone(),
+        )
+    };
+    keyring(&a, &["-install", OTHER]);
+    let (n, keys, primary) = ring(&b);
+    assert_eq!(n, Some(2));
+    assert_eq!(
+        (keys[KEY].as_u64(), keys[OTHER].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(primary[KEY].as_u64(), Some(2));
+    keyring(&b, &["-use", OTHER]);
+    keyring(&a, &["-remove", KEY]);
+    let (n, keys, primary) = ring(&a);
+    assert_eq!(n, Some(2));
+    assert!(keys.get(KEY).is_none(), "old key still held: {keys}");
+    assert_eq!(primary[OTHER].as_u64(), Some(2), "{primary}");
+    // The pool now speaks the new key: the member started with it joins,
+    // and the old members still see each other.
+    let r = wrong.put(&format!("/v1/agent/join/{seed}"), b"");
+    assert_eq!(r.status, 200, "join with the new key: {}", r.text());
+    wait_until("rotated pool of three", Duration::from_secs(20), || {
+        members(&a).len() == 3 && members(&b).len() == 3 && members(&wrong).len() == 3
+    });
+    // Removing the primary is refused, with the member's reason.
+    let r = a.request(
+        "DELETE",
+        "/v1/operator/keyring",
+        format!(r#"{{"Key":"{OTHER}"}}"#).as_bytes(),
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
 }

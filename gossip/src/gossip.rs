@@ -2,9 +2,10 @@
 //! member list, subscribe to events, change tags, manage the keyring.
 //!
 //! The handle talks to the driver task through commands and reads the
-//! member table and counters directly. Keyring operations are local to
-//! this node (Consul does them cluster-wide through serf queries; here the
-//! caller loops over members); they are persisted to `keyring_path`.
+//! member table and counters directly. Keyring operations apply to this
+//! node or, with [`Gossip::keyring_all`], to every alive member over the
+//! encrypted TCP channel (Consul uses serf queries); each member persists
+//! its keyring to `keyring_path`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::config::GossipConfig;
 use crate::driver::{check_tags, Command, Driver, DriverParts};
 use crate::error::{Error, Result};
 use crate::identity::{now_millis, NodeIdent};
+use crate::keyops::{self, KeyAnswer, KeyOp};
 use crate::keyring::Keyring;
 use crate::member::{Member, MemberEvent};
 use crate::stats::GossipStats;
@@ -44,8 +46,6 @@ pub struct Gossip {
     local_addr: SocketAddr,
     advertise: SocketAddr,
     name: String,
-    /// Where keyring changes are persisted.
-    keyring_path: Option<std::path::PathBuf>,
     /// Bound for a push/pull in `join`.
     tcp_timeout: Duration,
 }
@@ -95,6 +95,8 @@ impl Gossip {
             verify_incoming: cfg.encrypt_verify_incoming,
             verify_outgoing: cfg.encrypt_verify_outgoing,
             counters: Default::default(),
+            keyring_path: cfg.keyring_path.clone(),
+            node: cfg.node_name.clone(),
         });
         let handler = ItemHandler {
             table: Arc::clone(&table),
@@ -120,7 +122,6 @@ impl Gossip {
             cfg.tcp_timeout,
         ));
         let name = cfg.node_name.clone();
-        let keyring_path = cfg.keyring_path.clone();
         let tcp_timeout = cfg.tcp_timeout;
         let driver = Driver::new(DriverParts {
             cfg,
@@ -144,7 +145,6 @@ impl Gossip {
             local_addr,
             advertise,
             name,
-            keyring_path,
             tcp_timeout,
         })
     }
@@ -274,36 +274,44 @@ impl Gossip {
             .unwrap_or_default()
     }
 
-    /// Installs a key (decrypt-only until [`Gossip::use_key`]).
+    /// Installs a key here only (decrypt-only until [`Gossip::use_key`]).
     pub fn install_key(&self, key: &str) -> Result<()> {
-        self.change_keyring(|ring| ring.install(key).map(|_| ()))
+        keyops::apply(&self.transport, &KeyOp::Install(key.to_string())).map(|_| ())
     }
 
-    /// Makes an installed key the one that encrypts.
+    /// Makes an installed key the one that encrypts, here only.
     pub fn use_key(&self, key: &str) -> Result<()> {
-        self.change_keyring(|ring| ring.use_key(key))
+        keyops::apply(&self.transport, &KeyOp::Use(key.to_string())).map(|_| ())
     }
 
-    /// Removes a key; the primary can't be removed.
+    /// Removes a key here only; the primary can't be removed.
     pub fn remove_key(&self, key: &str) -> Result<()> {
-        self.change_keyring(|ring| ring.remove(key))
+        keyops::apply(&self.transport, &KeyOp::Remove(key.to_string())).map(|_| ())
     }
 
-    /// Applies `op` to a copy of the keyring, persists the copy, then makes
-    /// it current: a failed write leaves the keyring unchanged.
-    fn change_keyring(&self, op: impl FnOnce(&mut Keyring) -> Result<()>) -> Result<()> {
-        let mut guard = self
-            .transport
-            .keyring
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut ring = guard.clone().ok_or(Error::EncryptionDisabled)?;
-        op(&mut ring)?;
-        if let Some(path) = &self.keyring_path {
-            ring.save(path)?;
+    /// Apply a keyring operation here and on every alive member; one
+    /// answer per member, this one first.
+    pub async fn keyring_all(&self, op: KeyOp) -> Vec<KeyAnswer> {
+        let mut answers = vec![keyops::answer(&self.transport, &op)];
+        if answers.first().is_some_and(|a| a.result.is_err()) {
+            return answers;
         }
-        *guard = Some(ring);
-        Ok(())
+        let own = self.name().to_string();
+        let mut asks = tokio::task::JoinSet::new();
+        for m in self.members() {
+            if m.name == own || m.status != crate::member::MemberStatus::Alive {
+                continue;
+            }
+            let (transport, op) = (Arc::clone(&self.transport), op.clone());
+            let timeout = self.tcp_timeout;
+            asks.spawn(async move { keyops::ask(&transport, m.name, m.addr, &op, timeout).await });
+        }
+        while let Some(done) = asks.join_next().await {
+            if let Ok(answer) = done {
+                answers.push(answer);
+            }
+        }
+        answers
     }
 }
 

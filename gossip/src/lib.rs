@@ -45,13 +45,15 @@
 //!   broadcasts a leave intent, then declares itself down; a down member
 //!   with an intent is left, without one failed. A late intent turns
 //!   failed into left, as in serf.
-//! - Key operations are local to the node (see [`Gossip::install_key`]).
+//! - Key operations apply to one node ([`Gossip::install_key`]) or to
+//!   every alive member ([`Gossip::keyring_all`]).
 
 pub mod config;
 mod driver;
 pub mod error;
 pub mod gossip;
 mod identity;
+pub mod keyops;
 pub mod keyring;
 pub mod member;
 pub mod packet;
@@ -63,6 +65,7 @@ mod wire;
 pub use config::GossipConfig;
 pub use error::{Error, Result};
 pub use gossip::Gossip;
+pub use keyops::{KeyAnswer, KeyOp};
 pub use keyring::Keyring;
 pub use member::{Member, MemberEvent, MemberStatus};
 pub use stats::GossipStats;

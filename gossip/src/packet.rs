@@ -41,6 +41,21 @@ pub enum Channel {
     Swim = 1,
     /// A push/pull state exchange (TCP).
     Sync = 2,
+    /// A keyring operation and its answer (TCP).
+    Query = 3,
+}
+
+impl Channel {
+    /// The channel a frame says it carries (its second header byte),
+    /// unauthenticated: [`open`] checks it again.
+    pub fn of(frame: &[u8]) -> Option<Channel> {
+        match frame.get(1).map(|b| b & !ENCRYPTED) {
+            Some(1) => Some(Channel::Swim),
+            Some(2) => Some(Channel::Sync),
+            Some(3) => Some(Channel::Query),
+            _ => None,
+        }
+    }
 }
 
 /// Frames `payload`: sealed with the keyring's primary key when `keyring`
@@ -116,6 +131,19 @@ pub fn open<'a>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn channel_of_reads_the_header_with_or_without_encryption() -> Result<()> {
+        let ring = Keyring::new(K16)?;
+        for ch in [Channel::Swim, Channel::Sync, Channel::Query] {
+            assert_eq!(Channel::of(&seal(None, ch, b"x")?), Some(ch));
+            assert_eq!(Channel::of(&seal(Some(&ring), ch, b"x")?), Some(ch));
+        }
+        assert_eq!(Channel::of(&[1]), None);
+        assert_eq!(Channel::of(&[1, 9]), None);
+        Ok(())
+    }
+
     use super::*;
     use proptest::prelude::*;
 

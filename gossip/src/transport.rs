@@ -9,6 +9,8 @@
 //! message (`[len: u32 BE][frame]`, one request and one reply per
 //! connection), on join and periodically (memberlist's push/pull).
 //!
+//! The same listener answers keyring operations (`keyops.rs`).
+//!
 //! This module never touches the member table; it hands decoded messages
 //! to the driver through [`Command`]s.
 
@@ -23,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::Command;
 use crate::error::{Error, Result};
+use crate::keyops::{self, KeyOp};
 use crate::keyring::Keyring;
 use crate::packet::{self, Channel};
 use crate::stats::Counters;
@@ -46,6 +49,10 @@ pub(crate) struct Transport {
     pub(crate) verify_outgoing: bool,
     /// What happened on the wire.
     pub(crate) counters: Counters,
+    /// Where keyring changes persist.
+    pub(crate) keyring_path: Option<std::path::PathBuf>,
+    /// This member's name (in keyring answers).
+    pub(crate) node: String,
 }
 
 impl Transport {
@@ -96,7 +103,7 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
     Err(last.unwrap_or_else(|| Error::Config(format!("could not bind {addr}"))))
 }
 
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let len = stream.read_u32().await? as usize;
     if len > MAX_TCP_FRAME {
         return Err(std::io::Error::other(format!(
@@ -108,7 +115,7 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(frame.len()).map_err(|_| std::io::Error::other("message too large"))?;
     stream.write_u32(len).await?;
     stream.write_all(frame).await?;
@@ -193,6 +200,17 @@ async fn serve(
     let frame = read_frame(&mut stream)
         .await
         .map_err(|e| Error::io("read state", e))?;
+    if Channel::of(&frame) == Some(Channel::Query) {
+        let op = {
+            let plain = transport.open(Channel::Query, &frame, peer)?;
+            KeyOp::decode(&plain)
+                .inspect_err(|e| transport.counters.dropped(peer, Channel::Query, e))?
+        };
+        let out = transport.seal(Channel::Query, &keyops::answer(transport, &op).encode()?)?;
+        return write_frame(&mut stream, &out)
+            .await
+            .map_err(|e| Error::io("write keyring answer", e));
+    }
     let remote = {
         let plain = transport.open(Channel::Sync, &frame, peer)?;
         SyncMsg::decode(&plain)

@@ -11,7 +11,7 @@ use muster_api::cluster::{
 };
 use muster_api::BoxFuture;
 use muster_engine::Engine;
-use muster_gossip::{Gossip, MemberStatus};
+use muster_gossip::{Gossip, KeyAnswer, KeyOp, MemberStatus};
 
 use super::cluster::resolve;
 
@@ -166,21 +166,87 @@ impl ClusterBackend for ClusterApi {
 
     fn keyring(&self, op: KeyringOp) -> BoxFuture<'_, Result<Vec<KeyringReply>, String>> {
         Box::pin(async move {
-            let g = &self.gossip;
-            match op {
-                KeyringOp::List => {
-                    let keys = g.list_keys();
-                    let Some(primary) = keys.first().cloned() else {
-                        return Err("gossip encryption is not enabled (no keyring)".to_string());
-                    };
-                    return Ok(vec![KeyringReply::local(false, &keys, &primary)]);
-                }
-                KeyringOp::Install(k) => g.install_key(&k),
-                KeyringOp::Use(k) => g.use_key(&k),
-                KeyringOp::Remove(k) => g.remove_key(&k),
+            let op = match op {
+                KeyringOp::List => KeyOp::List,
+                KeyringOp::Install(k) => KeyOp::Install(k),
+                KeyringOp::Use(k) => KeyOp::Use(k),
+                KeyringOp::Remove(k) => KeyOp::Remove(k),
+            };
+            let list = op == KeyOp::List;
+            let reply = keyring_reply(self.gossip.keyring_all(op).await);
+            if reply.num_nodes == 0 {
+                // This agent itself refused (no encryption, unknown key...).
+                let msg = reply.messages.into_values().next().unwrap_or_default();
+                return Err(msg);
             }
-            .map_err(|e| e.to_string())?;
-            Ok(Vec::new())
+            if !list && !reply.messages.is_empty() {
+                let total = reply.num_nodes + reply.messages.len();
+                let detail: Vec<String> = reply
+                    .messages
+                    .iter()
+                    .map(|(node, e)| format!("{node}: {e}"))
+                    .collect();
+                return Err(format!(
+                    "{} of {total} nodes reported failure: {}",
+                    reply.messages.len(),
+                    detail.join("; ")
+                ));
+            }
+            Ok(if list { vec![reply] } else { Vec::new() })
         })
+    }
+}
+
+/// Consul's keyring summary of the members' answers: how many hold each
+/// key and use it as primary, how many answered, and who failed.
+fn keyring_reply(answers: Vec<KeyAnswer>) -> KeyringReply {
+    let mut reply = KeyringReply::default();
+    for a in answers {
+        match a.result {
+            Ok(keys) => {
+                reply.num_nodes += 1;
+                if let Some(primary) = keys.first() {
+                    *reply.primary_keys.entry(primary.clone()).or_default() += 1;
+                }
+                for k in keys {
+                    *reply.keys.entry(k).or_default() += 1;
+                }
+            }
+            Err(e) => {
+                reply.messages.insert(a.node, e);
+            }
+        }
+    }
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyring_answers_are_counted_per_key_and_primary() {
+        let ok = |node: &str, keys: &[&str]| KeyAnswer {
+            node: node.to_string(),
+            result: Ok(keys.iter().map(|k| k.to_string()).collect()),
+        };
+        let reply = keyring_reply(vec![
+            ok("a", &["new", "old"]),
+            ok("b", &["old", "new"]),
+            ok("c", &["old"]),
+            KeyAnswer {
+                node: "d".into(),
+                result: Err("timed out".into()),
+            },
+        ]);
+        assert_eq!(reply.num_nodes, 3);
+        assert_eq!(reply.keys.get("old"), Some(&3));
+        assert_eq!(reply.keys.get("new"), Some(&2));
+        assert_eq!(reply.primary_keys.get("old"), Some(&2));
+        assert_eq!(reply.primary_keys.get("new"), Some(&1));
+        assert_eq!(
+            reply.messages.get("d").map(String::as_str),
+            Some("timed out")
+        );
     }
 }
