@@ -493,3 +493,79 @@ fn cluster_gossip_needs_the_right_key() {
     );
     assert_eq!(r.status, 500, "{}", r.text());
 }
+
+/// Two datacenters federated over WAN gossip: each server's WAN pool lists
+/// both servers as `<node>.<dc>`, `/v1/catalog/datacenters` names both
+/// (its own first), `muster members -wan` shows them, the LAN pools stay
+/// apart, and `?dc=` reads and writes reach the other datacenter.
+#[test]
+fn wan_pool_federates_two_datacenters() {
+    let a = Agent::start(
+        &["-server", "-bootstrap", "-node", "wa", "-datacenter", "dc1"],
+        true,
+    );
+    let seed = format!(
+        "127.0.0.1:{}",
+        a.flag("-serf-wan-port").expect("-serf-wan-port")
+    );
+    let b = Agent::start(
+        &[
+            "-server",
+            "-bootstrap",
+            "-node",
+            "wb",
+            "-datacenter",
+            "dc2",
+            "-retry-join-wan",
+            &seed,
+        ],
+        true,
+    );
+    let wan = |x: &Agent| -> Vec<String> {
+        let mut names: Vec<String> = x
+            .get("/v1/agent/members?wan=1")
+            .json()
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["Status"] == 1)
+                    .filter_map(|m| m["Name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let both = vec!["wa.dc1".to_string(), "wb.dc2".to_string()];
+    wait_until(
+        "both servers in both WAN views",
+        Duration::from_secs(20),
+        || wan(&a) == both && wan(&b) == both,
+    );
+    assert_eq!(
+        a.get("/v1/catalog/datacenters").json(),
+        serde_json::json!(["dc1", "dc2"])
+    );
+    assert_eq!(
+        b.get("/v1/catalog/datacenters").json(),
+        serde_json::json!(["dc2", "dc1"])
+    );
+    assert_eq!(
+        alive_members(&a),
+        vec!["wa".to_string()],
+        "LAN pools stay apart"
+    );
+    let out = muster()
+        .args(["members", "-wan", "-http-addr", &a.addr.to_string()])
+        .output()
+        .expect("run muster members -wan");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "members -wan failed: {table}");
+    for n in &both {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(n.as_str()))
+            .unwrap_or_else(|| panic!("{n} missing from:\n{table}"));
+        assert!(row.contains("alive") && row.contains("server"), "{row}");
+    }
+}

@@ -536,9 +536,15 @@ where
     propose_bool(ctx, cmd).await
 }
 
-/// `GET /v1/catalog/datacenters`: this agent's datacenter (not blocking).
+/// `GET /v1/catalog/datacenters` (not blocking): this agent's datacenter
+/// first, then the others its WAN pool knows, sorted.
 pub(crate) fn datacenters<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
-    ctx.json(&[&ctx.st.cfg.datacenter])
+    let own = &ctx.st.cfg.datacenter;
+    let mut dcs = vec![own.clone()];
+    if let Some(cluster) = &ctx.st.cfg.cluster {
+        dcs.extend(cluster.datacenters().into_iter().filter(|d| d != own));
+    }
+    ctx.json(&dcs)
 }
 
 /// `GET /v1/catalog/nodes`.

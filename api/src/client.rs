@@ -66,13 +66,14 @@ impl Mode for Client {
     }
 }
 
-/// Forward `req` whole (path, query, method, headers, body) to a server.
-async fn forward<B>(ctx: &Ctx<'_, Client>, req: Request<B>) -> Result<Response<Body>>
+/// Read a request whole (its body bounded by the larger of the KV value
+/// limit and the JSON body limit), to send it on.
+async fn collect<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Request<Bytes>>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
 {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let content_length = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
@@ -80,17 +81,49 @@ where
         .and_then(|v| v.parse::<u64>().ok());
     let limit = ctx.st.cfg.kv_max_value_size.max(MAX_JSON_BODY);
     let body = crate::kv::read_body(body, content_length, limit).await?;
+    Ok(Request::from_parts(parts, Bytes::from(body)))
+}
+
+/// Forward `req` whole (path, query, method, headers, body) to a server.
+async fn forward<B>(ctx: &Ctx<'_, Client>, req: Request<B>) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Display,
+{
+    let mut req = collect(ctx, req).await?;
     if let Ok(node) = HeaderValue::from_str(&ctx.st.cfg.node_name) {
-        parts.headers.insert(X_AGENT_NODE, node);
+        req.headers_mut().insert(X_AGENT_NODE, node);
     }
     let answer = ctx
         .st
         .engine
         .upstream
-        .forward(Request::from_parts(parts, Bytes::from(body)))
+        .forward(req)
         .await
         .map_err(Error::Internal)?;
     Ok(answer.map(Full::new))
+}
+
+/// A server's answer to a request for another datacenter (`?dc=`): sent
+/// on to a server of that datacenter, found over the WAN pool.
+pub(crate) async fn forward_dc<E, B>(
+    ctx: &Ctx<'_, E>,
+    dc: String,
+    req: Request<B>,
+) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Display,
+{
+    let Some(cluster) = &ctx.st.cfg.cluster else {
+        return Err(Error::NoPathToDatacenter);
+    };
+    let req = collect(ctx, req).await?;
+    match cluster.forward_dc(dc, req).await {
+        None => Err(Error::NoPathToDatacenter),
+        Some(Err(msg)) => Err(Error::Internal(msg)),
+        Some(Ok(resp)) => Ok(resp.map(Full::new)),
+    }
 }
 
 /// Serve a client agent's HTTP API on `listener` until `shutdown`.

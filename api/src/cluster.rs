@@ -220,6 +220,21 @@ pub trait ClusterBackend: Send + Sync + 'static {
     /// The members of the LAN pool, or with `wan` of the WAN pool (empty
     /// on a client agent), including this agent; any order.
     fn members(&self, wan: bool) -> Vec<MemberInfo>;
+    /// The datacenters known over the WAN pool (alive servers' `dc` tags);
+    /// empty on a client agent or without a WAN pool.
+    fn datacenters(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Send `req` to a server of datacenter `dc`, found over the WAN pool;
+    /// `None` when no server of `dc` is known.
+    fn forward_dc(
+        &self,
+        _dc: String,
+        _req: hyper::Request<bytes::Bytes>,
+    ) -> BoxFuture<'_, Option<Result<hyper::Response<bytes::Bytes>, String>>> {
+        Box::pin(async { None })
+    }
 
     /// Join the pool (WAN with `wan`) through each address (`host`,
     /// `host:port`; the pool's default port if none); `Ok(n)` with the

@@ -602,6 +602,9 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
 {
+    if let Some(dc) = ctx.query.dc().filter(|dc| *dc != ctx.st.cfg.datacenter) {
+        return crate::client::forward_dc(ctx, dc.to_string(), req).await;
+    }
     match endpoint {
         Endpoint::Kv => kv::handle(ctx, method, rest, req).await,
         Endpoint::StatusLeader => status::leader(ctx),

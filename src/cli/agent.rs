@@ -99,6 +99,13 @@ pub struct AgentArgs {
     /// Same as -join (Consul's retrying join). Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub retry_join: Vec<String>,
+    /// A server of another datacenter to join over WAN gossip
+    /// (`host[:port]`, default port 8302); servers only. Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub join_wan: Vec<String>,
+    /// Same as -join-wan (retried with backoff). Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub retry_join_wan: Vec<String>,
     /// Gossip encryption key (base64 of 16, 24 or 32 bytes; `muster keygen`).
     #[arg(long, value_name = "KEY")]
     pub encrypt: Option<String>,
@@ -150,6 +157,8 @@ pub(super) struct Config {
     pub(super) bootstrap_expect: Option<u32>,
     /// Agents to join over LAN gossip (flags and `start_join`/`retry_join`).
     pub(super) join: Vec<String>,
+    /// Servers of other datacenters to join over WAN gossip.
+    pub(super) join_wan: Vec<String>,
     /// Gossip encryption key.
     pub(super) encrypt: Option<String>,
     /// Address peers reach this server's RPC port at.
@@ -272,6 +281,13 @@ impl Config {
         join.extend(args.retry_join.iter().cloned());
         join.extend(st.start_join.iter().cloned());
         join.extend(st.retry_join.iter().cloned());
+        let mut join_wan = args.join_wan.clone();
+        join_wan.extend(args.retry_join_wan.iter().cloned());
+        join_wan.extend(st.start_join_wan.iter().cloned());
+        join_wan.extend(st.retry_join_wan.iter().cloned());
+        if !(join_wan.is_empty() || args.server || args.dev) {
+            bail!("Error: -join-wan needs -server: only servers join the WAN pool");
+        }
         let encrypt = args.encrypt.clone().or_else(|| st.encrypt.clone());
         if let Some(key) = &encrypt {
             muster_gossip::Keyring::validate_key(key).map_err(|e| {
@@ -287,6 +303,7 @@ impl Config {
             bind,
             bootstrap_expect,
             join,
+            join_wan,
             encrypt,
             node_name,
             datacenter,

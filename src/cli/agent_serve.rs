@@ -180,6 +180,8 @@ impl Member {
         let leave_requested = Arc::new(tokio::sync::Notify::new());
         let cluster_api: Arc<dyn muster_api::ClusterBackend> = Arc::new(ClusterApi {
             gossip: cluster.gossip.clone(),
+            wan: cluster.wan.clone(),
+            datacenter_links: Default::default(),
             engine: match backing {
                 Backing::Server(engine) => Some(engine.clone()),
                 Backing::Client(_) => None,
@@ -255,6 +257,8 @@ fn cluster_config(cfg: &Config, node_id: &str, data_dir: &Path) -> ClusterConfig
         bind: cfg.bind,
         advertise: cfg.advertise,
         serf_lan_port: cfg.serf_lan_port,
+        serf_wan_port: cfg.serf_wan_port,
+        join_wan: cfg.join_wan.clone(),
         server_port: cfg.server_port,
         bootstrap_expect: cfg.bootstrap_expect,
         join: cfg.join.clone(),

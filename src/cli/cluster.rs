@@ -29,7 +29,17 @@ const FORM_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest wait between join attempts.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
 /// The LAN gossip port when an address has none.
-const DEFAULT_SERF_LAN_PORT: u16 = 8301;
+pub(crate) const DEFAULT_SERF_LAN_PORT: u16 = 8301;
+/// The WAN gossip port when an address has none.
+pub(crate) const DEFAULT_SERF_WAN_PORT: u16 = 8302;
+
+fn gossip_pool(default_port: u16) -> &'static str {
+    if default_port == DEFAULT_SERF_WAN_PORT {
+        "wan"
+    } else {
+        "lan"
+    }
+}
 
 /// What the cluster layer needs from the agent's configuration.
 #[derive(Debug, Clone)]
@@ -41,6 +51,10 @@ pub(crate) struct ClusterConfig {
     pub bind: IpAddr,
     pub advertise: IpAddr,
     pub serf_lan_port: u16,
+    /// WAN gossip port (servers).
+    pub serf_wan_port: u16,
+    /// Servers of other datacenters to join over WAN gossip.
+    pub join_wan: Vec<String>,
     pub server_port: u16,
     /// `bootstrap_expect` when above 1.
     pub bootstrap_expect: Option<u32>,
@@ -79,6 +93,8 @@ pub(crate) struct AutopilotConfig {
 /// The running cluster layer.
 pub(crate) struct Cluster {
     pub gossip: Arc<Gossip>,
+    /// The WAN pool (servers of every datacenter), on servers.
+    pub wan: Option<Arc<Gossip>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -120,6 +136,7 @@ impl Cluster {
         gcfg.encrypt_verify_incoming = cfg.verify_incoming;
         gcfg.encrypt_verify_outgoing = cfg.verify_outgoing;
         gcfg.keyring_path = cfg.keyring_path.clone();
+        let tags = gcfg.tags.clone();
         let gossip = Arc::new(Gossip::start(gcfg).await.map_err(|e| {
             anyhow::anyhow!(
                 "Error: cannot start LAN gossip on {bind}: {e} (use -serf-lan-port to pick another port)"
@@ -134,10 +151,29 @@ impl Cluster {
         join.retain(|a| *a != own);
         join.dedup();
         if !join.is_empty() {
-            tasks.push(tokio::spawn(join_loop(gossip.clone(), join)));
+            tasks.push(tokio::spawn(join_loop(
+                gossip.clone(),
+                join,
+                DEFAULT_SERF_LAN_PORT,
+            )));
         }
         if let Some(path) = cfg.peers_path.clone() {
             tasks.push(tokio::spawn(save_peers_loop(gossip.clone(), path)));
+        }
+        let mut wan = None;
+        if let Role::Server(_) = &role {
+            let pool = start_wan(&cfg, tags).await?;
+            let mut join = cfg.join_wan.clone();
+            let own = pool.advertise_addr().to_string();
+            join.retain(|a| *a != own);
+            if !join.is_empty() {
+                tasks.push(tokio::spawn(join_loop(
+                    pool.clone(),
+                    join,
+                    DEFAULT_SERF_WAN_PORT,
+                )));
+            }
+            wan = Some(pool);
         }
         match role {
             Role::Server(engine) => {
@@ -152,7 +188,7 @@ impl Cluster {
                 tasks.push(tokio::spawn(servers_loop(gossip.clone(), remote, cfg)));
             }
         }
-        Ok(Cluster { gossip, tasks })
+        Ok(Cluster { gossip, wan, tasks })
     }
 
     /// Stop: leave gracefully first if asked (others see `left`, not
@@ -161,17 +197,49 @@ impl Cluster {
         for t in &self.tasks {
             t.abort();
         }
-        if leave {
-            if let Err(e) = self.gossip.leave(Duration::from_secs(5)).await {
-                tracing::warn!(error = %e, "graceful leave failed");
+        let pools: Vec<&Arc<Gossip>> = std::iter::once(&self.gossip).chain(&self.wan).collect();
+        for pool in pools {
+            if leave {
+                if let Err(e) = pool.leave(Duration::from_secs(5)).await {
+                    tracing::warn!(error = %e, "graceful leave failed");
+                }
             }
+            pool.shutdown().await;
         }
-        self.gossip.shutdown().await;
     }
 }
 
-/// Resolve `host[:port]` (default port 8301).
-pub(crate) async fn resolve(addr: &str) -> Vec<SocketAddr> {
+/// A server's WAN pool: named `<node>.<dc>`, on the WAN port, with the
+/// LAN pool's tags and its encryption key (the keyring persists apart, in
+/// `serf/remote.keyring`).
+async fn start_wan(
+    cfg: &ClusterConfig,
+    tags: BTreeMap<String, String>,
+) -> anyhow::Result<Arc<Gossip>> {
+    let bind = SocketAddr::new(cfg.bind, cfg.serf_wan_port);
+    let name = format!("{}.{}", cfg.node_name, cfg.datacenter);
+    let mut gcfg = GossipConfig::wan(name, cfg.node_id.clone(), bind);
+    gcfg.advertise = Some(SocketAddr::new(cfg.advertise, cfg.serf_wan_port));
+    gcfg.tags = tags;
+    if let Some(key) = &cfg.encrypt {
+        gcfg.keyring = Some(Keyring::new(key).map_err(|e| anyhow::anyhow!("Error: encrypt: {e}"))?);
+    }
+    gcfg.encrypt_verify_incoming = cfg.verify_incoming;
+    gcfg.encrypt_verify_outgoing = cfg.verify_outgoing;
+    gcfg.keyring_path = cfg
+        .keyring_path
+        .as_ref()
+        .map(|p| p.with_file_name("remote.keyring"));
+    let pool = Gossip::start(gcfg).await.map_err(|e| {
+        anyhow::anyhow!(
+            "Error: cannot start WAN gossip on {bind}: {e} (use -serf-wan-port to pick another port)"
+        )
+    })?;
+    Ok(Arc::new(pool))
+}
+
+/// Resolve `host[:port]` (`default_port` when none is given).
+pub(crate) async fn resolve(addr: &str, default_port: u16) -> Vec<SocketAddr> {
     let with_port = if addr.parse::<SocketAddr>().is_ok()
         || addr
             .rsplit_once(':')
@@ -179,9 +247,9 @@ pub(crate) async fn resolve(addr: &str) -> Vec<SocketAddr> {
     {
         addr.to_string()
     } else if addr.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6()) {
-        format!("[{addr}]:{DEFAULT_SERF_LAN_PORT}")
+        format!("[{addr}]:{default_port}")
     } else {
-        format!("{addr}:{DEFAULT_SERF_LAN_PORT}")
+        format!("{addr}:{default_port}")
     };
     match tokio::net::lookup_host(with_port.clone()).await {
         Ok(addrs) => addrs.collect(),
@@ -194,16 +262,20 @@ pub(crate) async fn resolve(addr: &str) -> Vec<SocketAddr> {
 
 /// Join at least one of `addrs`, retrying with backoff (1 s doubling to
 /// 30 s) until one answers.
-async fn join_loop(gossip: Arc<Gossip>, addrs: Vec<String>) {
+async fn join_loop(gossip: Arc<Gossip>, addrs: Vec<String>, default_port: u16) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut resolved = Vec::new();
         for a in &addrs {
-            resolved.extend(resolve(a).await);
+            resolved.extend(resolve(a, default_port).await);
         }
         match gossip.join(&resolved).await {
             Ok(n) => {
-                tracing::info!(contacted = n, "joined the LAN pool");
+                tracing::info!(
+                    contacted = n,
+                    pool = gossip_pool(default_port),
+                    "joined the pool"
+                );
                 return;
             }
             Err(e) => {

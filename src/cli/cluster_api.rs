@@ -1,6 +1,7 @@
 //! The HTTP API's view of the cluster, over gossip and (on a server) raft:
-//! `/v1/agent/members|join|leave|force-leave`, `/v1/operator/raft/*` and
-//! `/v1/operator/keyring`.
+//! `/v1/agent/members|join|leave|force-leave`, `/v1/operator/raft/*`,
+//! `/v1/operator/keyring`, `/v1/catalog/datacenters`, and requests for
+//! other datacenters (`?dc=`), sent to one of their servers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +11,20 @@ use muster_api::cluster::{
     RaftConfiguration, RaftServer as ApiRaftServer,
 };
 use muster_api::BoxFuture;
+use muster_engine::remote::Remote;
 use muster_engine::Engine;
 use muster_gossip::{Gossip, KeyAnswer, KeyOp, MemberStatus};
 
-use super::cluster::resolve;
+use super::cluster::{resolve, DEFAULT_SERF_LAN_PORT, DEFAULT_SERF_WAN_PORT};
 
 /// The HTTP API's view of the cluster (`/v1/agent/members`, join, leave,
 /// force-leave, `/v1/operator/raft/*`, `/v1/operator/keyring`).
 pub(crate) struct ClusterApi {
     pub gossip: Arc<Gossip>,
+    /// The WAN pool, on servers.
+    pub wan: Option<Arc<Gossip>>,
+    /// One link per other datacenter, to its servers (for `?dc=`).
+    pub datacenter_links: std::sync::Mutex<std::collections::HashMap<String, Arc<Remote>>>,
     /// The engine on a server; `None` on a client agent, which forwards
     /// the raft endpoints to a server and never calls those methods.
     pub engine: Option<Engine>,
@@ -36,6 +42,16 @@ fn status_code(s: MemberStatus) -> MemberStatusCode {
 }
 
 impl ClusterApi {
+    /// The LAN pool, or the WAN pool (servers only).
+    fn pool(&self, wan: bool) -> Result<&Arc<Gossip>, String> {
+        if !wan {
+            return Ok(&self.gossip);
+        }
+        self.wan
+            .as_ref()
+            .ok_or_else(|| "WAN pool is available only on servers".to_string())
+    }
+
     fn engine(&self) -> Result<&Engine, String> {
         self.engine
             .as_ref()
@@ -57,11 +73,10 @@ impl ClusterApi {
 
 impl ClusterBackend for ClusterApi {
     fn members(&self, wan: bool) -> Vec<MemberInfo> {
-        if wan {
+        let Ok(pool) = self.pool(wan) else {
             return Vec::new();
-        }
-        self.gossip
-            .members()
+        };
+        pool.members()
             .into_iter()
             .map(|m| MemberInfo {
                 name: m.name,
@@ -73,28 +88,84 @@ impl ClusterBackend for ClusterApi {
             .collect()
     }
 
+    fn datacenters(&self) -> Vec<String> {
+        let Some(wan) = &self.wan else {
+            return Vec::new();
+        };
+        let mut dcs: Vec<String> = wan
+            .members()
+            .into_iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .filter_map(|m| m.tags.get("dc").cloned())
+            .collect();
+        dcs.sort();
+        dcs.dedup();
+        dcs
+    }
+
+    fn forward_dc(
+        &self,
+        dc: String,
+        req: hyper::Request<bytes::Bytes>,
+    ) -> BoxFuture<'_, Option<Result<hyper::Response<bytes::Bytes>, String>>> {
+        Box::pin(async move {
+            let wan = self.wan.as_ref()?;
+            let servers: Vec<String> = wan
+                .members()
+                .into_iter()
+                .filter(|m| m.status == MemberStatus::Alive && m.tags.get("dc") == Some(&dc))
+                .filter_map(|m| {
+                    let port: u16 = m.tags.get("port")?.parse().ok()?;
+                    Some(std::net::SocketAddr::new(m.addr.ip(), port).to_string())
+                })
+                .collect();
+            if servers.is_empty() {
+                return None;
+            }
+            let remote = {
+                let mut links = self
+                    .datacenter_links
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                links.entry(dc).or_default().clone()
+            };
+            remote.set_servers(servers);
+            Some(remote.http(req).await)
+        })
+    }
+
     fn join(&self, addrs: Vec<String>, wan: bool) -> BoxFuture<'_, Result<usize, String>> {
         Box::pin(async move {
-            if wan {
-                return Err("WAN gossip is not supported yet".to_string());
-            }
+            let pool = self.pool(wan)?;
+            let port = if wan {
+                DEFAULT_SERF_WAN_PORT
+            } else {
+                DEFAULT_SERF_LAN_PORT
+            };
             let mut resolved = Vec::new();
             for a in &addrs {
-                resolved.extend(resolve(a).await);
+                resolved.extend(resolve(a, port).await);
             }
-            self.gossip.join(&resolved).await.map_err(|e| e.to_string())
+            pool.join(&resolved).await.map_err(|e| e.to_string())
         })
     }
 
     fn leave(&self) -> BoxFuture<'_, Result<(), String>> {
-        let gossip = self.gossip.clone();
+        let pools: Vec<Arc<Gossip>> = std::iter::once(self.gossip.clone())
+            .chain(self.wan.clone())
+            .collect();
         let shutdown = self.shutdown.clone();
         Box::pin(async move {
             // Spawned: a dropped request must not cut the leave short.
             let done = tokio::spawn(async move {
-                let r = gossip.leave(Duration::from_secs(5)).await;
+                let mut result = Ok(());
+                for pool in pools {
+                    if let Err(e) = pool.leave(Duration::from_secs(5)).await {
+                        result = Err(e);
+                    }
+                }
                 shutdown.notify_one();
-                r
+                result
             });
             match done.await {
                 Ok(r) => r.map_err(|e| e.to_string()),
@@ -110,10 +181,7 @@ impl ClusterBackend for ClusterApi {
         wan: bool,
     ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            if wan {
-                return Err("WAN gossip is not supported yet".to_string());
-            }
-            self.gossip
+            self.pool(wan)?
                 .force_leave(&node, prune)
                 .await
                 .map_err(|e| e.to_string())

@@ -104,6 +104,10 @@ pub struct AgentSettings {
     pub start_join: Vec<String>,
     /// `retry_join`, appended across files.
     pub retry_join: Vec<String>,
+    /// `start_join_wan`, appended across files.
+    pub start_join_wan: Vec<String>,
+    /// `retry_join_wan`, appended across files.
+    pub retry_join_wan: Vec<String>,
     /// `retry_interval` (30s).
     pub retry_interval: Option<Duration>,
     /// `retry_max` (0 = forever).
@@ -211,6 +215,8 @@ impl AgentSettings {
             "raft_trailing_logs" => set(&mut s.raft_trailing_logs, || ctx.u64(key, v))?,
             "start_join" => s.start_join = ctx.string_list(key, v)?,
             "retry_join" => s.retry_join = ctx.string_list(key, v)?,
+            "start_join_wan" => s.start_join_wan = ctx.string_list(key, v)?,
+            "retry_join_wan" => s.retry_join_wan = ctx.string_list(key, v)?,
             "recursors" => s.recursors = ctx.string_list(key, v)?,
             "node_meta" => s.node_meta = ctx.string_map(key, v)?,
             "ui_config" => s.ui_config = ctx.object(key, v)?.clone(),
@@ -340,6 +346,8 @@ impl AgentSettings {
         over(&mut self.rejoin_after_leave, l.rejoin_after_leave);
         self.start_join.extend(l.start_join);
         self.retry_join.extend(l.retry_join);
+        self.start_join_wan.extend(l.start_join_wan);
+        self.retry_join_wan.extend(l.retry_join_wan);
         self.recursors.extend(l.recursors);
         self.node_meta.extend(l.node_meta);
         deep_merge(&mut self.ui_config, &l.ui_config);
