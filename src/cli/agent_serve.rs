@@ -249,7 +249,8 @@ impl Backing {
 
 /// The gossip layer's settings for this agent.
 fn cluster_config(cfg: &Config, node_id: &str, data_dir: &Path) -> ClusterConfig {
-    let ap = &cfg.loaded.settings.autopilot;
+    let settings = &cfg.loaded.settings;
+    let ap = &settings.autopilot;
     ClusterConfig {
         node_name: cfg.node_name.clone(),
         node_id: node_id.to_string(),
@@ -263,8 +264,8 @@ fn cluster_config(cfg: &Config, node_id: &str, data_dir: &Path) -> ClusterConfig
         bootstrap_expect: cfg.bootstrap_expect,
         join: cfg.join.clone(),
         encrypt: cfg.encrypt.clone(),
-        verify_incoming: true,
-        verify_outgoing: true,
+        verify_incoming: settings.encrypt_verify_incoming.unwrap_or(true),
+        verify_outgoing: settings.encrypt_verify_outgoing.unwrap_or(true),
         keyring_path: (!cfg.dev).then(|| data_dir.join("serf").join("local.keyring")),
         peers_path: (!cfg.dev).then(|| data_dir.join("serf").join("peers.json")),
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -88,6 +88,10 @@ pub struct AgentSettings {
     pub ui_config: Map<String, Value>,
     /// `encrypt`: base64 of a 16, 24 or 32-byte gossip key (checked).
     pub encrypt: Option<String>,
+    /// `encrypt_verify_incoming` (default true): refuse plaintext gossip.
+    pub encrypt_verify_incoming: Option<bool>,
+    /// `encrypt_verify_outgoing` (default true): encrypt outgoing gossip.
+    pub encrypt_verify_outgoing: Option<bool>,
     /// `addresses`.
     pub addresses: Addresses,
     /// `ports`.
@@ -190,6 +194,8 @@ impl AgentSettings {
             "ui_dir" => set(&mut s.ui_dir, || ctx.string(key, v).map(PathBuf::from))?,
             "ui" => set(&mut s.ui, || ctx.bool(key, v))?,
             "encrypt" => set(&mut s.encrypt, || gossip_key(ctx, key, v))?,
+            "encrypt_verify_incoming" => set(&mut s.encrypt_verify_incoming, || ctx.bool(key, v))?,
+            "encrypt_verify_outgoing" => set(&mut s.encrypt_verify_outgoing, || ctx.bool(key, v))?,
             "bind_addr" => set(&mut s.bind_addr, || ctx.string(key, v))?,
             "advertise_addr" => set(&mut s.advertise_addr, || ctx.string(key, v))?,
             "advertise_addr_wan" => set(&mut s.advertise_addr_wan, || ctx.string(key, v))?,
@@ -301,6 +307,8 @@ impl AgentSettings {
         over(&mut self.ui_dir, l.ui_dir);
         over(&mut self.ui, l.ui);
         over(&mut self.encrypt, l.encrypt);
+        over(&mut self.encrypt_verify_incoming, l.encrypt_verify_incoming);
+        over(&mut self.encrypt_verify_outgoing, l.encrypt_verify_outgoing);
         over(&mut self.addresses.http, l.addresses.http);
         over(&mut self.addresses.https, l.addresses.https);
         over(&mut self.addresses.dns, l.addresses.dns);

@@ -72,6 +72,46 @@ fn merge_scalars_later_wins_lists_append_maps_merge() -> TestResult {
 }
 
 #[test]
+fn cluster_keys_are_read_and_merged() -> TestResult {
+    let cfg = load_dir(&[
+        (
+            "a.json",
+            r#"{"encrypt_verify_incoming":false,"raft_snapshot_threshold":64,
+                "retry_join_wan":["10.1.0.1"],
+                "autopilot":{"server_stabilization_time":"2s","min_quorum":3,
+                             "last_contact_threshold":"200ms"}}"#,
+        ),
+        (
+            "b.json",
+            r#"{"encrypt_verify_outgoing":false,"raft_trailing_logs":16,
+                "start_join_wan":["10.2.0.1"],"autopilot":{"cleanup_dead_servers":false}}"#,
+        ),
+    ])?;
+    let s = &cfg.settings;
+    assert_eq!(
+        (s.encrypt_verify_incoming, s.encrypt_verify_outgoing),
+        (Some(false), Some(false))
+    );
+    assert_eq!(
+        (s.raft_snapshot_threshold, s.raft_trailing_logs),
+        (Some(64), Some(16))
+    );
+    assert_eq!(
+        (s.retry_join_wan.as_slice(), s.start_join_wan.as_slice()),
+        (&["10.1.0.1".to_string()][..], &["10.2.0.1".to_string()][..])
+    );
+    let ap = &s.autopilot;
+    assert_eq!(ap.server_stabilization_time, Some(Duration::from_secs(2)));
+    assert_eq!(
+        (ap.min_quorum, ap.cleanup_dead_servers),
+        (Some(3), Some(false))
+    );
+    let err = error_of(&[("c.json", r#"{"autopilot":{"cleanup":true}}"#)]);
+    assert!(err.contains("autopilot.cleanup"), "{err}");
+    Ok(())
+}
+
+#[test]
 fn sources_are_read_in_command_line_order_and_dirs_lexically() -> TestResult {
     let dir = dir_with(&[
         ("2.json", r#"{"node_name":"two"}"#),
