@@ -250,14 +250,17 @@ struct ServiceQuery<'a> {
 }
 
 fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Result<Answer, ()> {
-    let mut list = engine.health_service(q.service).map_err(|_| ())?.value;
-    list.retain(|inst| {
-        q.tag
-            .is_none_or(|t| inst.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
-    });
-    let mut live: Vec<(ServiceHealth, u16)> = list
-        .into_iter()
-        .filter_map(|inst| weight(cfg, &inst).map(|w| (inst, w)))
+    let list = engine
+        .health_service_shared(q.service)
+        .map_err(|_| ())?
+        .value;
+    let mut live: Vec<(&ServiceHealth, u16)> = list
+        .iter()
+        .filter(|inst| {
+            q.tag
+                .is_none_or(|t| inst.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        })
+        .filter_map(|inst| weight(cfg, inst).map(|w| (inst, w)))
         .collect();
     if live.is_empty() {
         return Ok(Answer::nxdomain());

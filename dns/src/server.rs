@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,55 +92,18 @@ async fn run(
     source: Source,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let udp = Arc::new(udp);
     let mut tasks = JoinSet::new();
-    let mut buf = vec![0u8; 65535];
+    let workers = match &source {
+        Source::Local { engine, cfg } => Some(UdpWorkers::start(udp, engine, cfg)?),
+        Source::Relay(relay) => {
+            tasks.spawn(relay_udp(udp, relay.clone()));
+            None
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            got = udp.recv_from(&mut buf) => {
-                let (len, peer) = match got {
-                    Ok(x) => x,
-                    // ICMP errors surface here on some systems: keep going.
-                    Err(e) => {
-                        tracing::debug!(error = %e, "dns udp recv");
-                        continue;
-                    }
-                };
-                let packet = &buf[..len];
-                let (engine, cfg) = match &source {
-                    Source::Local { engine, cfg } => (engine, cfg),
-                    Source::Relay(relay) => {
-                        let (udp, relay, packet) = (udp.clone(), relay.clone(), packet.to_vec());
-                        tasks.spawn(async move {
-                            if let Some(out) = relay.relay(packet, UDP_MAX).await {
-                                if !out.is_empty() {
-                                    let _ = udp.send_to(&out, peer).await;
-                                }
-                            }
-                        });
-                        continue;
-                    }
-                };
-                let span = query_span("udp");
-                match span.in_scope(|| respond(engine, cfg, packet, UDP_MAX)) {
-                    Outcome::Reply(out) => {
-                        answered(&span, &out);
-                        let _ = udp.send_to(&out, peer).await;
-                    }
-                    Outcome::Drop => answered(&span, &[]),
-                    outcome => {
-                        let (udp, cfg, packet) = (udp.clone(), cfg.clone(), packet.to_vec());
-                        let task = async move {
-                            let out = network(&cfg, outcome, &packet, UDP_MAX).await;
-                            answered(&Span::current(), &out);
-                            let _ = udp.send_to(&out, peer).await;
-                        };
-                        tasks.spawn(task.instrument(span));
-                    }
-                }
-            }
             conn = tcp.accept() => {
                 match conn {
                     Ok((stream, _)) => {
@@ -160,7 +124,125 @@ async fn run(
         }
     }
     tasks.shutdown().await;
+    if let Some(w) = workers {
+        w.stop().await;
+    }
     Ok(())
+}
+
+/// The UDP hot path of a server: a few OS threads blocking on the same
+/// socket, each answering from the engine synchronously (no task wake-ups
+/// per datagram); only answers that need the recursors go to the runtime.
+struct UdpWorkers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How often a UDP worker looks at its stop flag while no query arrives.
+const UDP_STOP_POLL: Duration = Duration::from_millis(100);
+
+impl UdpWorkers {
+    fn start(udp: UdpSocket, engine: &Engine, cfg: &Arc<DnsConfig>) -> Result<UdpWorkers, Error> {
+        let sock = udp.into_std()?;
+        sock.set_nonblocking(false)?;
+        sock.set_read_timeout(Some(UDP_STOP_POLL))?;
+        let sock = Arc::new(sock);
+        let stop = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Handle::current();
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let (sock, stop, runtime) = (sock.clone(), stop.clone(), runtime.clone());
+            let (engine, cfg) = (engine.clone(), cfg.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || udp_worker(&sock, &engine, &cfg, &runtime, &stop))?;
+            threads.push(thread);
+        }
+        Ok(UdpWorkers { stop, threads })
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// One UDP worker: receive, answer, send, until `stop`.
+fn udp_worker(
+    sock: &Arc<std::net::UdpSocket>,
+    engine: &Engine,
+    cfg: &Arc<DnsConfig>,
+    runtime: &tokio::runtime::Handle,
+    stop: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 65535];
+    while !stop.load(Ordering::Relaxed) {
+        let (len, peer) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            // ICMP errors surface here on some systems: keep going.
+            Err(e) => {
+                tracing::debug!(error = %e, "dns udp recv");
+                continue;
+            }
+        };
+        let packet = buf.get(..len).unwrap_or_default();
+        let span = query_span("udp");
+        match span.in_scope(|| respond(engine, cfg, packet, UDP_MAX)) {
+            Outcome::Reply(out) => {
+                answered(&span, &out);
+                let _ = sock.send_to(&out, peer);
+            }
+            Outcome::Drop => answered(&span, &[]),
+            outcome => {
+                let (sock, cfg, packet) = (sock.clone(), cfg.clone(), packet.to_vec());
+                let task = async move {
+                    let out = network(&cfg, outcome, &packet, UDP_MAX).await;
+                    answered(&Span::current(), &out);
+                    let _ = sock.send_to(&out, peer);
+                };
+                runtime.spawn(task.instrument(span));
+            }
+        }
+    }
+}
+
+/// A client agent's UDP loop: every question relayed, each in its own task.
+async fn relay_udp(udp: UdpSocket, relay: Arc<dyn Relay>) {
+    let udp = Arc::new(udp);
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (len, peer) = match udp.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "dns udp recv");
+                continue;
+            }
+        };
+        let packet = buf.get(..len).unwrap_or_default().to_vec();
+        let (udp, relay) = (udp.clone(), relay.clone());
+        tokio::spawn(async move {
+            if let Some(out) = relay.relay(packet, UDP_MAX).await {
+                if !out.is_empty() {
+                    let _ = udp.send_to(&out, peer).await;
+                }
+            }
+        });
+    }
 }
 
 async fn serve_tcp(mut stream: TcpStream, source: &Source) -> std::io::Result<()> {

@@ -65,6 +65,19 @@ impl Touched {
     pub fn lock_delay(&mut self, key: &str, ns: u64) {
         self.lock_delays.push((key.to_string(), ns));
     }
+
+    /// Add what a later command of the same entry touched.
+    pub fn merge(&mut self, later: Touched) {
+        for t in later.tables {
+            if !self.tables.contains(&t) {
+                self.tables.push(t);
+            }
+        }
+        self.keys.extend(later.keys);
+        self.services.extend(later.services);
+        self.nodes.extend(later.nodes);
+        self.lock_delays.extend(later.lock_delays);
+    }
 }
 
 /// What applying an entry changed, for the state machine to act on after
@@ -98,37 +111,34 @@ fn stage_indexes(views: &Views, batch: &mut fjall::OwnedWriteBatch, touched: &To
     }
 }
 
-/// Apply one command into a fresh batch: rows and index bumps, or nothing
-/// but the caller's markers if the command is rejected (or a transaction
-/// rolled back).
-fn stage_command(
-    views: &Views,
-    index: u64,
-    cmd: &Command,
-) -> Result<(fjall::OwnedWriteBatch, Response, Touched)> {
-    let mut st = Stage::new(views);
-    let response = apply_command(&mut st, index, cmd)?;
+/// Apply one command into `st` between a checkpoint and its keep, or its
+/// rollback when it is rejected (or a transaction rolled back): a rejected
+/// command stages nothing.
+fn stage_command(st: &mut Stage, index: u64, cmd: &Command) -> Result<Response> {
+    let cp = st.checkpoint();
+    let response = apply_command(st, index, cmd)?;
     let changes_nothing = match &response {
         Response::Rejected(_) => true,
         Response::Txn { errors, .. } => !errors.is_empty(),
         _ => false,
     };
     if changes_nothing {
-        return Ok((views.db.batch(), response, Touched::default()));
+        st.rollback(cp);
+    } else {
+        st.keep(cp);
     }
-    let (mut batch, touched) = st.into_parts();
-    stage_indexes(views, &mut batch, &touched, index);
-    Ok((batch, response, touched))
+    Ok(response)
 }
 
 /// Apply one entry and commit it. Returns the response and the watch keys to
 /// fire (the caller fires them after this returns, i.e. after commit).
 ///
-/// A `Batch` entry is applied one command per fjall batch; every batch but
-/// the last records how many commands are done (`partial`), the last one
-/// records `last_applied`. Replaying a partly applied entry after a crash
-/// skips the commands already done, so each command applies exactly once
-/// and atomically.
+/// The whole entry, every command of a `Batch` included, is one fjall
+/// batch with its index bumps and `last_applied`: readers see all of it or
+/// none of it (no reader can see half a batch at the entry's index and
+/// then the rest at the same index), and a crash replays it whole. A
+/// `partial` marker left by an older build (one fjall batch per command)
+/// is honoured: the commands it counts as done are skipped.
 pub(crate) fn apply_entry(
     views: &Views,
     entry: &openraft::Entry<TypeConfig>,
@@ -137,7 +147,7 @@ pub(crate) fn apply_entry(
 }
 
 /// [`apply_entry`], stopping a `Batch` after `stop` of its commands as a
-/// crash would (for tests of the replay of partly applied entries).
+/// crash would: nothing of the entry is committed then.
 pub(crate) fn apply_entry_until(
     views: &Views,
     entry: &openraft::Entry<TypeConfig>,
@@ -146,75 +156,44 @@ pub(crate) fn apply_entry_until(
     let index = entry.log_id.index;
     let applied: Option<LogId<u64>> = Some(entry.log_id);
     let applied = encode(&applied, "last_applied")?;
-    match &entry.payload {
+    let mut st = Stage::new(views);
+    let mut membership = None;
+    let response = match &entry.payload {
         EntryPayload::Normal(Command::Batch { commands }) => {
             let done = views.partial(index)?;
             let mut responses = Vec::with_capacity(commands.len());
-            let mut keys: HashSet<WatchKey> = HashSet::new();
-            let mut lock_delays = Vec::new();
             for (i, cmd) in commands.iter().enumerate() {
                 if i == stop {
-                    break;
+                    return Ok((Response::Batch(responses), Effects::default()));
                 }
                 if i < done {
                     responses.push(Response::None);
                     continue;
                 }
-                let (mut batch, response, touched) = if matches!(cmd, Command::Batch { .. }) {
-                    (
-                        views.db.batch(),
-                        Response::Rejected("nested batch".into()),
-                        Touched::default(),
-                    )
-                } else {
-                    stage_command(views, index, cmd)?
-                };
-                if i + 1 == commands.len() {
-                    batch.insert(&views.meta, META_LAST_APPLIED, applied.clone());
-                    batch.remove(&views.meta, META_PARTIAL);
-                } else {
-                    batch.insert(
-                        &views.meta,
-                        META_PARTIAL,
-                        encode(&(index, i + 1), "partial")?,
-                    );
-                }
-                batch.commit()?;
-                keys.extend(touched.keys);
-                lock_delays.extend(touched.lock_delays);
-                responses.push(response);
+                responses.push(stage_command(&mut st, index, cmd)?);
             }
-            if commands.is_empty() {
-                let mut batch = views.db.batch();
-                batch.insert(&views.meta, META_LAST_APPLIED, applied);
-                batch.commit()?;
-            }
-            let effects = Effects {
-                keys: keys.into_iter().collect(),
-                lock_delays,
-            };
-            Ok((Response::Batch(responses), effects))
+            Response::Batch(responses)
         }
-        payload => {
-            let (mut batch, response, touched) = match payload {
-                EntryPayload::Normal(cmd) => stage_command(views, index, cmd)?,
-                EntryPayload::Membership(m) => {
-                    let mut batch = views.db.batch();
-                    let stored = StoredMembership::new(Some(entry.log_id), m.clone());
-                    batch.insert(&views.meta, META_MEMBERSHIP, encode(&stored, "membership")?);
-                    (batch, Response::None, Touched::default())
-                }
-                EntryPayload::Blank => (views.db.batch(), Response::None, Touched::default()),
-            };
-            batch.insert(&views.meta, META_LAST_APPLIED, applied);
-            batch.commit()?;
-            let effects = Effects {
-                keys: touched.keys.into_iter().collect(),
-                lock_delays: touched.lock_delays,
-            };
-            Ok((response, effects))
+        EntryPayload::Normal(cmd) => stage_command(&mut st, index, cmd)?,
+        EntryPayload::Membership(m) => {
+            membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
+            Response::None
         }
+        EntryPayload::Blank => Response::None,
+    };
+    let (mut batch, touched) = st.into_parts();
+    stage_indexes(views, &mut batch, &touched, index);
+    if let Some(stored) = membership {
+        batch.insert(&views.meta, META_MEMBERSHIP, encode(&stored, "membership")?);
     }
+    batch.insert(&views.meta, META_LAST_APPLIED, applied);
+    batch.remove(&views.meta, META_PARTIAL);
+    batch.commit()?;
+    let effects = Effects {
+        keys: touched.keys.into_iter().collect(),
+        lock_delays: touched.lock_delays,
+    };
+    Ok((response, effects))
 }
 
 /// Dispatch a command to its table helper.

@@ -117,6 +117,9 @@ pub(crate) struct Inner {
     acks: Arc<AckTimes>,
     /// The term this server last saw itself lead in, and since when.
     leading_since: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// Decoded `health_service` results by name, with the per-service
+    /// index they were read at (see `Engine::health_service_shared`).
+    pub(crate) health_cache: crate::queries::HealthCache,
 }
 
 /// Where a proposal goes.
@@ -348,6 +351,7 @@ impl Engine {
                 leader_contact: std::sync::Mutex::new(None),
                 acks,
                 leading_since: std::sync::Mutex::new(None),
+                health_cache: Default::default(),
             }),
         };
         tokio::spawn(session_ttl_loop(Arc::downgrade(&engine.inner)));

@@ -2,6 +2,9 @@
 //! with the index that goes into `X-Consul-Index` (and the watch key a
 //! blocking read waits on, in its doc).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::tables::{catalog, kv};
@@ -211,6 +214,27 @@ impl Engine {
         })
     }
 
+    /// [`Engine::health_service`], shared: the decoded result is kept per
+    /// service name and handed out again while the per-service index has
+    /// not moved (every write that can change a service's health moves
+    /// it), so a hot name costs one index read instead of a scan and a
+    /// decode of every instance, node and check. For the DNS hot path.
+    pub fn health_service_shared(&self, name: &str) -> Result<Indexed<Arc<Vec<ServiceHealth>>>> {
+        let cache = &self.inner.health_cache;
+        let index = self.service_index(name)?;
+        if let Some((cached, value)) = cache.get(name) {
+            if cached == index {
+                return Ok(Indexed { index, value });
+            }
+        }
+        // The index is read before the rows: a write landing in between
+        // leaves newer rows under an older index, which the next read
+        // replaces; never older rows under a newer index.
+        let value = Arc::new(catalog::service_health(self.views(), name, true)?);
+        cache.put(name, index, value.clone());
+        Ok(Indexed { index, value })
+    }
+
     /// Every check, sorted by node then ID. Index: the checks table.
     /// Watch: `WatchKey::Table(Table::Checks)`.
     pub fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>> {
@@ -219,5 +243,42 @@ impl Engine {
             index: views.table_index(Table::Checks)?.max(1),
             value: catalog::all_checks(views)?,
         })
+    }
+}
+
+/// Most names [`HealthCache`] keeps; past it, it starts over.
+const HEALTH_CACHE_NAMES: usize = 4096;
+
+/// A decoded `health_service` result and the per-service index it was
+/// read at.
+type CachedHealth = (u64, Arc<Vec<ServiceHealth>>);
+
+/// `health_service` results by service name.
+#[derive(Default)]
+pub(crate) struct HealthCache {
+    map: std::sync::RwLock<HashMap<String, CachedHealth>>,
+}
+
+impl HealthCache {
+    fn get(&self, name: &str) -> Option<CachedHealth> {
+        let map = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(name).map(|(i, v)| (*i, v.clone()))
+    }
+
+    fn put(&self, name: &str, index: u64, value: Arc<Vec<ServiceHealth>>) {
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= HEALTH_CACHE_NAMES && !map.contains_key(name) {
+            map.clear();
+        }
+        // Never replace a newer result with an older one.
+        if map.get(name).is_none_or(|(i, _)| *i <= index) {
+            map.insert(name.to_string(), (index, value));
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::command::{Command, Response};
 use crate::raft::TypeConfig;
 use crate::snapshot;
 use crate::tables::kv;
-use crate::views::Views;
+use crate::views::{encode, Views};
 use crate::watch::Table;
 
 const KEYS: &[&str] = &["a", "a/b", "a/c", "ab", "b", "b/x"];
@@ -294,12 +294,23 @@ fn corrupt_snapshot_is_rejected_before_views_change() {
     );
 }
 
+/// The KV rows of `views`, as the model keeps them.
+fn rows_of(views: &Views) -> BTreeMap<String, Row> {
+    kv::list(views, "")
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.key, (e.value, e.flags, e.create_index, e.modify_index)))
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     /// Batched entries give the same state and responses as one command per
-    /// entry would at the same index, and a batch cut short by a crash and
-    /// replayed applies every command exactly once.
+    /// entry would at the same index; a batch cut short by a crash leaves
+    /// the views untouched (the entry is one fjall batch); and a batch an
+    /// older build left half applied (its `partial` marker) is finished
+    /// with every command applied exactly once.
     #[test]
     fn batches_apply_each_command_once_across_crashes(
         ops in proptest::collection::vec(op(), 1..40),
@@ -317,14 +328,25 @@ proptest! {
                 break;
             }
             index += 1;
+            let before = model.rows.clone();
             let (commands, expected): (Vec<Command>, Vec<Response>) =
                 chunk.iter().map(|op| model.apply(op, index)).unzip();
-            let e = entry(index, Command::Batch { commands });
+            let e = entry(index, Command::Batch { commands: commands.clone() });
             // A crash can only interrupt an entry before its last command
             // (after it, raft never applies the entry again).
             let crash = crashes.get(n).copied().flatten().filter(|stop| *stop < chunk.len());
             if let Some(stop) = crash {
                 apply_entry_until(&views, &e, stop).expect("partial apply");
+                prop_assert_eq!(&rows_of(&views), &before, "a cut-short entry changes nothing");
+                // What an older build leaves: the first `stop` commands
+                // applied and a marker counting them.
+                let head = commands.get(..stop).unwrap_or_default().to_vec();
+                apply_entry(&views, &entry(index, Command::Batch { commands: head }))
+                    .expect("apply the head");
+                views
+                    .meta
+                    .insert(crate::views::META_PARTIAL, encode(&(index, stop), "partial").expect("encode"))
+                    .expect("write the marker");
             }
             let (resp, _) = apply_entry(&views, &e).expect("apply");
             let Response::Batch(got) = resp else {
@@ -337,9 +359,7 @@ proptest! {
                     prop_assert_eq!(g, x);
                 }
             }
-            let rows: BTreeMap<String, Row> = kv::list(&views, "").expect("list").into_iter()
-                .map(|e| (e.key, (e.value, e.flags, e.create_index, e.modify_index))).collect();
-            prop_assert_eq!(&rows, &model.rows);
+            prop_assert_eq!(&rows_of(&views), &model.rows);
             prop_assert_eq!(views.partial(index).expect("partial"), 0);
             prop_assert_eq!(views.applied_state().expect("applied").0.map(|l| l.index), Some(index));
         }

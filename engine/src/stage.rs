@@ -1,11 +1,16 @@
-//! `Stage`: the writes of one command, staged over the views and readable
-//! before they are committed (read-your-writes), so commands with several
-//! steps (transactions, session invalidation releasing locks) see their own
-//! earlier steps. `Read` is the read interface shared by the committed
-//! views (the query path) and a stage (the apply path), so each table's
-//! read helpers are written once.
+//! `Stage`: the writes of one log entry, staged over the views and
+//! readable before they are committed (read-your-writes), so commands with
+//! several steps (transactions, session invalidation releasing locks) see
+//! their own earlier steps, and the commands of a batch entry see the ones
+//! before them. Each command runs between a [`Checkpoint`] and either
+//! [`Stage::keep`] or [`Stage::rollback`] (a rejected command leaves no
+//! trace); the whole entry then becomes one fjall batch, which readers see
+//! all at once. `Read` is the read interface shared by the committed views
+//! (the query path) and a stage (the apply path), so each table's read
+//! helpers are written once.
 
 use std::collections::BTreeMap;
+use std::mem;
 use std::ops::Bound;
 
 use fjall::{Keyspace, OwnedWriteBatch, Slice};
@@ -72,15 +77,30 @@ impl Read for Views {
     }
 }
 
-/// The staged writes of one command.
+/// A staged row: `Some` = written, `None` = removed.
+type Row = Option<Slice>;
+
+/// A row's staged value before the current command wrote it (`None`: it
+/// was not staged).
+type Undo = ((Ks, Vec<u8>), Option<Row>);
+
+/// The staged writes of one entry.
 pub(crate) struct Stage<'v> {
     /// The committed views underneath.
     pub views: &'v Views,
-    batch: OwnedWriteBatch,
     /// Staged rows: `Some` = written, `None` = removed.
-    overlay: BTreeMap<(Ks, Vec<u8>), Option<Slice>>,
-    /// What the command changed (indexes to bump, watches to fire).
+    overlay: BTreeMap<(Ks, Vec<u8>), Row>,
+    /// What the current command changed (indexes to bump, watches to fire).
     pub touched: Touched,
+    /// What the current command overwrote in `overlay` (`None`: the row
+    /// was not staged), newest last, to undo it on rollback.
+    undo: Vec<Undo>,
+}
+
+/// Where a command began: what the entry's earlier commands touched.
+#[must_use]
+pub(crate) struct Checkpoint {
+    touched: Touched,
 }
 
 impl<'v> Stage<'v> {
@@ -88,26 +108,55 @@ impl<'v> Stage<'v> {
     pub fn new(views: &'v Views) -> Stage<'v> {
         Stage {
             views,
-            batch: views.db.batch(),
             overlay: BTreeMap::new(),
             touched: Touched::default(),
+            undo: Vec::new(),
         }
+    }
+
+    /// Begin a command.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.undo.clear();
+        Checkpoint {
+            touched: mem::take(&mut self.touched),
+        }
+    }
+
+    /// Keep the command begun at `cp`.
+    pub fn keep(&mut self, cp: Checkpoint) {
+        self.undo.clear();
+        let mine = mem::replace(&mut self.touched, cp.touched);
+        self.touched.merge(mine);
+    }
+
+    /// Undo the command begun at `cp`: its rows and what it touched.
+    pub fn rollback(&mut self, cp: Checkpoint) {
+        while let Some((key, before)) = self.undo.pop() {
+            match before {
+                Some(row) => {
+                    self.overlay.insert(key, row);
+                }
+                None => {
+                    self.overlay.remove(&key);
+                }
+            }
+        }
+        self.touched = cp.touched;
+    }
+
+    fn stage(&mut self, ks: Ks, key: Vec<u8>, row: Row) {
+        let before = self.overlay.insert((ks, key.clone()), row);
+        self.undo.push(((ks, key), before));
     }
 
     /// Stage a row write.
     pub fn insert(&mut self, ks: Ks, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        let key = key.into();
-        let value = Slice::from(value.into());
-        self.batch
-            .insert(self.views.ks(ks), key.as_slice(), value.clone());
-        self.overlay.insert((ks, key), Some(value));
+        self.stage(ks, key.into(), Some(Slice::from(value.into())));
     }
 
     /// Stage a row removal.
     pub fn remove(&mut self, ks: Ks, key: impl Into<Vec<u8>>) {
-        let key = key.into();
-        self.batch.remove(self.views.ks(ks), key.as_slice());
-        self.overlay.insert((ks, key), None);
+        self.stage(ks, key.into(), None);
     }
 
     /// True if the row exists (staged or committed).
@@ -115,9 +164,18 @@ impl<'v> Stage<'v> {
         Ok(self.get(ks, key)?.is_some())
     }
 
-    /// The batch and what it touched, for the caller to commit.
+    /// The entry's rows as one fjall batch, and what its kept commands
+    /// touched, for the caller to commit.
     pub fn into_parts(self) -> (OwnedWriteBatch, Touched) {
-        (self.batch, self.touched)
+        let mut batch = self.views.db.batch();
+        for ((ks, key), row) in self.overlay {
+            let handle = self.views.ks(ks);
+            match row {
+                Some(value) => batch.insert(handle, key, value),
+                None => batch.remove(handle, key),
+            }
+        }
+        (batch, self.touched)
     }
 }
 

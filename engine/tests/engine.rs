@@ -111,3 +111,75 @@ async fn snapshot_then_restart_keeps_state() -> Result<(), Box<dyn std::error::E
     engine.shutdown().await?;
     Ok(())
 }
+
+/// The shared health read is handed out again while nothing that affects
+/// the service changed, and read afresh after a check, a node or another
+/// instance changes; writes elsewhere leave it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_health_follows_every_change_of_the_service(
+) -> Result<(), Box<dyn std::error::Error>> {
+    use muster_engine::{Check, Node, Service, Status};
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::open(config(dir.path())).await?;
+    let register = |node: &str, addr: &str, status: Status| Command::CatalogRegister {
+        node: Node {
+            node: node.into(),
+            address: addr.into(),
+            ..Node::default()
+        },
+        skip_node_update: false,
+        service: Some(Service {
+            id: "web".into(),
+            service: "web".into(),
+            port: 80,
+            ..Service::default()
+        }),
+        checks: vec![Check {
+            node: node.into(),
+            check_id: "c".into(),
+            name: "c".into(),
+            status,
+            service_id: "web".into(),
+            ..Check::default()
+        }],
+    };
+    engine
+        .propose(register("n1", "10.0.0.1", Status::Passing))
+        .await?;
+    let first = engine.health_service_shared("web")?;
+    assert_eq!(first.value.len(), 1);
+    // Unrelated writes: the same decoded result.
+    engine.propose(set("k", b"v")).await?;
+    let again = engine.health_service_shared("web")?;
+    assert!(std::sync::Arc::ptr_eq(&first.value, &again.value));
+    // A check status change, a node address change, a new instance: each
+    // shows at once, and matches the uncached read.
+    engine
+        .propose(register("n1", "10.0.0.1", Status::Critical))
+        .await?;
+    let h = engine.health_service_shared("web")?;
+    assert_eq!(
+        h.value
+            .first()
+            .and_then(|i| i.checks.first())
+            .map(|c| c.status),
+        Some(Status::Critical)
+    );
+    engine
+        .propose(register("n1", "10.0.0.9", Status::Critical))
+        .await?;
+    let h = engine.health_service_shared("web")?;
+    assert_eq!(
+        h.value.first().map(|i| i.node.address.as_str()),
+        Some("10.0.0.9")
+    );
+    engine
+        .propose(register("n2", "10.0.0.2", Status::Passing))
+        .await?;
+    let h = engine.health_service_shared("web")?;
+    assert_eq!(h.value.len(), 2);
+    assert_eq!(*h.value, engine.health_service("web")?.value);
+    assert!(h.index > first.index);
+    engine.shutdown().await?;
+    Ok(())
+}
