@@ -145,6 +145,7 @@ pub fn start_muster(bin: &Path) -> Result<ServerProc> {
     let data = dir.path().join("data");
     let (http, dns) = (free_tcp_port()?, free_tcp_udp_port()?);
     let (server, serf) = (free_tcp_port()?, free_tcp_udp_port()?);
+    let serf_wan = free_tcp_udp_port()?;
     let mut cmd = Command::new(bin);
     cmd.arg("agent")
         .args(["-server", "-bootstrap", "-node", "bench"])
@@ -155,6 +156,7 @@ pub fn start_muster(bin: &Path) -> Result<ServerProc> {
         .args(["-dns-port", &dns.to_string()])
         .args(["-server-port", &server.to_string()])
         .args(["-serf-lan-port", &serf.to_string()])
+        .args(["-serf-wan-port", &serf_wan.to_string()])
         .env_remove("CONSUL_HTTP_ADDR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
