@@ -46,6 +46,34 @@ fn alive_members(a: &Agent) -> Vec<String> {
     names
 }
 
+/// Every agent in `nodes` reads every key in `keys`.
+fn every_node_has<'a>(nodes: impl Iterator<Item = &'a Agent>, keys: &[String]) {
+    for a in nodes {
+        for key in keys {
+            assert!(a.kv_get(key).is_some(), "{key} missing on {}", a.addr);
+        }
+    }
+}
+
+/// `muster members [extra]` through `on` lists each `(name, type)` alive.
+fn members_table_shows(on: &Agent, extra: &[&str], rows: &[(&str, &str)]) {
+    let out = muster()
+        .arg("members")
+        .args(extra)
+        .args(["-http-addr", &on.addr.to_string()])
+        .output()
+        .expect("run muster members");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "members {extra:?} failed: {table}");
+    for (name, kind) in rows {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{table}"));
+        assert!(row.contains("alive") && row.contains(kind), "{row}");
+    }
+}
+
 /// The nodes `?passing` instances of `service` run on, as `a` answers.
 fn passing_nodes(a: &Agent, service: &str) -> Vec<String> {
     a.get(&format!("/v1/health/service/{service}?passing"))
@@ -164,24 +192,20 @@ fn cluster_forms_replicates_and_fails_over() {
                 .all(|n| serf_status(&servers[0], n).as_deref() == Some("passing"))
         },
     );
-    let out = muster()
-        .args(["members", "-http-addr", &clients[1].addr.to_string()])
-        .output()
-        .expect("run muster members");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "members failed: {table}");
-    for n in &all_five {
-        let role = if n.starts_with('s') {
-            "server"
-        } else {
-            "client"
-        };
-        let row = table
-            .lines()
-            .find(|l| l.starts_with(n.as_str()))
-            .unwrap_or_else(|| panic!("{n} missing from:\n{table}"));
-        assert!(row.contains("alive") && row.contains(role), "{row}");
-    }
+    let roles: Vec<(&str, &str)> = all_five
+        .iter()
+        .map(|n| {
+            (
+                n.as_str(),
+                if n.starts_with('s') {
+                    "server"
+                } else {
+                    "client"
+                },
+            )
+        })
+        .collect();
+    members_table_shows(&clients[1], &[], &roles);
 
     // A service registered on a client agent: visible from every server,
     // and through the other client's DNS.
@@ -215,11 +239,7 @@ fn cluster_forms_replicates_and_fails_over() {
             acked.push(key);
         }
     }
-    for a in servers.iter().chain(&clients) {
-        for key in &acked {
-            assert!(a.kv_get(key).is_some(), "{key} missing on {}", a.addr);
-        }
-    }
+    every_node_has(servers.iter().chain(&clients), &acked);
 
     // Sessions and locks through a follower: create, renew (the TTL
     // timers live on the leader) and acquire are all forwarded.
@@ -323,11 +343,7 @@ fn cluster_forms_replicates_and_fails_over() {
         "the restarted server caught up without a snapshot install:\n{}",
         log.get(log_before..).unwrap_or_default()
     );
-    for a in servers.iter().chain(&clients) {
-        for key in &acked {
-            assert!(a.kv_get(key).is_some(), "{key} missing on {}", a.addr);
-        }
-    }
+    every_node_has(servers.iter().chain(&clients), &acked);
 
     // A stale read on a follower says how long ago it heard from the leader.
     let leader = leader_of(&servers[0]).expect("leader");
@@ -555,17 +571,5 @@ fn wan_pool_federates_two_datacenters() {
         vec!["wa".to_string()],
         "LAN pools stay apart"
     );
-    let out = muster()
-        .args(["members", "-wan", "-http-addr", &a.addr.to_string()])
-        .output()
-        .expect("run muster members -wan");
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "members -wan failed: {table}");
-    for n in &both {
-        let row = table
-            .lines()
-            .find(|l| l.starts_with(n.as_str()))
-            .unwrap_or_else(|| panic!("{n} missing from:\n{table}"));
-        assert!(row.contains("alive") && row.contains("server"), "{row}");
-    }
+    members_table_shows(&a, &["-wan"], &[("wa.dc1", "server"), ("wb.dc2", "server")]);
 }

@@ -91,9 +91,10 @@ impl Agent {
 
     /// Like [`Agent::start`] (durable), inside the network namespace `ns`
     /// (`ip netns exec`); the namespace has its own ports, so the defaults
-    /// are used except for HTTP (port 0, read from the readiness line).
-    pub fn start_in_netns(ns: &str, args: &[&str]) -> Agent {
-        Agent::launch(args, true, None, Some(ns))
+    /// are used except for HTTP (port 0, read from the readiness line);
+    /// `config` is written to a config file when given.
+    pub fn start_in_netns(ns: &str, args: &[&str], config: Option<&str>) -> Agent {
+        Agent::launch(args, true, config, Some(ns))
     }
 
     fn launch(args: &[&str], durable: bool, config: Option<&str>, netns: Option<&str>) -> Agent {

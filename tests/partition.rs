@@ -165,7 +165,14 @@ fn partition_isolates_the_leader_and_heals_without_losing_writes() {
             args.push(net.addr(j));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        servers.push(Agent::start_in_netns(&net.namespaces[i], &args));
+        // The cut lasts about 12 s: autopilot must not prune the isolated
+        // leader meanwhile (this test is about the partition; pruning and
+        // re-adding a returning server is `cluster.rs`'s).
+        servers.push(Agent::start_in_netns(
+            &net.namespaces[i],
+            &args,
+            Some(r#"{"autopilot": {"server_stabilization_time": "5m"}}"#),
+        ));
     }
     wait_until("a leader known to all", Duration::from_secs(30), || {
         let l: Vec<Option<String>> = servers.iter().map(leader_of).collect();

@@ -26,6 +26,9 @@ pub(crate) const ROLE_CLIENT: &str = "node";
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often an uninitialised server looks for a cluster to form or join.
 const FORM_INTERVAL: Duration = Duration::from_millis(500);
+/// How long autopilot waits for a returning server to catch up and become
+/// a voter before it tries again.
+const ADD_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait between join attempts.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
 /// The LAN gossip port when an address has none.
@@ -553,8 +556,12 @@ impl Autopilot {
         let (engine, adding) = (engine.clone(), self.adding.clone());
         tokio::spawn(async move {
             tracing::info!(id, node = %node, "autopilot: adding alive server missing from raft");
-            if let Err(e) = engine.add_server(id, node).await {
-                tracing::warn!(error = %e, "autopilot: adding a server failed");
+            // Bounded, so a stuck add cannot keep this server from being
+            // tried again.
+            match tokio::time::timeout(ADD_SERVER_TIMEOUT, engine.add_server(id, node)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "autopilot: adding a server failed"),
+                Err(_) => tracing::warn!(id, "autopilot: adding a server timed out; will retry"),
             }
             adding
                 .lock()
