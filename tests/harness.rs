@@ -27,12 +27,24 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The readiness line's prefix.
 const READY_PREFIX: &str = "muster agent ready: ";
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free port on 127.0.0.1 (bound, then released), never one this test
+/// process handed out before: the kernel may give a just-released port
+/// again, and two agents (or two ports of one agent) must not share one.
+/// Free for UDP too where that can be checked (gossip and DNS bind both).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0 to find a free port");
+        let udp_free = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if udp_free && !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A `muster` command with the agent-address environment cleared, so tests
