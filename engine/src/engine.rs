@@ -295,6 +295,7 @@ impl Engine {
             snap_dir,
             applied: AtomicU64::new(applied.map(|l| l.index).unwrap_or(0)),
             seq: AtomicU64::new(seq << 16),
+            commands_since_snapshot: AtomicU64::new(0),
             lock_delays: Default::default(),
         });
         let log_store = LogStore::<TypeConfig>::open(&raft_dir)?;
@@ -355,6 +356,7 @@ impl Engine {
             }),
         };
         tokio::spawn(session_ttl_loop(Arc::downgrade(&engine.inner)));
+        tokio::spawn(snapshot_trigger(Arc::downgrade(&engine.inner)));
         engine.wait_for_solo_leadership().await?;
         let m = engine.inner.raft.metrics().borrow().clone();
         tracing::info!(
@@ -716,5 +718,32 @@ impl Engine {
             .db
             .persist(fjall::PersistMode::SyncAll)?;
         Ok(())
+    }
+}
+
+/// How often the command count since the last snapshot is looked at.
+const SNAPSHOT_CHECK: Duration = Duration::from_secs(1);
+
+/// Ask raft for a snapshot once `snapshot_threshold` commands (not log
+/// entries: a batch entry holds up to 1,024) were applied since the last
+/// ask, so the log behind a snapshot is purged at the same pace however
+/// writes are batched.
+async fn snapshot_trigger(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(SNAPSHOT_CHECK).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let threshold = inner.cfg.snapshot_threshold.max(1);
+        let count = &inner.shared.commands_since_snapshot;
+        if count.load(std::sync::atomic::Ordering::Relaxed) < threshold {
+            continue;
+        }
+        count.store(0, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(
+            threshold,
+            "commands since the last snapshot passed the threshold"
+        );
+        if let Err(e) = inner.raft.trigger().snapshot().await {
+            tracing::warn!(error = %e, "asking for a snapshot failed");
+        }
     }
 }

@@ -24,7 +24,7 @@ use openraft::{
 };
 
 use crate::apply::apply_entry;
-use crate::command::Response;
+use crate::command::{Command, Response};
 use crate::raft::{RaftNode, TypeConfig};
 use crate::snapshot;
 use crate::views::Views;
@@ -44,6 +44,10 @@ pub(crate) struct Shared {
     pub applied: AtomicU64,
     /// Counter for unique snapshot ids and incoming file names.
     pub seq: AtomicU64,
+    /// Commands applied since the last snapshot trigger: a batch entry
+    /// carries up to 1,024, so raft's own entry count alone would let the
+    /// log grow for millions of writes (see `engine::snapshot_trigger`).
+    pub commands_since_snapshot: AtomicU64,
     /// Keys in a lock-delay window (a session holding them was invalidated)
     /// and when it ends, on this server's clock. Not replicated state: like
     /// Consul, the window is measured where the invalidation is applied and
@@ -156,6 +160,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let _enter = span.enter();
             let (response, effects) =
                 apply_entry(&self.shared.views, &entry).map_err(|e| write_err(&e))?;
+            let commands = match &entry.payload {
+                openraft::EntryPayload::Normal(Command::Batch { commands }) => commands.len(),
+                openraft::EntryPayload::Normal(_) => 1,
+                _ => 0,
+            };
+            self.shared
+                .commands_since_snapshot
+                .fetch_add(commands as u64, Ordering::Relaxed);
             self.shared
                 .applied
                 .store(entry.log_id.index, Ordering::Release);

@@ -183,3 +183,46 @@ async fn shared_health_follows_every_change_of_the_service(
     engine.shutdown().await?;
     Ok(())
 }
+
+/// Writes batched into a handful of log entries still lead to a snapshot
+/// once `snapshot_threshold` commands were applied (raft alone counts
+/// entries, and would wait for 100 entries here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_writes_trigger_snapshots_by_command_count(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(dir.path());
+    cfg.snapshot_threshold = 100;
+    let engine = Engine::open(cfg).await?;
+    let writes: Vec<_> = (0..400)
+        .map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.propose(set(&format!("k/{i}"), b"v")).await })
+        })
+        .collect();
+    let mut last = 0;
+    for w in writes {
+        last = last.max(w.await??.index);
+    }
+    assert!(
+        last < 100,
+        "the 400 writes were batched into {last} entries"
+    );
+    let snapshots = dir.path().join("snapshots");
+    let started = std::time::Instant::now();
+    loop {
+        let built = std::fs::read_dir(&snapshots)
+            .map(|d| d.filter_map(|e| e.ok()).count())
+            .unwrap_or(0);
+        if built > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no snapshot after 400 writes in {last} entries"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    engine.shutdown().await?;
+    Ok(())
+}
