@@ -507,7 +507,6 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
-    ctx.check_dc()?;
     let body: RegisterRequest = decode::read(req).await?;
     let cmd = register_command(body, &ctx.st.cfg.datacenter)?;
     propose_bool(ctx, cmd).await
@@ -520,7 +519,6 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
-    ctx.check_dc()?;
     let body: DeregisterRequest = decode::read(req).await?;
     if body.node.is_empty() {
         return Err(invalid("Must provide node"));

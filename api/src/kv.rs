@@ -254,7 +254,6 @@ where
     q.check_conflicting(&["cas", "acquire", "release"])?;
     let flags = q.flags()?;
     let cas = q.cas()?;
-    ctx.check_dc()?;
     let value = read_body(body, content_length, ctx.st.cfg.kv_max_value_size).await?;
     let key = key.to_string();
     let cmd = if let Some(session) = q.acquire() {
@@ -311,7 +310,6 @@ async fn delete<E: Backend>(ctx: &Ctx<'_, E>, key: &str) -> Result<Response<Body
             },
         }
     };
-    ctx.check_dc()?;
     propose_bool(ctx, cmd).await
 }
 

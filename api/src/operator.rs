@@ -31,7 +31,6 @@ fn ok_empty() -> Response<Body> {
 /// `GET /v1/operator/raft/configuration` (`?dc`; `?stale` accepted):
 /// `{"Servers":[...],"Index":N}`.
 pub(crate) async fn raft_configuration<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
-    ctx.check_dc()?;
     let backend = cluster::require(&ctx.st.cfg)?;
     let config = backend
         .raft_configuration()
@@ -59,7 +58,6 @@ pub(crate) fn peer_ref<E: Backend>(ctx: &Ctx<'_, E>) -> Result<PeerRef> {
 
 /// `DELETE /v1/operator/raft/peer?id=` or `?address=`: 200, empty body.
 pub(crate) async fn remove_raft_peer<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
-    ctx.check_dc()?;
     let peer = peer_ref(ctx)?;
     let backend = cluster::require(&ctx.st.cfg)?;
     backend

@@ -30,12 +30,12 @@ pub(crate) struct Read {
 }
 
 impl<E: Backend> Ctx<'_, E> {
-    /// Validate the common read parameters (consistency, `index`, `wait`,
-    /// `dc`) and, for `?consistent`, confirm leadership with a quorum.
+    /// Validate the common read parameters (consistency, `index`, `wait`;
+    /// `dc` was settled by the router) and, for `?consistent`, confirm
+    /// leadership with a quorum.
     pub async fn begin_read(&self) -> Result<Read> {
         let consistency = self.query.consistency()?;
         let blocking = self.query.blocking()?;
-        self.check_dc()?;
         let engine = &self.st.engine;
         // `consistent` everywhere, and the default mode on a follower, read
         // through the leader's read index: the leader confirms it still

@@ -47,14 +47,6 @@ pub(crate) struct Ctx<'a, E> {
 }
 
 impl<E> Ctx<'_, E> {
-    /// `?dc=` must be empty or this agent's datacenter.
-    pub fn check_dc(&self) -> Result<()> {
-        match self.query.dc() {
-            Some(dc) if dc != self.st.cfg.datacenter => Err(Error::NoPathToDatacenter),
-            _ => Ok(()),
-        }
-    }
-
     /// A JSON 200 reply honouring `?pretty`.
     pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Response<Body>> {
         response::json(value, self.pretty)
@@ -602,6 +594,8 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
 {
+    // Every endpoint here takes `?dc=`: another datacenter's requests go
+    // to its servers (or fail with No path to datacenter), once, here.
     if let Some(dc) = ctx.query.dc().filter(|dc| *dc != ctx.st.cfg.datacenter) {
         return crate::client::forward_dc(ctx, dc.to_string(), req).await;
     }

@@ -230,7 +230,6 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
-    ctx.check_dc()?;
     // A client agent forwarding this names itself: its node is the default.
     let agent_node = req
         .headers()
@@ -259,7 +258,6 @@ pub(crate) async fn destroy<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Re
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
-    ctx.check_dc()?;
     propose_bool(ctx, Command::SessionDestroy { id: id.to_string() }).await
 }
 
@@ -268,7 +266,6 @@ pub(crate) async fn renew<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Resp
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
-    ctx.check_dc()?;
     match ctx.st.engine.session_renew(id).await? {
         Some(s) => ctx.json(&[SessionJson::from(&s)]),
         None => Err(Error::NotFound(format!("Session id '{id}' not found"))),

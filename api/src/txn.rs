@@ -450,7 +450,6 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
-    ctx.check_dc()?;
     let content_length = req
         .headers()
         .get(header::CONTENT_LENGTH)
