@@ -98,7 +98,7 @@ pub(super) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
             let _ = rpc_stop_rx.await;
         },
     ));
-    let backing = Backing::Server(engine.clone());
+    let backing = Role::Server(engine.clone());
     let member = Member::start(cfg, &node_id, data_dir, &backing).await?;
     server_side.set(
         muster_api::Handler::new(engine.clone(), member.agent.clone(), member.api_cfg.clone()),
@@ -135,7 +135,7 @@ pub(super) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
         serf_lan_port = cfg.serf_lan_port,
         "starting client agent"
     );
-    let backing = Backing::Client(Arc::new(Remote::new()));
+    let backing = Role::Client(Arc::new(Remote::new()));
     let member = Member::start(cfg, &node_id, data_dir, &backing).await?;
     let result = member
         .run(cfg, &backing, data_dir, &mut sigint, &mut sigterm)
@@ -162,13 +162,14 @@ impl Member {
         cfg: &Config,
         node_id: &str,
         data_dir: &Path,
-        backing: &Backing,
+        backing: &Role,
     ) -> anyhow::Result<Member> {
-        let (role, store): (Role, Arc<dyn Store>) = match backing {
-            Backing::Server(engine) => (Role::Server(engine.clone()), Arc::new(engine.clone())),
-            Backing::Client(remote) => (Role::Client(remote.clone()), remote.clone()),
+        let store: Arc<dyn Store> = match backing {
+            Role::Server(engine) => Arc::new(engine.clone()),
+            Role::Client(remote) => remote.clone(),
         };
-        let cluster = Cluster::start(cluster_config(cfg, node_id, data_dir), role).await?;
+        let cluster =
+            Cluster::start(cluster_config(cfg, node_id, data_dir), backing.clone()).await?;
         let agent = Agent::start_with(
             store,
             agent_config(cfg, node_id, data_dir),
@@ -183,12 +184,12 @@ impl Member {
             wan: cluster.wan.clone(),
             datacenter_links: Default::default(),
             engine: match backing {
-                Backing::Server(engine) => Some(engine.clone()),
-                Backing::Client(_) => None,
+                Role::Server(engine) => Some(engine.clone()),
+                Role::Client(_) => None,
             },
             shutdown: leave_requested.clone(),
         });
-        let server = matches!(backing, Backing::Server(_));
+        let server = matches!(backing, Role::Server(_));
         let api_cfg = api_config(cfg, &agent, cluster_api, node_id, server);
         Ok(Member {
             cluster,
@@ -203,7 +204,7 @@ impl Member {
     async fn run(
         self,
         cfg: &Config,
-        backing: &Backing,
+        backing: &Role,
         data_dir: &Path,
         sigint: &mut tokio::signal::unix::Signal,
         sigterm: &mut tokio::signal::unix::Signal,
@@ -229,20 +230,12 @@ impl Member {
     }
 }
 
-/// What answers an agent's catalog, KV and DNS questions.
-enum Backing {
-    /// This server's engine.
-    Server(Engine),
-    /// The servers, for a client agent.
-    Client(Arc<Remote>),
-}
-
-impl Backing {
+impl Role {
     /// A server knows a leader; a client knows a server.
     fn connected(&self) -> bool {
         match self {
-            Backing::Server(engine) => engine.status().leader.is_some(),
-            Backing::Client(remote) => !remote.servers().is_empty(),
+            Role::Server(engine) => engine.status().leader.is_some(),
+            Role::Client(remote) => !remote.servers().is_empty(),
         }
     }
 }
@@ -331,7 +324,7 @@ struct Stops<'a> {
 /// for the server to fail. The HTTP server is stopped before this returns.
 async fn serve_http(
     cfg: &Config,
-    backing: &Backing,
+    backing: &Role,
     agent: &Agent,
     api_cfg: ApiConfig,
     data_dir: &Path,
@@ -357,14 +350,14 @@ async fn serve_http(
         let _ = stop_rx.await;
     };
     let mut server = match backing {
-        Backing::Server(engine) => tokio::spawn(muster_api::serve(
+        Role::Server(engine) => tokio::spawn(muster_api::serve(
             listener,
             engine.clone(),
             agent.clone(),
             api_cfg,
             stopped,
         )),
-        Backing::Client(remote) => tokio::spawn(muster_api::serve_client(
+        Role::Client(remote) => tokio::spawn(muster_api::serve_client(
             listener,
             remote.clone(),
             agent.clone(),
@@ -387,8 +380,8 @@ async fn serve_http(
         }
     };
     let should_wait = match backing {
-        Backing::Server(_) => cfg.bootstrap,
-        Backing::Client(_) => !cfg.join.is_empty(),
+        Role::Server(_) => cfg.bootstrap,
+        Role::Client(_) => !cfg.join.is_empty(),
     };
     if should_wait {
         tokio::select! {
@@ -406,14 +399,14 @@ async fn serve_http(
         let _ = dns_stop_rx.await;
     };
     let dns = match backing {
-        Backing::Server(engine) => tokio::spawn(muster_dns::serve(
+        Role::Server(engine) => tokio::spawn(muster_dns::serve(
             udp,
             tcp,
             engine.clone(),
             agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?,
             dns_stopped,
         )),
-        Backing::Client(remote) => tokio::spawn(muster_dns::serve_relay(
+        Role::Client(remote) => tokio::spawn(muster_dns::serve_relay(
             udp,
             tcp,
             Arc::new(DnsRelay(remote.clone())),

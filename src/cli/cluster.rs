@@ -101,7 +101,9 @@ pub(crate) struct Cluster {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// What this agent is in the cluster.
+/// What this agent is in the cluster, and so what answers its catalog, KV
+/// and DNS questions.
+#[derive(Clone)]
 pub(crate) enum Role {
     /// A server with its engine.
     Server(Engine),
@@ -113,38 +115,21 @@ impl Cluster {
     /// Start gossip and the join loop, then the form/join and reconcile
     /// loops on a server or the server-list loop on a client.
     pub async fn start(cfg: ClusterConfig, role: Role) -> anyhow::Result<Cluster> {
-        let bind = SocketAddr::new(cfg.bind, cfg.serf_lan_port);
-        let mut gcfg = GossipConfig::lan(cfg.node_name.clone(), cfg.node_id.clone(), bind);
-        gcfg.advertise = Some(SocketAddr::new(cfg.advertise, cfg.serf_lan_port));
-        gcfg.tags = BTreeMap::from([
+        let mut tags = BTreeMap::from([
             ("dc".to_string(), cfg.datacenter.clone()),
             ("id".to_string(), cfg.node_id.clone()),
             ("build".to_string(), cfg.version.clone()),
             ("vsn".to_string(), "2".to_string()),
         ]);
         match &role {
-            Role::Server(engine) => gcfg.tags.extend([
+            Role::Server(engine) => tags.extend([
                 ("role".to_string(), ROLE_SERVER.to_string()),
                 ("raft_id".to_string(), engine.raft_id().to_string()),
                 ("port".to_string(), cfg.server_port.to_string()),
             ]),
-            Role::Client(_) => gcfg
-                .tags
-                .extend([("role".to_string(), ROLE_CLIENT.to_string())]),
+            Role::Client(_) => tags.extend([("role".to_string(), ROLE_CLIENT.to_string())]),
         }
-        if let Some(key) = &cfg.encrypt {
-            gcfg.keyring =
-                Some(Keyring::new(key).map_err(|e| anyhow::anyhow!("Error: encrypt: {e}"))?);
-        }
-        gcfg.encrypt_verify_incoming = cfg.verify_incoming;
-        gcfg.encrypt_verify_outgoing = cfg.verify_outgoing;
-        gcfg.keyring_path = cfg.keyring_path.clone();
-        let tags = gcfg.tags.clone();
-        let gossip = Arc::new(Gossip::start(gcfg).await.map_err(|e| {
-            anyhow::anyhow!(
-                "Error: cannot start LAN gossip on {bind}: {e} (use -serf-lan-port to pick another port)"
-            )
-        })?);
+        let gossip = start_pool(&cfg, false, tags.clone()).await?;
         let mut tasks = Vec::new();
         let mut join = cfg.join.clone();
         if let Some(path) = &cfg.peers_path {
@@ -165,7 +150,7 @@ impl Cluster {
         }
         let mut wan = None;
         if let Role::Server(_) = &role {
-            let pool = start_wan(&cfg, tags).await?;
+            let pool = start_pool(&cfg, true, tags).await?;
             let mut join = cfg.join_wan.clone();
             let own = pool.advertise_addr().to_string();
             join.retain(|a| *a != own);
@@ -212,33 +197,47 @@ impl Cluster {
     }
 }
 
-/// A server's WAN pool: named `<node>.<dc>`, on the WAN port, with the
-/// LAN pool's tags and its encryption key (the keyring persists apart, in
+/// Start a gossip pool with this agent's `tags` and encryption key: the
+/// LAN pool (named after the node, keyring in `serf/local.keyring`) or a
+/// server's WAN pool (named `<node>.<dc>`, on the WAN port, keyring in
 /// `serf/remote.keyring`).
-async fn start_wan(
+async fn start_pool(
     cfg: &ClusterConfig,
+    wan: bool,
     tags: BTreeMap<String, String>,
 ) -> anyhow::Result<Arc<Gossip>> {
-    let bind = SocketAddr::new(cfg.bind, cfg.serf_wan_port);
-    let name = format!("{}.{}", cfg.node_name, cfg.datacenter);
-    let mut gcfg = GossipConfig::wan(name, cfg.node_id.clone(), bind);
-    gcfg.advertise = Some(SocketAddr::new(cfg.advertise, cfg.serf_wan_port));
+    let (port, pool, flag) = if wan {
+        (cfg.serf_wan_port, "WAN", "-serf-wan-port")
+    } else {
+        (cfg.serf_lan_port, "LAN", "-serf-lan-port")
+    };
+    let bind = SocketAddr::new(cfg.bind, port);
+    let mut gcfg = if wan {
+        let name = format!("{}.{}", cfg.node_name, cfg.datacenter);
+        GossipConfig::wan(name, cfg.node_id.clone(), bind)
+    } else {
+        GossipConfig::lan(cfg.node_name.clone(), cfg.node_id.clone(), bind)
+    };
+    gcfg.advertise = Some(SocketAddr::new(cfg.advertise, port));
     gcfg.tags = tags;
     if let Some(key) = &cfg.encrypt {
         gcfg.keyring = Some(Keyring::new(key).map_err(|e| anyhow::anyhow!("Error: encrypt: {e}"))?);
     }
     gcfg.encrypt_verify_incoming = cfg.verify_incoming;
     gcfg.encrypt_verify_outgoing = cfg.verify_outgoing;
-    gcfg.keyring_path = cfg
-        .keyring_path
-        .as_ref()
-        .map(|p| p.with_file_name("remote.keyring"));
-    let pool = Gossip::start(gcfg).await.map_err(|e| {
+    gcfg.keyring_path = if wan {
+        cfg.keyring_path
+            .as_ref()
+            .map(|p| p.with_file_name("remote.keyring"))
+    } else {
+        cfg.keyring_path.clone()
+    };
+    let gossip = Gossip::start(gcfg).await.map_err(|e| {
         anyhow::anyhow!(
-            "Error: cannot start WAN gossip on {bind}: {e} (use -serf-wan-port to pick another port)"
+            "Error: cannot start {pool} gossip on {bind}: {e} (use {flag} to pick another port)"
         )
     })?;
-    Ok(Arc::new(pool))
+    Ok(Arc::new(gossip))
 }
 
 /// Resolve `host[:port]` (`default_port` when none is given).
