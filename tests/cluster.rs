@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::RecordType;
 
 use crate::dns::{a_addrs, dns_addr, udp};
-use crate::harness::{muster, Agent};
+use crate::harness::{muster, wait_until, Agent};
 
 /// Servers snapshot every 32 entries and keep 8 behind: a server that
 /// misses ~100 writes comes back behind the leader's purge point. A server
@@ -29,21 +29,9 @@ fn peer_count(a: &Agent) -> Option<usize> {
     a.get("/v1/status/peers").json().as_array().map(Vec::len)
 }
 
-/// The names of the members `a` sees alive.
+/// The names of the members `a` sees alive in its LAN pool.
 fn alive_members(a: &Agent) -> Vec<String> {
-    let mut names: Vec<String> = a
-        .get("/v1/agent/members")
-        .json()
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .filter(|m| m["Status"] == 1)
-                .filter_map(|m| m["Name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    a.alive_members_at("/v1/agent/members")
 }
 
 /// Every agent in `nodes` reads every key in `keys`.
@@ -87,15 +75,6 @@ fn passing_nodes(a: &Agent, service: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
 /// The server RPC address an agent advertises (what `/v1/status/leader`
 /// names).
 fn rpc_addr(a: &Agent) -> String {
@@ -103,17 +82,6 @@ fn rpc_addr(a: &Agent) -> String {
         "127.0.0.1:{}",
         a.flag("-server-port").expect("-server-port")
     )
-}
-
-fn leader_of(a: &Agent) -> Option<String> {
-    let r = a.get("/v1/status/leader");
-    if r.status != 200 {
-        return None;
-    }
-    r.json()
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 fn serf_status(a: &Agent, node: &str) -> Option<String> {
@@ -156,7 +124,7 @@ fn cluster_forms_replicates_and_fails_over() {
         "a leader known to all three",
         Duration::from_secs(30),
         || {
-            let leaders: Vec<Option<String>> = servers.iter().map(leader_of).collect();
+            let leaders: Vec<Option<String>> = servers.iter().map(Agent::leader).collect();
             leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0])
         },
     );
@@ -243,7 +211,7 @@ fn cluster_forms_replicates_and_fails_over() {
 
     // Sessions and locks through a follower: create, renew (the TTL
     // timers live on the leader) and acquire are all forwarded.
-    let leader_now = leader_of(&servers[0]).expect("leader");
+    let leader_now = servers[0].leader().expect("leader");
     let f = servers
         .iter()
         .find(|s| rpc_addr(s) != leader_now)
@@ -265,7 +233,7 @@ fn cluster_forms_replicates_and_fails_over() {
     );
 
     // kill -9 the leader.
-    let leader = leader_of(&servers[0]).expect("leader");
+    let leader = servers[0].leader().expect("leader");
     let li = servers
         .iter()
         .position(|s| rpc_addr(s) == leader)
@@ -277,7 +245,7 @@ fn cluster_forms_replicates_and_fails_over() {
     let elected = wait_until("a new leader", Duration::from_secs(10), || {
         alive
             .iter()
-            .all(|i| leader_of(&servers[*i]).is_some_and(|l| l != leader))
+            .all(|i| servers[*i].leader().is_some_and(|l| l != leader))
     });
     println!("new leader {elected:?} after kill -9 of the old one");
     // Enough writes through every survivor (servers and clients) for the
@@ -346,7 +314,7 @@ fn cluster_forms_replicates_and_fails_over() {
     every_node_has(servers.iter().chain(&clients), &acked);
 
     // A stale read on a follower says how long ago it heard from the leader.
-    let leader = leader_of(&servers[0]).expect("leader");
+    let leader = servers[0].leader().expect("leader");
     let follower = servers
         .iter()
         .find(|s| rpc_addr(s) != leader)
@@ -537,21 +505,7 @@ fn wan_pool_federates_two_datacenters() {
         ],
         true,
     );
-    let wan = |x: &Agent| -> Vec<String> {
-        let mut names: Vec<String> = x
-            .get("/v1/agent/members?wan=1")
-            .json()
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .filter(|m| m["Status"] == 1)
-                    .filter_map(|m| m["Name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    };
+    let wan = |x: &Agent| x.alive_members_at("/v1/agent/members?wan=1");
     let both = vec!["wa.dc1".to_string(), "wb.dc2".to_string()];
     wait_until(
         "both servers in both WAN views",

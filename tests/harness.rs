@@ -47,6 +47,17 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Poll `f` every 100 ms until it holds; panic naming `what` after
+/// `within`. Returns how long it took.
+pub fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) -> Duration {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
 /// A `muster` command with the agent-address environment cleared, so tests
 /// never reach an agent they did not start.
 pub fn muster() -> Command {
@@ -287,6 +298,36 @@ impl Agent {
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Response {
         request(self.addr, method, path, body)
             .unwrap_or_else(|e| panic!("{method} {path} on {}: {e}", self.addr))
+    }
+
+    /// The leader this agent names (`/v1/status/leader`), if any.
+    pub fn leader(&self) -> Option<String> {
+        let r = self.get("/v1/status/leader");
+        if r.status != 200 {
+            return None;
+        }
+        r.json()
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    /// The sorted names of the members `path` (`/v1/agent/members`, with
+    /// `?wan=1` for the WAN pool) lists alive.
+    pub fn alive_members_at(&self, path: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .get(path)
+            .json()
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["Status"] == 1)
+                    .filter_map(|m| m["Name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     /// `GET path`.

@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{request, Agent, Response};
+use crate::harness::{request, wait_until, Agent, Response};
 
 /// Run `ip` with `args`; true on success.
 fn ip(args: &[&str]) -> bool {
@@ -123,23 +123,6 @@ fn request_in(ns: &str, agent: &Agent, method: &str, path: &str, body: &[u8]) ->
     .flatten()
 }
 
-fn leader_of(a: &Agent) -> Option<String> {
-    let r = a.get("/v1/status/leader");
-    (r.status == 200)
-        .then(|| r.json().as_str().map(str::to_string))
-        .flatten()
-        .filter(|s| !s.is_empty())
-}
-
-fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut f: F) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
 #[test]
 fn partition_isolates_the_leader_and_heals_without_losing_writes() {
     let Some(net) = Net::create(3) else {
@@ -175,7 +158,7 @@ fn partition_isolates_the_leader_and_heals_without_losing_writes() {
         ));
     }
     wait_until("a leader known to all", Duration::from_secs(30), || {
-        let l: Vec<Option<String>> = servers.iter().map(leader_of).collect();
+        let l: Vec<Option<String>> = servers.iter().map(Agent::leader).collect();
         l[0].is_some() && l.iter().all(|x| *x == l[0])
     });
     let mut acked = Vec::new();
@@ -186,7 +169,7 @@ fn partition_isolates_the_leader_and_heals_without_losing_writes() {
     }
 
     // Cut the leader off.
-    let old = leader_of(&servers[0]).expect("leader");
+    let old = servers[0].leader().expect("leader");
     let li = (0..3)
         .find(|i| old.starts_with(&format!("{}:", net.addr(*i))))
         .expect("the leader is one of ours");
@@ -199,7 +182,7 @@ fn partition_isolates_the_leader_and_heals_without_losing_writes() {
     let elected = wait_until("a majority leader", Duration::from_secs(20), || {
         majority
             .iter()
-            .all(|i| leader_of(&servers[*i]).is_some_and(|l| l != old))
+            .all(|i| servers[*i].leader().is_some_and(|l| l != old))
     });
     println!("majority elected a new leader {elected:?} after the cut");
     for i in &majority {
@@ -256,7 +239,7 @@ fn partition_isolates_the_leader_and_heals_without_losing_writes() {
     });
     println!("converged {:?} after healing", healed.elapsed());
     wait_until("one leader again", Duration::from_secs(20), || {
-        let l: Vec<Option<String>> = servers.iter().map(leader_of).collect();
+        let l: Vec<Option<String>> = servers.iter().map(Agent::leader).collect();
         l[0].is_some() && l.iter().all(|x| *x == l[0])
     });
     for s in &servers {
