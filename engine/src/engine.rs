@@ -270,6 +270,9 @@ fn recover_views(views: &Views, snap_dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// How often replay at open logs its progress.
+const REPLAY_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 impl Engine {
     /// Open (or create) the data directory, recover the log and views, start
     /// raft and, with `bootstrap`, initialise a one-member cluster.
@@ -285,6 +288,11 @@ impl Engine {
         let views = Views::open(&views_dir)?;
         recover_views(&views, &snap_dir)?;
         let (applied, _) = views.applied_state()?;
+        tracing::info!(
+            applied = applied.map(|l| l.index).unwrap_or(0),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "views open"
+        );
         let seq = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -299,6 +307,11 @@ impl Engine {
             lock_delays: Default::default(),
         });
         let log_store = LogStore::<TypeConfig>::open(&raft_dir)?;
+        tracing::info!(
+            last_log = log_store.last_index().unwrap_or(0),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "log store open"
+        );
         let heartbeat = u64::try_from(cfg.heartbeat.as_millis())
             .unwrap_or(250)
             .max(10);
@@ -400,20 +413,46 @@ impl Engine {
         if !solo {
             return Ok(());
         }
-        let timeout = Some(self.inner.cfg.election_timeout * 20 + Duration::from_secs(10));
-        raft.wait(timeout)
+        let timeout = self.inner.cfg.election_timeout * 20 + Duration::from_secs(10);
+        raft.wait(Some(timeout))
             .state(ServerState::Leader, "self-elect")
             .await
             .map_err(raft_err)?;
         // The leader's first entry (a blank) commits everything before it.
         let m = raft.metrics().borrow().clone();
-        if let Some(last) = m.last_log_index {
-            raft.wait(timeout)
+        let Some(last) = m.last_log_index else {
+            return Ok(());
+        };
+        let from = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let (mut seen, mut stalled_since) = (from, tokio::time::Instant::now());
+        // Replay in steps of a second, logging progress at each; give up
+        // only when nothing is applied for `timeout`.
+        loop {
+            let step = raft
+                .wait(Some(REPLAY_PROGRESS_EVERY))
                 .applied_index_at_least(Some(last), "replay")
-                .await
-                .map_err(raft_err)?;
+                .await;
+            let applied = raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0);
+            if applied > seen {
+                (seen, stalled_since) = (applied, tokio::time::Instant::now());
+            }
+            match step {
+                Ok(_) => return Ok(()),
+                Err(_) if stalled_since.elapsed() < timeout => tracing::info!(
+                    applied,
+                    last,
+                    done = applied.saturating_sub(from),
+                    total = last.saturating_sub(from),
+                    "replaying log"
+                ),
+                Err(e) => return Err(raft_err(e)),
+            }
         }
-        Ok(())
     }
 
     /// Propose a command; resolves once it is committed and applied.

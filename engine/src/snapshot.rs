@@ -10,6 +10,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use fjall::Readable;
 use openraft::{SnapshotMeta, StoredMembership};
@@ -25,6 +26,8 @@ const MAGIC: &[u8; 8] = b"MUSTSNP1";
 const END: u32 = u32::MAX;
 /// Rows per fjall batch while installing.
 const INSTALL_BATCH: usize = 8192;
+/// How often a snapshot install logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Largest row frame accepted (a KV value is at most 512 KiB).
 const MAX_FRAME: u32 = 64 << 20;
 
@@ -223,7 +226,17 @@ pub(crate) fn read(
 
 /// Replace every view with the snapshot in `file` (verified first).
 pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
-    let meta = read(file, |_, _, _| Ok(()))?;
+    let started = Instant::now();
+    let mut total = 0u64;
+    let meta = read(file, |_, _, _| {
+        total += 1;
+        Ok(())
+    })?;
+    tracing::info!(
+        rows = total,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot verified, installing"
+    );
     let mut batch = views.db.batch();
     batch.insert(&views.meta, META_INSTALLING, Vec::new());
     batch.commit()?;
@@ -246,6 +259,7 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
     }
     let mut batch = views.db.batch();
     let mut loaded = 0u64;
+    let mut last_report = Instant::now();
     read(file, |table, key, value| {
         if let Some(ks) = views.keyspace_by_id(table) {
             if !(table == 3 && key == META_INSTALLING) {
@@ -255,6 +269,10 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
         loaded += 1;
         if batch.len() >= INSTALL_BATCH {
             std::mem::replace(&mut batch, views.db.batch()).commit()?;
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                tracing::info!(rows = loaded, of = total, "installing snapshot");
+            }
         }
         Ok(())
     })?;
@@ -272,7 +290,12 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
     batch.remove(&views.meta, META_INSTALLING);
     batch.commit()?;
     views.db.persist(fjall::PersistMode::SyncAll)?;
-    tracing::info!(rows = loaded, last = ?meta.last_log_id, "snapshot installed");
+    tracing::info!(
+        rows = loaded,
+        last = ?meta.last_log_id,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot installed"
+    );
     Ok(meta)
 }
 
