@@ -18,6 +18,9 @@ pub enum Workload {
     Dns,
     /// Blocking-query watchers woken by writes (muster only).
     Watch,
+    /// A large state (instances and keys), its memory, and a kill -9
+    /// restart of it (muster only; not in the default set).
+    Scale,
 }
 
 impl Workload {
@@ -28,6 +31,7 @@ impl Workload {
             Workload::Get => "get",
             Workload::Dns => "dns",
             Workload::Watch => "watch",
+            Workload::Scale => "scale",
         }
     }
 }
@@ -120,6 +124,14 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     pub fanout_rounds: usize,
 
+    /// Service instances the scale workload registers (100 per node).
+    #[arg(long, default_value_t = 100_000)]
+    pub instances: usize,
+
+    /// KV keys the scale workload writes (values of --value-size bytes).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_keys: usize,
+
     /// Print one JSON document on stdout instead of the text tables.
     #[arg(long)]
     pub json: bool,
@@ -202,6 +214,8 @@ mod tests {
         assert!(!a.json && !a.no_install && !a.no_etcd);
         assert_eq!(a.get_mode, GetMode::Default);
         assert_eq!(a.muster, None);
+        assert_eq!((a.instances, a.scale_keys), (100_000, 1_000_000));
+        assert!(!a.wants(Workload::Scale));
         Ok(())
     }
 
@@ -224,6 +238,7 @@ mod tests {
         assert!(parse(&["--watchers", "0"]).is_err());
         assert!(parse(&["--watchers", "20000"]).is_err());
         assert!(parse(&["--get-mode", "linear"]).is_err());
+        assert!(parse(&["--instances", "-1"]).is_err());
     }
 
     #[test]

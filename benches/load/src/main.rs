@@ -11,7 +11,8 @@
 //! - `procs`: starting the servers, finding or installing etcd, peak RSS.
 //! - `http`: one keep-alive HTTP/1.1 connection.
 //! - `target`: what a KV put/get is on muster and on etcd.
-//! - `load`: the closed-loop KV generator; `dns`, `watch`: the other loads.
+//! - `load`: the closed-loop KV generator; `dns`, `watch`, `scale`: the
+//!   other loads.
 //! - `hist`: the latency histogram; `report`: tables and JSON.
 //!
 //! It depends on none of muster's crates: it drives the built binary.
@@ -23,6 +24,7 @@ mod http;
 mod load;
 mod procs;
 mod report;
+mod scale;
 mod target;
 mod watch;
 
@@ -157,6 +159,25 @@ async fn run(args: &Args, muster_bin: &Path) -> Result<Report> {
     }
     log_notes(&proc, &mut report);
     drop(proc);
+    if args.wants(Workload::Scale) {
+        let mut proc = procs::start_muster(muster_bin)?;
+        eprintln!(
+            "scale: {} instances, {} keys (muster pid {})",
+            args.instances,
+            args.scale_keys,
+            proc.pid()
+        );
+        let s = scale::run_scale(
+            &mut proc,
+            scale::ScaleArgs {
+                instances: args.instances,
+                keys: args.scale_keys,
+                value_size: args.value_size,
+            },
+        )
+        .await?;
+        report.scale = Some(s);
+    }
 
     let kv = args.wants(Workload::Put) || args.wants(Workload::Get);
     if kv && args.no_etcd {

@@ -6,6 +6,7 @@
 //! A [`ServerProc`] kills its process (SIGKILL) when dropped, so a failing
 //! run never leaves a server behind. Nothing here sends load.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -22,6 +23,10 @@ use crate::http::Conn;
 
 /// How long a server may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a restart on existing data may take (it is measured, so the
+/// bound is loose).
+const RESTART_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The prefix of muster's readiness line on stdout.
 const READY_PREFIX: &str = "muster agent ready:";
@@ -40,6 +45,8 @@ pub struct ServerProc {
     log: PathBuf,
     /// Holds the data directory and the log; removed on drop, after the kill.
     _dir: tempfile::TempDir,
+    /// How to start it again (muster only).
+    respawn: Option<MusterSpawn>,
 }
 
 impl ServerProc {
@@ -74,6 +81,68 @@ impl ServerProc {
         Ok(())
     }
 
+    /// Kill the process with SIGKILL, start it again on the same data
+    /// directory and ports, and wait for its readiness line. Returns the
+    /// time from the new spawn to that line.
+    ///
+    /// With `remove`, that subdirectory of the data directory is deleted
+    /// while the process is down (muster's `views` holds the materialised
+    /// state; without it a restart rebuilds it from the snapshot and log).
+    pub fn kill9_and_restart(&mut self, remove: Option<&str>) -> Result<Duration> {
+        let Some(spawn) = &self.respawn else {
+            bail!("{} cannot be restarted by the harness", self.name);
+        };
+        self.child.kill()?;
+        self.child.wait()?;
+        if let Some(sub) = remove {
+            let path = self._dir.path().join("data").join(sub);
+            fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))?;
+        }
+        let started = Instant::now();
+        let (child, rx) = spawn.spawn(&self.log)?;
+        self.child = child;
+        self.wait_ready(&rx, RESTART_TIMEOUT)?;
+        Ok(started.elapsed())
+    }
+
+    /// Wait for the readiness line on `rx`, failing if the process exits
+    /// or `timeout` passes.
+    fn wait_ready(&mut self, rx: &mpsc::Receiver<String>, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(line) => return Ok(line),
+                Err(_) if Instant::now() > deadline => bail!(
+                    "{} printed no readiness line in {timeout:?}; its log:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                ),
+                Err(_) => self.check_alive()?,
+            }
+        }
+    }
+
+    /// Current resident set size in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        parse_status_kib(&status, "VmRSS:")
+    }
+
+    /// Bytes under the process's temporary directory (data and log).
+    pub fn dir_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(rd) = fs::read_dir(p) else { return 0 };
+            rd.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    Ok(_) => e.metadata().map_or(0, |m| m.len()),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(self._dir.path())
+    }
+
     /// The last `n` lines of the server's log.
     pub fn log_tail(&self, n: usize) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
@@ -102,8 +171,13 @@ impl Drop for ServerProc {
 
 /// `VmHWM` in KiB from the text of /proc/<pid>/status.
 pub fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let mut parts = line["VmHWM:".len()..].split_whitespace();
+    parse_status_kib(status, "VmHWM:")
+}
+
+/// A `kB` field (`VmHWM:`, `VmRSS:`) of /proc/<pid>/status, in KiB.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let mut parts = line[field.len()..].split_whitespace();
     let n: u64 = parts.next()?.parse().ok()?;
     match parts.next() {
         Some("kB") => Some(n),
@@ -146,35 +220,29 @@ pub fn start_muster(bin: &Path) -> Result<ServerProc> {
     let (http, dns) = (free_tcp_port()?, free_tcp_udp_port()?);
     let (server, serf) = (free_tcp_port()?, free_tcp_udp_port()?);
     let serf_wan = free_tcp_udp_port()?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("agent")
-        .args(["-server", "-bootstrap", "-node", "bench"])
-        .arg("-data-dir")
-        .arg(&data)
-        .args(["-bind", "127.0.0.1", "-client", "127.0.0.1"])
-        .args(["-http-port", &http.to_string()])
-        .args(["-dns-port", &dns.to_string()])
-        .args(["-server-port", &server.to_string()])
-        .args(["-serf-lan-port", &serf.to_string()])
-        .args(["-serf-wan-port", &serf_wan.to_string()])
-        .env_remove("CONSUL_HTTP_ADDR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(&log)?);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("start {}", bin.display()))?;
-    let stdout = child.stdout.take().context("muster stdout")?;
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        // Forward the readiness line; keep draining stdout afterwards so
-        // the agent can never block on a full pipe.
-        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            if line.starts_with(READY_PREFIX) {
-                let _ = tx.send(line);
-            }
-        }
-    });
+    let mut args: Vec<OsString> = vec!["agent".into()];
+    for a in ["-server", "-bootstrap", "-node", "bench", "-data-dir"] {
+        args.push(a.into());
+    }
+    args.push(data.into_os_string());
+    for (flag, port) in [
+        ("-http-port", http),
+        ("-dns-port", dns),
+        ("-server-port", server),
+        ("-serf-lan-port", serf),
+        ("-serf-wan-port", serf_wan),
+    ] {
+        args.push(flag.into());
+        args.push(port.to_string().into());
+    }
+    for a in ["-bind", "127.0.0.1", "-client", "127.0.0.1"] {
+        args.push(a.into());
+    }
+    let spawn = MusterSpawn {
+        bin: bin.to_owned(),
+        args,
+    };
+    let (child, rx) = spawn.spawn(&log)?;
     let mut proc = ServerProc {
         name: "muster",
         child,
@@ -182,18 +250,9 @@ pub fn start_muster(bin: &Path) -> Result<ServerProc> {
         dns: None,
         log,
         _dir: dir,
+        respawn: Some(spawn),
     };
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let line = loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => break line,
-            Err(_) if Instant::now() > deadline => bail!(
-                "muster printed no readiness line in {READY_TIMEOUT:?}; its log:\n{}",
-                proc.log_tail(40)
-            ),
-            Err(_) => proc.check_alive()?,
-        }
-    };
+    let line = proc.wait_ready(&rx, READY_TIMEOUT)?;
     if let Some(a) = ready_field(&line, "http") {
         proc.http = a.parse().with_context(|| format!("http= in {line:?}"))?;
     }
@@ -202,6 +261,43 @@ pub fn start_muster(bin: &Path) -> Result<ServerProc> {
         None => SocketAddr::from(([127, 0, 0, 1], dns)),
     });
     Ok(proc)
+}
+
+/// How a muster process was started, so it can be started again on the
+/// same data directory and ports.
+struct MusterSpawn {
+    /// The binary.
+    bin: PathBuf,
+    /// Its arguments.
+    args: Vec<OsString>,
+}
+
+impl MusterSpawn {
+    /// Start the process, appending its stderr to `log`; the receiver gets
+    /// its readiness line.
+    fn spawn(&self, log: &Path) -> Result<(Child, mpsc::Receiver<String>)> {
+        let err = fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let mut child = Command::new(&self.bin)
+            .args(&self.args)
+            .env_remove("CONSUL_HTTP_ADDR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("start {}", self.bin.display()))?;
+        let stdout = child.stdout.take().context("muster stdout")?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            // Forward the readiness line; keep draining stdout afterwards so
+            // the agent can never block on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if line.starts_with(READY_PREFIX) {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        Ok((child, rx))
+    }
 }
 
 /// The value of `name=` in muster's readiness line.
@@ -243,6 +339,7 @@ pub async fn start_etcd(bin: &Path) -> Result<ServerProc> {
         dns: None,
         log,
         _dir: dir,
+        respawn: None,
     };
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {

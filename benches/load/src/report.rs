@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::hist::Histogram;
 use crate::load::Measured;
+use crate::scale::ScaleReport;
 use crate::watch::WatchReport;
 
 /// One measured run: one server, one workload, one client count.
@@ -36,6 +37,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The watch workload, when run.
     pub watch: Option<(WatchReport, Option<u64>)>,
+    /// The scale workload, when run.
+    pub scale: Option<ScaleReport>,
     /// Things the reader should know (skipped comparisons, server log
     /// warnings, failures).
     pub notes: Vec<String>,
@@ -280,6 +283,10 @@ impl Report {
             out.push_str("\nblocking queries (muster):\n");
             out.push_str(&w);
         }
+        if let Some(sc) = &self.scale {
+            out.push_str("\nscale (muster):\n");
+            out.push_str(&scale_text(sc));
+        }
         if !self.notes.is_empty() {
             out.push('\n');
             for n in &self.notes {
@@ -349,8 +356,80 @@ impl Report {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        json!({ "setup": setup, "runs": runs, "watch": watch, "notes": self.notes })
+        let scale = self.scale.as_ref().map(|s| {
+            json!({
+                "instances": s.instances,
+                "keys": s.keys,
+                "value_size": s.value_size,
+                "load_instances_s": s.load_instances.as_secs_f64(),
+                "load_keys_s": s.load_keys.as_secs_f64(),
+                "peak_rss_load_kib": s.peak_rss_load_kib,
+                "rss_loaded_kib": s.rss_loaded_kib,
+                "disk_bytes": s.disk_bytes,
+                "restarts": s.restarts.iter().map(|x| json!({
+                    "what": x.what,
+                    "ready_s": x.ready.as_secs_f64(),
+                    "queryable_s": x.queryable.as_secs_f64(),
+                    "rss_kib": x.rss_kib,
+                    "peak_rss_kib": x.peak_rss_kib,
+                    "keys_after": x.keys_after,
+                    "log": x.log,
+                })).collect::<Vec<_>>(),
+            })
+        });
+        json!({ "setup": setup, "runs": runs, "watch": watch, "scale": scale, "notes": self.notes })
     }
+}
+
+/// The scale workload as `name  value` lines, then each restart with the
+/// server's log lines up to its readiness.
+fn scale_text(s: &ScaleReport) -> String {
+    let secs = |d: std::time::Duration| format!("{:.2} s", d.as_secs_f64());
+    let rows = vec![
+        vec![
+            "state".into(),
+            format!(
+                "{} service instances, {} KV keys of {} bytes",
+                s.instances, s.keys, s.value_size
+            ),
+        ],
+        vec![
+            "load instances (txn, 16 clients)".into(),
+            secs(s.load_instances),
+        ],
+        vec!["load keys (txn, 16 clients)".into(), secs(s.load_keys)],
+        vec![
+            "peak RSS while loading MiB".into(),
+            mib(s.peak_rss_load_kib),
+        ],
+        vec!["RSS loaded, 2 s idle MiB".into(), mib(s.rss_loaded_kib)],
+        vec![
+            "data on disk MiB".into(),
+            format!("{:.1}", s.disk_bytes as f64 / 1024.0 / 1024.0),
+        ],
+    ];
+    let mut out = align(&rows, 1);
+    for x in &s.restarts {
+        let _ = writeln!(out, "kill -9 and restart, {}:", x.what);
+        let rows = vec![
+            vec!["  spawn -> ready line".into(), secs(x.ready)],
+            vec![
+                "  spawn -> last key and last service answered".into(),
+                secs(x.queryable),
+            ],
+            vec!["  RSS then MiB".into(), mib(x.rss_kib)],
+            vec!["  peak RSS until then MiB".into(), mib(x.peak_rss_kib)],
+            vec![
+                "  keys read back".into(),
+                format!("{} of {}", x.keys_after, s.keys),
+            ],
+        ];
+        out.push_str(&align(&rows, 1));
+        for l in &x.log {
+            let _ = writeln!(out, "  log: {}", l.trim());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
