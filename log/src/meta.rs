@@ -7,6 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use openraft::{LogId, NodeId, Vote};
@@ -78,29 +79,63 @@ pub fn load<NID: NodeId>(dir: &Path) -> Result<Meta<NID>> {
 /// File of the committed-index hint (written without fsync).
 pub const COMMITTED_HINT_FILE: &str = "committed";
 
-/// Overwrite the committed-index hint without fsync. Failures are ignored:
-/// the hint only saves re-applying entries at the next start.
-pub fn store_committed_hint<NID: NodeId>(dir: &Path, committed: Option<&LogId<NID>>) {
-    let Ok(payload) = rmp_serde::to_vec_named(&committed) else {
-        return;
-    };
-    let mut buf = Vec::with_capacity(record::frame_len(payload.len()));
-    record::encode_into(&payload, &mut buf);
-    let path = dir.join(COMMITTED_HINT_FILE);
-    if let Err(e) = fs::write(&path, &buf) {
-        tracing::debug!(error = %e, "could not write the committed hint");
+/// Bytes the committed hint occupies: its frame, then zeros. Every write
+/// is this long, so the file never changes size after the first one.
+const COMMITTED_HINT_LEN: usize = 128;
+
+/// The committed-index hint file, kept open. Each store overwrites the same
+/// bytes in place (one `pwrite`, no fsync, no truncation): truncating and
+/// rewriting the file on every commit cost an open, a truncate and a close
+/// per write, and ext4 flushes a file replaced by truncation on close.
+#[derive(Debug, Default)]
+pub struct CommittedHint {
+    /// Opened on first use.
+    file: Option<File>,
+}
+
+impl CommittedHint {
+    /// Overwrite the hint in `dir` without fsync. Failures are ignored: the
+    /// hint only saves re-applying entries at the next start.
+    pub fn store<NID: NodeId>(&mut self, dir: &Path, committed: Option<&LogId<NID>>) {
+        let Ok(payload) = rmp_serde::to_vec_named(&committed) else {
+            return;
+        };
+        let mut buf = Vec::with_capacity(COMMITTED_HINT_LEN);
+        record::encode_into(&payload, &mut buf);
+        if buf.len() < COMMITTED_HINT_LEN {
+            buf.resize(COMMITTED_HINT_LEN, 0);
+        }
+        if self.file.is_none() {
+            let path = dir.join(COMMITTED_HINT_FILE);
+            match fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+            {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not open the committed hint");
+                    return;
+                }
+            }
+        }
+        if let Some(file) = &self.file {
+            if let Err(e) = file.write_all_at(&buf, 0) {
+                tracing::debug!(error = %e, "could not write the committed hint");
+            }
+        }
     }
 }
 
 /// Read the committed-index hint; `None` if absent, torn or unreadable.
+/// Bytes after its frame (zeros, or a longer earlier write) are ignored.
 pub fn load_committed_hint<NID: NodeId>(dir: &Path) -> Option<LogId<NID>> {
     let bytes = fs::read(dir.join(COMMITTED_HINT_FILE)).ok()?;
     match record::decode(&bytes) {
-        Ok(Decoded::Record { payload, frame_len }) if frame_len == bytes.len() => {
-            rmp_serde::from_slice::<Option<LogId<NID>>>(payload)
-                .ok()
-                .flatten()
-        }
+        Ok(Decoded::Record { payload, .. }) => rmp_serde::from_slice::<Option<LogId<NID>>>(payload)
+            .ok()
+            .flatten(),
         _ => None,
     }
 }
@@ -160,6 +195,29 @@ mod tests {
         assert!(load::<u64>(dir.path())
             .err()
             .is_some_and(|e| e.is_corrupt()));
+        Ok(())
+    }
+
+    #[test]
+    fn committed_hint_is_overwritten_in_place() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        assert_eq!(load_committed_hint::<u64>(dir.path()), None);
+        let mut hint = CommittedHint::default();
+        let big = LogId::new(CommittedLeaderId::new(u64::MAX, u64::MAX), u64::MAX);
+        let small = LogId::new(CommittedLeaderId::new(1, 1), 2);
+        hint.store(dir.path(), Some(&big));
+        assert_eq!(load_committed_hint::<u64>(dir.path()), Some(big));
+        // A shorter frame over a longer one: the old bytes after it are
+        // zeros, and are ignored either way.
+        hint.store(dir.path(), Some(&small));
+        assert_eq!(load_committed_hint::<u64>(dir.path()), Some(small));
+        let path = dir.path().join(COMMITTED_HINT_FILE);
+        assert_eq!(fs::metadata(&path)?.len(), COMMITTED_HINT_LEN as u64);
+        // A torn write reads as no hint, never as a wrong one.
+        let mut bytes = fs::read(&path)?;
+        bytes[10] ^= 0xff;
+        fs::write(&path, &bytes)?;
+        assert_eq!(load_committed_hint::<u64>(dir.path()), None);
         Ok(())
     }
 }

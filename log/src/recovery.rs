@@ -1,7 +1,8 @@
 //! Recovery: on open, validate every record of every segment and rebuild the
 //! in-memory indexes.
 //!
-//! A short or bad record at the very end of the last segment is a torn write
+//! Zeros after the records are preallocated space, not damage. A short or
+//! bad record at the very end of the last segment is a torn write
 //! (the crash came before its fsync, so raft was never told it was durable):
 //! the file is cut there, with a warning. Anything else — a bad record in an
 //! earlier segment, a bad CRC followed by a valid record, a hole or a gap in
@@ -105,7 +106,10 @@ pub(crate) fn recover<NID: NodeId>(
                     offset += frame_len;
                     continue;
                 }
-                Ok(Decoded::End) => "zero length header".to_string(),
+                // Zeros to the end of the file: preallocated space, the
+                // clean end of the records.
+                Ok(Decoded::End) if rest.iter().all(|b| *b == 0) => break,
+                Ok(Decoded::End) => "zero length header followed by data".to_string(),
                 Ok(Decoded::Incomplete) => "incomplete record".to_string(),
                 Ok(Decoded::BadCrc {
                     expected,
@@ -134,6 +138,7 @@ pub(crate) fn recover<NID: NodeId>(
             break;
         }
 
+        let cut = torn.is_some();
         if let Some(reason) = torn {
             tracing::warn!(
                 segment = %path.display(),
@@ -161,7 +166,12 @@ pub(crate) fn recover<NID: NodeId>(
             dir_changed = true;
             continue;
         }
-        let seg = Segment::open(path, first_index, offset as u64, slots)?;
+        let allocated = if cut {
+            offset as u64
+        } else {
+            bytes.len() as u64
+        };
+        let seg = Segment::open(path, first_index, offset as u64, allocated, slots)?;
         scanned.push((seg, last_id));
     }
 

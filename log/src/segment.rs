@@ -5,9 +5,17 @@
 //! its entries sits, so reads go straight to the bytes. It does not know the
 //! raft types, does not fsync on its own for appends (group commit is the
 //! store's job), and never decides what is corrupt (that is `recovery.rs`).
+//!
+//! The file is zero-filled ahead of the records, [`PREALLOC_CHUNK`] at a
+//! time, and records are written over the zeros. An `fdatasync` then
+//! flushes data only: the file's size and block map do not change, so ext4
+//! need not commit its journal, and the sync does not wait for other files'
+//! data (fjall's) ordered behind that commit. Measured on this machine's
+//! disk with another file being written: fdatasync of a 300-byte write
+//! p50 0.18 ms and p99 0.34 ms over zeros, against 0.27 ms and 0.5-2.3 ms
+//! when appending. Recovery reads a zero length as the end of the data.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +24,12 @@ use crate::error::{Error, Result};
 
 /// Extension of segment files.
 const SEGMENT_EXT: &str = "seg";
+
+/// Bytes of zeros written ahead of the records at a time.
+pub(crate) const PREALLOC_CHUNK: u64 = 4 << 20;
+
+/// Zeros written in one `write` while preallocating.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Tunables of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +72,10 @@ pub(crate) struct Segment {
     pub first_index: u64,
     /// Opened for reading and appending; shared with the flusher thread.
     pub file: Arc<File>,
-    /// Bytes of valid records. Invariant: equals the file length.
+    /// Bytes of valid records. Invariant: at most the file length.
     pub size: u64,
+    /// The file length. Invariant: the bytes from `size` to here are zeros.
+    pub allocated: u64,
     /// `slots[i]` is the frame of entry `first_index + i`. Invariant: the
     /// frames are back to back from offset 0 to `size`.
     pub slots: Vec<Slot>,
@@ -103,8 +119,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 fn open_options() -> OpenOptions {
+    // Not O_APPEND: records are written at their offset, over zeros.
     let mut o = OpenOptions::new();
-    o.read(true).append(true);
+    o.read(true).write(true);
     o
 }
 
@@ -117,17 +134,27 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        Ok(Segment {
+        let mut seg = Segment {
             path,
             first_index,
             file: Arc::new(file),
             size: 0,
+            allocated: 0,
             slots: Vec::new(),
-        })
+        };
+        seg.preallocate(PREALLOC_CHUNK)?;
+        Ok(seg)
     }
 
-    /// Opens an existing, already validated segment.
-    pub fn open(path: PathBuf, first_index: u64, size: u64, slots: Vec<Slot>) -> Result<Segment> {
+    /// Opens an existing, already validated segment: `size` bytes of
+    /// records followed by `allocated - size` bytes of zeros.
+    pub fn open(
+        path: PathBuf,
+        first_index: u64,
+        size: u64,
+        allocated: u64,
+        slots: Vec<Slot>,
+    ) -> Result<Segment> {
         let file = open_options()
             .open(&path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
@@ -136,8 +163,33 @@ impl Segment {
             first_index,
             file: Arc::new(file),
             size,
+            allocated: allocated.max(size),
             slots,
         })
+    }
+
+    /// Extends the file with zeros up to `len` bytes (no sync: the next
+    /// group commit's sync carries them).
+    fn preallocate(&mut self, len: u64) -> Result<()> {
+        while self.allocated < len {
+            let n = (len - self.allocated).min(ZEROS.len() as u64) as usize;
+            self.file
+                .write_all_at(&ZEROS[..n], self.allocated)
+                .map_err(|e| Error::io(format!("preallocate {}", self.path.display()), e))?;
+            self.allocated += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Cuts the zeros after the records (when the segment is sealed).
+    pub fn trim(&mut self) -> Result<()> {
+        if self.allocated > self.size {
+            self.file
+                .set_len(self.size)
+                .map_err(|e| Error::io(format!("trim {}", self.path.display()), e))?;
+            self.allocated = self.size;
+        }
+        Ok(())
     }
 
     /// Index of the last entry, if any.
@@ -158,10 +210,15 @@ impl Segment {
     }
 
     /// Appends already framed bytes (`frame_lens` gives each frame's length)
-    /// with one `write_all`: readable at once, durable only after a sync.
+    /// with one write over the zeros (extending them first when needed):
+    /// readable at once, durable only after a sync.
     pub fn append(&mut self, buf: &[u8], frame_lens: &[u32]) -> Result<()> {
-        (&*self.file)
-            .write_all(buf)
+        let end = self.size + buf.len() as u64;
+        if end > self.allocated {
+            self.preallocate(end + PREALLOC_CHUNK)?;
+        }
+        self.file
+            .write_all_at(buf, self.size)
             .map_err(|e| Error::io(format!("write {}", self.path.display()), e))?;
         let mut offset = self.size;
         for &len in frame_lens {
@@ -186,11 +243,14 @@ impl Segment {
             .min(self.slots.len());
         let new_size = self.slots.get(keep).map_or(self.size, |s| s.offset);
         self.slots.truncate(keep);
+        // The cut bytes (records and zeros) go: stale records must never
+        // follow the new ones. Zeros are written again on the next append.
         self.file
             .set_len(new_size)
             .and_then(|()| self.file.sync_all())
             .map_err(|e| Error::io(format!("truncate {}", self.path.display()), e))?;
         self.size = new_size;
+        self.allocated = new_size;
         Ok(())
     }
 

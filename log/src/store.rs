@@ -87,6 +87,8 @@ struct State<C: RaftTypeConfig> {
     last_log_id: Option<LogId<C::NodeId>>,
     /// The durable metadata, as last written.
     meta: Meta<C::NodeId>,
+    /// The committed-index hint file.
+    hint: meta::CommittedHint,
 }
 
 /// Everything the store and its readers share.
@@ -213,6 +215,7 @@ where
                     segments: recovered.segments,
                     last_log_id: recovered.last_log_id,
                     meta,
+                    hint: meta::CommittedHint::default(),
                 }),
                 flush,
                 tx: Some(tx),
@@ -488,7 +491,9 @@ where
                     buf.clear();
                     lens.clear();
                     // Seal: everything before the new segment is durable
-                    // before anything in it can be acknowledged.
+                    // before anything in it can be acknowledged. A sealed
+                    // segment keeps no zeros after its records.
+                    seg.trim()?;
                     seg.sync()?;
                 }
                 let seg = Segment::create(&self.dir, entry.log_id.index)?;
@@ -704,7 +709,7 @@ where
         // torn write can only make unreadable, never wrong.
         let mut state = self.inner.lock().map_err(write_err)?;
         if committed > state.meta.committed {
-            meta::store_committed_hint(&self.inner.dir, committed.as_ref());
+            state.hint.store(&self.inner.dir, committed.as_ref());
         }
         state.meta.committed = committed;
         Ok(())

@@ -74,10 +74,20 @@ fn rotation_with_tiny_segments_survives_reopen() -> TestResult {
     }
     let segments = crate::segment::list(dir.path())?;
     assert!(segments.len() > 10, "{} segments", segments.len());
-    for (first, path) in &segments {
+    for (i, (first, path)) in segments.iter().enumerate() {
         assert!(path.ends_with(format!("{first:020}.seg")));
-        // A segment is only over the size by its last entry.
-        assert!(fs::metadata(path)?.len() < 150 + 100);
+        let len = fs::metadata(path)?.len();
+        if i + 1 < segments.len() {
+            // A sealed segment keeps no zeros, and is only over the size
+            // by its last entry.
+            assert!(len < 150 + 100, "sealed segment of {len} bytes");
+        } else {
+            // The open one is preallocated.
+            assert!(
+                len >= crate::segment::PREALLOC_CHUNK,
+                "open segment of {len} bytes"
+            );
+        }
     }
 
     let mut store = LogStore::<TestConfig>::open_with(dir.path(), options)?;
@@ -112,7 +122,8 @@ fn bad_crc_in_the_last_record_is_a_torn_tail() -> TestResult {
         .pop()
         .ok_or("no segment")?;
     let mut bytes = fs::read(&path)?;
-    let last = bytes.len() - 3;
+    // The last non-zero byte is in the last record (zeros follow it).
+    let last = bytes.iter().rposition(|b| *b != 0).ok_or("no records")?;
     bytes[last] ^= 0x01;
     fs::write(&path, &bytes)?;
     let store = LogStore::<TestConfig>::open(dir.path())?;
@@ -147,5 +158,74 @@ fn non_contiguous_append_is_refused() -> TestResult {
             got: 1
         })
     ));
+    Ok(())
+}
+
+#[test]
+fn preallocated_zeros_end_the_records_without_loss() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let written: Vec<_> = (0..20).map(|i| entry(1, i)).collect();
+    {
+        let mut store = LogStore::<TestConfig>::open(dir.path())?;
+        append_sync(&mut store, written[..10].to_vec())?;
+    }
+    let (_, path) = crate::segment::list(dir.path())?
+        .pop()
+        .ok_or("no segment")?;
+    let len = fs::metadata(&path)?.len();
+    assert!(len >= crate::segment::PREALLOC_CHUNK, "{len} bytes");
+    {
+        // Reopening keeps the zeros (nothing is cut) and appends over them.
+        let mut store = LogStore::<TestConfig>::open(dir.path())?;
+        assert_eq!(store.read_range(0..100)?, written[..10]);
+        assert_eq!(fs::metadata(&path)?.len(), len);
+        append_sync(&mut store, written[10..].to_vec())?;
+    }
+    let store = LogStore::<TestConfig>::open(dir.path())?;
+    assert_eq!(store.read_range(0..100)?, written);
+    Ok(())
+}
+
+#[test]
+fn data_after_a_zero_length_is_a_torn_tail() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let written: Vec<_> = (0..3).map(|i| entry(1, i)).collect();
+    {
+        let mut store = LogStore::<TestConfig>::open(dir.path())?;
+        append_sync(&mut store, written.clone())?;
+    }
+    let (_, path) = crate::segment::list(dir.path())?
+        .pop()
+        .ok_or("no segment")?;
+    let mut bytes = fs::read(&path)?;
+    let end = bytes.len();
+    bytes[end - 10..].copy_from_slice(b"not zeros!");
+    fs::write(&path, &bytes)?;
+    let mut store = LogStore::<TestConfig>::open(dir.path())?;
+    assert_eq!(store.read_range(0..10)?, written);
+    // The tail was cut at the end of the records; appends go on from there.
+    assert!(fs::metadata(&path)?.len() < 1000);
+    append_sync(&mut store, vec![entry(1, 3)])?;
+    drop(store);
+    let store = LogStore::<TestConfig>::open(dir.path())?;
+    assert_eq!(store.read_range(0..10)?.len(), 4);
+    Ok(())
+}
+
+#[test]
+fn truncated_records_never_come_back_after_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    {
+        let mut store = LogStore::<TestConfig>::open(dir.path())?;
+        append_sync(&mut store, (0..10).map(|i| entry(1, i)).collect())?;
+        store.truncate_from(5)?;
+        // Same lengths as the cut entries: stale frames after them would
+        // line up and pass their CRCs if the cut bytes were left in place.
+        append_sync(&mut store, (5..7).map(|i| entry(2, i)).collect())?;
+    }
+    let store = LogStore::<TestConfig>::open(dir.path())?;
+    let mut want: Vec<_> = (0..5).map(|i| entry(1, i)).collect();
+    want.extend((5..7).map(|i| entry(2, i)));
+    assert_eq!(store.read_range(0..100)?, want);
     Ok(())
 }
