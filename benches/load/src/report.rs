@@ -239,6 +239,19 @@ impl Report {
             ms(p999),
             ms(max),
         ]);
+        let [p50, p99, p999, max] = pcts(&w.wake_after_ack);
+        t.push(vec![
+            format!(
+                "one key: write reply -> its watcher returns ({} before)",
+                w.before_ack
+            ),
+            "".into(),
+            w.wake_after_ack.count().to_string(),
+            ms(p50),
+            ms(p99),
+            ms(p999),
+            ms(max),
+        ]);
         let [p50, p99, p999, max] = pcts(&w.fanout_wake);
         t.push(vec![
             "all on one key: write start -> each returns".into(),
@@ -341,6 +354,8 @@ impl Report {
                 "rounds": w.rounds,
                 "wake": lat(&w.wake),
                 "write": lat(&w.write),
+                "wake_after_ack": lat(&w.wake_after_ack),
+                "before_ack": w.before_ack,
                 "missed": w.missed,
                 "spurious": w.spurious,
                 "fanout_wake": lat(&w.fanout_wake),

@@ -4,7 +4,9 @@
 //! connection (`GET /v1/kv/w/<i>?index=<idx>&wait=5m`, `idx` read just
 //! before). Rounds then write one not-yet-written key at a time and time
 //! how long its watcher takes to return, counted from the start of the
-//! write; any other watcher that returns is counted as spurious.
+//! write (so including the durable write itself) and from the moment the
+//! write's own reply was read; any other watcher that returns is counted
+//! as spurious.
 //!
 //! Fan-out: W new clients all watch `w/all`; each round writes it once and
 //! times every watcher's return, and the time until the last one returned.
@@ -53,6 +55,11 @@ pub struct WatchReport {
     pub wake: Histogram,
     /// Latency of the writes of the single-key rounds (ns).
     pub write: Histogram,
+    /// The write's reply read → its watcher's reply read (ns), single key;
+    /// a watcher that returned first counts as 0 and in `before_ack`.
+    pub wake_after_ack: Histogram,
+    /// Watchers whose reply was read before the write's own reply.
+    pub before_ack: u64,
     /// Rounds whose watcher did not return within [`WAKE_TIMEOUT`].
     pub missed: u64,
     /// Watchers that returned although their key was not written.
@@ -218,20 +225,28 @@ async fn single_key(
             break;
         }
         let t0 = Instant::now();
-        match write(&mut writer, &format!("w/{k}"), (watchers + round) as u64).await {
-            Ok(d) => rep.write.record_duration(d),
+        let acked = match write(&mut writer, &format!("w/{k}"), (watchers + round) as u64).await {
+            Ok(d) => {
+                rep.write.record_duration(d);
+                t0 + d
+            }
             Err(e) => {
                 rep.fail(format!("{e:#}"));
                 continue;
             }
-        }
+        };
         rep.rounds += 1;
         let deadline = tokio::time::Instant::now() + WAKE_TIMEOUT;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(w)) if w.id == k => {
                     match w.result {
-                        Ok(_) => rep.wake.record_duration(w.at.saturating_duration_since(t0)),
+                        Ok(_) => {
+                            rep.wake.record_duration(w.at.saturating_duration_since(t0));
+                            rep.wake_after_ack
+                                .record_duration(w.at.saturating_duration_since(acked));
+                            rep.before_ack += u64::from(w.at < acked);
+                        }
                         Err(e) => rep.fail(e),
                     }
                     break;
