@@ -43,3 +43,10 @@ pub fn append_sync(store: &mut LogStore<TestConfig>, entries: Vec<TestEntry>) ->
         .map_err(|e| crate::Error::io("ack", std::io::Error::other(e)))?;
     ack.map_err(|e| crate::Error::io("flush", e))
 }
+
+/// The last segment file of the log in `dir` and its first index.
+pub fn last_segment(dir: &std::path::Path) -> crate::Result<(u64, std::path::PathBuf)> {
+    crate::segment::list(dir)?
+        .pop()
+        .ok_or_else(|| crate::Error::io("no segment", std::io::ErrorKind::NotFound.into()))
+}

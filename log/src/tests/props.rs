@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use openraft::{CommittedLeaderId, LogId};
 use proptest::prelude::*;
 
-use super::{append_sync, entry, TestConfig, TestEntry};
+use super::{append_sync, entry, last_segment, TestConfig, TestEntry};
 use crate::{LogOptions, LogStore};
 
 /// One operation of the model test. Numbers are turned into valid
@@ -227,13 +227,6 @@ proptest! {
             Ok(s) => prop_assert!(false, "expected Corrupt, opened with {:?}", s.last_index()),
         }
     }
-}
-
-/// The last segment file and its first index.
-fn last_segment(dir: &Path) -> crate::Result<(u64, PathBuf)> {
-    crate::segment::list(dir)?
-        .pop()
-        .ok_or_else(|| crate::Error::io("no segment", std::io::ErrorKind::NotFound.into()))
 }
 
 /// The segment file holding entry `k` of `written` and its offset there.

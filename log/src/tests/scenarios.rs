@@ -2,16 +2,31 @@
 //! tails, poisoning.
 
 use std::fs;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use openraft::{CommittedLeaderId, LogId};
 
-use super::{append_sync, entry, TestConfig};
+use super::{append_sync, entry, last_segment, TestConfig, TestEntry};
 use crate::{Error, LogOptions, LogStore};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A fresh log in a temporary directory holding `entries` (synced, store
+/// closed), and the path of its last segment file.
+fn write_log(
+    entries: &[TestEntry],
+) -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    {
+        let mut store = LogStore::<TestConfig>::open(dir.path())?;
+        append_sync(&mut store, entries.to_vec())?;
+    }
+    let (_, path) = last_segment(dir.path())?;
+    Ok((dir, path))
+}
 
 #[test]
 fn group_commit_batches_waiting_appends_into_one_fsync() -> TestResult {
@@ -112,15 +127,8 @@ fn rotation_with_tiny_segments_survives_reopen() -> TestResult {
 
 #[test]
 fn bad_crc_in_the_last_record_is_a_torn_tail() -> TestResult {
-    let dir = tempfile::tempdir()?;
     let written: Vec<_> = (0..5).map(|i| entry(1, i)).collect();
-    {
-        let mut store = LogStore::<TestConfig>::open(dir.path())?;
-        append_sync(&mut store, written.clone())?;
-    }
-    let (_, path) = crate::segment::list(dir.path())?
-        .pop()
-        .ok_or("no segment")?;
+    let (dir, path) = write_log(&written)?;
     let mut bytes = fs::read(&path)?;
     // The last non-zero byte is in the last record (zeros follow it).
     let last = bytes.iter().rposition(|b| *b != 0).ok_or("no records")?;
@@ -163,15 +171,8 @@ fn non_contiguous_append_is_refused() -> TestResult {
 
 #[test]
 fn preallocated_zeros_end_the_records_without_loss() -> TestResult {
-    let dir = tempfile::tempdir()?;
     let written: Vec<_> = (0..20).map(|i| entry(1, i)).collect();
-    {
-        let mut store = LogStore::<TestConfig>::open(dir.path())?;
-        append_sync(&mut store, written[..10].to_vec())?;
-    }
-    let (_, path) = crate::segment::list(dir.path())?
-        .pop()
-        .ok_or("no segment")?;
+    let (dir, path) = write_log(&written[..10])?;
     let len = fs::metadata(&path)?.len();
     assert!(len >= crate::segment::PREALLOC_CHUNK, "{len} bytes");
     {
@@ -188,15 +189,8 @@ fn preallocated_zeros_end_the_records_without_loss() -> TestResult {
 
 #[test]
 fn data_after_a_zero_length_is_a_torn_tail() -> TestResult {
-    let dir = tempfile::tempdir()?;
     let written: Vec<_> = (0..3).map(|i| entry(1, i)).collect();
-    {
-        let mut store = LogStore::<TestConfig>::open(dir.path())?;
-        append_sync(&mut store, written.clone())?;
-    }
-    let (_, path) = crate::segment::list(dir.path())?
-        .pop()
-        .ok_or("no segment")?;
+    let (dir, path) = write_log(&written)?;
     let mut bytes = fs::read(&path)?;
     let end = bytes.len();
     bytes[end - 10..].copy_from_slice(b"not zeros!");
