@@ -105,25 +105,26 @@ impl CommittedHint {
         if buf.len() < COMMITTED_HINT_LEN {
             buf.resize(COMMITTED_HINT_LEN, 0);
         }
-        if self.file.is_none() {
-            let path = dir.join(COMMITTED_HINT_FILE);
-            match fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-            {
-                Ok(f) => self.file = Some(f),
-                Err(e) => {
-                    tracing::debug!(error = %e, "could not open the committed hint");
-                    return;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                let path = dir.join(COMMITTED_HINT_FILE);
+                let opened = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path);
+                match opened {
+                    Ok(f) => self.file.insert(f),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not open the committed hint");
+                        return;
+                    }
                 }
             }
-        }
-        if let Some(file) = &self.file {
-            if let Err(e) = file.write_all_at(&buf, 0) {
-                tracing::debug!(error = %e, "could not write the committed hint");
-            }
+        };
+        if let Err(e) = file.write_all_at(&buf, 0) {
+            tracing::debug!(error = %e, "could not write the committed hint");
         }
     }
 }

@@ -137,28 +137,29 @@ async fn run(args: &Args, muster_bin: &Path) -> Result<Report> {
         ),
     ));
 
-    let proc = procs::start_muster(muster_bin)?;
-    eprintln!(
-        "muster started (pid {}, http {}, dns {})",
-        proc.pid(),
-        proc.http,
-        proc.dns.map_or("-".into(), |d| d.to_string())
-    );
-    let mut proc = proc;
-    kv_runs(args, Server::Muster, &mut proc, &mut report).await?;
-    if args.wants(Workload::Dns) {
-        dns_runs(args, &mut proc, &mut report).await?;
+    let loads = [Workload::Put, Workload::Get, Workload::Dns, Workload::Watch];
+    if loads.iter().any(|w| args.wants(*w)) {
+        let mut proc = procs::start_muster(muster_bin)?;
+        eprintln!(
+            "muster started (pid {}, http {}, dns {})",
+            proc.pid(),
+            proc.http,
+            proc.dns.map_or("-".into(), |d| d.to_string())
+        );
+        kv_runs(args, Server::Muster, &mut proc, &mut report).await?;
+        if args.wants(Workload::Dns) {
+            dns_runs(args, &mut proc, &mut report).await?;
+        }
+        if args.wants(Workload::Watch) {
+            eprintln!("watch: {} watchers", args.watchers);
+            proc.reset_peak_rss();
+            let w = watch::run_watch(proc.http, args.watchers, args.duration, args.fanout_rounds)
+                .await?;
+            proc.check_alive()?;
+            report.watch = Some((w, proc.peak_rss_kib()));
+        }
+        log_notes(&proc, &mut report);
     }
-    if args.wants(Workload::Watch) {
-        eprintln!("watch: {} watchers", args.watchers);
-        proc.reset_peak_rss();
-        let w =
-            watch::run_watch(proc.http, args.watchers, args.duration, args.fanout_rounds).await?;
-        proc.check_alive()?;
-        report.watch = Some((w, proc.peak_rss_kib()));
-    }
-    log_notes(&proc, &mut report);
-    drop(proc);
     if args.wants(Workload::Scale) {
         let mut proc = procs::start_muster(muster_bin)?;
         eprintln!(

@@ -144,6 +144,39 @@ async fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Conn>> {
     Ok(conns)
 }
 
+/// Watchers running on their own connections.
+struct Watchers {
+    /// Counts watchers that have sent their blocking request.
+    armed: Arc<AtomicUsize>,
+    /// Their replies.
+    rx: mpsc::UnboundedReceiver<Woke>,
+    /// Their tasks (shut down when the phase ends).
+    tasks: JoinSet<()>,
+    /// Held so `rx` stays open while the phase runs.
+    _tx: mpsc::UnboundedSender<Woke>,
+}
+
+/// Open `n` connections and run `watcher(id, conn, armed, tx)` on each.
+async fn start_watchers<F, Fut>(http: SocketAddr, n: usize, watcher: F) -> Result<Watchers>
+where
+    F: Fn(usize, Conn, Arc<AtomicUsize>, mpsc::UnboundedSender<Woke>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let conns = connect_many(http, n).await?;
+    let armed = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut tasks = JoinSet::new();
+    for (id, conn) in conns.into_iter().enumerate() {
+        tasks.spawn(watcher(id, conn, armed.clone(), tx.clone()));
+    }
+    Ok(Watchers {
+        armed,
+        rx,
+        tasks,
+        _tx: tx,
+    })
+}
+
 /// Wait until `armed` reaches `want`, then [`SETTLE`].
 async fn wait_armed(armed: &AtomicUsize, want: usize) -> Result<()> {
     let deadline = Instant::now() + WAKE_TIMEOUT;
@@ -188,33 +221,32 @@ async fn single_key(
     for i in 0..watchers {
         write(&mut writer, &format!("w/{i}"), i as u64).await?;
     }
-    let conns = connect_many(http, watchers).await?;
-    let armed = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Woke>();
-    let mut tasks = JoinSet::new();
-    for (id, mut conn) in conns.into_iter().enumerate() {
-        let (armed, tx) = (armed.clone(), tx.clone());
-        tasks.spawn(async move {
-            let path = format!("/v1/kv/w/{id}");
-            let result = match read_index(&mut conn, &path).await {
-                Ok(index) => {
-                    armed.fetch_add(1, Ordering::SeqCst);
-                    block(&mut conn, &path, index).await
-                }
-                Err(e) => {
-                    armed.fetch_add(1, Ordering::SeqCst);
-                    Err(format!("{e:#}"))
-                }
-            };
-            let _ = tx.send(Woke {
-                id,
-                at: Instant::now(),
-                result,
-            });
-            // Keep the connection open until the phase ends.
-            std::future::pending::<()>().await;
+    let Watchers {
+        armed,
+        mut rx,
+        mut tasks,
+        _tx,
+    } = start_watchers(http, watchers, |id, mut conn, armed, tx| async move {
+        let path = format!("/v1/kv/w/{id}");
+        let result = match read_index(&mut conn, &path).await {
+            Ok(index) => {
+                armed.fetch_add(1, Ordering::SeqCst);
+                block(&mut conn, &path, index).await
+            }
+            Err(e) => {
+                armed.fetch_add(1, Ordering::SeqCst);
+                Err(format!("{e:#}"))
+            }
+        };
+        let _ = tx.send(Woke {
+            id,
+            at: Instant::now(),
+            result,
         });
-    }
+        // Keep the connection open until the phase ends.
+        std::future::pending::<()>().await;
+    })
+    .await?;
     wait_armed(&armed, watchers).await?;
 
     let mut order: Vec<usize> = (0..watchers).collect();
@@ -289,46 +321,45 @@ async fn fanout(
     let path = "/v1/kv/w/all";
     let mut writer = Conn::connect(http).await?;
     write(&mut writer, "w/all", 0).await?;
-    let conns = connect_many(http, watchers).await?;
-    let armed = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Woke>();
-    let mut tasks = JoinSet::new();
-    for (id, mut conn) in conns.into_iter().enumerate() {
-        let (armed, tx) = (armed.clone(), tx.clone());
-        tasks.spawn(async move {
-            let mut index = match read_index(&mut conn, path).await {
-                Ok(i) => i,
-                Err(e) => {
-                    let result = Err(format!("{e:#}"));
-                    let _ = tx.send(Woke {
-                        id,
-                        at: Instant::now(),
-                        result,
-                    });
-                    return;
-                }
-            };
-            loop {
-                armed.fetch_add(1, Ordering::SeqCst);
-                let result = block(&mut conn, path, index).await;
-                let failed = result.is_err();
-                if let Ok(i) = result {
-                    index = i;
-                }
-                if tx
-                    .send(Woke {
-                        id,
-                        at: Instant::now(),
-                        result,
-                    })
-                    .is_err()
-                    || failed
-                {
-                    return;
-                }
+    let Watchers {
+        armed,
+        mut rx,
+        mut tasks,
+        _tx,
+    } = start_watchers(http, watchers, |id, mut conn, armed, tx| async move {
+        let mut index = match read_index(&mut conn, path).await {
+            Ok(i) => i,
+            Err(e) => {
+                let result = Err(format!("{e:#}"));
+                let _ = tx.send(Woke {
+                    id,
+                    at: Instant::now(),
+                    result,
+                });
+                return;
             }
-        });
-    }
+        };
+        loop {
+            armed.fetch_add(1, Ordering::SeqCst);
+            let result = block(&mut conn, path, index).await;
+            let failed = result.is_err();
+            if let Ok(i) = result {
+                index = i;
+            }
+            if tx
+                .send(Woke {
+                    id,
+                    at: Instant::now(),
+                    result,
+                })
+                .is_err()
+                || failed
+            {
+                return;
+            }
+        }
+    })
+    .await?;
     for round in 0..rounds {
         wait_armed(&armed, watchers * (round + 1)).await?;
         let t0 = Instant::now();
