@@ -11,6 +11,7 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::BodyExt;
+use muster_engine::WatchSet;
 use muster_engine::{Check, Command, Engine, EngineConfig, Node, Service, Status};
 
 /// Instances of `web` (one per node).
@@ -79,13 +80,19 @@ fn health_service(c: &mut Criterion) {
             t.await.expect("join");
         }
     });
-    let registered = engine.health_service("web").expect("health_service");
+    let registered = engine
+        .health_service("web", &mut WatchSet::new())
+        .expect("health_service");
     assert_eq!(registered.value.len() as u64, INSTANCES);
 
     let mut group = c.benchmark_group("health_service");
     group.throughput(Throughput::Elements(1));
     group.bench_function("engine", |b| {
-        b.iter(|| engine.health_service("web").expect("health_service"))
+        b.iter(|| {
+            engine
+                .health_service("web", &mut WatchSet::new())
+                .expect("health_service")
+        })
     });
 
     let server = support::ApiServer::start(&rt, &engine);

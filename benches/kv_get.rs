@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::BodyExt;
+use muster_engine::WatchSet;
 use muster_engine::{Command, Engine, EngineConfig};
 
 const KEYS: u64 = 10_000;
@@ -49,7 +50,9 @@ fn kv_get(c: &mut Criterion) {
     group.bench_function("engine", |b| {
         b.iter(|| {
             i = (i + 7919) % KEYS;
-            engine.kv_get(&format!("bench/key/{i:08}")).expect("get")
+            engine
+                .kv_get(&format!("bench/key/{i:08}"), &mut WatchSet::new())
+                .expect("get")
         })
     });
 

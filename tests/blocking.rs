@@ -132,3 +132,88 @@ fn index_never_goes_backwards_across_a_restart() {
     assert!(new_index > table_index, "{new_index} <= {table_index}");
     assert!(agent.get("/v1/kv/mono/?recurse").index() >= new_index);
 }
+
+/// Run `action` on another thread `delay` after a blocking GET of `path`
+/// (whose result has index `index`) starts; return the GET's response and
+/// how long after the action's end it returned.
+fn woken_by(
+    agent: &Agent,
+    path: &str,
+    index: u64,
+    delay: Duration,
+    action: impl FnOnce(std::net::SocketAddr) + Send + 'static,
+) -> (crate::harness::Response, Duration) {
+    let addr = agent.addr;
+    let acted = thread::spawn(move || {
+        thread::sleep(delay);
+        action(addr);
+        Instant::now()
+    });
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let resp = agent.get(&format!("{path}{sep}index={index}&wait=20s"));
+    let returned = Instant::now();
+    let acted_at = acted.join().expect("action");
+    (resp, returned.saturating_duration_since(acted_at))
+}
+
+/// Regression (issue 14): a blocking read wakes as soon as what it saw is
+/// gone: a deleted key (404, higher index), the last instance of a service
+/// deregistered (`[]`), a destroyed session (`[]`), each within 100 ms.
+#[test]
+fn issue_14_blocking_reads_wake_when_what_they_saw_is_removed() {
+    const BOUND: Duration = Duration::from_millis(100);
+    let delay = Duration::from_millis(300);
+    let agent = Agent::dev().wait_node_registered();
+
+    assert!(agent.kv_put("gone/key", b"v"));
+    let index = agent.get("/v1/kv/gone/key").index();
+    let (resp, after) = woken_by(&agent, "/v1/kv/gone/key", index, delay, |addr| {
+        let r = request(addr, "DELETE", "/v1/kv/gone/key", b"").expect("DELETE");
+        assert_eq!(r.status, 200);
+    });
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    assert!(resp.index() > index, "{} > {index}", resp.index());
+    assert!(after < BOUND, "kv: returned {after:?} after the delete");
+
+    let node = agent.ready_field("node").to_string();
+    let reg = serde_json::json!({
+        "Node": node, "Address": "127.0.0.1",
+        "Service": {"ID": "only-1", "Service": "only", "Port": 80}
+    });
+    let r = agent.put("/v1/catalog/register", reg.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    for path in ["/v1/health/service/only", "/v1/catalog/service/only"] {
+        let index = agent.get(path).index();
+        let dereg = serde_json::json!({"Node": node, "ServiceID": "only-1"}).to_string();
+        let (resp, after) = woken_by(&agent, path, index, delay, move |addr| {
+            let r = request(addr, "PUT", "/v1/catalog/deregister", dereg.as_bytes())
+                .expect("deregister");
+            assert_eq!(r.status, 200);
+        });
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.json(), serde_json::json!([]), "{path}");
+        assert!(resp.index() > index, "{path}: {} > {index}", resp.index());
+        assert!(
+            after < BOUND,
+            "{path}: returned {after:?} after the deregister"
+        );
+        let r = agent.put("/v1/catalog/register", reg.to_string().as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    let id = agent.session_create(&serde_json::json!({"Name": "s"}));
+    let info = format!("/v1/session/info/{id}");
+    let index = agent.get(&info).index();
+    let destroy = format!("/v1/session/destroy/{id}");
+    let (resp, after) = woken_by(&agent, &info, index, delay, move |addr| {
+        let r = request(addr, "PUT", &destroy, b"").expect("destroy");
+        assert_eq!(r.status, 200);
+    });
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json(), serde_json::json!([]));
+    assert!(resp.index() > index);
+    assert!(
+        after < BOUND,
+        "session: returned {after:?} after the destroy"
+    );
+}

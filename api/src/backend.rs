@@ -13,7 +13,7 @@ use muster_engine::agent::{
 };
 
 use muster_engine::txn::{TxnError, TxnOp, TxnResult};
-use muster_engine::watch::Watch;
+use muster_engine::watch::{Watch, WatchSet};
 use muster_engine::Node;
 use muster_engine::{
     Applied, Check, ClusterStatus, Command, Engine, Indexed, KvEntry, NodeServices, Result,
@@ -37,33 +37,38 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// [`Engine::watch`].
     fn watch(&self) -> &Arc<Watch>;
     /// [`Engine::kv_get`].
-    fn kv_get(&self, key: &str) -> Result<Indexed<Option<KvEntry>>>;
+    fn kv_get(&self, key: &str, ws: &mut WatchSet) -> Result<Indexed<Option<KvEntry>>>;
     /// [`Engine::kv_list`].
-    fn kv_list(&self, prefix: &str) -> Result<Indexed<Vec<KvEntry>>>;
+    fn kv_list(&self, prefix: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<KvEntry>>>;
     /// [`Engine::kv_keys`].
-    fn kv_keys(&self, prefix: &str, separator: Option<&str>) -> Result<Indexed<Vec<String>>>;
+    fn kv_keys(
+        &self,
+        prefix: &str,
+        separator: Option<&str>,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<Vec<String>>>;
     /// [`Engine::catalog_nodes`].
-    fn catalog_nodes(&self) -> Result<Indexed<Vec<Node>>>;
+    fn catalog_nodes(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Node>>>;
     /// [`Engine::catalog_services`].
-    fn catalog_services(&self) -> Result<Indexed<Vec<ServiceNode>>>;
+    fn catalog_services(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<ServiceNode>>>;
     /// [`Engine::catalog_service`].
-    fn catalog_service(&self, name: &str) -> Result<Indexed<Vec<ServiceNode>>>;
+    fn catalog_service(&self, name: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<ServiceNode>>>;
     /// [`Engine::catalog_node`].
-    fn catalog_node(&self, node: &str) -> Result<Indexed<Option<NodeServices>>>;
+    fn catalog_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Option<NodeServices>>>;
     /// [`Engine::health_node`].
-    fn health_node(&self, node: &str) -> Result<Indexed<Vec<Check>>>;
+    fn health_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<Check>>>;
     /// [`Engine::health_service`].
-    fn health_service(&self, name: &str) -> Result<Indexed<Vec<ServiceHealth>>>;
+    fn health_service(&self, name: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<ServiceHealth>>>;
     /// [`Engine::health_checks_all`].
-    fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>>;
+    fn health_checks_all(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Check>>>;
     /// [`Engine::node_name`].
     fn node_name(&self) -> String;
     /// [`Engine::session_get`].
-    fn session_get(&self, id: &str) -> Result<Indexed<Option<Session>>>;
+    fn session_get(&self, id: &str, ws: &mut WatchSet) -> Result<Indexed<Option<Session>>>;
     /// [`Engine::session_list`].
-    fn session_list(&self) -> Result<Indexed<Vec<Session>>>;
+    fn session_list(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Session>>>;
     /// [`Engine::session_node`].
-    fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>>;
+    fn session_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<Session>>>;
     /// [`Engine::session_renew`].
     fn session_renew(&self, id: &str) -> impl Future<Output = Result<Option<Session>>> + Send;
     /// [`Engine::kv_lock_delay`].
@@ -91,47 +96,52 @@ impl Backend for Engine {
     fn watch(&self) -> &Arc<Watch> {
         Engine::watch(self)
     }
-    fn kv_get(&self, key: &str) -> Result<Indexed<Option<KvEntry>>> {
-        Engine::kv_get(self, key)
+    fn kv_get(&self, key: &str, ws: &mut WatchSet) -> Result<Indexed<Option<KvEntry>>> {
+        Engine::kv_get(self, key, ws)
     }
-    fn kv_list(&self, prefix: &str) -> Result<Indexed<Vec<KvEntry>>> {
-        Engine::kv_list(self, prefix)
+    fn kv_list(&self, prefix: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<KvEntry>>> {
+        Engine::kv_list(self, prefix, ws)
     }
-    fn kv_keys(&self, prefix: &str, separator: Option<&str>) -> Result<Indexed<Vec<String>>> {
-        Engine::kv_keys(self, prefix, separator)
+    fn kv_keys(
+        &self,
+        prefix: &str,
+        separator: Option<&str>,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<Vec<String>>> {
+        Engine::kv_keys(self, prefix, separator, ws)
     }
-    fn catalog_nodes(&self) -> Result<Indexed<Vec<Node>>> {
-        Engine::catalog_nodes(self)
+    fn catalog_nodes(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Node>>> {
+        Engine::catalog_nodes(self, ws)
     }
-    fn catalog_services(&self) -> Result<Indexed<Vec<ServiceNode>>> {
-        Engine::catalog_services(self)
+    fn catalog_services(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<ServiceNode>>> {
+        Engine::catalog_services(self, ws)
     }
-    fn catalog_service(&self, name: &str) -> Result<Indexed<Vec<ServiceNode>>> {
-        Engine::catalog_service(self, name)
+    fn catalog_service(&self, name: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<ServiceNode>>> {
+        Engine::catalog_service(self, name, ws)
     }
-    fn catalog_node(&self, node: &str) -> Result<Indexed<Option<NodeServices>>> {
-        Engine::catalog_node(self, node)
+    fn catalog_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Option<NodeServices>>> {
+        Engine::catalog_node(self, node, ws)
     }
-    fn health_node(&self, node: &str) -> Result<Indexed<Vec<Check>>> {
-        Engine::health_node(self, node)
+    fn health_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<Check>>> {
+        Engine::health_node(self, node, ws)
     }
-    fn health_service(&self, name: &str) -> Result<Indexed<Vec<ServiceHealth>>> {
-        Engine::health_service(self, name)
+    fn health_service(&self, name: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<ServiceHealth>>> {
+        Engine::health_service(self, name, ws)
     }
-    fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>> {
-        Engine::health_checks_all(self)
+    fn health_checks_all(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Check>>> {
+        Engine::health_checks_all(self, ws)
     }
     fn node_name(&self) -> String {
         Engine::node_name(self)
     }
-    fn session_get(&self, id: &str) -> Result<Indexed<Option<Session>>> {
-        Engine::session_get(self, id)
+    fn session_get(&self, id: &str, ws: &mut WatchSet) -> Result<Indexed<Option<Session>>> {
+        Engine::session_get(self, id, ws)
     }
-    fn session_list(&self) -> Result<Indexed<Vec<Session>>> {
-        Engine::session_list(self)
+    fn session_list(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Session>>> {
+        Engine::session_list(self, ws)
     }
-    fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>> {
-        Engine::session_node(self, node)
+    fn session_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<Session>>> {
+        Engine::session_node(self, node, ws)
     }
     fn session_renew(&self, id: &str) -> impl Future<Output = Result<Option<Session>>> + Send {
         Engine::session_renew(self, id)

@@ -9,7 +9,7 @@ use std::fmt::Display;
 
 use bytes::Bytes;
 use hyper::{Request, Response};
-use muster_engine::{Check, Command, Node, Service, Status, Table, WatchKey, Weights};
+use muster_engine::{Check, Command, Node, Service, Status, Weights};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -550,17 +550,18 @@ pub(crate) async fn nodes<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&[WatchKey::Table(Table::Nodes)], || engine.catalog_nodes())
-        .await?;
-    let out: Vec<NodeJson<'_>> = r
-        .value
-        .iter()
-        .filter(|n| node_meta_matches(n, &meta))
-        .map(NodeJson::from)
-        .filter(|j| passes(filter.as_ref(), j))
-        .collect();
-    ctx.read_reply(&read, r.index, &out)
+    ctx.shared_read(|ws| {
+        let r = engine.catalog_nodes(ws)?;
+        let out: Vec<NodeJson<'_>> = r
+            .value
+            .iter()
+            .filter(|n| node_meta_matches(n, &meta))
+            .map(NodeJson::from)
+            .filter(|j| passes(filter.as_ref(), j))
+            .collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 /// `GET /v1/catalog/services`: name → deduplicated, sorted tag union.
@@ -568,26 +569,25 @@ pub(crate) async fn services<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Bo
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&[WatchKey::Table(Table::Services)], || {
-            engine.catalog_services()
-        })
-        .await?;
-    let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for sn in &r.value {
-        if !node_meta_matches(&sn.node, &meta)
-            || !passes(
-                filter.as_ref(),
-                &CatalogServiceJson::new(&sn.node, &sn.service),
-            )
-        {
-            continue;
+    ctx.shared_read(|ws| {
+        let r = engine.catalog_services(ws)?;
+        let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for sn in &r.value {
+            if !node_meta_matches(&sn.node, &meta)
+                || !passes(
+                    filter.as_ref(),
+                    &CatalogServiceJson::new(&sn.node, &sn.service),
+                )
+            {
+                continue;
+            }
+            out.entry(&sn.service.service)
+                .or_default()
+                .extend(sn.service.tags.iter().map(String::as_str));
         }
-        out.entry(&sn.service.service)
-            .or_default()
-            .extend(sn.service.tags.iter().map(String::as_str));
-    }
-    ctx.read_reply(&read, r.index, &out)
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 /// `GET /v1/catalog/service/:name`.
@@ -599,19 +599,20 @@ pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<
     let meta = ctx.node_meta();
     let tags = ctx.tags();
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&[WatchKey::Service(name.to_string())], || {
-            engine.catalog_service(name)
-        })
-        .await?;
-    let out: Vec<CatalogServiceJson<'_>> = r
-        .value
-        .iter()
-        .filter(|sn| node_meta_matches(&sn.node, &meta) && has_all_tags(&sn.service.tags, &tags))
-        .map(|sn| CatalogServiceJson::new(&sn.node, &sn.service))
-        .filter(|j| passes(filter.as_ref(), j))
-        .collect();
-    ctx.read_reply(&read, r.index, &out)
+    ctx.shared_read(|ws| {
+        let r = engine.catalog_service(name, ws)?;
+        let out: Vec<CatalogServiceJson<'_>> = r
+            .value
+            .iter()
+            .filter(|sn| {
+                node_meta_matches(&sn.node, &meta) && has_all_tags(&sn.service.tags, &tags)
+            })
+            .map(|sn| CatalogServiceJson::new(&sn.node, &sn.service))
+            .filter(|j| passes(filter.as_ref(), j))
+            .collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 /// `GET /v1/catalog/connect/:s` and `/v1/catalog/gateway-services/:s`: no
@@ -622,17 +623,11 @@ pub(crate) async fn mesh_empty<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Resu
     }
     ctx.filter()?;
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&[WatchKey::Service(name.to_string())], || {
-            engine
-                .catalog_service(name)
-                .map(|r| muster_engine::Indexed {
-                    index: r.index,
-                    value: (),
-                })
-        })
-        .await?;
-    ctx.read_reply(&read, r.index, &[(); 0])
+    ctx.shared_read(|ws| {
+        let index = engine.catalog_service(name, ws)?.index;
+        ctx.render_json(index, &[(); 0])
+    })
+    .await
 }
 
 /// `{"Node":Node,"Services":...}` of the node endpoints.
@@ -655,27 +650,27 @@ pub(crate) async fn node<E: Backend>(
     }
     let filter = ctx.filter()?;
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&[WatchKey::Node(name.to_lowercase())], || {
-            engine.catalog_node(name)
-        })
-        .await?;
-    let Some(ns) = &r.value else {
-        return ctx.read_reply(&read, r.index, &());
-    };
-    let services = ns
-        .services
-        .iter()
-        .map(NodeServiceJson::from)
-        .filter(|j| passes(filter.as_ref(), j));
-    let node = NodeJson::from(&ns.node);
-    if services_list {
-        let services: Vec<NodeServiceJson<'_>> = services.collect();
-        ctx.read_reply(&read, r.index, &NodeWith { node, services })
-    } else {
-        let services: BTreeMap<&str, NodeServiceJson<'_>> = services.map(|j| (j.id, j)).collect();
-        ctx.read_reply(&read, r.index, &NodeWith { node, services })
-    }
+    ctx.shared_read(|ws| {
+        let r = engine.catalog_node(name, ws)?;
+        let Some(ns) = &r.value else {
+            return ctx.render_json(r.index, &());
+        };
+        let services = ns
+            .services
+            .iter()
+            .map(NodeServiceJson::from)
+            .filter(|j| passes(filter.as_ref(), j));
+        let node = NodeJson::from(&ns.node);
+        if services_list {
+            let services: Vec<NodeServiceJson<'_>> = services.collect();
+            ctx.render_json(r.index, &NodeWith { node, services })
+        } else {
+            let services: BTreeMap<&str, NodeServiceJson<'_>> =
+                services.map(|j| (j.id, j)).collect();
+            ctx.render_json(r.index, &NodeWith { node, services })
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -166,6 +166,7 @@ impl Handler {
                 agent: Arc::new(agent),
                 cfg,
                 local_addr: None,
+                shared: Default::default(),
             }),
         }
     }

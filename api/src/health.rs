@@ -4,7 +4,7 @@
 //! engine's; this module only selects and shapes.
 
 use hyper::Response;
-use muster_engine::{Indexed, ServiceHealth, Status, Table, WatchKey};
+use muster_engine::Status;
 use serde::Serialize;
 
 use crate::backend::Backend;
@@ -55,28 +55,15 @@ pub(crate) async fn node<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Res
     }
     let filter = ctx.filter()?;
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&[WatchKey::Node(name.to_lowercase())], || {
-            engine.health_node(name)
-        })
-        .await?;
-    let out: Vec<HealthCheckJson<'_>> = r
-        .value
-        .iter()
-        .map(HealthCheckJson::from)
-        .filter(|j| passes(filter.as_ref(), j))
-        .collect();
-    ctx.read_reply(&read, r.index, &out)
-}
-
-/// The blocking read of one service's health.
-async fn service_health<E: Backend>(
-    ctx: &Ctx<'_, E>,
-    name: &str,
-) -> Result<(crate::read::Read, Indexed<Vec<ServiceHealth>>)> {
-    let engine = &ctx.st.engine;
-    ctx.read_indexed(&[WatchKey::Service(name.to_string())], || {
-        engine.health_service(name)
+    ctx.shared_read(|ws| {
+        let r = engine.health_node(name, ws)?;
+        let out: Vec<HealthCheckJson<'_>> = r
+            .value
+            .iter()
+            .map(HealthCheckJson::from)
+            .filter(|j| passes(filter.as_ref(), j))
+            .collect();
+        ctx.render_json(r.index, &out)
     })
     .await
 }
@@ -88,20 +75,24 @@ pub(crate) async fn checks<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<R
     }
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
-    let (read, r) = service_health(ctx, name).await?;
-    let out: Vec<HealthCheckJson<'_>> = r
-        .value
-        .iter()
-        .filter(|e| node_meta_matches(&e.node, &meta))
-        .flat_map(|e| {
-            e.checks
-                .iter()
-                .filter(|c| !c.service_id.is_empty() && c.service_id == e.service.id)
-        })
-        .map(HealthCheckJson::from)
-        .filter(|j| passes(filter.as_ref(), j))
-        .collect();
-    ctx.read_reply(&read, r.index, &out)
+    let engine = &ctx.st.engine;
+    ctx.shared_read(|ws| {
+        let r = engine.health_service(name, ws)?;
+        let out: Vec<HealthCheckJson<'_>> = r
+            .value
+            .iter()
+            .filter(|e| node_meta_matches(&e.node, &meta))
+            .flat_map(|e| {
+                e.checks
+                    .iter()
+                    .filter(|c| !c.service_id.is_empty() && c.service_id == e.service.id)
+            })
+            .map(HealthCheckJson::from)
+            .filter(|j| passes(filter.as_ref(), j))
+            .collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 /// `GET /v1/health/service/:service`.
@@ -113,20 +104,24 @@ pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let tags = ctx.tags();
-    let (read, r) = service_health(ctx, name).await?;
-    let out: Vec<ServiceEntry<'_>> = r
-        .value
-        .iter()
-        .filter(|e| node_meta_matches(&e.node, &meta) && has_all_tags(&e.service.tags, &tags))
-        .filter(|e| !passing || e.checks.iter().all(|c| c.status == Status::Passing))
-        .map(|e| ServiceEntry {
-            node: NodeJson::from(&e.node),
-            service: NodeServiceJson::from(&e.service),
-            checks: e.checks.iter().map(HealthCheckJson::from).collect(),
-        })
-        .filter(|j| passes(filter.as_ref(), j))
-        .collect();
-    ctx.read_reply(&read, r.index, &out)
+    let engine = &ctx.st.engine;
+    ctx.shared_read(|ws| {
+        let r = engine.health_service(name, ws)?;
+        let out: Vec<ServiceEntry<'_>> = r
+            .value
+            .iter()
+            .filter(|e| node_meta_matches(&e.node, &meta) && has_all_tags(&e.service.tags, &tags))
+            .filter(|e| !passing || e.checks.iter().all(|c| c.status == Status::Passing))
+            .map(|e| ServiceEntry {
+                node: NodeJson::from(&e.node),
+                service: NodeServiceJson::from(&e.service),
+                checks: e.checks.iter().map(HealthCheckJson::from).collect(),
+            })
+            .filter(|j| passes(filter.as_ref(), j))
+            .collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 /// `GET /v1/health/state/:state`: `any|passing|warning|critical`; an
@@ -142,35 +137,34 @@ pub(crate) async fn state<E: Backend>(ctx: &Ctx<'_, E>, state: &str) -> Result<R
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&[WatchKey::Table(Table::Checks)], || {
-            engine.health_checks_all()
-        })
-        .await?;
-    // node-meta needs the nodes; read them only when asked.
-    let nodes = if meta.is_empty() {
-        None
-    } else {
-        Some(engine.catalog_nodes()?.value)
-    };
-    let node_ok = |node: &str| match &nodes {
-        None => true,
-        Some(nodes) => nodes
-            .iter()
-            .any(|n| n.node.eq_ignore_ascii_case(node) && node_meta_matches(n, &meta)),
-    };
-    let out: Vec<HealthCheckJson<'_>> = r
-        .value
-        .iter()
-        .filter(|c| match want {
+    ctx.shared_read(|ws| {
+        let r = engine.health_checks_all(ws)?;
+        // node-meta needs the nodes; read them only when asked.
+        let nodes = if meta.is_empty() {
+            None
+        } else {
+            Some(engine.catalog_nodes(ws)?.value)
+        };
+        let node_ok = |node: &str| match &nodes {
             None => true,
-            Some(s) => s == Some(c.status),
-        })
-        .filter(|c| node_ok(&c.node))
-        .map(HealthCheckJson::from)
-        .filter(|j| passes(filter.as_ref(), j))
-        .collect();
-    ctx.read_reply(&read, r.index, &out)
+            Some(nodes) => nodes
+                .iter()
+                .any(|n| n.node.eq_ignore_ascii_case(node) && node_meta_matches(n, &meta)),
+        };
+        let out: Vec<HealthCheckJson<'_>> = r
+            .value
+            .iter()
+            .filter(|c| match want {
+                None => true,
+                Some(s) => s == Some(c.status),
+            })
+            .filter(|c| node_ok(&c.node))
+            .map(HealthCheckJson::from)
+            .filter(|j| passes(filter.as_ref(), j))
+            .collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 #[cfg(test)]

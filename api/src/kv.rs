@@ -13,14 +13,14 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::{header, Method, Request, Response};
-use muster_engine::blocking::QueryOutcome;
-use muster_engine::{Command, Indexed, KvEntry, WatchKey};
+use muster_engine::{Command, KvEntry};
 use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::response::{self, Body};
 use crate::router::Ctx;
+use crate::shared::Rendered;
 
 /// `Missing key name` body.
 pub const MISSING_KEY: &str = "Missing key name";
@@ -122,59 +122,55 @@ async fn get<E: Backend>(ctx: &Ctx<'_, E>, key: &str) -> Result<Response<Body>> 
     if key.is_empty() && !keys_mode && !recurse {
         return Err(Error::bad_request(MISSING_KEY));
     }
-    let read = ctx.begin_read().await?;
     let engine = &ctx.st.engine;
-    let prefix_watch = [WatchKey::KvPrefix(key.to_string())];
-
-    if keys_mode {
-        let separator = q.separator();
-        let r = ctx
-            .blocking(&read, &prefix_watch, |_| {
-                Ok(QueryOutcome::Ready(engine.kv_keys(key, separator)?))
-            })
-            .await?;
-        let resp = if r.value.is_empty() && !key.is_empty() {
-            response::not_found_empty()
-        } else {
-            ctx.json(&r.value)?
-        };
-        return Ok(ctx.with_read_headers(resp, &read, r.index));
-    }
-
-    if recurse {
-        let r = ctx
-            .blocking(&read, &prefix_watch, |_| {
-                Ok(QueryOutcome::Ready(engine.kv_list(key)?))
-            })
-            .await?;
-        let resp = if r.value.is_empty() {
-            response::not_found_empty()
-        } else {
-            let pairs: Vec<KvPair<'_>> = r.value.iter().map(KvPair::from).collect();
-            ctx.json(&pairs)?
-        };
-        return Ok(ctx.with_read_headers(resp, &read, r.index));
-    }
-
+    let raw = ctx.query.raw();
+    let separator = q.separator();
     // §1.1 point 6: a missing key answers at once on the first pass if the
-    // table index passed the caller's; after a wake-up it keeps blocking
-    // until the key appears or the deadline passes.
-    let Indexed { index, value } = ctx
-        .blocking(&read, &[WatchKey::KvKey(key.to_string())], |woken| {
-            let r = engine.kv_get(key)?;
-            Ok(if woken && r.value.is_none() {
-                QueryOutcome::KeepWaiting(r)
-            } else {
-                QueryOutcome::Ready(r)
-            })
-        })
-        .await?;
-    let resp = match value {
-        None => response::not_found_empty(),
-        Some(entry) if ctx.query.raw() => response::raw_value(entry.value),
-        Some(entry) => ctx.json(&[KvPair::from(&entry)])?,
-    };
-    Ok(ctx.with_read_headers(resp, &read, index))
+    // table index passed the caller's; once a reader has seen it missing, a
+    // pass that still finds it missing keeps blocking (unrelated KV writes
+    // move the table index) until it appears or the deadline passes. A key
+    // that was there and is now gone is a change: 404 at once.
+    ctx.shared_read(|ws| {
+        if keys_mode {
+            let r = engine.kv_keys(key, separator, ws)?;
+            if r.value.is_empty() && !key.is_empty() {
+                return Ok(rendered_not_found(r.index));
+            }
+            return ctx.render_json(r.index, &r.value);
+        }
+        if recurse {
+            let r = engine.kv_list(key, ws)?;
+            if r.value.is_empty() {
+                return Ok(rendered_not_found(r.index));
+            }
+            let pairs: Vec<KvPair<'_>> = r.value.iter().map(KvPair::from).collect();
+            return ctx.render_json(r.index, &pairs);
+        }
+        let r = engine.kv_get(key, ws)?;
+        match &r.value {
+            None => Ok(rendered_not_found(r.index).absent()),
+            Some(entry) if raw => Ok(rendered_raw(r.index, entry.value.clone())),
+            Some(entry) => ctx.render_json(r.index, &[KvPair::from(entry)]),
+        }
+    })
+    .await
+}
+
+/// A KV miss: 404 with an empty body.
+fn rendered_not_found(index: u64) -> Rendered {
+    let resp = response::not_found_empty();
+    Rendered::new(index, resp.status(), resp.headers().clone(), Bytes::new())
+}
+
+/// A raw value (`?raw`), with the headers of [`response::raw_value`].
+fn rendered_raw(index: u64, value: Vec<u8>) -> Rendered {
+    let resp = response::raw_value(Vec::new());
+    Rendered::new(
+        index,
+        resp.status(),
+        resp.headers().clone(),
+        Bytes::from(value),
+    )
 }
 
 /// Read a request body, never holding more than `max` bytes: a declared

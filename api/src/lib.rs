@@ -59,6 +59,7 @@ mod router;
 mod server;
 mod session;
 mod shapes;
+mod shared;
 mod status;
 #[cfg(test)]
 mod tests;

@@ -1,16 +1,17 @@
-//! The one "blocking read" path every catalog, health and KV GET goes
+//! The one read path every catalog, health, KV and session GET goes
 //! through (consul-compat.md §0.4, §0.5, §1): parse `index`/`wait` and the
-//! consistency mode, check `dc`, confirm leadership for `?consistent` (and
-//! for the default mode on a follower), run the engine query under the
-//! blocking loop with the default-mode leader gate on every run, and set the read headers on the reply. Also the list
-//! parameters shared by those endpoints (`filter`, `node-meta`, `tag`).
-//! It decides nothing about what a query returns.
+//! consistency mode (`dc` was settled by the router), confirm leadership
+//! for `?consistent` (and for the default mode on a follower), answer from
+//! the shared result of identical reads (`shared`), blocking on the watch
+//! set the engine's query filled, with the default-mode leader gate on
+//! every pass, and set the read headers. Also the list parameters shared by
+//! those endpoints (`filter`, `node-meta`, `tag`). It decides nothing about
+//! what a query returns or what it waits on.
 
 use std::collections::BTreeMap;
 
 use hyper::Response;
-use muster_engine::blocking::QueryOutcome;
-use muster_engine::{Blocking, Indexed, Node, WatchKey};
+use muster_engine::{Blocking, Node, WatchSet};
 use serde::Serialize;
 
 use crate::backend::Backend;
@@ -19,6 +20,7 @@ use crate::filter::Filter;
 use crate::query::Consistency;
 use crate::response::{self, Body};
 use crate::router::Ctx;
+use crate::shared::{self, Rendered};
 
 /// A validated read: its consistency mode and blocking parameters.
 #[derive(Debug, Clone, Copy)]
@@ -52,65 +54,58 @@ impl<E: Backend> Ctx<'_, E> {
         })
     }
 
-    /// Run `query` as a blocking query on `keys`; the default mode checks
-    /// leadership on every run. `query` gets `true` on runs after a
-    /// wake-up.
-    pub async fn blocking<T, F>(
-        &self,
-        read: &Read,
-        keys: &[WatchKey],
-        mut query: F,
-    ) -> Result<Indexed<T>>
+    /// Answer a read from the one shared result of identical reads (see
+    /// `shared`): `compute` runs the engine query on the watch set it is
+    /// given and renders the reply; it runs once per change however many
+    /// readers wait. Blocks as the request asks (§1.1), with the
+    /// default-mode leader gate on every pass.
+    pub async fn shared_read<F>(&self, compute: F) -> Result<Response<Body>>
     where
-        F: FnMut(bool) -> Result<QueryOutcome<T>>,
-    {
-        let engine = &self.st.engine;
-        read.blocking
-            .run(engine.watch(), keys, |woken| {
-                if read.consistency == Consistency::Leader {
-                    engine.leader_known()?;
-                }
-                query(woken)
-            })
-            .await
-    }
-
-    /// [`Ctx::begin_read`] then [`Ctx::blocking`] with a plain query whose
-    /// result is ready once its index passes the caller's.
-    pub async fn read_indexed<T, F>(
-        &self,
-        keys: &[WatchKey],
-        mut query: F,
-    ) -> Result<(Read, Indexed<T>)>
-    where
-        F: FnMut() -> muster_engine::Result<Indexed<T>>,
+        F: Fn(&mut WatchSet) -> Result<Rendered>,
     {
         let read = self.begin_read().await?;
-        let r = self
-            .blocking(&read, keys, |_| Ok(QueryOutcome::Ready(query()?)))
-            .await?;
-        Ok((read, r))
+        let engine = &self.st.engine;
+        let slot = self
+            .st
+            .shared
+            .slot(&shared::key(&self.path, self.query.pairs()));
+        let min = read.blocking.min_index;
+        let deadline = tokio::time::Instant::now() + read.blocking.deadline();
+        let mut seen_absent = false;
+        loop {
+            if read.consistency == Consistency::Leader {
+                engine.leader_known()?;
+            }
+            let c = slot.current(engine.watch(), &compute).await?;
+            let r = &c.rendered;
+            let still_absent = r.absent && seen_absent;
+            seen_absent = r.absent;
+            let done = min == 0 || (r.index > min && !still_absent);
+            if done
+                || tokio::time::timeout_at(deadline, c.changed.changed())
+                    .await
+                    .is_err()
+            {
+                let mut resp = r.response(self.gzip);
+                response::set_read_headers(&mut resp, &self.read_meta(r.index, read.consistency));
+                return Ok(resp);
+            }
+        }
     }
 
-    /// Set the §0.5 read headers on `resp`.
-    pub fn with_read_headers(
-        &self,
-        mut resp: Response<Body>,
-        read: &Read,
-        index: u64,
-    ) -> Response<Body> {
-        response::set_read_headers(&mut resp, &self.read_meta(index, read.consistency));
-        resp
-    }
-
-    /// A JSON 200 with the read headers.
-    pub fn read_reply<T: Serialize + ?Sized>(
-        &self,
-        read: &Read,
-        index: u64,
-        value: &T,
-    ) -> Result<Response<Body>> {
-        Ok(self.with_read_headers(self.json(value)?, read, index))
+    /// A rendered JSON 200 honouring `?pretty`.
+    pub fn render_json<T: Serialize + ?Sized>(&self, index: u64, value: &T) -> Result<Rendered> {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        Ok(Rendered::new(
+            index,
+            hyper::StatusCode::OK,
+            headers,
+            response::to_json(value, self.pretty)?.into(),
+        ))
     }
 }
 

@@ -34,6 +34,8 @@ pub(crate) struct State<E> {
     pub cfg: ApiConfig,
     /// Where the listener is bound (for `/v1/agent/self`'s `Member.Addr`).
     pub local_addr: Option<SocketAddr>,
+    /// Shared results of identical reads.
+    pub shared: crate::shared::SharedReads,
 }
 
 /// What an endpoint handler gets.
@@ -44,6 +46,10 @@ pub(crate) struct Ctx<'a, E> {
     pub query: Query,
     /// Indent JSON replies.
     pub pretty: bool,
+    /// The decoded request path (for the shared-result key).
+    pub path: String,
+    /// The client accepts a gzip'd body.
+    pub gzip: bool,
 }
 
 impl<E> Ctx<'_, E> {
@@ -520,7 +526,18 @@ where
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/plain"));
     let pretty = st.cfg.pretty || query.pretty();
-    let ctx = Ctx { st, query, pretty };
+    let gzip = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::shared::accepts_gzip);
+    let ctx = Ctx {
+        st,
+        query,
+        pretty,
+        path: path.clone(),
+        gzip,
+    };
     match endpoint {
         Endpoint::AgentSelf => agent::self_(&ctx),
         Endpoint::AgentMembers => agent::members(&ctx),

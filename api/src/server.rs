@@ -80,6 +80,7 @@ pub(crate) async fn serve<E: Mode>(
         agent,
         cfg,
         local_addr: Some(local_addr),
+        shared: Default::default(),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::{Request, Response};
-use muster_engine::{
-    duration, Command, ServiceCheckRef, Session, SessionBehavior, Table, WatchKey,
-};
+use muster_engine::{duration, Command, ServiceCheckRef, Session, SessionBehavior};
 use serde::Deserialize;
 
 use crate::backend::Backend;
@@ -272,19 +270,18 @@ pub(crate) async fn renew<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Resp
     }
 }
 
-const SESSIONS_WATCH: [WatchKey; 1] = [WatchKey::Table(Table::Sessions)];
-
 /// `GET /v1/session/info/:id`: `[Session]` or `[]`.
 pub(crate) async fn info<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&SESSIONS_WATCH, || engine.session_get(id))
-        .await?;
-    let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
-    ctx.read_reply(&read, r.index, &out)
+    ctx.shared_read(|ws| {
+        let r = engine.session_get(id, ws)?;
+        let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 /// `GET /v1/session/node/:node`.
@@ -293,21 +290,23 @@ pub(crate) async fn node<E: Backend>(ctx: &Ctx<'_, E>, node: &str) -> Result<Res
         return Err(Error::bad_request(MISSING_NODE));
     }
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&SESSIONS_WATCH, || engine.session_node(node))
-        .await?;
-    let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
-    ctx.read_reply(&read, r.index, &out)
+    ctx.shared_read(|ws| {
+        let r = engine.session_node(node, ws)?;
+        let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 /// `GET /v1/session/list`.
 pub(crate) async fn list<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
     let engine = &ctx.st.engine;
-    let (read, r) = ctx
-        .read_indexed(&SESSIONS_WATCH, || engine.session_list())
-        .await?;
-    let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
-    ctx.read_reply(&read, r.index, &out)
+    ctx.shared_read(|ws| {
+        let r = engine.session_list(ws)?;
+        let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
+        ctx.render_json(r.index, &out)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{CNAME, NS, PTR, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use muster_engine::WatchSet;
 use muster_engine::{Engine, ServiceHealth, Status};
 use rand::seq::SliceRandom;
 
@@ -376,7 +377,11 @@ fn lookup_node(
     qtype: RecordType,
     node: &str,
 ) -> Result<Answer, ()> {
-    let Some(found) = engine.catalog_node(node).map_err(|_| ())?.value else {
+    let Some(found) = engine
+        .catalog_node(node, &mut WatchSet::new())
+        .map_err(|_| ())?
+        .value
+    else {
         return Ok(Answer::nxdomain());
     };
     let ttl = cfg.node_ttl_secs();
@@ -422,7 +427,7 @@ fn apex(engine: &Engine, cfg: &DnsConfig, domain: &str, suffix: &str, qtype: Rec
         };
         let ttl = cfg.node_ttl_secs();
         let glue = engine
-            .catalog_node(&server)
+            .catalog_node(&server, &mut WatchSet::new())
             .ok()
             .and_then(|n| n.value)
             .and_then(|n| n.node.address.parse::<IpAddr>().ok())
@@ -448,11 +453,17 @@ fn lookup_ptr(
     suffix: &str,
 ) -> Result<Option<Answer>, ()> {
     let is = |s: &str| s.parse::<IpAddr>().is_ok_and(|a| a == ip);
-    let nodes = engine.catalog_nodes().map_err(|_| ())?.value;
+    let nodes = engine
+        .catalog_nodes(&mut WatchSet::new())
+        .map_err(|_| ())?
+        .value;
     let target = match nodes.iter().find(|n| is(&n.address)) {
         Some(n) => format!("{}.node.{suffix}", n.node),
         None => {
-            let services = engine.catalog_services().map_err(|_| ())?.value;
+            let services = engine
+                .catalog_services(&mut WatchSet::new())
+                .map_err(|_| ())?
+                .value;
             match services.iter().find(|s| is(&s.service.address)) {
                 Some(s) => format!("{}.service.{suffix}", s.service.service),
                 None => return Ok(None),

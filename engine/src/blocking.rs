@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::types::Indexed;
-use crate::watch::{Watch, WatchKey};
+use crate::watch::{Watch, WatchSet};
 
 /// Default blocking wait (5 minutes).
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
@@ -57,48 +57,40 @@ impl Blocking {
         self.wait + Duration::from_nanos(u64::try_from(jitter).unwrap_or(u64::MAX))
     }
 
-    /// Run `query` until its index passes `min_index`, waiting on `keys`
-    /// between runs, or until the deadline (then the last result is returned).
+    /// Run `query` until its index passes `min_index`, waiting between
+    /// runs on the watch set the query filled, or until the deadline (then
+    /// the last result is returned).
     ///
-    /// `query` gets `true` on runs after a wake-up (for the KV missing-key
-    /// rule of §1.1 point 6); it may return `Ok(None)` to say "keep blocking
-    /// regardless of index" on such runs.
-    pub async fn run<T, E, F>(
-        &self,
-        watch: &Arc<Watch>,
-        keys: &[WatchKey],
-        mut query: F,
-    ) -> Result<Indexed<T>, E>
+    /// Each run gets a fresh [`WatchSet`]; the loop takes the hub's fire
+    /// number before the run and subscribes with it after, so a change
+    /// that lands while the query runs is never missed (see `watch`). A
+    /// query may return [`QueryOutcome::KeepWaiting`] to keep blocking
+    /// regardless of its index (the KV missing-key rule of §1.1 point 6).
+    pub async fn run<T, E, F>(&self, watch: &Arc<Watch>, mut query: F) -> Result<Indexed<T>, E>
     where
-        F: FnMut(bool) -> Result<QueryOutcome<T>, E>,
+        F: FnMut(&mut WatchSet) -> Result<QueryOutcome<T>, E>,
     {
         let deadline = tokio::time::Instant::now() + self.deadline();
-        let mut woken = false;
         loop {
-            let sub = if self.min_index > 0 {
-                Some(watch.subscribe(keys))
-            } else {
-                None
-            };
-            let outcome = query(woken)?;
-            let (result, keep_waiting) = match outcome {
+            let since = watch.seq();
+            let mut ws = WatchSet::new();
+            let (result, keep_waiting) = match query(&mut ws)? {
                 QueryOutcome::Ready(r) => {
                     let done = self.min_index == 0 || r.index > self.min_index;
                     (r, !done)
                 }
-                QueryOutcome::KeepWaiting(r) => (r, true),
+                QueryOutcome::KeepWaiting(r) => (r, self.min_index > 0),
             };
-            let Some(sub) = sub else { return Ok(result) };
             if !keep_waiting {
                 return Ok(result);
             }
+            let sub = watch.subscribe_since(ws.keys(), since);
             if tokio::time::timeout_at(deadline, sub.changed())
                 .await
                 .is_err()
             {
                 return Ok(result);
             }
-            woken = true;
         }
     }
 }
@@ -115,7 +107,7 @@ pub enum QueryOutcome<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watch::Table;
+    use crate::watch::{Table, WatchKey};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     #[test]
@@ -139,7 +131,8 @@ mod tests {
         let b = Blocking::new(5, Some(Duration::from_secs(2)));
         let start = tokio::time::Instant::now();
         let r: Result<Indexed<u8>, ()> = b
-            .run(&hub, &[WatchKey::Table(Table::Kv)], |_| {
+            .run(&hub, |ws| {
+                ws.add(WatchKey::Table(Table::Kv));
                 Ok(QueryOutcome::Ready(Indexed { index: 5, value: 1 }))
             })
             .await;
@@ -155,7 +148,8 @@ mod tests {
         let b = Blocking::new(5, Some(Duration::from_secs(30)));
         let (h2, i2) = (hub.clone(), index.clone());
         let task = tokio::spawn(async move {
-            b.run(&h2, &[WatchKey::KvKey("k".into())], |_| {
+            b.run(&h2, |ws| {
+                ws.add(WatchKey::KvKey("k".into()));
                 Ok::<_, ()>(QueryOutcome::Ready(Indexed {
                     index: i2.load(Ordering::SeqCst),
                     value: (),

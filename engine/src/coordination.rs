@@ -17,7 +17,8 @@ use crate::stage::Stage;
 use crate::tables::session;
 use crate::txn::{self, TxnError, TxnOp, TxnResult};
 use crate::types::{Indexed, Session};
-use crate::watch::Table;
+use crate::view::table_index;
+use crate::watch::{Table, WatchKey, WatchSet};
 
 /// How often the leader looks for expired sessions.
 const TTL_TICK: Duration = Duration::from_millis(100);
@@ -62,9 +63,10 @@ pub(crate) async fn session_ttl_loop(inner: Weak<Inner>) {
             was_leader = false;
             continue;
         }
-        let index = engine.views().table_index(Table::Sessions).unwrap_or(0);
+        let view = engine.read_view();
+        let index = table_index(&view, Table::Sessions).unwrap_or(0);
         if !was_leader || index != seen_index {
-            match session::list(engine.views()) {
+            match session::list(&view) {
                 Ok(all) => {
                     let now = Instant::now();
                     let mut timers = engine.inner.session_timers.lock();
@@ -109,34 +111,36 @@ pub(crate) async fn session_ttl_loop(inner: Weak<Inner>) {
 }
 
 impl Engine {
-    fn sessions_index(&self) -> Result<u64> {
-        Ok(self.views().table_index(Table::Sessions)?.max(1))
-    }
-
-    /// One session. Index: the sessions table. Watch:
-    /// `WatchKey::Table(Table::Sessions)`.
-    pub fn session_get(&self, id: &str) -> Result<Indexed<Option<Session>>> {
+    /// One session. Index: the sessions table, which it watches (a
+    /// destroy moves it).
+    pub fn session_get(&self, id: &str, ws: &mut WatchSet) -> Result<Indexed<Option<Session>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Sessions));
         Ok(Indexed {
-            index: self.sessions_index()?,
-            value: session::get(self.views(), id)?,
+            index: table_index(&v, Table::Sessions)?.max(1),
+            value: session::get(&v, id)?,
         })
     }
 
     /// Every session, sorted by ID. Index and watch as for
     /// [`Engine::session_get`].
-    pub fn session_list(&self) -> Result<Indexed<Vec<Session>>> {
+    pub fn session_list(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Session>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Sessions));
         Ok(Indexed {
-            index: self.sessions_index()?,
-            value: session::list(self.views())?,
+            index: table_index(&v, Table::Sessions)?.max(1),
+            value: session::list(&v)?,
         })
     }
 
     /// The sessions of a node (any case), sorted by ID. Index and watch as
     /// for [`Engine::session_get`].
-    pub fn session_node(&self, node: &str) -> Result<Indexed<Vec<Session>>> {
+    pub fn session_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<Session>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Sessions));
         Ok(Indexed {
-            index: self.sessions_index()?,
-            value: session::of_node(self.views(), &node.to_lowercase())?,
+            index: table_index(&v, Table::Sessions)?.max(1),
+            value: session::of_node(&v, &node.to_lowercase())?,
         })
     }
 

@@ -54,6 +54,7 @@ mod sm_tests;
 mod snapshot;
 mod stage;
 mod tables;
+mod view;
 mod views;
 
 pub use blocking::Blocking;
@@ -64,4 +65,4 @@ pub use types::{
     Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceAddress, ServiceCheckRef,
     ServiceHealth, ServiceNode, Session, SessionBehavior, Status, Weights,
 };
-pub use watch::{Table, WatchKey};
+pub use watch::{Table, WatchKey, WatchSet};

@@ -1,68 +1,119 @@
-//! The engine's typed reads of the KV, catalog and health views, each
-//! with the index that goes into `X-Consul-Index` (and the watch key a
-//! blocking read waits on, in its doc).
+//! The engine's typed reads of the KV, catalog and health views. Each runs
+//! on one [`ReadView`] (a consistent snapshot), returns the index that goes
+//! into `X-Consul-Index`, and fills the [`WatchSet`] of what it read: the
+//! blocking loop waits on exactly that set, so callers never choose what a
+//! read waits on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::stage::Read;
 use crate::tables::{catalog, kv};
 use crate::types::{
     Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceHealth, ServiceNode,
 };
+use crate::view::{meta_index, table_index, ReadView};
 use crate::views::{NODE_INDEX_PREFIX, SERVICE_INDEX_PREFIX};
-use crate::watch::Table;
+use crate::watch::{Table, WatchKey, WatchSet};
+
+/// The KV table index, tombstones included (≥ 1).
+fn kv_table_index(v: &impl Read) -> Result<u64> {
+    Ok(table_index(v, Table::Kv)?.max(1))
+}
+
+/// Index of a prefix read: max `ModifyIndex` of its entries and of
+/// tombstones under the prefix; the table index if that is 0 or the prefix
+/// is empty (≥ 1).
+fn prefix_index(v: &impl Read, prefix: &str, max_modify: u64) -> Result<u64> {
+    if prefix.is_empty() {
+        return kv_table_index(v);
+    }
+    let idx = max_modify.max(kv::tombstone_index(v, prefix)?);
+    if idx == 0 {
+        kv_table_index(v)
+    } else {
+        Ok(idx)
+    }
+}
+
+/// The per-service index of `name`: bumped by every write that can change
+/// its catalog or health results, kept after its last instance goes (so it
+/// never goes backwards); the services table index for a name never
+/// registered (≥ 1).
+fn service_index(v: &impl Read, name: &str) -> Result<u64> {
+    let idx = meta_index(v, &format!("{SERVICE_INDEX_PREFIX}{name}"))?;
+    if idx > 0 {
+        Ok(idx)
+    } else {
+        Ok(table_index(v, Table::Services)?.max(1))
+    }
+}
+
+/// The per-node index (lowercase name), or the max catalog table index.
+fn node_index(v: &impl Read, lower: &str) -> Result<u64> {
+    let idx = meta_index(v, &format!("{NODE_INDEX_PREFIX}{lower}"))?;
+    if idx > 0 {
+        return Ok(idx);
+    }
+    let mut max = 1;
+    for t in [Table::Nodes, Table::Services, Table::Checks] {
+        max = max.max(table_index(v, t)?);
+    }
+    Ok(max)
+}
 
 impl Engine {
+    /// A consistent view of everything applied so far, for one query.
+    pub(crate) fn read_view(&self) -> ReadView<'_> {
+        ReadView::new(self.views())
+    }
+
     /// One KV key. Index: the key's `ModifyIndex` when found, else the KV
-    /// table index (≥ 1).
-    pub fn kv_get(&self, key: &str) -> Result<Indexed<Option<KvEntry>>> {
-        let views = &self.inner.shared.views;
-        match kv::get(views, key)? {
+    /// table index (≥ 1). Watches the key (its write or delete).
+    pub fn kv_get(&self, key: &str, ws: &mut WatchSet) -> Result<Indexed<Option<KvEntry>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::KvKey(key.to_string()));
+        match kv::get(&v, key)? {
             Some(e) => Ok(Indexed {
                 index: e.modify_index.max(1),
                 value: Some(e),
             }),
             None => Ok(Indexed {
-                index: self.kv_table_index()?,
+                index: kv_table_index(&v)?,
                 value: None,
             }),
         }
     }
 
-    /// Index of a prefix read: max `ModifyIndex` of `entries` and of
-    /// tombstones under the prefix; the table index if that is 0 or the
-    /// prefix is empty (≥ 1).
-    fn prefix_index(&self, prefix: &str, max_modify: u64) -> Result<u64> {
-        if prefix.is_empty() {
-            return self.kv_table_index();
-        }
-        let idx = max_modify.max(kv::tombstone_index(&self.inner.shared.views, prefix)?);
-        if idx == 0 {
-            self.kv_table_index()
-        } else {
-            Ok(idx)
-        }
-    }
-
     /// Every KV entry whose key starts with `prefix`, sorted by key. Index:
-    /// max `ModifyIndex` of the entries and of tombstones under the prefix; the
-    /// KV table index if nothing matches or the prefix is empty (≥ 1).
-    pub fn kv_list(&self, prefix: &str) -> Result<Indexed<Vec<KvEntry>>> {
-        let entries = kv::list(&self.inner.shared.views, prefix)?;
+    /// max `ModifyIndex` of the entries and of tombstones under the prefix;
+    /// the KV table index if nothing matches or the prefix is empty (≥ 1).
+    /// Watches the prefix.
+    pub fn kv_list(&self, prefix: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<KvEntry>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::KvPrefix(prefix.to_string()));
+        let entries = kv::list(&v, prefix)?;
         let max = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
         Ok(Indexed {
-            index: self.prefix_index(prefix, max)?,
+            index: prefix_index(&v, prefix, max)?,
             value: entries,
         })
     }
 
     /// Key names under `prefix`, cut after the first `separator` past the
-    /// prefix and deduplicated (when a separator is given), sorted. Index as
-    /// for [`Engine::kv_list`].
-    pub fn kv_keys(&self, prefix: &str, separator: Option<&str>) -> Result<Indexed<Vec<String>>> {
-        let entries = kv::list(&self.inner.shared.views, prefix)?;
+    /// prefix and deduplicated (when a separator is given), sorted. Index
+    /// and watch as for [`Engine::kv_list`].
+    pub fn kv_keys(
+        &self,
+        prefix: &str,
+        separator: Option<&str>,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<Vec<String>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::KvPrefix(prefix.to_string()));
+        let entries = kv::list(&v, prefix)?;
         let max = entries.iter().map(|e| e.modify_index).max().unwrap_or(0);
         let mut keys: Vec<String> = Vec::with_capacity(entries.len());
         for e in entries {
@@ -79,41 +130,46 @@ impl Engine {
             }
         }
         Ok(Indexed {
-            index: self.prefix_index(prefix, max)?,
+            index: prefix_index(&v, prefix, max)?,
             value: keys,
         })
     }
 
     /// The KV table index, tombstones included (≥ 1).
     pub fn kv_table_index(&self) -> Result<u64> {
-        Ok(self.inner.shared.views.table_index(Table::Kv)?.max(1))
+        kv_table_index(&self.read_view())
     }
 
-    /// Every catalog node, sorted by name. Index: the nodes table.
-    /// Watch: `WatchKey::Table(Table::Nodes)`.
-    pub fn catalog_nodes(&self) -> Result<Indexed<Vec<Node>>> {
-        let views = self.views();
+    /// Every catalog node, sorted by name. Index: the nodes table, which it
+    /// watches.
+    pub fn catalog_nodes(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Node>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Nodes));
         Ok(Indexed {
-            index: views.table_index(Table::Nodes)?.max(1),
-            value: catalog::all_nodes(views)?,
+            index: table_index(&v, Table::Nodes)?.max(1),
+            value: catalog::all_nodes(&v)?,
         })
     }
 
     /// Every service instance with its node, sorted by service name, node,
-    /// ID. Index: the services table. Watch: `WatchKey::Table(Table::Services)`.
-    pub fn catalog_services(&self) -> Result<Indexed<Vec<ServiceNode>>> {
-        let views = self.views();
-        let index = views.table_index(Table::Services)?.max(1);
-        let mut nodes = std::collections::HashMap::new();
+    /// ID. Index: the services table, which it watches.
+    pub fn catalog_services(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<ServiceNode>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Services));
+        let index = table_index(&v, Table::Services)?.max(1);
+        let mut nodes = HashMap::new();
         let mut out = Vec::new();
-        for item in views.services.iter() {
-            let (_, v) = item.into_inner()?;
-            let service: Service = crate::views::decode(&v, "service")?;
+        let mut services: Vec<Service> = Vec::new();
+        v.scan(crate::stage::Ks::Services, b"", &mut |_, row| {
+            services.push(crate::views::decode(row, "service")?);
+            Ok(true)
+        })?;
+        for service in services {
             let lower = service.node.to_lowercase();
             let node = match nodes.get(&lower) {
                 Some(n) => Clone::clone(n),
                 None => {
-                    let Some(n) = catalog::get_node(views, &lower)? else {
+                    let Some(n) = catalog::get_node(&v, &lower)? else {
                         continue;
                     };
                     nodes.insert(lower, n.clone());
@@ -132,40 +188,18 @@ impl Engine {
         Ok(Indexed { index, value: out })
     }
 
-    /// The per-service index of `name`: bumped by every write that can change
-    /// its catalog or health results, kept after its last instance goes (so
-    /// it never goes backwards); the services table index for a name never
-    /// registered (≥ 1).
-    fn service_index(&self, name: &str) -> Result<u64> {
-        let views = self.views();
-        let idx = views.meta_index(&format!("{SERVICE_INDEX_PREFIX}{name}"))?;
-        if idx > 0 {
-            Ok(idx)
-        } else {
-            Ok(views.table_index(Table::Services)?.max(1))
-        }
-    }
-
-    /// The per-node index (lowercase name), or the max catalog table index.
-    fn node_index(&self, lower: &str) -> Result<u64> {
-        let views = self.views();
-        let idx = views.meta_index(&format!("{NODE_INDEX_PREFIX}{lower}"))?;
-        if idx > 0 {
-            return Ok(idx);
-        }
-        let mut max = 1;
-        for t in [Table::Nodes, Table::Services, Table::Checks] {
-            max = max.max(views.table_index(t)?);
-        }
-        Ok(max)
-    }
-
     /// The instances of one service with their nodes, sorted by node then ID.
     /// Index: the per-service index (never goes backwards, also after the
-    /// last instance is deregistered). Watch: `WatchKey::Service(name)`.
-    pub fn catalog_service(&self, name: &str) -> Result<Indexed<Vec<ServiceNode>>> {
-        let index = self.service_index(name)?;
-        let value = catalog::service_health(self.views(), name, false)?
+    /// last instance is deregistered). Watches the service.
+    pub fn catalog_service(
+        &self,
+        name: &str,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<Vec<ServiceNode>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Service(name.to_string()));
+        let index = service_index(&v, name)?;
+        let value = catalog::service_health(&v, name, false)?
             .into_iter()
             .map(|h| ServiceNode {
                 node: h.node,
@@ -176,41 +210,75 @@ impl Engine {
     }
 
     /// A node and its services (`None` if unknown; names match
-    /// case-insensitively). Index: the per-node index. Watch:
-    /// `WatchKey::Node(name.to_lowercase())`.
-    pub fn catalog_node(&self, node: &str) -> Result<Indexed<Option<NodeServices>>> {
+    /// case-insensitively). Index: the per-node index. Watches the node.
+    pub fn catalog_node(
+        &self,
+        node: &str,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<Option<NodeServices>>> {
+        let v = self.read_view();
         let lower = node.to_lowercase();
-        let index = self.node_index(&lower)?;
-        let views = self.views();
-        let value = match catalog::get_node(views, &lower)? {
+        ws.add(WatchKey::Node(lower.clone()));
+        let index = node_index(&v, &lower)?;
+        let value = match catalog::get_node(&v, &lower)? {
             Some(node) => Some(NodeServices {
                 node,
-                services: catalog::node_services(views, &lower)?,
+                services: catalog::node_services(&v, &lower)?,
             }),
             None => None,
         };
         Ok(Indexed { index, value })
     }
 
-    /// Every check on a node (node and service checks), sorted by ID.
-    /// Index: the per-node index. Watch: `WatchKey::Node(name.to_lowercase())`.
-    pub fn health_node(&self, node: &str) -> Result<Indexed<Vec<Check>>> {
+    /// A node with its services, and every check on it, from one view.
+    /// Index: the per-node index. Watches the node.
+    pub fn node_entry(
+        &self,
+        node: &str,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<(Option<NodeServices>, Vec<Check>)>> {
+        let v = self.read_view();
         let lower = node.to_lowercase();
+        ws.add(WatchKey::Node(lower.clone()));
+        let entry = match catalog::get_node(&v, &lower)? {
+            Some(node) => Some(NodeServices {
+                node,
+                services: catalog::node_services(&v, &lower)?,
+            }),
+            None => None,
+        };
         Ok(Indexed {
-            index: self.node_index(&lower)?,
-            value: catalog::node_checks(self.views(), &lower)?,
+            index: node_index(&v, &lower)?,
+            value: (entry, catalog::node_checks(&v, &lower)?),
+        })
+    }
+
+    /// Every check on a node (node and service checks), sorted by ID.
+    /// Index: the per-node index. Watches the node.
+    pub fn health_node(&self, node: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<Check>>> {
+        let v = self.read_view();
+        let lower = node.to_lowercase();
+        ws.add(WatchKey::Node(lower.clone()));
+        Ok(Indexed {
+            index: node_index(&v, &lower)?,
+            value: catalog::node_checks(&v, &lower)?,
         })
     }
 
     /// The instances of one service, each with its node and checks (the
     /// node's checks, then the instance's). Index: the per-service index.
-    /// Watch: `WatchKey::Service(name)`. `/v1/health/checks/:s` is the
-    /// instance checks of this result.
-    pub fn health_service(&self, name: &str) -> Result<Indexed<Vec<ServiceHealth>>> {
-        let index = self.service_index(name)?;
+    /// Watches the service. `/v1/health/checks/:s` is the instance checks
+    /// of this result.
+    pub fn health_service(
+        &self,
+        name: &str,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<Vec<ServiceHealth>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Service(name.to_string()));
         Ok(Indexed {
-            index,
-            value: catalog::service_health(self.views(), name, true)?,
+            index: service_index(&v, name)?,
+            value: catalog::service_health(&v, name, true)?,
         })
     }
 
@@ -221,27 +289,27 @@ impl Engine {
     /// decode of every instance, node and check. For the DNS hot path.
     pub fn health_service_shared(&self, name: &str) -> Result<Indexed<Arc<Vec<ServiceHealth>>>> {
         let cache = &self.inner.health_cache;
-        let index = self.service_index(name)?;
+        let v = self.read_view();
+        let index = service_index(&v, name)?;
         if let Some((cached, value)) = cache.get(name) {
             if cached == index {
                 return Ok(Indexed { index, value });
             }
         }
-        // The index is read before the rows: a write landing in between
-        // leaves newer rows under an older index, which the next read
-        // replaces; never older rows under a newer index.
-        let value = Arc::new(catalog::service_health(self.views(), name, true)?);
+        // Index and rows come from one view, so they always agree.
+        let value = Arc::new(catalog::service_health(&v, name, true)?);
         cache.put(name, index, value.clone());
         Ok(Indexed { index, value })
     }
 
-    /// Every check, sorted by node then ID. Index: the checks table.
-    /// Watch: `WatchKey::Table(Table::Checks)`.
-    pub fn health_checks_all(&self) -> Result<Indexed<Vec<Check>>> {
-        let views = self.views();
+    /// Every check, sorted by node then ID. Index: the checks table, which
+    /// it watches.
+    pub fn health_checks_all(&self, ws: &mut WatchSet) -> Result<Indexed<Vec<Check>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Checks));
         Ok(Indexed {
-            index: views.table_index(Table::Checks)?.max(1),
-            value: catalog::all_checks(views)?,
+            index: table_index(&v, Table::Checks)?.max(1),
+            value: catalog::all_checks(&v)?,
         })
     }
 }

@@ -229,8 +229,7 @@ fn dump_all(v: &Views) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
 }
 
 fn service_index(v: &Views, name: &str) -> u64 {
-    v.meta_index(&format!("{SERVICE_INDEX_PREFIX}{name}"))
-        .expect("index")
+    crate::view::meta_index(v, &format!("{SERVICE_INDEX_PREFIX}{name}")).expect("index")
 }
 
 proptest! {

@@ -551,5 +551,8 @@ fn transaction_sees_its_own_writes_and_rolls_back_whole() {
     }
     assert!(kv::get(&v, "c").expect("get").is_none());
     assert!(kv::get(&v, "a").expect("get").is_some());
-    assert_eq!(v.table_index(crate::watch::Table::Kv).expect("index"), 5);
+    assert_eq!(
+        crate::view::table_index(&v, crate::watch::Table::Kv).expect("index"),
+        5
+    );
 }

@@ -220,7 +220,7 @@ proptest! {
             let rows: BTreeMap<String, Row> = kv::list(&direct, "").expect("list").into_iter()
                 .map(|e| (e.key, (e.value, e.flags, e.create_index, e.modify_index))).collect();
             prop_assert_eq!(&rows, &model.rows);
-            let ti = direct.table_index(Table::Kv).expect("index");
+            let ti = crate::view::table_index(&direct, Table::Kv).expect("index");
             prop_assert_eq!(ti, model.table_index);
             prop_assert!(ti >= last_table_index, "table index went backwards");
             last_table_index = ti;

@@ -17,6 +17,7 @@ use fjall::{Keyspace, OwnedWriteBatch, Slice};
 
 use crate::apply::Touched;
 use crate::error::Result;
+use crate::view::ReadView;
 use crate::views::Views;
 
 /// A view keyspace, by name rather than by handle so staged writes can be
@@ -31,6 +32,7 @@ pub(crate) enum Ks {
     Checks,
     Sessions,
     SessionIndex,
+    Meta,
 }
 
 impl Views {
@@ -45,6 +47,7 @@ impl Views {
             Ks::Checks => &self.checks,
             Ks::Sessions => &self.sessions,
             Ks::SessionIndex => &self.session_index,
+            Ks::Meta => &self.meta,
         }
     }
 }
@@ -86,8 +89,12 @@ type Undo = ((Ks, Vec<u8>), Option<Row>);
 
 /// The staged writes of one entry.
 pub(crate) struct Stage<'v> {
-    /// The committed views underneath.
+    /// The committed views underneath (for the batch).
     pub views: &'v Views,
+    /// One consistent read of them: what the stage reads below its own
+    /// writes (on the apply path nothing else writes meanwhile; a read-only
+    /// transaction must not see an apply land halfway through).
+    base: ReadView<'v>,
     /// Staged rows: `Some` = written, `None` = removed.
     overlay: BTreeMap<(Ks, Vec<u8>), Row>,
     /// What the current command changed (indexes to bump, watches to fire).
@@ -108,6 +115,7 @@ impl<'v> Stage<'v> {
     pub fn new(views: &'v Views) -> Stage<'v> {
         Stage {
             views,
+            base: ReadView::new(views),
             overlay: BTreeMap::new(),
             touched: Touched::default(),
             undo: Vec::new(),
@@ -184,13 +192,13 @@ impl Read for Stage<'_> {
         // Most single commands read before they write: skip the owned-key
         // lookup while nothing is staged.
         if self.overlay.is_empty() {
-            return self.views.get(ks, key);
+            return self.base.get(ks, key);
         }
         // A borrowed lookup would need a custom key type; staged sets are
         // small, so the allocation is cheap next to the fjall read it saves.
         match self.overlay.get(&(ks, key.to_vec())) {
             Some(staged) => Ok(staged.clone()),
-            None => self.views.get(ks, key),
+            None => self.base.get(ks, key),
         }
     }
 
@@ -202,10 +210,10 @@ impl Read for Stage<'_> {
             .map(|((_, key), v)| (key, v))
             .collect();
         if staged.is_empty() {
-            return self.views.scan(ks, prefix, f);
+            return self.base.scan(ks, prefix, f);
         }
         let mut merged: BTreeMap<Vec<u8>, Slice> = BTreeMap::new();
-        self.views.scan(ks, prefix, &mut |k, v| {
+        self.base.scan(ks, prefix, &mut |k, v| {
             merged.insert(k.to_vec(), Slice::from(v));
             Ok(true)
         })?;

@@ -144,24 +144,6 @@ impl Views {
         }
     }
 
-    /// A table's max index (0 if never written).
-    pub fn table_index(&self, table: Table) -> Result<u64> {
-        Ok(self
-            .meta
-            .get(index_key(table))?
-            .map(|v| be_u64(&v))
-            .unwrap_or(0))
-    }
-
-    /// A finer index stored in `meta` under `key` (0 if never written).
-    pub fn meta_index(&self, key: &str) -> Result<u64> {
-        Ok(self
-            .meta
-            .get(key.as_bytes())?
-            .map(|v| be_u64(&v))
-            .unwrap_or(0))
-    }
-
     /// The last applied log id and membership.
     pub fn applied_state(&self) -> Result<AppliedState> {
         let applied = match self.meta.get(META_LAST_APPLIED)? {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use muster_engine::agent::{
     Agent, AgentConfig, CheckDefinition, CheckKind, ServiceDefinition, Source,
 };
+use muster_engine::WatchSet;
 use muster_engine::{Command, Engine, EngineConfig, Status};
 
 async fn setup(dir: &std::path::Path) -> Result<(Engine, Agent), Box<dyn std::error::Error>> {
@@ -44,7 +45,7 @@ async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
 
 fn catalog_status(engine: &Engine, check: &str) -> Option<Status> {
     engine
-        .health_node("node-a")
+        .health_node("node-a", &mut WatchSet::new())
         .ok()?
         .value
         .into_iter()
@@ -71,7 +72,7 @@ async fn ttl_updates_and_expiry_reach_the_catalog() -> Result<(), Box<dyn std::e
         catalog_status(&engine, "service:web"),
         Some(Status::Passing)
     );
-    let health = engine.health_service("web")?.value;
+    let health = engine.health_service("web", &mut WatchSet::new())?.value;
     assert_eq!(health.len(), 1);
     assert_eq!(service_check(&health[0]).output, "all good");
     // Not renewed: expires to critical within the TTL plus slack.
@@ -109,10 +110,13 @@ async fn anti_entropy_restores_and_removes() -> Result<(), Box<dyn std::error::E
             check_id: None,
         })
         .await?;
-    assert!(engine.catalog_service("web")?.value.is_empty());
+    assert!(engine
+        .catalog_service("web", &mut WatchSet::new())?
+        .value
+        .is_empty());
     wait_for("web restored", || {
         engine
-            .catalog_service("web")
+            .catalog_service("web", &mut WatchSet::new())
             .map(|r| r.value.len() == 1)
             .unwrap_or(false)
     })
@@ -138,7 +142,7 @@ async fn anti_entropy_restores_and_removes() -> Result<(), Box<dyn std::error::E
         .await?;
     wait_for("rogue removed", || {
         engine
-            .catalog_service("rogue")
+            .catalog_service("rogue", &mut WatchSet::new())
             .map(|r| r.value.is_empty())
             .unwrap_or(false)
     })
@@ -157,7 +161,10 @@ async fn anti_entropy_restores_and_removes() -> Result<(), Box<dyn std::error::E
     assert_eq!(catalog_status(&engine, "_node_maintenance"), None);
     // Deregistration.
     agent.deregister_service("web").await?;
-    assert!(engine.catalog_service("web")?.value.is_empty());
+    assert!(engine
+        .catalog_service("web", &mut WatchSet::new())?
+        .value
+        .is_empty());
     assert!(agent.deregister_service("web").await.is_err());
     agent.shutdown().await;
     engine.shutdown().await?;
@@ -175,7 +182,7 @@ async fn output_only_changes_wait_for_the_update_interval() -> Result<(), Box<dy
     agent
         .update_ttl("service:web", Status::Passing, "out 1")
         .await?;
-    let index = engine.health_service("web")?.index;
+    let index = engine.health_service("web", &mut WatchSet::new())?.index;
     for i in 2..20 {
         agent
             .update_ttl("service:web", Status::Passing, &format!("out {i}"))
@@ -183,7 +190,7 @@ async fn output_only_changes_wait_for_the_update_interval() -> Result<(), Box<dy
     }
     agent.sync_now().await?;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let after = engine.health_service("web")?;
+    let after = engine.health_service("web", &mut WatchSet::new())?;
     assert_eq!(after.index, index, "output churn must not write to the log");
     assert_eq!(service_check(&after.value[0]).output, "out 1");
     agent.shutdown().await;
@@ -270,7 +277,7 @@ async fn critical_service_is_reaped() -> Result<(), Box<dyn std::error::Error>> 
     );
     wait_for("web gone from the catalog", || {
         engine
-            .catalog_service("web")
+            .catalog_service("web", &mut WatchSet::new())
             .map(|r| r.value.is_empty())
             .unwrap_or(false)
     })

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use muster_engine::WatchSet;
 use muster_engine::{Command, Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -108,7 +109,7 @@ async fn three_servers_replicate_forward_fail_over_and_catch_up(
             "followers are not leaders"
         );
         s.engine.linearizable().await?;
-        let keys = s.engine.kv_keys("k/", None)?.value;
+        let keys = s.engine.kv_keys("k/", None, &mut WatchSet::new())?.value;
         assert_eq!(keys, expected);
         assert!(s.engine.status().last_contact_ms < 5_000);
     }
@@ -143,8 +144,12 @@ async fn three_servers_replicate_forward_fail_over_and_catch_up(
     let caught_up = Instant::now();
     loop {
         if s1.engine.linearizable().await.is_ok() {
-            let mut keys = s1.engine.kv_keys("k/", None)?.value;
-            keys.extend(s1.engine.kv_keys("after/", None)?.value);
+            let mut keys = s1.engine.kv_keys("k/", None, &mut WatchSet::new())?.value;
+            keys.extend(
+                s1.engine
+                    .kv_keys("after/", None, &mut WatchSet::new())?
+                    .value,
+            );
             let mut want = expected.clone();
             want.sort();
             keys.sort();
@@ -162,7 +167,11 @@ async fn three_servers_replicate_forward_fail_over_and_catch_up(
     // And it forwards writes to the new leader.
     s1.engine.propose(set("from/s1", "x")).await?;
     s2.engine.linearizable().await?;
-    assert!(s2.engine.kv_get("from/s1")?.value.is_some());
+    assert!(s2
+        .engine
+        .kv_get("from/s1", &mut WatchSet::new())?
+        .value
+        .is_some());
     for s in [s1, s2, s3] {
         s.stop().await?;
     }
@@ -204,7 +213,13 @@ async fn remote_moves_past_a_dead_server() -> Result<(), Box<dyn std::error::Err
             .await?;
         remote.apply(vec![set(&format!("r/{i}"), "v")]).await?;
     }
-    assert_eq!(s1.engine.kv_keys("r/", None)?.value.len(), 4);
+    assert_eq!(
+        s1.engine
+            .kv_keys("r/", None, &mut WatchSet::new())?
+            .value
+            .len(),
+        4
+    );
     let view = remote.node_view("c1", 0, Duration::ZERO).await?;
     let node = view.node.expect("c1 registered");
     assert_eq!(node.node.address, "10.0.0.1");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use muster_engine::WatchSet;
 use muster_engine::{Command, Engine, EngineConfig, Response};
 
 fn config(dir: &std::path::Path) -> EngineConfig {
@@ -26,7 +27,7 @@ async fn kv_round_trip_cas_and_restart() -> Result<(), Box<dyn std::error::Error
     let engine = Engine::open(config(dir.path())).await?;
     let a = engine.propose(set("a/1", b"one")).await?;
     assert_eq!(a.response, Response::Bool(true));
-    let got = engine.kv_get("a/1")?;
+    let got = engine.kv_get("a/1", &mut WatchSet::new())?;
     assert_eq!(got.index, a.index);
     assert_eq!(
         got.value.as_ref().map(|e| e.value.as_slice()),
@@ -35,7 +36,7 @@ async fn kv_round_trip_cas_and_restart() -> Result<(), Box<dyn std::error::Error
 
     // An identical write changes nothing: same ModifyIndex.
     engine.propose(set("a/1", b"one")).await?;
-    assert_eq!(engine.kv_get("a/1")?.index, a.index);
+    assert_eq!(engine.kv_get("a/1", &mut WatchSet::new())?.index, a.index);
 
     // CAS with a stale index fails, with the current one succeeds.
     let stale = engine
@@ -61,10 +62,10 @@ async fn kv_round_trip_cas_and_restart() -> Result<(), Box<dyn std::error::Error
     let del = engine
         .propose(Command::KvDelete { key: "a/2".into() })
         .await?;
-    let list = engine.kv_list("a/")?;
+    let list = engine.kv_list("a/", &mut WatchSet::new())?;
     assert_eq!(list.value.len(), 1);
     assert_eq!(list.index, del.index, "tombstone keeps the prefix index");
-    let keys = engine.kv_keys("", Some("/"))?;
+    let keys = engine.kv_keys("", Some("/"), &mut WatchSet::new())?;
     assert_eq!(keys.value, vec!["a/".to_string(), "b".to_string()]);
     let before = engine.kv_table_index()?;
     engine.shutdown().await?;
@@ -72,7 +73,10 @@ async fn kv_round_trip_cas_and_restart() -> Result<(), Box<dyn std::error::Error
 
     let engine = Engine::open(config(dir.path())).await?;
     assert!(engine.kv_table_index()? >= before);
-    let e = engine.kv_get("a/1")?.value.ok_or("a/1 lost")?;
+    let e = engine
+        .kv_get("a/1", &mut WatchSet::new())?
+        .value
+        .ok_or("a/1 lost")?;
     assert_eq!((e.value.as_slice(), e.flags), (&b"two"[..], 7));
     let next = engine.propose(set("c", b"4")).await?;
     assert!(next.index > before);
@@ -102,7 +106,7 @@ async fn snapshot_then_restart_keeps_state() -> Result<(), Box<dyn std::error::E
     engine.shutdown().await?;
     drop(engine);
     let engine = Engine::open(cfg).await?;
-    let all = engine.kv_list("k/")?;
+    let all = engine.kv_list("k/", &mut WatchSet::new())?;
     assert_eq!(all.value.len(), 210);
     assert_eq!(all.index, index);
     for (i, e) in all.value.iter().enumerate() {
@@ -178,7 +182,10 @@ async fn shared_health_follows_every_change_of_the_service(
         .await?;
     let h = engine.health_service_shared("web")?;
     assert_eq!(h.value.len(), 2);
-    assert_eq!(*h.value, engine.health_service("web")?.value);
+    assert_eq!(
+        *h.value,
+        engine.health_service("web", &mut WatchSet::new())?.value
+    );
     assert!(h.index > first.index);
     engine.shutdown().await?;
     Ok(())
@@ -223,6 +230,76 @@ async fn batched_writes_trigger_snapshots_by_command_count(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    engine.shutdown().await?;
+    Ok(())
+}
+
+/// Snapshot isolation: one log entry re-registers every instance of a
+/// service with a new port; a reader running meanwhile sees either all of
+/// an entry or none of it, never instances of two entries in one answer
+/// (each query reads its name index, rows and index through one view).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_sees_all_of_an_entry_or_none() -> Result<(), Box<dyn std::error::Error>> {
+    use muster_engine::{Node, Service};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const INSTANCES: usize = 40;
+    const ROUNDS: u16 = 150;
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::open(config(dir.path())).await?;
+    let round = |port: u16| Command::Batch {
+        commands: (0..INSTANCES)
+            .map(|i| Command::CatalogRegister {
+                node: Node {
+                    node: format!("n{i:02}"),
+                    address: "10.0.0.1".into(),
+                    ..Node::default()
+                },
+                skip_node_update: false,
+                service: Some(Service {
+                    id: "web".into(),
+                    service: "web".into(),
+                    port,
+                    ..Service::default()
+                }),
+                checks: Vec::new(),
+            })
+            .collect(),
+    };
+    engine.propose(round(1)).await?;
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (engine, done) = (engine.clone(), done.clone());
+        std::thread::spawn(move || -> Result<(usize, usize), String> {
+            let (mut reads, mut distinct_answers) = (0, 0);
+            let mut last = 0;
+            while !done.load(Ordering::Acquire) {
+                let r = engine
+                    .catalog_service("web", &mut WatchSet::new())
+                    .map_err(|e| e.to_string())?;
+                let ports: Vec<u16> = r.value.iter().map(|s| s.service.port).collect();
+                if ports.len() != INSTANCES || ports.iter().any(|p| *p != ports[0]) {
+                    return Err(format!("torn read at index {}: ports {ports:?}", r.index));
+                }
+                if ports[0] != last {
+                    distinct_answers += 1;
+                    last = ports[0];
+                }
+                reads += 1;
+            }
+            Ok((reads, distinct_answers))
+        })
+    };
+    for port in 2..=ROUNDS {
+        engine.propose(round(port)).await?;
+    }
+    done.store(true, Ordering::Release);
+    let (reads, answers) = reader.join().map_err(|_| "reader panicked")??;
+    // The reader must have overlapped the writes, or the test proves nothing.
+    assert!(
+        answers > 10,
+        "{reads} reads saw only {answers} distinct rounds"
+    );
     engine.shutdown().await?;
     Ok(())
 }

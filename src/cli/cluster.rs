@@ -15,6 +15,7 @@ use std::time::Duration;
 use muster_engine::agent::{serf_check, SERF_CHECK_ID};
 use muster_engine::raft::RaftNode;
 use muster_engine::remote::Remote;
+use muster_engine::WatchSet;
 use muster_engine::{Command, Engine, Node, Service, Status};
 use muster_gossip::{Gossip, GossipConfig, Keyring, Member, MemberStatus};
 use tokio::task::JoinHandle;
@@ -581,8 +582,8 @@ async fn reconcile(engine: &Engine, members: &[Member], dc: &str) -> anyhow::Res
             continue;
         }
         listed.insert(m.name.to_lowercase());
-        let current = engine.catalog_node(&m.name)?.value;
-        let checks = engine.health_node(&m.name)?.value;
+        let current = engine.catalog_node(&m.name, &mut WatchSet::new())?.value;
+        let checks = engine.health_node(&m.name, &mut WatchSet::new())?.value;
         let serf = checks.iter().find(|c| c.check_id == SERF_CHECK_ID);
         match m.status {
             MemberStatus::Alive | MemberStatus::Failed => {
@@ -636,11 +637,11 @@ async fn reconcile(engine: &Engine, members: &[Member], dc: &str) -> anyhow::Res
         }
     }
     // Reaped members: nodes with a serfHealth check no member lists.
-    for node in engine.catalog_nodes()?.value {
+    for node in engine.catalog_nodes(&mut WatchSet::new())?.value {
         if listed.contains(&node.node.to_lowercase()) {
             continue;
         }
-        let checks = engine.health_node(&node.node)?.value;
+        let checks = engine.health_node(&node.node, &mut WatchSet::new())?.value;
         if checks.iter().any(|c| c.check_id == SERF_CHECK_ID) {
             tracing::info!(member = %node.node, "member reaped: deregistering its node");
             deregister(engine, &node.node).await?;

@@ -257,6 +257,7 @@ fn agent_state(reload: Option<ReloadHook>) -> (St, Arc<FakeAgent>) {
         agent: agent.clone(),
         cfg,
         local_addr: None,
+        shared: Default::default(),
     });
     (st, agent)
 }

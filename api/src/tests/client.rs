@@ -68,6 +68,7 @@ fn client(down: bool) -> (Arc<State<Client>>, Arc<FakeServer>) {
         agent: Arc::new(FakeAgent::default()),
         cfg,
         local_addr: None,
+        shared: Default::default(),
     });
     (st, upstream)
 }

@@ -170,6 +170,7 @@ fn cluster_state() -> (St, Arc<FakeCluster>) {
         agent: Arc::new(FakeAgent::default()),
         cfg,
         local_addr: None,
+        shared: Default::default(),
     });
     (st, cluster)
 }

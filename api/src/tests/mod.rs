@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
 use muster_engine::txn::{TxnError, TxnOp, TxnResult};
-use muster_engine::watch::{Table, Watch};
+use muster_engine::watch::{Table, Watch, WatchSet};
 use muster_engine::{
     Applied, Check, ClusterStatus, Command, Indexed, KvEntry, Node, NodeServices, Service,
     ServiceHealth, ServiceNode, Session, WatchKey,
@@ -229,13 +229,23 @@ impl Backend for Arc<Fake> {
     fn watch(&self) -> &Arc<Watch> {
         &self.watch
     }
-    fn kv_get(&self, key: &str) -> muster_engine::Result<Indexed<Option<KvEntry>>> {
+    fn kv_get(
+        &self,
+        key: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Option<KvEntry>>> {
+        ws.add(WatchKey::KvKey(key.to_string()));
         let s = self.lock();
         let value = s.kv.get(key).cloned();
         let index = value.as_ref().map_or(s.kv_index, |e| e.modify_index).max(1);
         Ok(Indexed { index, value })
     }
-    fn kv_list(&self, prefix: &str) -> muster_engine::Result<Indexed<Vec<KvEntry>>> {
+    fn kv_list(
+        &self,
+        prefix: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Vec<KvEntry>>> {
+        ws.add(WatchKey::KvPrefix(prefix.to_string()));
         let s = self.lock();
         let value: Vec<KvEntry> =
             s.kv.values()
@@ -254,8 +264,9 @@ impl Backend for Arc<Fake> {
         &self,
         prefix: &str,
         separator: Option<&str>,
+        ws: &mut WatchSet,
     ) -> muster_engine::Result<Indexed<Vec<String>>> {
-        let list = self.kv_list(prefix)?;
+        let list = self.kv_list(prefix, ws)?;
         let mut keys: Vec<String> = list
             .value
             .iter()
@@ -274,14 +285,19 @@ impl Backend for Arc<Fake> {
         })
     }
 
-    fn catalog_nodes(&self) -> muster_engine::Result<Indexed<Vec<Node>>> {
+    fn catalog_nodes(&self, ws: &mut WatchSet) -> muster_engine::Result<Indexed<Vec<Node>>> {
+        ws.add(WatchKey::Table(Table::Nodes));
         let s = self.lock();
         Ok(Indexed {
             index: s.cat.nodes_index.max(1),
             value: s.cat.nodes.values().cloned().collect(),
         })
     }
-    fn catalog_services(&self) -> muster_engine::Result<Indexed<Vec<ServiceNode>>> {
+    fn catalog_services(
+        &self,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Vec<ServiceNode>>> {
+        ws.add(WatchKey::Table(Table::Services));
         let s = self.lock();
         let mut value = s.cat.service_nodes(|_| true);
         value.sort_by(|a, b| {
@@ -296,14 +312,24 @@ impl Backend for Arc<Fake> {
             value,
         })
     }
-    fn catalog_service(&self, name: &str) -> muster_engine::Result<Indexed<Vec<ServiceNode>>> {
+    fn catalog_service(
+        &self,
+        name: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Vec<ServiceNode>>> {
+        ws.add(WatchKey::Service(name.to_string()));
         let s = self.lock();
         Ok(Indexed {
             index: s.cat.service_idx(name),
             value: s.cat.service_nodes(|svc| svc.service == name),
         })
     }
-    fn catalog_node(&self, node: &str) -> muster_engine::Result<Indexed<Option<NodeServices>>> {
+    fn catalog_node(
+        &self,
+        node: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Option<NodeServices>>> {
+        ws.add(WatchKey::Node(node.to_lowercase()));
         let s = self.lock();
         let lc = node.to_lowercase();
         let value = s.cat.nodes.get(&lc).map(|n| NodeServices {
@@ -321,7 +347,12 @@ impl Backend for Arc<Fake> {
             value,
         })
     }
-    fn health_node(&self, node: &str) -> muster_engine::Result<Indexed<Vec<Check>>> {
+    fn health_node(
+        &self,
+        node: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Vec<Check>>> {
+        ws.add(WatchKey::Node(node.to_lowercase()));
         let s = self.lock();
         let lc = node.to_lowercase();
         Ok(Indexed {
@@ -329,7 +360,12 @@ impl Backend for Arc<Fake> {
             value: s.cat.checks_of(&lc, None),
         })
     }
-    fn health_service(&self, name: &str) -> muster_engine::Result<Indexed<Vec<ServiceHealth>>> {
+    fn health_service(
+        &self,
+        name: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Vec<ServiceHealth>>> {
+        ws.add(WatchKey::Service(name.to_string()));
         let s = self.lock();
         let value = s
             .cat
@@ -351,7 +387,8 @@ impl Backend for Arc<Fake> {
             value,
         })
     }
-    fn health_checks_all(&self) -> muster_engine::Result<Indexed<Vec<Check>>> {
+    fn health_checks_all(&self, ws: &mut WatchSet) -> muster_engine::Result<Indexed<Vec<Check>>> {
+        ws.add(WatchKey::Table(Table::Checks));
         let s = self.lock();
         Ok(Indexed {
             index: s.cat.checks_index.max(1),
@@ -361,21 +398,32 @@ impl Backend for Arc<Fake> {
     fn node_name(&self) -> String {
         "n1".to_string()
     }
-    fn session_get(&self, id: &str) -> muster_engine::Result<Indexed<Option<Session>>> {
+    fn session_get(
+        &self,
+        id: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Option<Session>>> {
+        ws.add(WatchKey::Table(Table::Sessions));
         let s = self.lock();
         Ok(Indexed {
             index: s.sessions_index.max(1),
             value: s.sessions.get(id).cloned(),
         })
     }
-    fn session_list(&self) -> muster_engine::Result<Indexed<Vec<Session>>> {
+    fn session_list(&self, ws: &mut WatchSet) -> muster_engine::Result<Indexed<Vec<Session>>> {
+        ws.add(WatchKey::Table(Table::Sessions));
         let s = self.lock();
         Ok(Indexed {
             index: s.sessions_index.max(1),
             value: s.sessions.values().cloned().collect(),
         })
     }
-    fn session_node(&self, node: &str) -> muster_engine::Result<Indexed<Vec<Session>>> {
+    fn session_node(
+        &self,
+        node: &str,
+        ws: &mut WatchSet,
+    ) -> muster_engine::Result<Indexed<Vec<Session>>> {
+        ws.add(WatchKey::Table(Table::Sessions));
         let s = self.lock();
         Ok(Indexed {
             index: s.sessions_index.max(1),
@@ -623,6 +671,7 @@ fn state() -> (Arc<State<Arc<Fake>>>, Arc<Fake>) {
         agent: Arc::new(agent::FakeAgent::default()),
         cfg,
         local_addr: None,
+        shared: Default::default(),
     });
     (st, fake)
 }

@@ -21,6 +21,9 @@ pub enum Workload {
     /// A large state (instances and keys), its memory, and a kill -9
     /// restart of it (muster only; not in the default set).
     Scale,
+    /// W blocking watchers of one service with I instances, woken by one
+    /// check flip (muster only; not in the default set).
+    HealthFanout,
 }
 
 impl Workload {
@@ -32,6 +35,7 @@ impl Workload {
             Workload::Dns => "dns",
             Workload::Watch => "watch",
             Workload::Scale => "scale",
+            Workload::HealthFanout => "health-fanout",
         }
     }
 }
@@ -131,6 +135,20 @@ pub struct Args {
     /// KV keys the scale workload writes (values of --value-size bytes).
     #[arg(long, default_value_t = 1_000_000)]
     pub scale_keys: usize,
+
+    /// Instances of `web` in the health fan-out workload.
+    #[arg(long, default_value_t = 1_000)]
+    pub fanout_instances: usize,
+
+    /// Check flips measured by the health fan-out workload.
+    #[arg(long, default_value_t = 5)]
+    pub fanout_flips: usize,
+
+    /// Health fan-out watchers do not send `Accept-Encoding: gzip` (Go's
+    /// HTTP client, which Prometheus, Traefik and consul-template use,
+    /// sends it).
+    #[arg(long)]
+    pub no_gzip: bool,
 
     /// Print one JSON document on stdout instead of the text tables.
     #[arg(long)]

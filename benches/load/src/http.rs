@@ -23,8 +23,10 @@ pub struct Reply {
     pub status: StatusCode,
     /// `X-Consul-Index`, when present and numeric.
     pub consul_index: Option<u64>,
-    /// The whole body.
+    /// The whole body, as sent (still compressed if the server gzipped it).
     pub body: Bytes,
+    /// `Content-Encoding`, when present.
+    pub content_encoding: Option<String>,
 }
 
 /// One open connection.
@@ -58,6 +60,17 @@ impl Conn {
 
     /// Send one request and read the whole reply.
     pub async fn request(&mut self, method: Method, path: &str, body: Bytes) -> Result<Reply> {
+        self.request_with(method, path, body, &[]).await
+    }
+
+    /// [`Conn::request`] with extra request headers.
+    pub async fn request_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        headers: &[(hyper::header::HeaderName, HeaderValue)],
+    ) -> Result<Reply> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -65,6 +78,9 @@ impl Conn {
         req.headers_mut().insert(HOST, self.host.clone());
         req.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in headers {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
         self.sender.ready().await.context("connection closed")?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status();
@@ -73,11 +89,17 @@ impl Conn {
             .get("x-consul-index")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let content_encoding = resp
+            .headers()
+            .get(hyper::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = resp.into_body().collect().await?.to_bytes();
         Ok(Reply {
             status,
             consul_index,
             body,
+            content_encoding,
         })
     }
 }

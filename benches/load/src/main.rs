@@ -19,6 +19,7 @@
 
 mod args;
 mod dns;
+mod fanout;
 mod hist;
 mod http;
 mod load;
@@ -178,6 +179,28 @@ async fn run(args: &Args, muster_bin: &Path) -> Result<Report> {
         )
         .await?;
         report.scale = Some(s);
+    }
+
+    if args.wants(Workload::HealthFanout) {
+        let mut proc = procs::start_muster(muster_bin)?;
+        eprintln!(
+            "health fan-out: {} watchers, {} instances (muster pid {})",
+            args.watchers,
+            args.fanout_instances,
+            proc.pid()
+        );
+        let f = fanout::run_fanout(
+            &mut proc,
+            fanout::FanoutArgs {
+                watchers: args.watchers,
+                instances: args.fanout_instances,
+                rounds: args.fanout_flips,
+                gzip: !args.no_gzip,
+            },
+        )
+        .await?;
+        proc.check_alive()?;
+        report.fanout = Some(f);
     }
 
     let kv = args.wants(Workload::Put) || args.wants(Workload::Get);

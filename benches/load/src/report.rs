@@ -39,6 +39,8 @@ pub struct Report {
     pub watch: Option<(WatchReport, Option<u64>)>,
     /// The scale workload, when run.
     pub scale: Option<ScaleReport>,
+    /// The health fan-out workload, when run.
+    pub fanout: Option<crate::fanout::FanoutReport>,
     /// Things the reader should know (skipped comparisons, server log
     /// warnings, failures).
     pub notes: Vec<String>,
@@ -300,6 +302,10 @@ impl Report {
             out.push_str("\nscale (muster):\n");
             out.push_str(&scale_text(sc));
         }
+        if let Some(f) = &self.fanout {
+            out.push_str("\nhealth fan-out (muster):\n");
+            out.push_str(&crate::fanout::text(f));
+        }
         if !self.notes.is_empty() {
             out.push('\n');
             for n in &self.notes {
@@ -392,7 +398,8 @@ impl Report {
                 })).collect::<Vec<_>>(),
             })
         });
-        json!({ "setup": setup, "runs": runs, "watch": watch, "scale": scale, "notes": self.notes })
+        let fanout = self.fanout.as_ref().map(crate::fanout::json);
+        json!({ "setup": setup, "runs": runs, "watch": watch, "scale": scale, "fanout": fanout, "notes": self.notes })
     }
 }
 

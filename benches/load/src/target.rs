@@ -152,6 +152,7 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
             consul_index: None,
             body: Bytes::from(body.to_owned()),
+            content_encoding: None,
         }
     }
 

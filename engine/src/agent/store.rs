@@ -14,7 +14,6 @@ use crate::blocking::{Blocking, QueryOutcome};
 use crate::command::{Command, Response};
 use crate::engine::Engine;
 use crate::types::{Check, NodeServices};
-use crate::watch::WatchKey;
 
 /// A boxed future borrowing its receiver.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -53,16 +52,9 @@ pub async fn local_node_view(
     min_index: u64,
     wait: Duration,
 ) -> crate::Result<NodeView> {
-    let lower = node.to_lowercase();
-    let keys = [WatchKey::Node(lower)];
     let read = Blocking::new(min_index, Some(wait))
-        .run(engine.watch(), &keys, |_| {
-            let checks = engine.health_node(node)?;
-            let entry = engine.catalog_node(node)?;
-            Ok::<_, crate::Error>(QueryOutcome::Ready(crate::types::Indexed {
-                index: checks.index.max(entry.index).max(1),
-                value: (entry.value, checks.value),
-            }))
+        .run(engine.watch(), |ws| {
+            Ok::<_, crate::Error>(QueryOutcome::Ready(engine.node_entry(node, ws)?))
         })
         .await?;
     Ok(NodeView {
