@@ -527,3 +527,91 @@ fn wan_pool_federates_two_datacenters() {
     );
     members_table_shows(&a, &["-wan"], &[("wa.dc1", "server"), ("wb.dc2", "server")]);
 }
+
+/// Regression (issue 14): a leader killed with -9 and restarted after the
+/// other two elected a new leader must not answer default-mode reads from
+/// its old state. It comes back believing it still leads its old term; it
+/// may refuse (500) until it has caught up, but every 200 it gives carries
+/// the value the new leader acknowledged before the restart.
+#[test]
+fn issue_14_restarted_leader_serves_no_stale_default_reads() {
+    // Autopilot must not remove the dead server while it is down: the
+    // point is a returning voter that still thinks it leads.
+    const CONFIG: &str = r#"{"autopilot": {"server_stabilization_time": "120s"}}"#;
+    let server = |name: &str, join: Option<&Agent>| {
+        let mut args = vec!["-server", "-bootstrap-expect", "3", "-node", name];
+        let join_addr = join.map(|j| {
+            format!(
+                "127.0.0.1:{}",
+                j.flag("-serf-lan-port").expect("-serf-lan-port")
+            )
+        });
+        if let Some(addr) = &join_addr {
+            args.push("-retry-join");
+            args.push(addr);
+        }
+        Agent::start_with_config(&args, true, CONFIG)
+    };
+    let s1 = server("s1", None);
+    let s2 = server("s2", Some(&s1));
+    let s3 = server("s3", Some(&s1));
+    let mut servers = [s1, s2, s3];
+    let leader_index = |servers: &[Agent]| -> Option<usize> {
+        let leader = servers.iter().find_map(Agent::leader)?;
+        servers.iter().position(|s| rpc_addr(s) == leader)
+    };
+    wait_until("a leader", Duration::from_secs(30), || {
+        let leaders: Vec<Option<String>> = servers.iter().map(Agent::leader).collect();
+        leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0])
+    });
+    let old = leader_index(&servers).expect("a leader");
+    assert!(put(&servers[old], "stale/k", "v1"), "v1 through the leader");
+    // Every server has applied v1 before the leader dies.
+    wait_until("v1 everywhere", Duration::from_secs(10), || {
+        servers
+            .iter()
+            .all(|s| s.kv_get("stale/k").is_some_and(|p| p.value == b"v1"))
+    });
+
+    servers[old].kill();
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    wait_until("a new leader", Duration::from_secs(30), || {
+        let l = servers[others[0]].leader();
+        l.is_some() && l != Some(rpc_addr(&servers[old])) && l == servers[others[1]].leader()
+    });
+    let new = others
+        .iter()
+        .copied()
+        .find(|i| servers[*i].leader() == Some(rpc_addr(&servers[*i])))
+        .expect("the new leader is one of the two");
+    wait_until("v2 acknowledged", Duration::from_secs(10), || {
+        put(&servers[new], "stale/k", "v2")
+    });
+
+    servers[old].restart();
+    let (mut fresh, mut refused, mut stale) = (0, 0, Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let r = servers[old].get("/v1/kv/stale/k");
+        match r.status {
+            200 => {
+                let pairs = r.kv_pairs();
+                if pairs.first().map(|p| p.value.as_slice()) == Some(b"v2") {
+                    fresh += 1;
+                } else {
+                    stale.push((started.elapsed(), r.text()));
+                }
+            }
+            _ => refused += 1,
+        }
+    }
+    println!(
+        "restarted old leader: {fresh} fresh reads, {refused} refused, {} stale",
+        stale.len()
+    );
+    assert!(stale.is_empty(), "stale default reads: {stale:?}");
+    assert!(
+        fresh > 0,
+        "the restarted server never answered ({refused} refused)"
+    );
+}

@@ -115,8 +115,6 @@ pub(crate) struct Inner {
     pub(crate) leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
     /// When each peer last acknowledged this server's appends.
     acks: Arc<AckTimes>,
-    /// The term this server last saw itself lead in, and since when.
-    leading_since: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
     /// Decoded `health_service` results by name, with the per-service
     /// index they were read at (see `Engine::health_service_shared`).
     pub(crate) health_cache: crate::queries::HealthCache,
@@ -364,7 +362,6 @@ impl Engine {
                 rpc,
                 leader_contact: std::sync::Mutex::new(None),
                 acks,
-                leading_since: std::sync::Mutex::new(None),
                 health_cache: Default::default(),
             }),
         };
@@ -615,16 +612,42 @@ impl Engine {
         }
     }
 
-    /// How long a leader keeps acting as one without hearing from a
-    /// quorum: twice the election timeout (by then the others have elected
-    /// a new leader).
+    /// How long a leader keeps acting as one after the send of the newest
+    /// request a quorum acknowledged: 1.5 × the election timeout, three
+    /// quarters of the window in which those followers refuse to vote for
+    /// anyone else (see [`Engine::lease_age`]).
     fn lease(&self) -> Duration {
-        self.inner.cfg.election_timeout * 2
+        self.inner.cfg.election_timeout * 3 / 2
     }
 
-    /// On a leader: how long since a quorum of voters (itself included)
-    /// last acknowledged it; zero for a lone voter. Peers that never
-    /// acknowledged count from when this term's leadership began.
+    /// On a leader: how long ago the quorum's acknowledgement was *sent*
+    /// (the newest time by which a majority of voters, itself included,
+    /// had granted this term); zero for a lone voter; `Duration::MAX` when
+    /// no quorum of this process's requests has been acknowledged in this
+    /// term.
+    ///
+    /// # Correctness: what bounds a default-mode read's staleness
+    /// A default-mode read is answered from this server's views only while
+    /// `lease_age <= lease()`. A follower that accepted an append of this
+    /// term refuses every vote request for openraft's leader lease (the
+    /// election timeout's upper bound, 2 × the election timeout) after it
+    /// accepted it, which is after the request was sent at `t`; a new
+    /// leader needs the votes of a quorum, which shares a member with the
+    /// quorum that acknowledged, so no other leader is elected, nor commits
+    /// a write, before `t + 2 × election timeout`, and this server stops
+    /// answering at `t + 1.5 × election timeout`. Counting from the send (not from when the
+    /// reply was processed) and only counting requests this process sent in
+    /// this term keeps that bound: a server that restarts still believing
+    /// it leads an old term starts with no acknowledgements at all and
+    /// serves no default read until a quorum
+    /// accepts it again (it learns of the newer term instead, and steps
+    /// down). Like etcd's and Consul's leases this assumes bounded clock
+    /// drift: the lease is measured on the leader's monotonic clock and the
+    /// followers' refusal on theirs, so it holds while the leader's clock
+    /// runs less than a third slower than a follower's over one lease
+    /// (1.5 s by default). `?consistent`
+    /// reads do not rely on it: they confirm leadership with a quorum round
+    /// trip first.
     fn lease_age(&self, m: &openraft::RaftMetrics<u64, RaftNode>) -> Duration {
         let others: Vec<u64> = m
             .membership_config
@@ -639,25 +662,13 @@ impl Engine {
             return Duration::ZERO;
         }
         let now = std::time::Instant::now();
-        let since = {
-            let mut leading = self
-                .inner
-                .leading_since
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match *leading {
-                Some((term, at)) if term == m.current_term => at,
-                _ => {
-                    *leading = Some((m.current_term, now));
-                    now
-                }
-            }
-        };
         let mut ages: Vec<Duration> = others
             .iter()
             .map(|id| {
-                let heard = self.inner.acks.last(*id).map_or(since, |t| t.max(since));
-                now.saturating_duration_since(heard)
+                self.inner
+                    .acks
+                    .last(*id, m.current_term)
+                    .map_or(Duration::MAX, |sent| now.saturating_duration_since(sent))
             })
             .collect();
         ages.sort();

@@ -155,28 +155,39 @@ impl RpcClient {
     }
 }
 
-/// When each peer last acknowledged an append from this server: the
-/// leader's view of whether a quorum still hears it (its lease).
+/// When each peer last acknowledged this server's leadership: the send
+/// time of the newest append it accepted, with the term it was sent in.
+/// Only requests sent by this process count (the map starts empty), and
+/// only acceptances (success, partial success, or a log conflict, which
+/// still grants the sender's term); a rejection for a higher vote never
+/// does. The leader's lease is derived from these alone (see
+/// `Engine::lease_age`).
 #[derive(Default)]
 pub(crate) struct AckTimes {
-    acks: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+    acks: std::sync::Mutex<std::collections::HashMap<u64, (std::time::Instant, u64)>>,
 }
 
 impl AckTimes {
-    fn record(&self, peer: u64) {
-        self.acks
+    /// `peer` accepted, in `term`, a request sent at `sent`.
+    fn record(&self, peer: u64, sent: std::time::Instant, term: u64) {
+        let mut acks = self
+            .acks
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(peer, std::time::Instant::now());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = acks.entry(peer).or_insert((sent, term));
+        if (term, sent) > (e.1, e.0) {
+            *e = (sent, term);
+        }
     }
 
-    /// The last acknowledgement of `peer`, if any.
-    pub fn last(&self, peer: u64) -> Option<std::time::Instant> {
+    /// The send time of `peer`'s newest acknowledged request of `term`.
+    pub fn last(&self, peer: u64, term: u64) -> Option<std::time::Instant> {
         self.acks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&peer)
-            .copied()
+            .filter(|(_, t)| *t == term)
+            .map(|(at, _)| *at)
     }
 }
 
@@ -246,9 +257,17 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, RaftNode, RaftError<u64>>> {
+        // Timed from the send: the peer's grant can be no older than this.
+        let sent = std::time::Instant::now();
+        let term = rpc.vote.leader_id.term;
         let answer = self.raft_call(PATH_APPEND, &rpc, option.hard_ttl()).await;
-        if answer.is_ok() {
-            self.acks.record(self.target);
+        if let Ok(
+            AppendEntriesResponse::Success
+            | AppendEntriesResponse::PartialSuccess(_)
+            | AppendEntriesResponse::Conflict,
+        ) = &answer
+        {
+            self.acks.record(self.target, sent, term);
         }
         answer
     }
