@@ -172,10 +172,15 @@ impl Handler {
     }
 
     /// Answer one request as the HTTP port would (in its own task: a
-    /// panicking handler is a 500).
+    /// panicking handler is a 500). Dropping the returned future (the
+    /// client agent gave up, e.g. its own caller cancelled a blocking
+    /// query) aborts that task, so nothing keeps running for nobody.
     pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
-        let task = tokio::spawn(router::handle(self.state.clone(), req.map(Full::new)));
-        let resp = match task.await {
+        let mut task = AbortOnDrop(tokio::spawn(router::handle(
+            self.state.clone(),
+            req.map(Full::new),
+        )));
+        let resp = match (&mut task.0).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::error!(error = %e, "forwarded request handler failed");
@@ -191,5 +196,14 @@ impl Handler {
             Err(never) => match never {},
         };
         Response::from_parts(parts, bytes)
+    }
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

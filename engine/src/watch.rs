@@ -335,6 +335,14 @@ impl Watch {
         }
     }
 
+    /// Number of live (key, registration) pairs: what parked blocking
+    /// queries cost the hub (for tests and metrics).
+    pub fn registrations(&self) -> usize {
+        let reg = self.lock();
+        reg.slots.values().map(HashMap::len).sum::<usize>()
+            + reg.prefixes.values().map(HashMap::len).sum::<usize>()
+    }
+
     /// Number of keys with live registrations (for tests and metrics).
     pub fn registered_keys(&self) -> usize {
         let reg = self.lock();

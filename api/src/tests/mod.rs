@@ -32,6 +32,7 @@ mod agent;
 mod catalog;
 mod client;
 mod cluster;
+mod engine;
 mod fake_coord;
 mod health;
 mod kv;

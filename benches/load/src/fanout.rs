@@ -276,10 +276,12 @@ pub async fn run_fanout(proc: &mut ServerProc, args: FanoutArgs) -> Result<Fanou
         } else {
             "passing"
         };
-        let flipped = format!("fan-{:05}", round % args.instances.max(1));
+        // Rounds come in pairs on one instance: critical, then passing.
+        let which = (round / 2) % args.instances.max(1);
+        let flipped = format!("fan-{which:05}");
         let cpu0 = cpu_seconds(proc.pid());
         let start = Instant::now();
-        register(http, round % args.instances.max(1), status, &mut ctl).await?;
+        register(http, which, status, &mut ctl).await?;
         let mut times = Vec::with_capacity(args.watchers);
         let mut sample = None;
         let round_deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
