@@ -65,11 +65,22 @@ impl<E: Backend> Ctx<'_, E> {
     {
         let read = self.begin_read().await?;
         let engine = &self.st.engine;
+        let min = read.blocking.min_index;
+        if min == 0 {
+            // Answered at once: nothing to wait on, so nothing to share
+            // (no slot, no registration on the hot non-blocking path).
+            if read.consistency == Consistency::Leader {
+                engine.leader_known()?;
+            }
+            let r = compute(&mut WatchSet::new())?;
+            let mut resp = r.response(self.gzip);
+            response::set_read_headers(&mut resp, &self.read_meta(r.index, read.consistency));
+            return Ok(resp);
+        }
         let slot = self
             .st
             .shared
             .slot(&shared::key(&self.path, self.query.pairs()));
-        let min = read.blocking.min_index;
         let deadline = tokio::time::Instant::now() + read.blocking.deadline();
         let mut seen_absent = false;
         loop {
@@ -80,7 +91,7 @@ impl<E: Backend> Ctx<'_, E> {
             let r = &c.rendered;
             let still_absent = r.absent && seen_absent;
             seen_absent = r.absent;
-            let done = min == 0 || (r.index > min && !still_absent);
+            let done = r.index > min && !still_absent;
             if done
                 || tokio::time::timeout_at(deadline, c.changed.changed())
                     .await

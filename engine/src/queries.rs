@@ -289,13 +289,20 @@ impl Engine {
     /// decode of every instance, node and check. For the DNS hot path.
     pub fn health_service_shared(&self, name: &str) -> Result<Indexed<Arc<Vec<ServiceHealth>>>> {
         let cache = &self.inner.health_cache;
-        let v = self.read_view();
-        let index = service_index(&v, name)?;
+        // Every write that can change the result moves the per-service
+        // index, so a cached result (read on one view) at the index now
+        // committed is exactly what a fresh view would read: check it
+        // without opening one.
         if let Some((cached, value)) = cache.get(name) {
-            if cached == index {
-                return Ok(Indexed { index, value });
+            if cached == service_index(self.views(), name)? {
+                return Ok(Indexed {
+                    index: cached,
+                    value,
+                });
             }
         }
+        let v = self.read_view();
+        let index = service_index(&v, name)?;
         // Index and rows come from one view, so they always agree.
         let value = Arc::new(catalog::service_health(&v, name, true)?);
         cache.put(name, index, value.clone());
