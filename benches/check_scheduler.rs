@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use muster_engine::agent::{Agent, AgentConfig, CheckDefinition, CheckKind};
+use muster_agent::{Agent, AgentConfig, CheckDefinition, CheckKind};
 use muster_engine::{Engine, EngineConfig};
 
 fn cpu_seconds() -> f64 {

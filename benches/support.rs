@@ -6,8 +6,8 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use muster_agent::{Agent, AgentConfig};
 use muster_api::ApiConfig;
-use muster_engine::agent::{Agent, AgentConfig};
 use muster_engine::Engine;
 use tokio::runtime::Runtime;
 

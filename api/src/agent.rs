@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
-use muster_engine::agent::{AgentError, LocalServiceHealth};
+use muster_agent::{AgentError, LocalServiceHealth};
 use muster_engine::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

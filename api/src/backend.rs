@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_engine::agent::{
+use muster_agent::{
     Agent, AgentError, CheckDefinition, LocalService, LocalServiceHealth, ServiceDefinition, Source,
 };
 
@@ -155,7 +155,7 @@ impl Backend for Engine {
 }
 
 /// What the `/v1/agent/*` handlers need from the agent (see
-/// [`muster_engine::agent::Agent`] for the contracts). Like [`Backend`], a
+/// [`muster_agent::Agent`] for the contracts). Like [`Backend`], a
 /// test seam only: a one-to-one delegation, API writes tagged
 /// [`Source::Api`].
 pub(crate) trait AgentBackend: Send + Sync + 'static {

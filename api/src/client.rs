@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response};
-use muster_engine::agent::Agent;
+use muster_agent::Agent;
 use muster_engine::remote::Remote;
 use muster_engine::Engine;
 

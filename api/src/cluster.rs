@@ -10,8 +10,6 @@
 //! depend on the gossip crate (api never reaches below the engine).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
@@ -24,8 +22,8 @@ pub const NOT_AVAILABLE: &str =
     "Cluster operations are not available on this agent (no gossip or raft configured)";
 
 /// A boxed, sendable future (the agent and cluster interfaces are
-/// object-safe).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// object-safe): the engine's one definition.
+pub use muster_engine::BoxFuture;
 
 /// A member's status as Consul's API reports it (serf's numeric
 /// `MemberStatus`): `0` none, `1` alive, `2` leaving, `3` left, `4` failed.

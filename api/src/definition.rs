@@ -22,8 +22,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use muster_engine::agent::definition::DEFAULT_OUTPUT_MAX_SIZE;
-use muster_engine::agent::{CheckDefinition, CheckKind, ServiceDefinition};
+use muster_agent::definition::DEFAULT_OUTPUT_MAX_SIZE;
+use muster_agent::{CheckDefinition, CheckKind, ServiceDefinition};
 use muster_engine::{ServiceAddress, Status};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

@@ -36,7 +36,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_engine::agent::Agent;
+use muster_agent::Agent;
 use muster_engine::Engine;
 
 mod agent;

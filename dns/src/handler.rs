@@ -266,7 +266,7 @@ fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Res
     if live.is_empty() {
         return Ok(Answer::nxdomain());
     }
-    live.shuffle(&mut rand::thread_rng());
+    live.shuffle(&mut rand::rng());
     let ttl = cfg.service_ttl_secs(q.service);
     let mut a = Answer::default();
     // A/AAAA/ANY: the first hostname instance, used only when no instance

@@ -91,7 +91,7 @@ impl RecursorStrategy {
     pub(crate) fn order(self, recursors: &[SocketAddr]) -> Vec<SocketAddr> {
         let mut list = recursors.to_vec();
         if self == RecursorStrategy::Random {
-            list.shuffle(&mut rand::thread_rng());
+            list.shuffle(&mut rand::rng());
         }
         list
     }

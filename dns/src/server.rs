@@ -4,7 +4,6 @@
 //! span per query (`name`, `qtype`, `transport`, `rcode`).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +26,8 @@ const UDP_MAX: usize = 65507;
 /// An idle TCP connection is closed after this long.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// A boxed future borrowing its receiver.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, sendable future: the engine's one definition.
+pub use muster_engine::BoxFuture;
 
 /// Where a client agent sends its DNS questions: a server, which answers
 /// them with [`answer`].

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
-
 use crate::types::Indexed;
 use crate::watch::{Watch, WatchSet};
 
@@ -52,7 +50,7 @@ impl Blocking {
         let jitter = if jitter_max == 0 {
             0
         } else {
-            rand::thread_rng().gen_range(0..jitter_max)
+            rand::random_range(0..jitter_max)
         };
         self.wait + Duration::from_nanos(u64::try_from(jitter).unwrap_or(u64::MAX))
     }

@@ -14,24 +14,29 @@
 //!   read-your-writes stage one command is applied into.
 //! - `txn.rs`: transactions.
 //! - `snapshot.rs`: snapshot files (header, rows, CRC trailer).
-//! - `watch.rs`: per-table / per-key notifiers.
+//! - `view.rs`: `ReadView`, the one consistent snapshot each query reads.
+//! - `watch.rs`: per-table / per-key notifiers and the `WatchSet` a query
+//!   fills with what it read.
 //! - `blocking.rs`: the blocking-query loop.
 //! - `engine.rs`: the `Engine` handle that api and dns hold (open, propose
 //!   with forwarding, consistency gates); `queries.rs`: its KV, catalog and
-//!   health reads; `coordination.rs`: sessions, lock-delay, read-only
+//!   health reads; `node_view.rs`: a node's entry and batched commands for
+//!   its agent; `coordination.rs`: sessions, lock-delay, read-only
 //!   transactions and the leader's session TTL timers; `cluster.rs`: the
 //!   leader-side RPC handlers, follower reads and the raft configuration.
 //! - `rpc/`: server RPC (raft and forwarding) as msgpack over HTTP/2.
 //! - `remote.rs`: a client agent's link to the servers (no log, no views).
 //!
-//! The API and DNS crates never open fjall: they hold an [`Engine`].
+//! The API, DNS and agent crates never open fjall: they hold an
+//! [`Engine`]. The agent (local services, check runners, anti-entropy) is
+//! `muster-agent`, a client of this crate.
 
-pub mod agent;
 pub mod blocking;
 pub mod command;
 pub mod duration;
 pub mod engine;
 pub mod error;
+mod node_view;
 pub mod offline;
 mod queries;
 pub mod raft;
@@ -61,8 +66,13 @@ pub use blocking::Blocking;
 pub use command::{Command, Response};
 pub use engine::{Applied, ClusterStatus, Engine, EngineConfig};
 pub use error::{Error, Result};
+pub use node_view::NodeView;
 pub use types::{
     Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceAddress, ServiceCheckRef,
     ServiceHealth, ServiceNode, Session, SessionBehavior, Status, Weights,
 };
 pub use watch::{Table, WatchKey, WatchSet};
+
+/// A boxed future borrowing its receiver (the one definition every crate
+/// uses).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -13,9 +13,8 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::agent::store::{BoxFuture, NodeView, Store};
-use crate::agent::AgentError;
 use crate::command::Command;
+use crate::node_view::NodeView;
 use crate::rpc::client::{CallError, RpcClient};
 use crate::rpc::{
     DnsAnswer, DnsRequest, NodeViewRequest, RpcFailure, PATH_APPLY, PATH_DNS, PATH_NODE_VIEW,
@@ -137,7 +136,7 @@ impl Remote {
             .await
     }
 
-    /// `node`'s entry, blocking on a server as [`Store::node_view`] says.
+    /// `node`'s entry, blocking on a server as [`Engine::node_view`](crate::Engine::node_view) does locally.
     pub async fn node_view(
         &self,
         node: &str,
@@ -196,28 +195,5 @@ impl Remote {
             }
         }
         Err(last)
-    }
-}
-
-impl Store for Remote {
-    fn node_view<'a>(
-        &'a self,
-        node: &'a str,
-        min_index: u64,
-        wait: Duration,
-    ) -> BoxFuture<'a, Result<NodeView, AgentError>> {
-        Box::pin(async move {
-            Remote::node_view(self, node, min_index, wait)
-                .await
-                .map_err(AgentError::Engine)
-        })
-    }
-
-    fn apply(&self, commands: Vec<Command>) -> BoxFuture<'_, Result<(), AgentError>> {
-        Box::pin(async move {
-            Remote::apply(self, commands)
-                .await
-                .map_err(AgentError::Engine)
-        })
     }
 }

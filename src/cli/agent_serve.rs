@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use muster_agent::{Agent, AgentConfig, Store};
 use muster_api::{ApiConfig, ReloadHook};
-use muster_engine::agent::{Agent, AgentConfig, Store};
 use muster_engine::remote::Remote;
 use muster_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;

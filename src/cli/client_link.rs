@@ -34,10 +34,7 @@ impl ServerSide {
 }
 
 impl ServerHooks for ServerSide {
-    fn http(
-        &self,
-        req: Request<Bytes>,
-    ) -> muster_engine::agent::store::BoxFuture<'_, Response<Bytes>> {
+    fn http(&self, req: Request<Bytes>) -> muster_engine::BoxFuture<'_, Response<Bytes>> {
         let api = self.ready.get().map(|r| r.api.clone());
         Box::pin(async move {
             match api {
@@ -51,11 +48,7 @@ impl ServerHooks for ServerSide {
         })
     }
 
-    fn dns(
-        &self,
-        packet: Vec<u8>,
-        max_size: usize,
-    ) -> muster_engine::agent::store::BoxFuture<'_, Vec<u8>> {
+    fn dns(&self, packet: Vec<u8>, max_size: usize) -> muster_engine::BoxFuture<'_, Vec<u8>> {
         Box::pin(async move {
             match self.ready.get() {
                 Some(ready) => {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_engine::agent::{serf_check, SERF_CHECK_ID};
+use muster_agent::{serf_check, SERF_CHECK_ID};
 use muster_engine::raft::RaftNode;
 use muster_engine::remote::Remote;
 use muster_engine::WatchSet;
@@ -313,16 +313,21 @@ async fn save_peers_loop(gossip: Arc<Gossip>, path: PathBuf) {
             .collect();
         peers.sort();
         if !peers.is_empty() && peers != saved {
-            let write = || -> std::io::Result<()> {
-                if let Some(dir) = path.parent() {
+            let (file, list) = (path.clone(), peers.clone());
+            let write = move || -> std::io::Result<()> {
+                if let Some(dir) = file.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, serde_json::to_vec(&peers).unwrap_or_default())?;
-                std::fs::rename(&tmp, &path)
+                let tmp = file.with_extension("tmp");
+                std::fs::write(&tmp, serde_json::to_vec(&list).unwrap_or_default())?;
+                std::fs::rename(&tmp, &file)
             };
-            match write() {
-                Ok(()) => saved = peers,
+            // File I/O off the async runtime.
+            match tokio::task::spawn_blocking(write).await {
+                Ok(Ok(())) => saved = peers,
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot save known members")
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot save known members")
                 }

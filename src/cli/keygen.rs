@@ -6,12 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use base64::Engine as _;
-use rand::RngCore;
+use rand::TryRng;
 
 /// Print a fresh 32-byte key as base64 (44 characters).
 pub fn run() -> anyhow::Result<ExitCode> {
     let mut key = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut key);
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut key)
+        .context("Error: the operating system gave no random bytes")?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(key);
     let mut out = io::stdout().lock();
     writeln!(out, "{encoded}")

@@ -6,7 +6,6 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use rand::RngCore;
 
 /// Read `data_dir/node-id`, or create it: a random UUID v4, written to a
 /// temporary file, synced and renamed so a crash never leaves half an ID.
@@ -25,7 +24,7 @@ pub(super) fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<(String,
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             let mut bytes = [0u8; 16];
-            rand::thread_rng().fill_bytes(&mut bytes);
+            rand::fill(&mut bytes);
             // RFC 4122 version 4, variant 1.
             bytes[6] = (bytes[6] & 0x0f) | 0x40;
             bytes[8] = (bytes[8] & 0x3f) | 0x80;

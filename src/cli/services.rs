@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
-use muster_engine::agent::ServiceDefinition;
+use muster_agent::ServiceDefinition;
 
 use super::http::{query_value, Client, HttpArgs};
 use crate::config::{self, definitions, ConfigSource};

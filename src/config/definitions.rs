@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use muster_engine::agent::definition::DEFAULT_OUTPUT_MAX_SIZE;
-use muster_engine::agent::{CheckDefinition, CheckKind, ServiceDefinition};
+use muster_agent::definition::DEFAULT_OUTPUT_MAX_SIZE;
+use muster_agent::{CheckDefinition, CheckKind, ServiceDefinition};
 use muster_engine::duration;
 use muster_engine::types::{ServiceAddress, Status, Weights};
 use serde_json::{json, Map, Value};

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use muster_engine::agent::{CheckDefinition, ServiceDefinition};
+use muster_agent::{CheckDefinition, ServiceDefinition};
 use serde_json::Value;
 
 pub use error::ConfigError;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
-use muster_engine::agent::AgentConfig;
+use muster_agent::AgentConfig;
 use serde_json::{Map, Value};
 
 use super::error::ConfigError;

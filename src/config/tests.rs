@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use muster_engine::agent::CheckKind;
+use muster_agent::CheckKind;
 use muster_engine::types::Status;
 
 use super::*;
@@ -415,7 +415,7 @@ fn agent_settings_apply_to_the_agent_config() -> TestResult {
         r#"{"enable_local_script_checks":true,"check_update_interval":"1m",
             "node_meta":{"a":"b"}}"#,
     )])?;
-    let mut agent = muster_engine::agent::AgentConfig::new("n", "id", "dc1");
+    let mut agent = muster_agent::AgentConfig::new("n", "id", "dc1");
     cfg.settings.apply_to_agent(&mut agent);
     assert!(agent.enable_local_script_checks && !agent.enable_script_checks);
     assert_eq!(agent.check_update_interval, Duration::from_secs(60));

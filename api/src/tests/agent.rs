@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
-use muster_engine::agent::{
+use muster_agent::{
     AgentError, CheckDefinition, CheckKind, LocalService, LocalServiceHealth, ServiceDefinition,
     Source,
 };

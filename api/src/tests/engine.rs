@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::{Method, Request, StatusCode};
-use muster_engine::agent::{Agent, AgentConfig};
+use muster_agent::{Agent, AgentConfig};
 use muster_engine::{Check, Command, Engine, EngineConfig, Node, Service, Status};
 
 use crate::client::Handler;

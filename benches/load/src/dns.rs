@@ -17,7 +17,7 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::net::UdpSocket;
 
 use crate::http::Conn;
@@ -176,7 +176,7 @@ async fn dns_client(
     let mut qid: u16 = (id as u16).wrapping_mul(7919);
     while Instant::now() < deadline {
         qid = qid.wrapping_add(1);
-        let svc = rng.gen_range(0..queries.len());
+        let svc = rng.random_range(0..queries.len());
         let Some(q) = queries.get_mut(svc) else { break };
         q[..2].copy_from_slice(&qid.to_be_bytes());
         let t0 = Instant::now();

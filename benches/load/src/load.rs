@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::args::{GetMode, Workload};
 use crate::hist::Histogram;
@@ -116,7 +116,7 @@ async fn client(run: KvRun, id: u64, mut conn: Conn, deadline: Instant) -> Measu
     let mut m = Measured::default();
     let mut n = 0usize;
     while Instant::now() < deadline {
-        let key = kv_key(rng.gen_range(0..run.keys));
+        let key = kv_key(rng.random_range(0..run.keys));
         let (method, path, body) = match run.workload {
             Workload::Put => run.server.put(&key, &values[n % VALUE_POOL]),
             _ => run.server.get(&key, run.get_mode),

@@ -25,10 +25,10 @@ use super::{
     PATH_APPEND, PATH_APPLY, PATH_DNS, PATH_INFO, PATH_JOIN, PATH_NODE_VIEW, PATH_PROPOSE,
     PATH_READ_INDEX, PATH_RENEW, PATH_SNAPSHOT, PATH_VOTE, PREFIX_API,
 };
-use crate::agent::store::{local_apply, local_node_view, BoxFuture};
 use crate::command::Command;
 use crate::engine::Engine;
 use crate::raft::TypeConfig;
+use crate::BoxFuture;
 
 /// What a server answers for client agents beyond the engine: their HTTP
 /// API requests and DNS questions (the binary wires the API and DNS
@@ -127,13 +127,13 @@ async fn handle(engine: Engine, hooks: Hooks, req: Request<Incoming>) -> Respons
             Err(msg) => bad(msg),
         },
         PATH_APPLY => match decode::<Vec<Command>>(&body) {
-            Ok(cmds) => encode(&local_apply(&engine, cmds).await.map_err(RpcFailure::Failed)),
+            Ok(cmds) => encode(&engine.apply_all(cmds).await.map_err(RpcFailure::Failed)),
             Err(msg) => bad(msg),
         },
         PATH_NODE_VIEW => match decode::<NodeViewRequest>(&body) {
             Ok(r) => {
                 let wait = Duration::from_millis(r.wait_ms);
-                let view = local_node_view(&engine, &r.node, r.min_index, wait).await;
+                let view = engine.node_view(&r.node, r.min_index, wait).await;
                 encode(&view.map_err(|e| RpcFailure::Failed(e.to_string())))
             }
             Err(msg) => bad(msg),

@@ -7,12 +7,11 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::time::Instant;
 
 use super::{AgentError, AgentInner};
-use crate::command::Command;
-use crate::types::{Check, Node, Service, Status};
+use muster_engine::Command;
+use muster_engine::{Check, Node, Service, Status};
 
 /// Checks the agent never removes from its node (maintained by the leader).
 const KEEP_CHECKS: &[&str] = &[SERF_CHECK_ID];
@@ -68,7 +67,7 @@ pub(crate) async fn anti_entropy_loop(inner: Weak<AgentInner>) {
         let wait = match sync(&i).await {
             Ok(()) => {
                 let base = i.cfg.ae_interval;
-                let stagger = rand::thread_rng().gen_range(0..=base.as_millis().max(1) as u64);
+                let stagger = rand::random_range(0..=base.as_millis().max(1) as u64);
                 base + Duration::from_millis(stagger)
             }
             Err(e) => {

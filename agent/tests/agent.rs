@@ -4,9 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use muster_engine::agent::{
-    Agent, AgentConfig, CheckDefinition, CheckKind, ServiceDefinition, Source,
-};
+use muster_agent::{Agent, AgentConfig, CheckDefinition, CheckKind, ServiceDefinition, Source};
 use muster_engine::WatchSet;
 use muster_engine::{Command, Engine, EngineConfig, Status};
 

@@ -307,10 +307,10 @@ impl Demux {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Status;
     use hyper::body::Incoming;
     use hyper::service::service_fn;
     use hyper::Response;
+    use muster_engine::Status;
     use std::convert::Infallible;
     use std::error::Error;
     use tokio::net::UnixListener;

@@ -20,7 +20,7 @@ pub(super) async fn run(addr: &str, timeout: Duration) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Status;
+    use muster_engine::Status;
     use std::error::Error;
     use tokio::net::TcpListener;
 

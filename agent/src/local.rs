@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::checks::{self, CheckResult, RunnerHandle};
 use super::definition::{CheckDefinition, CheckKind, ServiceDefinition};
 use super::{AgentConfig, AgentInner, NodeView, Source};
-use crate::types::{Check, Service, Status};
+use muster_engine::{Check, Service, Status};
 
 /// A local service.
 pub(crate) struct LocalSvc {
@@ -84,7 +84,9 @@ fn service_record(cfg: &AgentConfig, def: &ServiceDefinition) -> Service {
 
 fn check_record(cfg: &AgentConfig, def: &CheckDefinition, service: Option<&Service>) -> Check {
     let definition = match &def.kind {
-        CheckKind::Ttl { ttl } => format!("{{\"TTL\":\"{}\"}}", crate::duration::format(*ttl)),
+        CheckKind::Ttl { ttl } => {
+            format!("{{\"TTL\":\"{}\"}}", muster_engine::duration::format(*ttl))
+        }
         CheckKind::Alias { service, node } => format!(
             "{{\"AliasService\":{:?},\"AliasNode\":{:?}}}",
             service, node
@@ -92,8 +94,8 @@ fn check_record(cfg: &AgentConfig, def: &CheckDefinition, service: Option<&Servi
         CheckKind::Unset => String::new(),
         _ => format!(
             "{{\"Interval\":\"{}\",\"Timeout\":\"{}\"}}",
-            crate::duration::format(def.interval),
-            crate::duration::format(def.effective_timeout())
+            muster_engine::duration::format(def.interval),
+            muster_engine::duration::format(def.effective_timeout())
         ),
     };
     Check {
@@ -479,11 +481,15 @@ struct Persisted {
 
 const PERSIST_FILE: &str = "agent-local.mpk";
 
-/// Write the API-registered services and standalone checks (temp + rename).
-pub(crate) fn persist(inner: &AgentInner) {
-    let Some(dir) = &inner.cfg.persist_dir else {
+/// Write the API-registered services and standalone checks (temp,
+/// fsync, rename), off the async runtime; writes are serialised and each
+/// takes the state as of its turn, so the newest state is the one left on
+/// disk.
+pub(crate) async fn persist(inner: &Arc<AgentInner>) {
+    let Some(dir) = inner.cfg.persist_dir.clone() else {
         return;
     };
+    let _turn = inner.persist_lock.lock().await;
     let data = {
         let st = inner.lock_state();
         Persisted {
@@ -509,16 +515,18 @@ pub(crate) fn persist(inner: &AgentInner) {
                 .collect(),
         }
     };
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
+    let write = move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
         let bytes = rmp_serde::to_vec_named(&data).map_err(std::io::Error::other)?;
         let tmp = dir.join(format!("{PERSIST_FILE}.tmp"));
         std::fs::write(&tmp, bytes)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, dir.join(PERSIST_FILE))
     };
-    if let Err(e) = write() {
-        tracing::warn!(error = %e, "could not persist agent services");
+    match tokio::task::spawn_blocking(write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not persist agent services"),
+        Err(e) => tracing::warn!(error = %e, "could not persist agent services"),
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{AbortOnDrop, CheckResult, TailBuf};
-use crate::types::Status;
+use muster_engine::Status;
 
 /// Consul's health check user agent.
 pub const USER_AGENT_VALUE: &str = "Consul Health Check";
@@ -69,7 +69,7 @@ pub(super) async fn run(req: &HttpRequest<'_>, timeout: Duration, max: usize) ->
     match tokio::time::timeout(timeout, fetch(req, method, max)).await {
         Err(_) => CheckResult::critical(format!(
             "{prefix}: request timed out ({})",
-            crate::duration::format(timeout)
+            muster_engine::duration::format(timeout)
         )),
         Ok(Err(e)) => CheckResult::critical(format!("{prefix}: {e}")),
         Ok(Ok(resp)) => CheckResult {
@@ -392,7 +392,7 @@ mod tests {
     }
 
     async fn tls_server() -> Result<SocketAddr, Box<dyn Error>> {
-        let acceptor = crate::agent::checks::tls::testing::acceptor(b"http/1.1")?;
+        let acceptor = crate::checks::tls::testing::acceptor(b"http/1.1")?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ServiceAddress, Status, Weights};
+use muster_engine::{ServiceAddress, Status, Weights};
 
 /// A service definition.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

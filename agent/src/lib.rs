@@ -5,6 +5,20 @@
 //! Check results reach the catalog as commands only when a status changes,
 //! or when only the output changed and `check_update_interval` has passed:
 //! output churn must not flood the log.
+//!
+//! The agent is a client of the catalog, not event-sourced state: it holds
+//! no views and reaches the catalog only through a [`Store`] (the local
+//! engine on a server, the servers over RPC on a client agent). It owns
+//! the TLS, HTTP-client and process code the check runners need, so the
+//! engine does not.
+//!
+//! # Layout
+//! - `lib.rs`: `Agent`, its config and errors; `local.rs`: the local state
+//!   and its persistence; `sync.rs`: anti-entropy and the `serfHealth`
+//!   check; `store.rs`: [`Store`] for the engine and for `Remote`.
+//! - `definition.rs`: service and check definitions and their defaults.
+//! - `checks/`: one runner per check kind (script, HTTP, TCP, UDP, TTL,
+//!   Docker, gRPC, alias) and their scheduling.
 
 pub mod checks;
 pub mod definition;
@@ -18,13 +32,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use definition::{CheckDefinition, CheckKind, ServiceDefinition};
-pub use store::{NodeView, Store};
+pub use muster_engine::NodeView;
+pub use store::Store;
 pub use sync::{serf_check, SERF_CHECK_ID};
 
-use crate::engine::Engine;
-use crate::types::{Check, Service, Status};
 use checks::{CheckResult, RunnerContext};
 use local::LocalState;
+use muster_engine::Engine;
+use muster_engine::{Check, Service, Status};
 
 /// Agent settings (from flags and config files).
 #[derive(Debug, Clone)]
@@ -167,6 +182,8 @@ pub(crate) struct AgentInner {
     pub(crate) sync_wake: tokio::sync::Notify,
     /// Serialises syncs.
     pub(crate) sync_lock: tokio::sync::Mutex<()>,
+    /// Serialises writes of the persisted API definitions.
+    pub(crate) persist_lock: tokio::sync::Mutex<()>,
     pub(crate) results: tokio::sync::mpsc::UnboundedSender<(String, CheckResult)>,
     pub(crate) runner_ctx: Arc<RunnerContext>,
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
@@ -241,6 +258,7 @@ impl Agent {
                 state: Mutex::new(LocalState::default()),
                 sync_wake: tokio::sync::Notify::new(),
                 sync_lock: tokio::sync::Mutex::new(()),
+                persist_lock: tokio::sync::Mutex::new(()),
                 results,
                 stop,
             }),
@@ -337,7 +355,7 @@ impl Agent {
         let mut st = self.state();
         st.add_service(&self.inner, def, replace_checks, source);
         drop(st);
-        self.changed(source);
+        self.inner.sync_wake.notify_one();
         Ok(())
     }
 
@@ -350,14 +368,15 @@ impl Agent {
         }
         st.add_check(&self.inner, def, source);
         drop(st);
-        self.changed(source);
+        self.inner.sync_wake.notify_one();
         Ok(())
     }
 
-    /// Persist API definitions (if configured) and wake anti-entropy.
-    fn changed(&self, source: Source) {
+    /// Persist API definitions (if configured; the write is done when
+    /// this returns) and wake anti-entropy.
+    async fn changed(&self, source: Source) {
         if source == Source::Api {
-            local::persist(&self.inner);
+            local::persist(&self.inner).await;
         }
         self.inner.sync_wake.notify_one();
     }
@@ -371,6 +390,7 @@ impl Agent {
         source: Source,
     ) -> Result<(), AgentError> {
         self.add_service(def, replace_existing_checks, source)?;
+        self.changed(source).await;
         self.sync_now().await
     }
 
@@ -383,7 +403,7 @@ impl Agent {
             }
             st.checks.retain(|_, c| c.record.service_id != id);
         }
-        self.changed(Source::Api);
+        self.changed(Source::Api).await;
         self.sync_now().await
     }
 
@@ -394,6 +414,7 @@ impl Agent {
         source: Source,
     ) -> Result<(), AgentError> {
         self.add_check(def, source)?;
+        self.changed(source).await;
         self.sync_now().await
     }
 
@@ -402,7 +423,7 @@ impl Agent {
         if self.state().checks.remove(id).is_none() {
             return Err(AgentError::UnknownCheck(id.to_string()));
         }
-        self.changed(Source::Api);
+        self.changed(Source::Api).await;
         self.sync_now().await
     }
 
@@ -455,7 +476,7 @@ impl Agent {
                 st.checks.remove(NODE_MAINT_ID);
             }
         }
-        self.changed(Source::Api);
+        self.changed(Source::Api).await;
         self.sync_now().await
     }
 
@@ -490,7 +511,7 @@ impl Agent {
                 st.checks.remove(&check_id);
             }
         }
-        self.changed(Source::Api);
+        self.changed(Source::Api).await;
         self.sync_now().await
     }
 

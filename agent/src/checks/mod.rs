@@ -26,12 +26,11 @@ mod udp;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use crate::agent::definition::{CheckDefinition, CheckKind, DEFAULT_OUTPUT_MAX_SIZE};
-use crate::types::Status;
+use crate::definition::{CheckDefinition, CheckKind, DEFAULT_OUTPUT_MAX_SIZE};
+use muster_engine::Status;
 
 /// The Docker endpoint used when `$DOCKER_HOST` is unset.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -207,7 +206,7 @@ pub async fn probe_capped(
 pub(crate) fn timed_out(timeout: Duration) -> String {
     format!(
         "Timed out ({}) running check",
-        crate::duration::format(timeout)
+        muster_engine::duration::format(timeout)
     )
 }
 
@@ -498,7 +497,7 @@ fn jitter(interval: Duration) -> Duration {
     if nanos == 0 {
         return Duration::ZERO;
     }
-    Duration::from_nanos(rand::thread_rng().gen_range(0..nanos))
+    Duration::from_nanos(rand::random_range(0..nanos))
 }
 
 #[cfg(test)]

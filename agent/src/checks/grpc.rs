@@ -51,7 +51,7 @@ pub(super) async fn run(target: &str, use_tls: bool, timeout: Duration) -> Check
         Ok(Err(e)) => CheckResult::critical(format!("gRPC check {target}: failed: {e}")),
         Err(_) => CheckResult::critical(format!(
             "gRPC check {target}: failed: timed out ({})",
-            crate::duration::format(timeout)
+            muster_engine::duration::format(timeout)
         )),
     }
 }
@@ -272,12 +272,12 @@ fn code_name(code: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Status;
     use http_body_util::combinators::BoxBody;
     use hyper::body::Incoming;
     use hyper::header::HeaderValue;
     use hyper::service::service_fn;
     use hyper::Response;
+    use muster_engine::Status;
     use std::convert::Infallible;
     use std::error::Error;
     use tokio::net::TcpListener;
@@ -356,7 +356,7 @@ mod tests {
     }
 
     async fn tls_server() -> Result<String, Box<dyn Error>> {
-        let acceptor = crate::agent::checks::tls::testing::acceptor(b"h2")?;
+        let acceptor = crate::checks::tls::testing::acceptor(b"h2")?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         tokio::spawn(async move {
@@ -380,7 +380,7 @@ mod tests {
     async fn grpc_over_tls() -> TestResult {
         let addr = tls_server().await?;
         // Verified against a CA the client trusts.
-        let trusted = crate::agent::checks::tls::testing::trusting_test_ca()?;
+        let trusted = crate::checks::tls::testing::trusting_test_ca()?;
         assert_eq!(health(&addr, "", Some(trusted.clone())).await, Ok(SERVING));
         assert_eq!(health(&addr, "bad", Some(trusted)).await, Ok(2));
         // The check itself uses the system roots, which do not know the

@@ -109,7 +109,7 @@ async fn read_some<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Status;
+    use muster_engine::Status;
     use std::time::Instant;
 
     fn sh(script: &str) -> Vec<String> {
