@@ -67,7 +67,9 @@ impl Engine {
         }
         match self.propose_local(cmd).await {
             Ok(a) => Ok((a.index, a.response)),
-            Err(Error::NoLeader) => Err(RpcFailure::NotLeader { leader: None }),
+            Err(Error::NoLeader | Error::LeaderChanged) => {
+                Err(RpcFailure::NotLeader { leader: None })
+            }
             Err(e) => Err(RpcFailure::Failed(e.to_string())),
         }
     }

@@ -22,6 +22,8 @@ use crate::watch::{Table, WatchKey, WatchSet};
 
 /// How often the leader looks for expired sessions.
 const TTL_TICK: Duration = Duration::from_millis(100);
+/// How soon a failed expiry proposal is tried again.
+const EXPIRY_RETRY: Duration = Duration::from_secs(1);
 
 /// Per-session expiry deadlines, kept by the leader only.
 #[derive(Default)]
@@ -86,24 +88,37 @@ pub(crate) async fn session_ttl_loop(inner: Weak<Inner>) {
             }
         }
         let now = Instant::now();
-        let expired: Vec<String> = {
+        let expired: Vec<(String, Duration)> = {
             let mut timers = engine.inner.session_timers.lock();
-            let ids: Vec<String> = timers
+            let ids: Vec<(String, Duration)> = timers
                 .iter()
                 .filter(|(_, (deadline, _))| *deadline <= now)
-                .map(|(id, _)| id.clone())
+                .map(|(id, (_, ttl))| (id.clone(), *ttl))
                 .collect();
-            for id in &ids {
+            for (id, _) in &ids {
                 timers.remove(id);
             }
             ids
         };
-        for id in expired {
+        for (id, ttl) in expired {
             tracing::info!(session = %id, "session TTL expired; destroying it");
             let engine = engine.clone();
             tokio::spawn(async move {
-                if let Err(e) = engine.propose(Command::SessionDestroy { id }).await {
-                    tracing::warn!(error = %e, "destroying an expired session failed");
+                if let Err(e) = engine
+                    .propose(Command::SessionDestroy { id: id.clone() })
+                    .await
+                {
+                    // Try again shortly: nothing else would (the timer is
+                    // gone, and the sessions table has not changed). A lost
+                    // leadership clears every timer; the next leader starts
+                    // its own.
+                    tracing::warn!(session = %id, error = %e, "destroying an expired session failed; retrying");
+                    engine
+                        .inner
+                        .session_timers
+                        .lock()
+                        .entry(id)
+                        .or_insert((Instant::now() + EXPIRY_RETRY, ttl));
                 }
             });
         }

@@ -186,7 +186,9 @@ async fn proposer(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Proposal>) {
                 tokio::spawn(async move {
                     let outcome = match pending.await {
                         Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
-                        Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(Error::NoLeader),
+                        // Refused before it was appended, or truncated as
+                        // uncommitted: never applied.
+                        Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(Error::LeaderChanged),
                         Ok(Err(e)) => Err(raft_err(e)),
                         Err(_) => Err(Error::Shutdown),
                     };
@@ -218,8 +220,11 @@ fn deliver(outcome: Result<(u64, Response)>, replies: Vec<oneshot::Sender<Result
         Err(e) => {
             let msg = e.to_string();
             let no_leader = e.is_no_leader();
+            let changed = matches!(e, Error::LeaderChanged);
             for reply in replies {
-                let err = if no_leader {
+                let err = if changed {
+                    Error::LeaderChanged
+                } else if no_leader {
                     Error::NoLeader
                 } else if matches!(e, Error::Shutdown) {
                     Error::Shutdown
@@ -283,8 +288,18 @@ impl Engine {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         }
-        let views = Views::open(&views_dir)?;
-        recover_views(&views, &snap_dir)?;
+        // Opening the views (and reinstalling a snapshot into them) is
+        // long file I/O: off the async runtime.
+        let views = {
+            let snap_dir = snap_dir.clone();
+            tokio::task::spawn_blocking(move || -> Result<Views> {
+                let views = Views::open(&views_dir)?;
+                recover_views(&views, &snap_dir)?;
+                Ok(views)
+            })
+            .await
+            .map_err(|e| Error::Raft(format!("opening the views: {e}")))??
+        };
         let (applied, _) = views.applied_state()?;
         tracing::info!(
             applied = applied.map(|l| l.index).unwrap_or(0),
@@ -462,7 +477,15 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
         loop {
             match self.route() {
-                Route::Local => return self.propose_local(cmd).await,
+                Route::Local => match self.propose_local(cmd.clone()).await {
+                    // Leadership moved while it was proposed; it was not
+                    // applied: route it again (to the new leader).
+                    Err(Error::LeaderChanged) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(Error::LeaderChanged) => return Err(Error::NoLeader),
+                    other => return other,
+                },
                 Route::Remote(addr) => {
                     let answer: std::result::Result<ProposeResult, CallError> = self
                         .inner

@@ -13,6 +13,11 @@ pub enum Error {
     /// There is no raft leader (or this server is not it and cannot forward).
     #[error("No cluster leader")]
     NoLeader,
+    /// This server stopped leading before the proposal was committed (raft
+    /// refused it, or truncated it as uncommitted): it was not applied, so
+    /// it may be routed again.
+    #[error("No cluster leader")]
+    LeaderChanged,
     /// The engine is shutting down; the request was not applied.
     #[error("server is shutting down")]
     Shutdown,
@@ -50,7 +55,7 @@ pub enum Error {
 impl Error {
     /// True when the caller should report `No cluster leader`.
     pub fn is_no_leader(&self) -> bool {
-        matches!(self, Error::NoLeader)
+        matches!(self, Error::NoLeader | Error::LeaderChanged)
     }
 
     /// Build an I/O error with context.
