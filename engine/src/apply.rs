@@ -13,8 +13,8 @@ use crate::stage::Stage;
 use crate::tables::{catalog, kv, session};
 use crate::txn;
 use crate::views::{
-    encode, index_key, Views, META_LAST_APPLIED, META_MEMBERSHIP, META_PARTIAL, NODE_INDEX_PREFIX,
-    SERVICE_INDEX_PREFIX,
+    encode, index_key, Ks, Views, META_LAST_APPLIED, META_MEMBERSHIP, META_PARTIAL,
+    NODE_INDEX_PREFIX, SERVICE_INDEX_PREFIX,
 };
 use crate::watch::{Table, WatchKey};
 
@@ -93,18 +93,22 @@ pub(crate) struct Effects {
 /// Stage the index bumps of what `touched` changed at `index`.
 fn stage_indexes(views: &Views, batch: &mut fjall::OwnedWriteBatch, touched: &Touched, index: u64) {
     for t in &touched.tables {
-        batch.insert(&views.meta, index_key(*t), index.to_be_bytes().to_vec());
+        batch.insert(
+            views.ks(Ks::Meta),
+            index_key(*t),
+            index.to_be_bytes().to_vec(),
+        );
     }
     for name in &touched.services {
         batch.insert(
-            &views.meta,
+            views.ks(Ks::Meta),
             format!("{SERVICE_INDEX_PREFIX}{name}").into_bytes(),
             index.to_be_bytes().to_vec(),
         );
     }
     for lower in &touched.nodes {
         batch.insert(
-            &views.meta,
+            views.ks(Ks::Meta),
             format!("{NODE_INDEX_PREFIX}{lower}").into_bytes(),
             index.to_be_bytes().to_vec(),
         );
@@ -184,10 +188,14 @@ pub(crate) fn apply_entry_until(
     let (mut batch, touched) = st.into_parts();
     stage_indexes(views, &mut batch, &touched, index);
     if let Some(stored) = membership {
-        batch.insert(&views.meta, META_MEMBERSHIP, encode(&stored, "membership")?);
+        batch.insert(
+            views.ks(Ks::Meta),
+            META_MEMBERSHIP,
+            encode(&stored, "membership")?,
+        );
     }
-    batch.insert(&views.meta, META_LAST_APPLIED, applied);
-    batch.remove(&views.meta, META_PARTIAL);
+    batch.insert(views.ks(Ks::Meta), META_LAST_APPLIED, applied);
+    batch.remove(views.ks(Ks::Meta), META_PARTIAL);
     batch.commit()?;
     let effects = Effects {
         keys: touched.keys.into_iter().collect(),

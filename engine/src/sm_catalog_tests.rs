@@ -217,13 +217,13 @@ impl Model {
 }
 
 fn dump_all(v: &Views) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut meta = dump(&v.meta);
+    let mut meta = dump(v.ks(crate::views::Ks::Meta));
     meta.retain(|(k, _)| k.as_slice() != crate::views::META_MEMBERSHIP);
     vec![
-        dump(&v.nodes),
-        dump(&v.services),
-        dump(&v.service_names),
-        dump(&v.checks),
+        dump(v.ks(crate::views::Ks::Nodes)),
+        dump(v.ks(crate::views::Ks::Services)),
+        dump(v.ks(crate::views::Ks::ServiceNames)),
+        dump(v.ks(crate::views::Ks::Checks)),
         meta,
     ]
 }

@@ -393,11 +393,11 @@ fn check_views(v: &Views, model: &Model, last_lock_index: &mut BTreeMap<String, 
 
 fn dump_all(v: &Views) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
     vec![
-        dump(&v.kv),
-        dump(&v.tombstones),
-        dump(&v.sessions),
-        dump(&v.session_index),
-        dump(&v.checks),
+        dump(v.ks(crate::views::Ks::Kv)),
+        dump(v.ks(crate::views::Ks::Tombstones)),
+        dump(v.ks(crate::views::Ks::Sessions)),
+        dump(v.ks(crate::views::Ks::SessionIndex)),
+        dump(v.ks(crate::views::Ks::Checks)),
     ]
 }
 

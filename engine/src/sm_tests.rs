@@ -195,9 +195,13 @@ pub(crate) fn dump(ks: &Keyspace) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// always records the snapshot's membership, even an empty one, which a
 /// view that never applied a membership entry lacks.
 fn dump_all(v: &Views) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut meta = dump(&v.meta);
+    let mut meta = dump(v.ks(crate::views::Ks::Meta));
     meta.retain(|(k, _)| k.as_slice() != crate::views::META_MEMBERSHIP);
-    vec![dump(&v.kv), dump(&v.tombstones), meta]
+    vec![
+        dump(v.ks(crate::views::Ks::Kv)),
+        dump(v.ks(crate::views::Ks::Tombstones)),
+        meta,
+    ]
 }
 
 proptest! {
@@ -344,7 +348,7 @@ proptest! {
                 apply_entry(&views, &entry(index, Command::Batch { commands: head }))
                     .expect("apply the head");
                 views
-                    .meta
+                    .ks(crate::views::Ks::Meta)
                     .insert(crate::views::META_PARTIAL, encode(&(index, stop), "partial").expect("encode"))
                     .expect("write the marker");
             }

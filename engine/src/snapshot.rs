@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::raft::RaftNode;
 use crate::views::{
-    decode, encode, Views, META_INSTALLING, META_LAST_APPLIED, META_MEMBERSHIP, SNAPSHOT_TABLES,
+    decode, encode, ks_by_snapshot_id, Ks, Views, KEYSPACES, META_INSTALLING, META_LAST_APPLIED,
+    META_MEMBERSHIP,
 };
 
 const MAGIC: &[u8; 8] = b"MUSTSNP1";
@@ -104,21 +105,13 @@ pub(crate) fn build(views: &Views, dir: &Path, snapshot_id_suffix: u64) -> Resul
         write_frame(&mut w, &header)?;
         let mut rows = 0u64;
         let mut buf = Vec::new();
-        for (id, name) in SNAPSHOT_TABLES {
-            let Some(ks) = views.keyspace_by_id(*id) else {
-                continue;
-            };
-            let _ = name;
-            for item in snap.iter(ks) {
+        for (which, _, id) in KEYSPACES {
+            for item in snap.iter(views.ks(which)) {
                 let (k, v) = item.into_inner().map_err(io::Error::other)?;
                 buf.clear();
                 rmp_serde::encode::write(
                     &mut buf,
-                    &(
-                        *id,
-                        serde_bytes::Bytes::new(&k),
-                        serde_bytes::Bytes::new(&v),
-                    ),
+                    &(id, serde_bytes::Bytes::new(&k), serde_bytes::Bytes::new(&v)),
                 )
                 .map_err(io::Error::other)?;
                 write_frame(&mut w, &buf)?;
@@ -238,16 +231,14 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
         "snapshot verified, installing"
     );
     let mut batch = views.db.batch();
-    batch.insert(&views.meta, META_INSTALLING, Vec::new());
+    batch.insert(views.ks(Ks::Meta), META_INSTALLING, Vec::new());
     batch.commit()?;
-    for (id, _) in SNAPSHOT_TABLES {
-        let Some(ks) = views.keyspace_by_id(*id) else {
-            continue;
-        };
+    for (which, _, _) in KEYSPACES {
+        let ks = views.ks(which);
         let mut batch = views.db.batch();
         for item in ks.iter() {
             let k = item.key()?;
-            if *id == 3 && &*k == META_INSTALLING {
+            if which == Ks::Meta && &*k == META_INSTALLING {
                 continue;
             }
             batch.remove(ks, k);
@@ -261,9 +252,9 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
     let mut loaded = 0u64;
     let mut last_report = Instant::now();
     read(file, |table, key, value| {
-        if let Some(ks) = views.keyspace_by_id(table) {
-            if !(table == 3 && key == META_INSTALLING) {
-                batch.insert(ks, key.to_vec(), value.to_vec());
+        if let Some(which) = ks_by_snapshot_id(table) {
+            if !(which == Ks::Meta && key == META_INSTALLING) {
+                batch.insert(views.ks(which), key.to_vec(), value.to_vec());
             }
         }
         loaded += 1;
@@ -277,17 +268,17 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
         Ok(())
     })?;
     batch.insert(
-        &views.meta,
+        views.ks(Ks::Meta),
         META_LAST_APPLIED,
         encode(&meta.last_log_id, "last_applied")?,
     );
     let membership: StoredMembership<u64, RaftNode> = meta.last_membership.clone();
     batch.insert(
-        &views.meta,
+        views.ks(Ks::Meta),
         META_MEMBERSHIP,
         encode(&membership, "membership")?,
     );
-    batch.remove(&views.meta, META_INSTALLING);
+    batch.remove(views.ks(Ks::Meta), META_INSTALLING);
     batch.commit()?;
     views.db.persist(fjall::PersistMode::SyncAll)?;
     tracing::info!(

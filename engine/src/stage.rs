@@ -13,44 +13,13 @@ use std::collections::BTreeMap;
 use std::mem;
 use std::ops::Bound;
 
-use fjall::{Keyspace, OwnedWriteBatch, Slice};
+use fjall::{OwnedWriteBatch, Slice};
 
 use crate::apply::Touched;
 use crate::error::Result;
 use crate::view::ReadView;
+pub(crate) use crate::views::Ks;
 use crate::views::Views;
-
-/// A view keyspace, by name rather than by handle so staged writes can be
-/// keyed by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Ks {
-    Kv,
-    Tombstones,
-    Nodes,
-    Services,
-    ServiceNames,
-    Checks,
-    Sessions,
-    SessionIndex,
-    Meta,
-}
-
-impl Views {
-    /// The keyspace handle of `ks`.
-    pub(crate) fn ks(&self, ks: Ks) -> &Keyspace {
-        match ks {
-            Ks::Kv => &self.kv,
-            Ks::Tombstones => &self.tombstones,
-            Ks::Nodes => &self.nodes,
-            Ks::Services => &self.services,
-            Ks::ServiceNames => &self.service_names,
-            Ks::Checks => &self.checks,
-            Ks::Sessions => &self.sessions,
-            Ks::SessionIndex => &self.session_index,
-            Ks::Meta => &self.meta,
-        }
-    }
-}
 
 /// A scan's visitor: gets each row, returns `false` to stop.
 pub(crate) type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
@@ -245,9 +214,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("test");
         let views = Views::open(dir.path()).expect("test");
         let mut b = views.db.batch();
-        b.insert(&views.kv, "a/1", "one");
-        b.insert(&views.kv, "a/2", "two");
-        b.insert(&views.kv, "b", "bee");
+        b.insert(views.ks(Ks::Kv), "a/1", "one");
+        b.insert(views.ks(Ks::Kv), "a/2", "two");
+        b.insert(views.ks(Ks::Kv), "b", "bee");
         b.commit().expect("test");
 
         let mut st = Stage::new(&views);
@@ -273,10 +242,16 @@ mod tests {
             ]
         );
         // Nothing is visible in the views until the batch commits.
-        assert_eq!(&*views.kv.get("a/2").expect("test").expect("test"), b"two");
+        assert_eq!(
+            &*views.ks(Ks::Kv).get("a/2").expect("test").expect("test"),
+            b"two"
+        );
         let (batch, _) = st.into_parts();
         batch.commit().expect("test");
-        assert_eq!(&*views.kv.get("a/2").expect("test").expect("test"), b"deux");
-        assert!(views.kv.get("a/1").expect("test").is_none());
+        assert_eq!(
+            &*views.ks(Ks::Kv).get("a/2").expect("test").expect("test"),
+            b"deux"
+        );
+        assert!(views.ks(Ks::Kv).get("a/1").expect("test").is_none());
     }
 }

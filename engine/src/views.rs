@@ -45,19 +45,55 @@ pub(crate) fn index_key(table: Table) -> &'static [u8] {
     }
 }
 
-/// Snapshot table ids: the order and ids of keyspaces in a snapshot file.
-/// Append-only, like commands.
-pub(crate) const SNAPSHOT_TABLES: &[(u8, &str)] = &[
-    (1, "kv"),
-    (2, "tombstones"),
-    (3, "meta"),
-    (4, "nodes"),
-    (5, "services"),
-    (6, "service_names"),
-    (7, "checks"),
-    (8, "sessions"),
-    (9, "session_index"),
+/// A keyspace of the views. Its discriminant is its place in
+/// [`KEYSPACES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Ks {
+    /// KV entries: key → msgpack `KvEntry`.
+    Kv,
+    /// KV tombstones: key → u64 BE index of the delete.
+    Tombstones,
+    /// Metadata: applied log id, membership, table and finer indexes.
+    Meta,
+    /// Catalog nodes: lowercase name → msgpack `Node`.
+    Nodes,
+    /// Service instances: `node\0id` → msgpack `Service`.
+    Services,
+    /// Service name index: `name\0node\0id` → empty.
+    ServiceNames,
+    /// Checks: `node\0check_id` → msgpack `Check`.
+    Checks,
+    /// Sessions: id → msgpack `Session`.
+    Sessions,
+    /// Session lookups (all values empty): `n\0node\0id` (sessions of a
+    /// node), `c\0node\0check\0id` (sessions linked to a check),
+    /// `l\0id\0key` (locks a session holds).
+    SessionIndex,
+}
+
+/// The one declaration of every keyspace: which it is, its name on disk,
+/// and its id in snapshot files (append-only, like commands: an id is
+/// never reused, and a snapshot's rows come in this order). Opening,
+/// [`Views::ks`], snapshotting and installing all go through this list.
+pub(crate) const KEYSPACES: [(Ks, &str, u8); 9] = [
+    (Ks::Kv, "kv", 1),
+    (Ks::Tombstones, "tombstones", 2),
+    (Ks::Meta, "meta", 3),
+    (Ks::Nodes, "nodes", 4),
+    (Ks::Services, "services", 5),
+    (Ks::ServiceNames, "service_names", 6),
+    (Ks::Checks, "checks", 7),
+    (Ks::Sessions, "sessions", 8),
+    (Ks::SessionIndex, "session_index", 9),
 ];
+
+/// The keyspace with snapshot id `id`, if any.
+pub(crate) fn ks_by_snapshot_id(id: u8) -> Option<Ks> {
+    KEYSPACES
+        .iter()
+        .find(|(_, _, i)| *i == id)
+        .map(|(ks, _, _)| *ks)
+}
 
 /// Meta key prefix of per-service indexes (`svcidx/<name>` → u64 BE).
 pub(crate) const SERVICE_INDEX_PREFIX: &str = "svcidx/";
@@ -71,26 +107,8 @@ pub(crate) type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, RaftNo
 pub(crate) struct Views {
     /// The database (for batches and snapshots).
     pub db: Database,
-    /// KV entries: key → msgpack `KvEntry`.
-    pub kv: Keyspace,
-    /// KV tombstones: key → u64 BE index of the delete.
-    pub tombstones: Keyspace,
-    /// Metadata: applied log id, membership, table and finer indexes.
-    pub meta: Keyspace,
-    /// Catalog nodes: lowercase name → msgpack `Node`.
-    pub nodes: Keyspace,
-    /// Service instances: `node\0id` → msgpack `Service`.
-    pub services: Keyspace,
-    /// Service name index: `name\0node\0id` → empty.
-    pub service_names: Keyspace,
-    /// Checks: `node\0check_id` → msgpack `Check`.
-    pub checks: Keyspace,
-    /// Sessions: id → msgpack `Session`.
-    pub sessions: Keyspace,
-    /// Session lookups (all values empty): `n\0node\0id` (sessions of a
-    /// node), `c\0node\0check\0id` (sessions linked to a check), `l\0id\0key`
-    /// (locks a session holds).
-    pub session_index: Keyspace,
+    /// One handle per [`KEYSPACES`] entry, in its order.
+    keyspaces: Vec<Keyspace>,
 }
 
 impl Views {
@@ -100,57 +118,33 @@ impl Views {
             .max_journaling_size(MAX_JOURNALING_SIZE)
             .cache_size(BLOCK_CACHE_SIZE)
             .open()?;
-        let open = |name: &str| {
-            db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MAX_MEMTABLE_SIZE)
+        let keyspaces = KEYSPACES
+            .iter()
+            .map(|(_, name, _)| {
+                db.keyspace(name, || {
+                    KeyspaceCreateOptions::default().max_memtable_size(MAX_MEMTABLE_SIZE)
+                })
             })
-        };
-        let kv = open("kv")?;
-        let tombstones = open("tombstones")?;
-        let meta = open("meta")?;
-        let nodes = open("nodes")?;
-        let services = open("services")?;
-        let service_names = open("service_names")?;
-        let checks = open("checks")?;
-        let sessions = open("sessions")?;
-        let session_index = open("session_index")?;
-        Ok(Views {
-            db,
-            kv,
-            tombstones,
-            meta,
-            nodes,
-            services,
-            service_names,
-            checks,
-            sessions,
-            session_index,
-        })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Views { db, keyspaces })
     }
 
-    /// The keyspace with a snapshot table id.
-    pub fn keyspace_by_id(&self, id: u8) -> Option<&Keyspace> {
-        match id {
-            1 => Some(&self.kv),
-            2 => Some(&self.tombstones),
-            3 => Some(&self.meta),
-            4 => Some(&self.nodes),
-            5 => Some(&self.services),
-            6 => Some(&self.service_names),
-            7 => Some(&self.checks),
-            8 => Some(&self.sessions),
-            9 => Some(&self.session_index),
-            _ => None,
-        }
+    /// The keyspace handle of `ks`.
+    pub fn ks(&self, ks: Ks) -> &Keyspace {
+        #[expect(
+            clippy::indexing_slicing,
+            reason = "open() makes one handle per KEYSPACES entry, and a Ks is its index there (a test checks the order)"
+        )]
+        &self.keyspaces[ks as usize]
     }
 
     /// The last applied log id and membership.
     pub fn applied_state(&self) -> Result<AppliedState> {
-        let applied = match self.meta.get(META_LAST_APPLIED)? {
+        let applied = match self.ks(Ks::Meta).get(META_LAST_APPLIED)? {
             Some(v) => decode(&v, "last_applied")?,
             None => None,
         };
-        let membership = match self.meta.get(META_MEMBERSHIP)? {
+        let membership = match self.ks(Ks::Meta).get(META_MEMBERSHIP)? {
             Some(v) => decode(&v, "membership")?,
             None => StoredMembership::default(),
         };
@@ -159,11 +153,11 @@ impl Views {
 
     /// Same as [`Views::applied_state`] but from a consistent snapshot.
     pub fn applied_state_at(&self, snap: &fjall::Snapshot) -> Result<AppliedState> {
-        let applied = match snap.get(&self.meta, META_LAST_APPLIED)? {
+        let applied = match snap.get(self.ks(Ks::Meta), META_LAST_APPLIED)? {
             Some(v) => decode(&v, "last_applied")?,
             None => None,
         };
-        let membership = match snap.get(&self.meta, META_MEMBERSHIP)? {
+        let membership = match snap.get(self.ks(Ks::Meta), META_MEMBERSHIP)? {
             Some(v) => decode(&v, "membership")?,
             None => StoredMembership::default(),
         };
@@ -173,7 +167,7 @@ impl Views {
     /// How many commands of the `Batch` entry at `index` are already applied
     /// (0 unless a crash interrupted that entry).
     pub fn partial(&self, index: u64) -> Result<usize> {
-        match self.meta.get(META_PARTIAL)? {
+        match self.ks(Ks::Meta).get(META_PARTIAL)? {
             Some(v) => {
                 let (at, done): (u64, usize) = decode(&v, "partial")?;
                 Ok(if at == index { done } else { 0 })
@@ -184,7 +178,7 @@ impl Views {
 
     /// True if a snapshot install was interrupted.
     pub fn install_interrupted(&self) -> Result<bool> {
-        Ok(self.meta.get(META_INSTALLING)?.is_some())
+        Ok(self.ks(Ks::Meta).get(META_INSTALLING)?.is_some())
     }
 }
 
@@ -211,4 +205,24 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> R
         what,
         msg: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspaces_are_declared_in_ks_order_with_unique_names_and_ids() {
+        for (i, (ks, _, _)) in KEYSPACES.iter().enumerate() {
+            assert_eq!(*ks as usize, i);
+        }
+        let mut names: Vec<&str> = KEYSPACES.iter().map(|(_, n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KEYSPACES.len());
+        for (ks, _, id) in KEYSPACES {
+            assert_eq!(ks_by_snapshot_id(id), Some(ks));
+        }
+        assert_eq!(ks_by_snapshot_id(0), None);
+    }
 }
