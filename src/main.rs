@@ -8,6 +8,7 @@
 
 mod cli;
 mod config;
+mod server;
 
 use std::process::ExitCode;
 

@@ -3,7 +3,7 @@
 //! on SIGINT/SIGTERM.
 //!
 //! This module owns the agent's flags and configuration, its logging and
-//! data directory; `agent_serve.rs` runs a server or a client agent with
+//! data directory; `server::serve` runs a server or a client agent with
 //! them. Neither implements API or engine behaviour.
 //!
 //! The readiness line is the only thing an agent writes to stdout; logs go
@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::agent_serve;
 use crate::config::{self, ConfigSource, LoadedConfig};
+use crate::server::serve as agent_serve;
 
 /// Consul's default ports (§11.2 of consul-compat.md).
 const DEFAULT_HTTP_PORT: u16 = 8500;
@@ -136,51 +136,51 @@ impl DataDir {
 
 /// The validated agent configuration.
 #[derive(Debug)]
-pub(super) struct Config {
+pub(crate) struct Config {
     /// `-dev` mode (pretty JSON, faster raft timings, temporary data).
-    pub(super) dev: bool,
+    pub(crate) dev: bool,
     /// A server (`-server` or `-dev`); otherwise a client agent that holds
     /// no log and forwards to the servers.
-    pub(super) server: bool,
+    pub(crate) server: bool,
     /// Form a one-member cluster if the log is empty.
-    pub(super) bootstrap: bool,
+    pub(crate) bootstrap: bool,
     /// This agent's node name.
-    pub(super) node_name: String,
+    pub(crate) node_name: String,
     /// Datacenter, lowercased and checked.
-    pub(super) datacenter: String,
+    pub(crate) datacenter: String,
     /// Durable data directory; `None` with `-dev` (a temp dir is made at start).
-    pub(super) data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Address the server RPC and gossip ports bind to.
-    pub(super) bind: IpAddr,
+    pub(crate) bind: IpAddr,
     /// `bootstrap_expect` above 1: form the cluster once that many servers
     /// have met.
-    pub(super) bootstrap_expect: Option<u32>,
+    pub(crate) bootstrap_expect: Option<u32>,
     /// Agents to join over LAN gossip (flags and `start_join`/`retry_join`).
-    pub(super) join: Vec<String>,
+    pub(crate) join: Vec<String>,
     /// Servers of other datacenters to join over WAN gossip.
-    pub(super) join_wan: Vec<String>,
+    pub(crate) join_wan: Vec<String>,
     /// Gossip encryption key.
-    pub(super) encrypt: Option<String>,
+    pub(crate) encrypt: Option<String>,
     /// Address peers reach this server's RPC port at.
-    pub(super) advertise: IpAddr,
+    pub(crate) advertise: IpAddr,
     /// Address the HTTP API listens on.
-    pub(super) client: IpAddr,
+    pub(crate) client: IpAddr,
     /// HTTP port (0 = any free port).
-    pub(super) http_port: u16,
+    pub(crate) http_port: u16,
     /// DNS port, reserved for the DNS interface.
-    pub(super) dns_port: u16,
+    pub(crate) dns_port: u16,
     /// Server RPC port.
-    pub(super) server_port: u16,
+    pub(crate) server_port: u16,
     /// LAN gossip port, reserved (nothing listens until membership lands).
-    pub(super) serf_lan_port: u16,
+    pub(crate) serf_lan_port: u16,
     /// WAN gossip port, reserved.
-    pub(super) serf_wan_port: u16,
+    pub(crate) serf_wan_port: u16,
     /// Log level for muster's own targets.
-    pub(super) log_level: &'static str,
+    pub(crate) log_level: &'static str,
     /// `-config-file` / `-config-dir` sources, re-read on reload.
-    pub(super) config_sources: Vec<ConfigSource>,
+    pub(crate) config_sources: Vec<ConfigSource>,
     /// What the config files said (services, checks, settings).
-    pub(super) loaded: LoadedConfig,
+    pub(crate) loaded: LoadedConfig,
 }
 
 impl Config {

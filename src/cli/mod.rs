@@ -6,12 +6,7 @@
 //! network or the disk.
 
 pub mod agent;
-mod agent_dns;
-mod agent_serve;
 pub mod catalog;
-mod client_link;
-mod cluster;
-mod cluster_api;
 pub mod http;
 pub mod info;
 pub mod join;
@@ -21,7 +16,6 @@ pub mod kv;
 pub mod lock;
 pub mod maint;
 pub mod members;
-mod node_id;
 pub mod operator;
 pub mod reload;
 pub mod services;

@@ -18,12 +18,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
-use super::agent::Config;
-use super::agent_dns;
 use super::client_link::{DnsRelay, ServerSide};
 use super::cluster::{AutopilotConfig, Cluster, ClusterConfig, Role};
 use super::cluster_api::ClusterApi;
+use super::dns as agent_dns;
 use super::node_id::{load_or_create_node_id, raft_id};
+use crate::cli::agent::Config;
 use crate::config::{self, ConfigSource};
 
 /// `kv_max_value_size`: the largest KV value accepted (512 KiB).
@@ -41,7 +41,7 @@ const ENGINE_SHUTDOWN: Duration = Duration::from_secs(30);
 
 /// A server: open the engine, serve RPC, gossip, HTTP and DNS until a
 /// signal, then shut everything down.
-pub(super) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
+pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
     // Install the handlers first, so a signal that arrives right after the
     // readiness line is not fatal.
     let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
@@ -124,7 +124,7 @@ pub(super) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
 
 /// A client agent: gossip, the link to the servers, the agent with its
 /// checks, and HTTP and DNS that forward to a server; no log, no engine.
-pub(super) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
+pub(crate) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
     let (node_id, _) = load_or_create_node_id(data_dir)?;

@@ -1,22 +1,19 @@
-//! The agent's part in the cluster: LAN gossip (membership, failure
-//! detection, encryption), joining other agents with retry and backoff;
-//! on a server, forming a raft cluster (`bootstrap_expect`) or joining an
-//! existing one, and the leader's reconcile of the member list into the
-//! catalog (each member a node with a `serfHealth` check; left and reaped
-//! members deregistered; servers that left removed from raft); on a client
-//! agent, keeping its list of servers to forward to.
+//! The agent's part in the cluster: LAN (and on servers WAN) gossip
+//! (membership, failure detection, encryption), joining other agents with
+//! retry and backoff, the known-members file, and on a client agent the
+//! list of servers to forward to. It starts the server's own loops:
+//! forming the raft cluster (`form.rs`) and the leader's reconcile and
+//! autopilot (`reconcile.rs`, `autopilot.rs`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_agent::{serf_check, SERF_CHECK_ID};
 use muster_engine::raft::RaftNode;
 use muster_engine::remote::Remote;
-use muster_engine::WatchSet;
-use muster_engine::{Command, Engine, Node, Service, Status};
+use muster_engine::Engine;
 use muster_gossip::{Gossip, GossipConfig, Keyring, Member, MemberStatus};
 use tokio::task::JoinHandle;
 
@@ -24,12 +21,12 @@ use tokio::task::JoinHandle;
 pub(crate) const ROLE_SERVER: &str = "consul";
 pub(crate) const ROLE_CLIENT: &str = "node";
 /// How often the leader reconciles even without membership events.
-const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often an uninitialised server looks for a cluster to form or join.
-const FORM_INTERVAL: Duration = Duration::from_millis(500);
+pub(super) const FORM_INTERVAL: Duration = Duration::from_millis(500);
 /// How long autopilot waits for a returning server to catch up and become
 /// a voter before it tries again.
-const ADD_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const ADD_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait between join attempts.
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
 /// The LAN gossip port when an address has none.
@@ -166,12 +163,16 @@ impl Cluster {
         }
         match role {
             Role::Server(engine) => {
-                tasks.push(tokio::spawn(form_loop(
+                tasks.push(tokio::spawn(super::form::form_loop(
                     gossip.clone(),
                     engine.clone(),
                     cfg.clone(),
                 )));
-                tasks.push(tokio::spawn(reconcile_loop(gossip.clone(), engine, cfg)));
+                tasks.push(tokio::spawn(super::reconcile::reconcile_loop(
+                    gossip.clone(),
+                    engine,
+                    cfg,
+                )));
             }
             Role::Client(remote) => {
                 tasks.push(tokio::spawn(servers_loop(gossip.clone(), remote, cfg)));
@@ -345,7 +346,7 @@ async fn save_peers_loop(gossip: Arc<Gossip>, path: PathBuf) {
 }
 
 /// A server member's raft identity from its tags.
-fn server_of(m: &Member, dc: &str) -> Option<(u64, RaftNode)> {
+pub(super) fn server_of(m: &Member, dc: &str) -> Option<(u64, RaftNode)> {
     if m.status != MemberStatus::Alive
         || m.tags.get("role").map(String::as_str) != Some(ROLE_SERVER)
         || m.tags.get("dc").map(String::as_str) != Some(dc)
@@ -383,299 +384,6 @@ async fn servers_loop(gossip: Arc<Gossip>, remote: Arc<Remote>, cfg: ClusterConf
                 }
             }
             () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
-        }
-    }
-}
-
-/// Until this server belongs to a raft cluster: join one another server
-/// already belongs to, or, with `bootstrap_expect`, form one once that many
-/// servers have met (the one with the lowest raft id initialises it with
-/// all of them).
-async fn form_loop(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig) {
-    loop {
-        if engine.is_initialized().await {
-            return;
-        }
-        tokio::time::sleep(FORM_INTERVAL).await;
-        let servers: BTreeMap<u64, RaftNode> = gossip
-            .members()
-            .iter()
-            .filter_map(|m| server_of(m, &cfg.datacenter))
-            .collect();
-        let mut any_initialized = false;
-        for (id, node) in &servers {
-            if *id == engine.raft_id() {
-                continue;
-            }
-            let Ok(info) = engine.remote_info(&node.addr).await else {
-                continue;
-            };
-            if info.initialized {
-                any_initialized = true;
-                let target = info.leader.unwrap_or_else(|| node.addr.clone());
-                match engine.join(&target).await {
-                    Ok(()) => {
-                        tracing::info!(via = %target, "joined the raft cluster");
-                        return;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "raft join failed; retrying"),
-                }
-            }
-        }
-        let Some(expect) = cfg.bootstrap_expect else {
-            continue;
-        };
-        if any_initialized || servers.len() < expect as usize {
-            continue;
-        }
-        if servers.keys().next() != Some(&engine.raft_id()) {
-            continue;
-        }
-        tracing::info!(
-            servers = servers.len(),
-            expect,
-            "bootstrap_expect reached: initialising the raft cluster"
-        );
-        match engine.initialize(servers).await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "initialising the cluster failed; retrying"),
-        }
-    }
-}
-
-/// On the leader: reconcile on every membership event and every
-/// [`RECONCILE_INTERVAL`] (sooner when autopilot's stabilization time is
-/// shorter), then let autopilot add and remove servers.
-async fn reconcile_loop(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig) {
-    let mut events = gossip.subscribe();
-    let mut pilot = Autopilot::default();
-    let tick = RECONCILE_INTERVAL
-        .min(cfg.autopilot.stabilization)
-        .max(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            ev = events.recv() => {
-                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
-                    return;
-                }
-            }
-            () = tokio::time::sleep(tick) => {}
-        }
-        if engine.check_leader().is_err() {
-            pilot.failed_since.clear();
-            continue;
-        }
-        let members = gossip.members();
-        if let Err(e) = reconcile(&engine, &members, &cfg.datacenter).await {
-            tracing::warn!(error = %e, "reconciling members into the catalog failed");
-        }
-        pilot.run(&engine, &members, &cfg).await;
-    }
-}
-
-/// The leader's server management (Consul's autopilot): alive servers
-/// missing from raft are added (a restarted server that was pruned comes
-/// back), and servers failed for longer than the stabilization time are
-/// removed, never so many that quorum would be at risk.
-#[derive(Default)]
-struct Autopilot {
-    /// Raft id → when this leader first saw the server failed.
-    failed_since: std::collections::HashMap<u64, tokio::time::Instant>,
-    /// Raft ids being added (an add waits for the server to catch up).
-    adding: Arc<std::sync::Mutex<BTreeSet<u64>>>,
-}
-
-impl Autopilot {
-    async fn run(&mut self, engine: &Engine, members: &[Member], cfg: &ClusterConfig) {
-        let (servers, _) = engine.raft_servers();
-        let mut voters: BTreeSet<u64> = servers.iter().filter(|s| s.voter).map(|s| s.id).collect();
-        let now = tokio::time::Instant::now();
-        let mut failed = BTreeMap::new();
-        for m in members {
-            if m.tags.get("role").map(String::as_str) != Some(ROLE_SERVER)
-                || m.tags.get("dc") != Some(&cfg.datacenter)
-            {
-                continue;
-            }
-            let Some(id) = m.tags.get("raft_id").and_then(|i| i.parse::<u64>().ok()) else {
-                continue;
-            };
-            match m.status {
-                MemberStatus::Failed => {
-                    let since = *self.failed_since.entry(id).or_insert(now);
-                    failed.insert(id, (m.name.clone(), now - since));
-                }
-                MemberStatus::Alive if !servers.iter().any(|s| s.id == id) => {
-                    if let Some((_, node)) = server_of(m, &cfg.datacenter) {
-                        self.add(engine, id, node);
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.failed_since.retain(|id, _| failed.contains_key(id));
-        if !cfg.autopilot.cleanup_dead_servers {
-            return;
-        }
-        let failed_voters = failed.keys().filter(|id| voters.contains(id)).count();
-        for (id, (name, down_for)) in failed {
-            if !voters.contains(&id)
-                || id == engine.raft_id()
-                || down_for < cfg.autopilot.stabilization
-            {
-                continue;
-            }
-            if failed_voters * 2 >= voters.len() {
-                tracing::warn!(
-                    failed = failed_voters,
-                    voters = voters.len(),
-                    "autopilot: not removing dead servers: too many have failed to do it safely"
-                );
-                return;
-            }
-            if voters.len() <= cfg.autopilot.min_quorum as usize {
-                return;
-            }
-            tracing::info!(member = %name, id, down_for = ?down_for, "autopilot: removing dead server");
-            match engine.remove_server(id).await {
-                Ok(()) => {
-                    voters.remove(&id);
-                }
-                Err(e) => tracing::warn!(error = %e, "autopilot: removing a dead server failed"),
-            }
-        }
-    }
-
-    /// Add server `id` in the background (the add waits for it to catch
-    /// up), once at a time per server.
-    fn add(&self, engine: &Engine, id: u64, node: RaftNode) {
-        {
-            let mut adding = self
-                .adding
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !adding.insert(id) {
-                return;
-            }
-        }
-        let (engine, adding) = (engine.clone(), self.adding.clone());
-        tokio::spawn(async move {
-            tracing::info!(id, node = %node, "autopilot: adding alive server missing from raft");
-            // Bounded, so a stuck add cannot keep this server from being
-            // tried again.
-            match tokio::time::timeout(ADD_SERVER_TIMEOUT, engine.add_server(id, node)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "autopilot: adding a server failed"),
-                Err(_) => tracing::warn!(id, "autopilot: adding a server timed out; will retry"),
-            }
-            adding
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&id);
-        });
-    }
-}
-
-/// Bring the catalog in line with the member list: alive members are nodes
-/// with a passing `serfHealth` (servers also with the `consul` service),
-/// failed ones get it critical, left and reaped ones are deregistered, and
-/// servers that left are removed from raft.
-async fn reconcile(engine: &Engine, members: &[Member], dc: &str) -> anyhow::Result<()> {
-    let mut listed = BTreeSet::new();
-    for m in members {
-        if m.tags.get("dc").map(String::as_str) != Some(dc) {
-            continue;
-        }
-        listed.insert(m.name.to_lowercase());
-        let current = engine.catalog_node(&m.name, &mut WatchSet::new())?.value;
-        let checks = engine.health_node(&m.name, &mut WatchSet::new())?.value;
-        let serf = checks.iter().find(|c| c.check_id == SERF_CHECK_ID);
-        match m.status {
-            MemberStatus::Alive | MemberStatus::Failed => {
-                let want = if m.status == MemberStatus::Alive {
-                    Status::Passing
-                } else {
-                    Status::Critical
-                };
-                let is_server = m.tags.get("role").map(String::as_str) == Some(ROLE_SERVER);
-                let has_consul = current
-                    .as_ref()
-                    .is_some_and(|c| c.services.iter().any(|s| s.id == "consul"));
-                if serf.is_some_and(|c| c.status == want) && (!is_server || has_consul) {
-                    continue;
-                }
-                let service = (is_server && !has_consul).then(|| Service {
-                    id: "consul".to_string(),
-                    service: "consul".to_string(),
-                    port: m
-                        .tags
-                        .get("port")
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(8300),
-                    ..Service::default()
-                });
-                let node = Node {
-                    id: m.id.clone(),
-                    node: m.name.clone(),
-                    address: m.addr.ip().to_string(),
-                    datacenter: dc.to_string(),
-                    ..Node::default()
-                };
-                tracing::info!(member = %m.name, status = m.status.as_str(), "reconciling member");
-                engine
-                    .propose(Command::CatalogRegister {
-                        node,
-                        skip_node_update: current.is_some(),
-                        service,
-                        checks: vec![serf_check(&m.name, want)],
-                    })
-                    .await?;
-            }
-            MemberStatus::Left => {
-                if current.is_some() {
-                    tracing::info!(member = %m.name, "member left: deregistering its node");
-                    deregister(engine, &m.name).await?;
-                }
-                remove_from_raft(engine, m).await;
-            }
-            MemberStatus::Leaving => {}
-        }
-    }
-    // Reaped members: nodes with a serfHealth check no member lists.
-    for node in engine.catalog_nodes(&mut WatchSet::new())?.value {
-        if listed.contains(&node.node.to_lowercase()) {
-            continue;
-        }
-        let checks = engine.health_node(&node.node, &mut WatchSet::new())?.value;
-        if checks.iter().any(|c| c.check_id == SERF_CHECK_ID) {
-            tracing::info!(member = %node.node, "member reaped: deregistering its node");
-            deregister(engine, &node.node).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn deregister(engine: &Engine, node: &str) -> anyhow::Result<()> {
-    engine
-        .propose(Command::CatalogDeregister {
-            node: node.to_string(),
-            service_id: None,
-            check_id: None,
-        })
-        .await?;
-    Ok(())
-}
-
-/// A server that left gracefully leaves the raft configuration too.
-async fn remove_from_raft(engine: &Engine, m: &Member) {
-    let Some(id) = m.tags.get("raft_id").and_then(|i| i.parse::<u64>().ok()) else {
-        return;
-    };
-    let (servers, _) = engine.raft_servers();
-    if id != engine.raft_id() && servers.iter().any(|s| s.id == id) {
-        tracing::info!(member = %m.name, id, "server left: removing it from raft");
-        if let Err(e) = engine.remove_server(id).await {
-            tracing::warn!(error = %e, "removing a departed server from raft failed");
         }
     }
 }

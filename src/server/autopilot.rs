@@ -1,0 +1,116 @@
+//! Autopilot, as Consul's leader runs it: alive servers missing from raft
+//! are added back (caught up as learners first), and servers failed for
+//! longer than `server_stabilization_time` are removed, never so many that
+//! quorum would be at risk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use muster_engine::raft::RaftNode;
+use muster_engine::Engine;
+use muster_gossip::{Member, MemberStatus};
+
+use super::cluster::{server_of, ClusterConfig, ADD_SERVER_TIMEOUT, ROLE_SERVER};
+
+/// The leader's server management (Consul's autopilot): alive servers
+/// missing from raft are added (a restarted server that was pruned comes
+/// back), and servers failed for longer than the stabilization time are
+/// removed, never so many that quorum would be at risk.
+#[derive(Default)]
+pub(super) struct Autopilot {
+    /// Raft id → when this leader first saw the server failed.
+    pub(super) failed_since: std::collections::HashMap<u64, tokio::time::Instant>,
+    /// Raft ids being added (an add waits for the server to catch up).
+    adding: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+}
+
+impl Autopilot {
+    pub(super) async fn run(&mut self, engine: &Engine, members: &[Member], cfg: &ClusterConfig) {
+        let (servers, _) = engine.raft_servers();
+        let mut voters: BTreeSet<u64> = servers.iter().filter(|s| s.voter).map(|s| s.id).collect();
+        let now = tokio::time::Instant::now();
+        let mut failed = BTreeMap::new();
+        for m in members {
+            if m.tags.get("role").map(String::as_str) != Some(ROLE_SERVER)
+                || m.tags.get("dc") != Some(&cfg.datacenter)
+            {
+                continue;
+            }
+            let Some(id) = m.tags.get("raft_id").and_then(|i| i.parse::<u64>().ok()) else {
+                continue;
+            };
+            match m.status {
+                MemberStatus::Failed => {
+                    let since = *self.failed_since.entry(id).or_insert(now);
+                    failed.insert(id, (m.name.clone(), now - since));
+                }
+                MemberStatus::Alive if !servers.iter().any(|s| s.id == id) => {
+                    if let Some((_, node)) = server_of(m, &cfg.datacenter) {
+                        self.add(engine, id, node);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.failed_since.retain(|id, _| failed.contains_key(id));
+        if !cfg.autopilot.cleanup_dead_servers {
+            return;
+        }
+        let failed_voters = failed.keys().filter(|id| voters.contains(id)).count();
+        for (id, (name, down_for)) in failed {
+            if !voters.contains(&id)
+                || id == engine.raft_id()
+                || down_for < cfg.autopilot.stabilization
+            {
+                continue;
+            }
+            if failed_voters * 2 >= voters.len() {
+                tracing::warn!(
+                    failed = failed_voters,
+                    voters = voters.len(),
+                    "autopilot: not removing dead servers: too many have failed to do it safely"
+                );
+                return;
+            }
+            if voters.len() <= cfg.autopilot.min_quorum as usize {
+                return;
+            }
+            tracing::info!(member = %name, id, down_for = ?down_for, "autopilot: removing dead server");
+            match engine.remove_server(id).await {
+                Ok(()) => {
+                    voters.remove(&id);
+                }
+                Err(e) => tracing::warn!(error = %e, "autopilot: removing a dead server failed"),
+            }
+        }
+    }
+
+    /// Add server `id` in the background (the add waits for it to catch
+    /// up), once at a time per server.
+    fn add(&self, engine: &Engine, id: u64, node: RaftNode) {
+        {
+            let mut adding = self
+                .adding
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !adding.insert(id) {
+                return;
+            }
+        }
+        let (engine, adding) = (engine.clone(), self.adding.clone());
+        tokio::spawn(async move {
+            tracing::info!(id, node = %node, "autopilot: adding alive server missing from raft");
+            // Bounded, so a stuck add cannot keep this server from being
+            // tried again.
+            match tokio::time::timeout(ADD_SERVER_TIMEOUT, engine.add_server(id, node)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "autopilot: adding a server failed"),
+                Err(_) => tracing::warn!(id, "autopilot: adding a server timed out; will retry"),
+            }
+            adding
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+        });
+    }
+}

@@ -1,0 +1,23 @@
+//! The agent process: everything `muster agent` runs once its flags and
+//! config files are validated (`cli::agent` does that). One file each:
+//! - `serve.rs`: running a server (engine, RPC, gossip, agent, HTTP, DNS)
+//!   or a client agent, the readiness line, signals and shutdown;
+//! - `dns.rs`: the DNS listeners and settings;
+//! - `client_link.rs`: where client agents and servers meet (forwarded
+//!   HTTP requests and relayed DNS questions);
+//! - `cluster.rs`: gossip pools, joins, the known-members file, a client's
+//!   server list; `form.rs`: forming the raft cluster; `reconcile.rs`: the
+//!   leader's reconcile of members into the catalog; `autopilot.rs`: the
+//!   leader's server management;
+//! - `cluster_api.rs`: the HTTP API's view of gossip and raft;
+//! - `node_id.rs`: the agent's identity on disk.
+
+mod autopilot;
+mod client_link;
+pub(crate) mod cluster;
+mod cluster_api;
+pub(crate) mod dns;
+mod form;
+pub(crate) mod node_id;
+mod reconcile;
+pub(crate) mod serve;
