@@ -1,22 +1,25 @@
-//! The `Engine` handle: what the API, DNS and CLI layers hold. It proposes
-//! commands through raft and answers typed reads from the views.
+//! The `Engine` handle: what the API, DNS, agent and CLI layers hold:
+//! opening (recovery, raft, the background tasks), proposing with
+//! forwarding to the leader, and the engine's configuration. Its reads are
+//! in `queries.rs`, its consistency gates and lease in `lease.rs`, the
+//! batching proposer task in `propose.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use muster_log::LogStore;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Command, Response};
 use crate::coordination::{session_ttl_loop, SessionTimers};
 use crate::error::{Error, Result};
+use crate::propose::{proposer, Proposal};
 use crate::raft::{RaftNode, TypeConfig};
 use crate::rpc::client::{AckTimes, CallError, HttpNetwork, RpcClient};
 use crate::rpc::{ProposeResult, RpcFailure, PATH_PROPOSE};
@@ -114,7 +117,7 @@ pub(crate) struct Inner {
     /// When a leader last reached this server (append or snapshot).
     pub(crate) leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
     /// When each peer last acknowledged this server's appends.
-    acks: Arc<AckTimes>,
+    pub(crate) acks: Arc<AckTimes>,
     /// Decoded `health_service` results by name, with the per-service
     /// index they were read at (see `Engine::health_service_shared`).
     pub(crate) health_cache: crate::queries::HealthCache,
@@ -134,109 +137,6 @@ pub(crate) enum Route {
 /// up to [`RPC_HOLD_TIMEOUT`] itself.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A command waiting to be proposed, and where its outcome goes.
-struct Proposal {
-    cmd: Command,
-    reply: oneshot::Sender<Result<Applied>>,
-}
-
-/// Most commands in one batched log entry.
-const MAX_BATCH: usize = 1024;
-/// Most bytes (roughly) in one batched log entry.
-const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Batches proposed but not yet applied. Two keep the log busy while the
-/// previous batch is applied and answered; more would only make batches
-/// smaller.
-const MAX_IN_FLIGHT: usize = 2;
-
-/// Take proposals off the queue, batch whatever is waiting, and hand each
-/// batch to raft in arrival order. Ends when every `Engine` handle is gone.
-async fn proposer(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Proposal>) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let mut bytes = first.cmd.approx_size();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(p) => {
-                    bytes += p.cmd.approx_size();
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        if raft.metrics().borrow().current_leader.is_none() {
-            let _ = raft
-                .wait(Some(RPC_HOLD_TIMEOUT))
-                .metrics(|m| m.current_leader.is_some(), "leader elected")
-                .await;
-        }
-        let (cmds, replies): (Vec<Command>, Vec<_>) =
-            batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-        let cmd = if cmds.len() == 1 {
-            cmds.into_iter().next().unwrap_or(Command::Noop {})
-        } else {
-            Command::Batch { commands: cmds }
-        };
-        match raft.client_write_ff(cmd).await {
-            Ok(pending) => {
-                tokio::spawn(async move {
-                    let outcome = match pending.await {
-                        Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
-                        // Refused before it was appended, or truncated as
-                        // uncommitted: never applied.
-                        Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(Error::LeaderChanged),
-                        Ok(Err(e)) => Err(raft_err(e)),
-                        Err(_) => Err(Error::Shutdown),
-                    };
-                    drop(permit);
-                    deliver(outcome, replies);
-                });
-            }
-            Err(_) => deliver(Err(Error::Shutdown), replies),
-        }
-    }
-}
-
-/// Hand each proposer its own outcome of a (possibly batched) entry.
-fn deliver(outcome: Result<(u64, Response)>, replies: Vec<oneshot::Sender<Result<Applied>>>) {
-    match outcome {
-        Ok((index, Response::Batch(responses))) if replies.len() > 1 => {
-            for (reply, response) in replies.into_iter().zip(responses) {
-                let _ = reply.send(Ok(Applied { index, response }));
-            }
-        }
-        Ok((index, response)) => {
-            for reply in replies {
-                let _ = reply.send(Ok(Applied {
-                    index,
-                    response: response.clone(),
-                }));
-            }
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            let no_leader = e.is_no_leader();
-            let changed = matches!(e, Error::LeaderChanged);
-            for reply in replies {
-                let err = if changed {
-                    Error::LeaderChanged
-                } else if no_leader {
-                    Error::NoLeader
-                } else if matches!(e, Error::Shutdown) {
-                    Error::Shutdown
-                } else {
-                    Error::Raft(msg.clone())
-                };
-                let _ = reply.send(Err(err));
-            }
-        }
-    }
-}
-
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -245,7 +145,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn raft_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn raft_err(e: impl std::fmt::Display) -> Error {
     Error::Raft(e.to_string())
 }
 
@@ -577,162 +477,6 @@ impl Engine {
     /// The watch hub, for blocking reads.
     pub fn watch(&self) -> &Arc<Watch> {
         &self.inner.shared.watch
-    }
-
-    /// Cluster status for headers and `/v1/status/*`.
-    pub fn status(&self) -> ClusterStatus {
-        let m = self.inner.raft.metrics();
-        let m = m.borrow();
-        let membership = m.membership_config.membership();
-        let addr_of = |id: &u64| membership.get_node(id).map(|n| n.addr.clone());
-        let leads = m.state == ServerState::Leader && m.current_leader == Some(m.id);
-        let lease_age = if leads {
-            self.lease_age(&m)
-        } else {
-            Duration::ZERO
-        };
-        // A leader that has not heard from a quorum within its lease no
-        // longer says it leads (Consul's leader steps down).
-        let is_leader = leads && lease_age <= self.lease();
-        let leader = if leads && !is_leader {
-            None
-        } else {
-            m.current_leader.as_ref().and_then(addr_of)
-        };
-        ClusterStatus {
-            leader,
-            is_leader,
-            peers: membership
-                .voter_ids()
-                .filter_map(|id| addr_of(&id))
-                .collect(),
-            last_contact_ms: if leads {
-                u64::try_from(lease_age.as_millis()).unwrap_or(u64::MAX)
-            } else {
-                self.inner
-                    .leader_contact
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
-                    .unwrap_or(0)
-            },
-            applied_index: self.inner.shared.applied.load(Ordering::Acquire),
-        }
-    }
-
-    /// Default-consistency read gate: `Err(NoLeader)` unless this server is
-    /// the leader.
-    pub fn check_leader(&self) -> Result<()> {
-        let m = self.inner.raft.metrics();
-        let m = m.borrow();
-        if m.state == ServerState::Leader
-            && m.current_leader == Some(m.id)
-            && self.lease_age(&m) <= self.lease()
-        {
-            Ok(())
-        } else {
-            Err(Error::NoLeader)
-        }
-    }
-
-    /// How long a leader keeps acting as one after the send of the newest
-    /// request a quorum acknowledged: 1.5 × the election timeout, three
-    /// quarters of the window in which those followers refuse to vote for
-    /// anyone else (see [`Engine::lease_age`]).
-    fn lease(&self) -> Duration {
-        self.inner.cfg.election_timeout * 3 / 2
-    }
-
-    /// On a leader: how long ago the quorum's acknowledgement was *sent*
-    /// (the newest time by which a majority of voters, itself included,
-    /// had granted this term); zero for a lone voter; `Duration::MAX` when
-    /// no quorum of this process's requests has been acknowledged in this
-    /// term.
-    ///
-    /// # Correctness: what bounds a default-mode read's staleness
-    /// A default-mode read is answered from this server's views only while
-    /// `lease_age <= lease()`. A follower that accepted an append of this
-    /// term refuses every vote request for openraft's leader lease (the
-    /// election timeout's upper bound, 2 × the election timeout) after it
-    /// accepted it, which is after the request was sent at `t`; a new
-    /// leader needs the votes of a quorum, which shares a member with the
-    /// quorum that acknowledged, so no other leader is elected, nor commits
-    /// a write, before `t + 2 × election timeout`, and this server stops
-    /// answering at `t + 1.5 × election timeout`. Counting from the send (not from when the
-    /// reply was processed) and only counting requests this process sent in
-    /// this term keeps that bound: a server that restarts still believing
-    /// it leads an old term starts with no acknowledgements at all and
-    /// serves no default read until a quorum
-    /// accepts it again (it learns of the newer term instead, and steps
-    /// down). Like etcd's and Consul's leases this assumes bounded clock
-    /// drift: the lease is measured on the leader's monotonic clock and the
-    /// followers' refusal on theirs, so it holds while the leader's clock
-    /// runs less than a third slower than a follower's over one lease
-    /// (1.5 s by default). `?consistent`
-    /// reads do not rely on it: they confirm leadership with a quorum round
-    /// trip first.
-    fn lease_age(&self, m: &openraft::RaftMetrics<u64, RaftNode>) -> Duration {
-        let others: Vec<u64> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter(|id| *id != m.id)
-            .collect();
-        // A majority of n voters is n/2 + 1: this one plus n/2 others.
-        let need = others.len().div_ceil(2);
-        if need == 0 {
-            // A lone voter is its own quorum (every read checks this).
-            return Duration::ZERO;
-        }
-        let now = std::time::Instant::now();
-        let mut ages: Vec<Duration> = others
-            .iter()
-            .map(|id| {
-                self.inner
-                    .acks
-                    .last(*id, m.current_term)
-                    .map_or(Duration::MAX, |sent| now.saturating_duration_since(sent))
-            })
-            .collect();
-        ages.sort();
-        ages.get(need - 1).copied().unwrap_or(Duration::MAX)
-    }
-
-    /// The gate of each run of a default-mode blocking read after its
-    /// first: this server leads, or follows a leader that reached it within
-    /// the election timeout (its views trail the leader's by at most that).
-    pub fn leader_known(&self) -> Result<()> {
-        if self.check_leader().is_ok() {
-            return Ok(());
-        }
-        let recent = self
-            .inner
-            .leader_contact
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|t| t.elapsed() < self.inner.cfg.election_timeout * 2);
-        if recent && matches!(self.route(), Route::Remote(_)) {
-            Ok(())
-        } else {
-            Err(Error::NoLeader)
-        }
-    }
-
-    /// `?consistent` read gate: confirm leadership with a quorum and wait
-    /// until the views have applied the read index.
-    pub async fn linearizable(&self) -> Result<()> {
-        if let Route::Remote(addr) = self.route() {
-            return self.follower_read_index(&addr).await;
-        }
-        match self.inner.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))
-            | Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Err(Error::NoLeader)
-            }
-            Err(RaftError::Fatal(Fatal::Stopped)) => Err(Error::Shutdown),
-            Err(e) => Err(raft_err(e)),
-        }
     }
 
     pub(crate) fn views(&self) -> &Views {
