@@ -13,7 +13,6 @@ use muster_engine::{Check, Command, Node, Service, Status, Weights};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::backend::Backend;
 use crate::decode::{self, a, f, Decode, Kind, Schema, CHECK_DEFINITION, SERVICE_ADDRESS, WEIGHTS};
 use crate::definition::{tagged_addresses, AddressIn};
 use crate::error::{Error, Result};
@@ -22,6 +21,7 @@ use crate::read::{has_all_tags, node_meta_matches, passes};
 use crate::response::Body;
 use crate::router::Ctx;
 use crate::shapes::{CatalogServiceJson, NodeJson, NodeServiceJson};
+use muster_engine::Engine;
 
 /// `Missing service name` body.
 pub const MISSING_SERVICE: &str = "Missing service name";
@@ -501,9 +501,8 @@ fn register_command(req: RegisterRequest, dc: &str) -> Result<Command> {
 }
 
 /// `PUT /v1/catalog/register`.
-pub(crate) async fn register<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn register<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
 where
-    E: Backend,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -513,9 +512,8 @@ where
 }
 
 /// `PUT /v1/catalog/deregister`.
-pub(crate) async fn deregister<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn deregister<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
 where
-    E: Backend,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -536,7 +534,7 @@ where
 
 /// `GET /v1/catalog/datacenters` (not blocking): this agent's datacenter
 /// first, then the others its WAN pool knows, sorted.
-pub(crate) fn datacenters<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn datacenters(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
     let own = &ctx.st.cfg.datacenter;
     let mut dcs = vec![own.clone()];
     if let Some(cluster) = &ctx.st.cfg.cluster {
@@ -546,7 +544,7 @@ pub(crate) fn datacenters<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>
 }
 
 /// `GET /v1/catalog/nodes`.
-pub(crate) async fn nodes<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn nodes(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let engine = &ctx.st.engine;
@@ -565,7 +563,7 @@ pub(crate) async fn nodes<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>
 }
 
 /// `GET /v1/catalog/services`: name → deduplicated, sorted tag union.
-pub(crate) async fn services<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn services(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let engine = &ctx.st.engine;
@@ -591,7 +589,7 @@ pub(crate) async fn services<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Bo
 }
 
 /// `GET /v1/catalog/service/:name`.
-pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn service(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
@@ -617,7 +615,7 @@ pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<
 
 /// `GET /v1/catalog/connect/:s` and `/v1/catalog/gateway-services/:s`: no
 /// mesh yet, so `[]`, blocking on the service like its non-mesh sibling.
-pub(crate) async fn mesh_empty<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn mesh_empty(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
@@ -640,8 +638,8 @@ struct NodeWith<'a, S> {
 
 /// `GET /v1/catalog/node/:node` (`services_list` false) and
 /// `/v1/catalog/node-services/:node` (true); unknown node → `null`.
-pub(crate) async fn node<E: Backend>(
-    ctx: &Ctx<'_, E>,
+pub(crate) async fn node(
+    ctx: &Ctx<'_, Engine>,
     name: &str,
     services_list: bool,
 ) -> Result<Response<Body>> {

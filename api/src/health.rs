@@ -7,13 +7,13 @@ use hyper::Response;
 use muster_engine::Status;
 use serde::Serialize;
 
-use crate::backend::Backend;
 use crate::catalog::{MISSING_NODE, MISSING_SERVICE};
 use crate::error::{Error, Result};
 use crate::read::{has_all_tags, node_meta_matches, passes};
 use crate::response::Body;
 use crate::router::Ctx;
 use crate::shapes::{HealthCheckJson, NodeJson, NodeServiceJson};
+use muster_engine::Engine;
 
 /// `Missing check state` body.
 pub const MISSING_STATE: &str = "Missing check state";
@@ -40,7 +40,7 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 
 /// `?passing`: absent → false; present and empty → true; else a Go bool
 /// (400 `Invalid value for ?passing` otherwise).
-fn passing_param<E: Backend>(ctx: &Ctx<'_, E>) -> Result<bool> {
+fn passing_param(ctx: &Ctx<'_, Engine>) -> Result<bool> {
     match ctx.query.get("passing") {
         None => Ok(false),
         Some("") => Ok(true),
@@ -49,7 +49,7 @@ fn passing_param<E: Backend>(ctx: &Ctx<'_, E>) -> Result<bool> {
 }
 
 /// `GET /v1/health/node/:node`: every check on the node.
-pub(crate) async fn node<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn node(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_NODE));
     }
@@ -69,7 +69,7 @@ pub(crate) async fn node<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Res
 }
 
 /// `GET /v1/health/checks/:service`: the instance checks of every instance.
-pub(crate) async fn checks<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn checks(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
@@ -96,7 +96,7 @@ pub(crate) async fn checks<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<R
 }
 
 /// `GET /v1/health/service/:service`.
-pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn service(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
@@ -126,7 +126,7 @@ pub(crate) async fn service<E: Backend>(ctx: &Ctx<'_, E>, name: &str) -> Result<
 
 /// `GET /v1/health/state/:state`: `any|passing|warning|critical`; an
 /// unknown state yields `[]`.
-pub(crate) async fn state<E: Backend>(ctx: &Ctx<'_, E>, state: &str) -> Result<Response<Body>> {
+pub(crate) async fn state(ctx: &Ctx<'_, Engine>, state: &str) -> Result<Response<Body>> {
     if state.is_empty() {
         return Err(Error::bad_request(MISSING_STATE));
     }

@@ -16,11 +16,11 @@ use hyper::{header, Method, Request, Response};
 use muster_engine::{Command, KvEntry};
 use serde::Serialize;
 
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::response::{self, Body};
 use crate::router::Ctx;
 use crate::shared::Rendered;
+use muster_engine::Engine;
 
 /// `Missing key name` body.
 pub const MISSING_KEY: &str = "Missing key name";
@@ -88,14 +88,13 @@ pub fn validate_key(key: &str) -> Result<()> {
 }
 
 /// Handle one KV request (the route already checked the method).
-pub(crate) async fn handle<E, B>(
-    ctx: &Ctx<'_, E>,
+pub(crate) async fn handle<B>(
+    ctx: &Ctx<'_, Engine>,
     method: &Method,
     key: &str,
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Backend,
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
 {
@@ -116,7 +115,7 @@ where
     }
 }
 
-async fn get<E: Backend>(ctx: &Ctx<'_, E>, key: &str) -> Result<Response<Body>> {
+async fn get(ctx: &Ctx<'_, Engine>, key: &str) -> Result<Response<Body>> {
     let q = &ctx.query;
     let (keys_mode, recurse) = (q.keys(), q.recurse());
     if key.is_empty() && !keys_mode && !recurse {
@@ -214,10 +213,7 @@ where
 
 /// Propose `cmd` and answer its JSON boolean (`Rejected` → 500 with the
 /// engine's message).
-pub(crate) async fn propose_bool<E: Backend>(
-    ctx: &Ctx<'_, E>,
-    cmd: Command,
-) -> Result<Response<Body>> {
+pub(crate) async fn propose_bool(ctx: &Ctx<'_, Engine>, cmd: Command) -> Result<Response<Body>> {
     let applied = ctx.st.engine.propose(cmd).await?;
     let ok = match applied.response {
         muster_engine::Response::Bool(b) => b,
@@ -232,14 +228,13 @@ pub(crate) async fn propose_bool<E: Backend>(
     ctx.json(&ok)
 }
 
-async fn put<E, B>(
-    ctx: &Ctx<'_, E>,
+async fn put<B>(
+    ctx: &Ctx<'_, Engine>,
     key: &str,
     body: B,
     content_length: Option<u64>,
 ) -> Result<Response<Body>>
 where
-    E: Backend,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -285,7 +280,7 @@ where
     propose_bool(ctx, cmd).await
 }
 
-async fn delete<E: Backend>(ctx: &Ctx<'_, E>, key: &str) -> Result<Response<Body>> {
+async fn delete(ctx: &Ctx<'_, Engine>, key: &str) -> Result<Response<Body>> {
     let q = &ctx.query;
     q.check_conflicting(&["recurse", "cas"])?;
     let cmd = if q.recurse() {

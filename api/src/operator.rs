@@ -12,13 +12,13 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
 use crate::cluster::{self, KeyringOp, KeyringReply, PeerRef};
 use crate::decode::{self, f, Decode, Kind, Schema};
 use crate::error::{Error, Result};
 use crate::health::parse_bool;
 use crate::response::Body;
 use crate::router::Ctx;
+use muster_engine::Engine;
 
 /// Largest `?relay-factor` Consul accepts.
 const MAX_RELAY_FACTOR: u8 = 5;
@@ -30,7 +30,7 @@ fn ok_empty() -> Response<Body> {
 
 /// `GET /v1/operator/raft/configuration` (`?dc`; `?stale` accepted):
 /// `{"Servers":[...],"Index":N}`.
-pub(crate) async fn raft_configuration<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn raft_configuration(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
     let backend = cluster::require(&ctx.st.cfg)?;
     let config = backend
         .raft_configuration()
@@ -41,7 +41,7 @@ pub(crate) async fn raft_configuration<E: Backend>(ctx: &Ctx<'_, E>) -> Result<R
 
 /// Which peer `?id=` / `?address=` name: exactly one must be present (by
 /// presence, as in Consul; an empty value is passed on).
-pub(crate) fn peer_ref<E: Backend>(ctx: &Ctx<'_, E>) -> Result<PeerRef> {
+pub(crate) fn peer_ref(ctx: &Ctx<'_, Engine>) -> Result<PeerRef> {
     let id = ctx.query.has("id").then(|| ctx.query.get("id"));
     let address = ctx.query.has("address").then(|| ctx.query.get("address"));
     match (id, address) {
@@ -57,7 +57,7 @@ pub(crate) fn peer_ref<E: Backend>(ctx: &Ctx<'_, E>) -> Result<PeerRef> {
 }
 
 /// `DELETE /v1/operator/raft/peer?id=` or `?address=`: 200, empty body.
-pub(crate) async fn remove_raft_peer<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn remove_raft_peer(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
     let peer = peer_ref(ctx)?;
     let backend = cluster::require(&ctx.st.cfg)?;
     backend

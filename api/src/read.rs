@@ -14,13 +14,13 @@ use hyper::Response;
 use muster_engine::{Blocking, Node, WatchSet};
 use serde::Serialize;
 
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::Consistency;
 use crate::response::{self, Body};
 use crate::router::Ctx;
 use crate::shared::{self, Rendered};
+use muster_engine::Engine;
 
 /// A validated read: its consistency mode and blocking parameters.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +31,7 @@ pub(crate) struct Read {
     pub blocking: Blocking,
 }
 
-impl<E: Backend> Ctx<'_, E> {
+impl Ctx<'_, Engine> {
     /// Validate the common read parameters (consistency, `index`, `wait`;
     /// `dc` was settled by the router) and, for `?consistent`, confirm
     /// leadership with a quorum.

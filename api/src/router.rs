@@ -13,11 +13,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use muster_engine::Status;
 
-use crate::backend::{AgentBackend, Backend};
+use crate::backend::AgentBackend;
 use crate::error::{Error, Result};
 use crate::query::{self, Consistency, Query};
 use crate::response::{self, Body, ReadMeta};
 use crate::{agent, catalog, health, kv, operator, session, status, txn, ApiConfig};
+use muster_engine::Engine;
 
 /// The body of `/` while there is no UI.
 pub const ROOT_TEXT: &str = "muster agent: UI disabled.";
@@ -26,7 +27,7 @@ pub const UNKNOWN_ENDPOINT: &str = "Invalid URL path: not a recognized HTTP API 
 
 /// Shared state of the HTTP server.
 pub(crate) struct State<E> {
-    /// The engine (or, in tests, a fake).
+    /// The engine (a server) or the way to the servers (a client agent).
     pub engine: E,
     /// The local agent (or, in tests, a fake).
     pub agent: Arc<dyn AgentBackend>,
@@ -59,7 +60,7 @@ impl<E> Ctx<'_, E> {
     }
 }
 
-impl<E: Backend> Ctx<'_, E> {
+impl Ctx<'_, Engine> {
     /// The read headers for a result with `index`, from the engine's
     /// current cluster status.
     pub fn read_meta(&self, index: u64, consistency: Consistency) -> ReadMeta {
@@ -582,7 +583,7 @@ pub(crate) trait Mode: Send + Sync + Sized + 'static {
         B::Error: Display;
 }
 
-impl<E: Backend> Mode for E {
+impl Mode for Engine {
     fn rest<'a, B>(
         ctx: &'a Ctx<'a, Self>,
         endpoint: Endpoint,
@@ -599,15 +600,14 @@ impl<E: Backend> Mode for E {
 }
 
 /// A server's answer to everything but the agent endpoints.
-async fn serve_engine<E, B>(
-    ctx: &Ctx<'_, E>,
+async fn serve_engine<B>(
+    ctx: &Ctx<'_, Engine>,
     endpoint: Endpoint,
     rest: &str,
     method: &Method,
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Backend,
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
 {

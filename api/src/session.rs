@@ -13,7 +13,6 @@ use hyper::{Request, Response};
 use muster_engine::{duration, Command, ServiceCheckRef, Session, SessionBehavior};
 use serde::Deserialize;
 
-use crate::backend::Backend;
 use crate::catalog::MISSING_NODE;
 use crate::decode::{self, f, Decode, Kind, Schema};
 use crate::error::{Error, Result};
@@ -21,6 +20,7 @@ use crate::kv::propose_bool;
 use crate::response::Body;
 use crate::router::Ctx;
 use crate::shapes::SessionJson;
+use muster_engine::Engine;
 
 /// `Missing session` body (empty session ID in the path).
 pub const MISSING_SESSION: &str = "Missing session";
@@ -222,9 +222,8 @@ struct Created<'a> {
 }
 
 /// `PUT /v1/session/create` (the body is optional).
-pub(crate) async fn create<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn create<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
 where
-    E: Backend,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -252,7 +251,7 @@ where
 }
 
 /// `PUT /v1/session/destroy/:id` (unknown IDs are fine).
-pub(crate) async fn destroy<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn destroy(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
@@ -260,7 +259,7 @@ pub(crate) async fn destroy<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Re
 }
 
 /// `PUT /v1/session/renew/:id`: `[Session]`, or 404 when unknown.
-pub(crate) async fn renew<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn renew(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
@@ -271,7 +270,7 @@ pub(crate) async fn renew<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Resp
 }
 
 /// `GET /v1/session/info/:id`: `[Session]` or `[]`.
-pub(crate) async fn info<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn info(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
@@ -285,7 +284,7 @@ pub(crate) async fn info<E: Backend>(ctx: &Ctx<'_, E>, id: &str) -> Result<Respo
 }
 
 /// `GET /v1/session/node/:node`.
-pub(crate) async fn node<E: Backend>(ctx: &Ctx<'_, E>, node: &str) -> Result<Response<Body>> {
+pub(crate) async fn node(ctx: &Ctx<'_, Engine>, node: &str) -> Result<Response<Body>> {
     if node.is_empty() {
         return Err(Error::bad_request(MISSING_NODE));
     }
@@ -299,7 +298,7 @@ pub(crate) async fn node<E: Backend>(ctx: &Ctx<'_, E>, node: &str) -> Result<Res
 }
 
 /// `GET /v1/session/list`.
-pub(crate) async fn list<E: Backend>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn list(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
     let engine = &ctx.st.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_list(ws)?;

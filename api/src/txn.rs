@@ -18,7 +18,6 @@ use muster_engine::{Command, Node, Service, Weights};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::backend::Backend;
 use crate::catalog::{check_weights, to_check, HealthCheckIn, HEALTH_CHECK};
 use crate::decode::{canonicalize, f, Kind, Schema, SERVICE_ADDRESS, WEIGHTS};
 use crate::definition::{tagged_addresses, AddressIn};
@@ -29,6 +28,7 @@ use crate::response::{self, Body};
 use crate::router::Ctx;
 use crate::session::{SessionIn, SESSION_ENTRY};
 use crate::ApiConfig;
+use muster_engine::Engine;
 
 mod results;
 
@@ -444,9 +444,8 @@ pub(crate) fn decode_ops(body: &[u8], cfg: &ApiConfig) -> std::result::Result<Ve
 }
 
 /// `PUT /v1/txn`.
-pub(crate) async fn handle<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn handle<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
 where
-    E: Backend,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -496,8 +495,8 @@ where
 }
 
 /// 200 with the results, or 409 with the errors.
-fn reply<E: Backend>(
-    ctx: &Ctx<'_, E>,
+fn reply(
+    ctx: &Ctx<'_, Engine>,
     results: &[TxnResult],
     errors: &[TxnError],
 ) -> Result<Response<Body>> {

@@ -49,6 +49,9 @@ pub struct EngineConfig {
     pub snapshot_threshold: u64,
     /// Entries kept in the log behind a snapshot (for slow followers).
     pub trailing_logs: u64,
+    /// How long a write waits for a leader before failing with `No cluster
+    /// leader` (Consul's `rpc_hold_timeout`, default [`RPC_HOLD_TIMEOUT`]).
+    pub rpc_hold_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -64,6 +67,7 @@ impl EngineConfig {
             election_timeout: Duration::from_millis(1000),
             snapshot_threshold: 16_384,
             trailing_logs: 10_240,
+            rpc_hold_timeout: RPC_HOLD_TIMEOUT,
         }
     }
 }
@@ -266,7 +270,7 @@ impl Engine {
                 .map_err(raft_err)?;
         }
         let (proposals, queue) = mpsc::channel(4096);
-        tokio::spawn(proposer(raft.clone(), queue));
+        tokio::spawn(proposer(raft.clone(), queue, cfg.rpc_hold_timeout));
         let engine = Engine {
             inner: Arc::new(Inner {
                 raft,
@@ -374,7 +378,7 @@ impl Engine {
     /// held for up to [`RPC_HOLD_TIMEOUT`] waiting for one, as Consul holds
     /// RPCs.
     pub async fn propose(&self, cmd: Command) -> Result<Applied> {
-        let deadline = tokio::time::Instant::now() + RPC_HOLD_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.inner.cfg.rpc_hold_timeout;
         loop {
             match self.route() {
                 Route::Local => match self.propose_local(cmd.clone()).await {

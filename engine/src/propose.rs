@@ -11,7 +11,7 @@ use openraft::Raft;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::command::{Command, Response};
-use crate::engine::{raft_err, Applied, RPC_HOLD_TIMEOUT};
+use crate::engine::{raft_err, Applied};
 use crate::error::{Error, Result};
 use crate::raft::TypeConfig;
 
@@ -32,7 +32,11 @@ const MAX_IN_FLIGHT: usize = 2;
 
 /// Take proposals off the queue, batch whatever is waiting, and hand each
 /// batch to raft in arrival order. Ends when every `Engine` handle is gone.
-pub(crate) async fn proposer(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Proposal>) {
+pub(crate) async fn proposer(
+    raft: Raft<TypeConfig>,
+    mut queue: mpsc::Receiver<Proposal>,
+    hold: std::time::Duration,
+) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -51,7 +55,7 @@ pub(crate) async fn proposer(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<P
         }
         if raft.metrics().borrow().current_leader.is_none() {
             let _ = raft
-                .wait(Some(RPC_HOLD_TIMEOUT))
+                .wait(Some(hold))
                 .metrics(|m| m.current_leader.is_some(), "leader elected")
                 .await;
         }

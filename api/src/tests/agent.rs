@@ -16,7 +16,7 @@ use muster_agent::{
 use muster_engine::{Check, Service, Status};
 use serde_json::{json, Value};
 
-use super::{Fake, Reply, TestResult};
+use super::{open, Real, Reply, TestResult};
 use crate::backend::{AgentBackend, BoxFuture};
 use crate::router::{self, State};
 use crate::{ApiConfig, ReloadHook};
@@ -246,20 +246,23 @@ impl AgentBackend for FakeAgent {
     }
 }
 
-type St = Arc<State<Arc<Fake>>>;
+type St = Arc<State<muster_engine::Engine>>;
 
-fn agent_state(reload: Option<ReloadHook>) -> (St, Arc<FakeAgent>) {
+async fn agent_state(
+    reload: Option<ReloadHook>,
+) -> Result<(St, Arc<FakeAgent>, Real), Box<dyn std::error::Error>> {
+    let real = open(true).await?;
     let agent = Arc::new(FakeAgent::default());
     let mut cfg = ApiConfig::new("dc1", "n1", "00000000-0000-4000-8000-000000000001");
     cfg.reload = reload;
     let st = Arc::new(State {
-        engine: Arc::new(Fake::default()),
+        engine: real.engine.clone(),
         agent: agent.clone(),
         cfg,
         local_addr: None,
         shared: Default::default(),
     });
-    (st, agent)
+    Ok((st, agent, real))
 }
 
 async fn call(
@@ -305,7 +308,7 @@ const OK: (u16, String) = (200, String::new());
 
 #[tokio::test]
 async fn api_agent_service_register_list_get_deregister() -> TestResult {
-    let (st, agent) = agent_state(None);
+    let (st, agent, _real) = agent_state(None).await?;
     assert_eq!(put(&st, "/v1/agent/service/register", PATRONI).await?, OK);
     assert_eq!(
         put(&st, "/v1/agent/service/register", PYTHON_CONSUL).await?,
@@ -391,7 +394,7 @@ async fn api_agent_service_register_list_get_deregister() -> TestResult {
 
 #[tokio::test]
 async fn api_agent_service_register_errors_and_replace() -> TestResult {
-    let (st, agent) = agent_state(None);
+    let (st, agent, _real) = agent_state(None).await?;
     let cases: &[(&str, u16, &str)] = &[
         (r#"{"id":"x"}"#, 400, "Missing service name"),
         ("", 400, "Request decode failed: EOF"),
@@ -460,7 +463,7 @@ async fn api_agent_service_register_errors_and_replace() -> TestResult {
 
 #[tokio::test]
 async fn api_agent_checks_register_ttl_update_deregister() -> TestResult {
-    let (st, _) = agent_state(None);
+    let (st, _, _real) = agent_state(None).await?;
     assert_eq!(
         put(&st, "/v1/agent/service/register", PYTHON_CONSUL).await?,
         OK
@@ -573,7 +576,7 @@ async fn api_agent_checks_register_ttl_update_deregister() -> TestResult {
 
 #[tokio::test]
 async fn api_agent_maintenance_params() -> TestResult {
-    let (st, agent) = agent_state(None);
+    let (st, agent, _real) = agent_state(None).await?;
     assert_eq!(
         put(&st, "/v1/agent/maintenance", "").await?,
         (400, "Missing value for enable".to_string())
@@ -648,7 +651,7 @@ async fn api_agent_maintenance_params() -> TestResult {
 
 #[tokio::test]
 async fn api_agent_local_service_health() -> TestResult {
-    let (st, _) = agent_state(None);
+    let (st, _, _real) = agent_state(None).await?;
     for body in [
         r#"{"Name":"web","ID":"web1","Check":{"CheckID":"c1","Name":"c1","TTL":"10s","Status":"passing"}}"#,
         r#"{"Name":"web","ID":"web2","Check":{"CheckID":"c2","Name":"c2","TTL":"10s","Status":"passing"}}"#,
@@ -732,7 +735,7 @@ async fn api_agent_local_service_health() -> TestResult {
 
 #[tokio::test]
 async fn api_agent_reload_members_self() -> TestResult {
-    let (st, _) = agent_state(None);
+    let (st, _, _real) = agent_state(None).await?;
     let (code, body) = put(&st, "/v1/agent/reload", "").await?;
     assert_eq!(code, 500, "{body}");
     let calls = Arc::new(AtomicUsize::new(0));
@@ -747,7 +750,7 @@ async fn api_agent_reload_members_self() -> TestResult {
             }
         }
     });
-    let (st, _) = agent_state(Some(hook));
+    let (st, _, _real) = agent_state(Some(hook)).await?;
     assert_eq!(put(&st, "/v1/agent/reload", "").await?, OK);
     assert_eq!(
         put(&st, "/v1/agent/reload", "").await?,

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 
-use super::{call_on, col, json, register, seed, state, TestResult};
+use super::{call_on, col, json, leaderless, register, seed, state, TestResult};
 
 #[tokio::test]
 async fn api_catalog_nodes_services_and_node() -> TestResult {
-    let (st, fake) = state();
+    let (st, real) = state().await?;
     let r = call_on(&st, Method::GET, "/v1/catalog/services", b"").await?;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "{}"));
     assert_eq!(r.header("x-consul-index"), "1");
@@ -21,14 +21,18 @@ async fn api_catalog_nodes_services_and_node() -> TestResult {
     assert_eq!(r.body, r#"["dc1"]"#);
 
     let r = call_on(&st, Method::GET, "/v1/catalog/nodes", b"").await?;
-    assert_eq!(r.header("x-consul-index"), "3");
+    // The third write (SkipNodeUpdate) leaves the nodes table alone.
+    assert_eq!(r.header("x-consul-index"), real.at(2));
     assert_eq!(r.header("x-consul-knownleader"), "true");
     assert_eq!(r.header("x-consul-effective-consistency"), "leader");
     let v = json(&r)?;
     assert_eq!(col(&v, "Node"), ["n1", "n2"]);
     assert_eq!(
         v[0].to_string(),
-        r#"{"Address":"10.0.0.1","CreateIndex":1,"Datacenter":"dc1","ID":"","Meta":{"env":"prod"},"ModifyIndex":1,"Node":"n1","TaggedAddresses":{"lan":"10.0.0.1"}}"#
+        format!(
+            r#"{{"Address":"10.0.0.1","CreateIndex":{0},"Datacenter":"dc1","ID":"","Meta":{{"env":"prod"}},"ModifyIndex":{0},"Node":"n1","TaggedAddresses":{{"lan":"10.0.0.1"}}}}"#,
+            real.at(1)
+        )
     );
     assert_eq!(v[1]["TaggedAddresses"], serde_json::Value::Null);
     let r = call_on(&st, Method::GET, "/v1/catalog/nodes?node-meta=env:dev", b"").await?;
@@ -180,13 +184,14 @@ async fn api_catalog_nodes_services_and_node() -> TestResult {
     )
     .await?;
     assert_eq!(r.body, "true");
-    assert_eq!(fake.lock().cat.nodes.len(), 1);
+    let r = call_on(&st, Method::GET, "/v1/catalog/nodes", b"").await?;
+    assert_eq!(json(&r)?.as_array().map(Vec::len), Some(1), "{}", r.body);
     Ok(())
 }
 
 #[tokio::test]
 async fn api_catalog_register_errors() -> TestResult {
-    let (st, fake) = state();
+    let (st, real) = state().await?;
     let cases: &[(Method, &str, &[u8], u16, &str)] = &[
         (
             Method::PUT,
@@ -332,20 +337,20 @@ async fn api_catalog_register_errors() -> TestResult {
             r.body
         );
     }
-    // The engine's rejection is a 500 with its message.
-    fake.lock().cat.reject = Some("Node \"n\" is reserved".into());
+    // The state machine's rejection is a 500 with its message.
     let r = call_on(
         &st,
         Method::PUT,
         "/v1/catalog/register",
-        br#"{"Node":"n","Address":"a"}"#,
+        br#"{"Node":"n","Address":"a","Check":{"Name":"c","ServiceID":"nope"}}"#,
     )
     .await?;
     assert_eq!(
         (r.status.as_u16(), r.body.as_str()),
-        (500, "Node \"n\" is reserved")
+        (500, "Missing service registration")
     );
-    fake.lock().no_leader = true;
+    drop((st, real));
+    let (st, _real) = leaderless().await?;
     let r = call_on(
         &st,
         Method::PUT,
@@ -372,7 +377,7 @@ async fn api_catalog_register_errors() -> TestResult {
 
 #[tokio::test]
 async fn api_catalog_blocking_wakes_on_register() -> TestResult {
-    let (st, _) = state();
+    let (st, real) = state().await?;
     seed(&st).await?;
     let r = call_on(&st, Method::GET, "/v1/health/service/web", b"").await?;
     let index: u64 = r.header("x-consul-index").parse()?;
@@ -402,7 +407,7 @@ async fn api_catalog_blocking_wakes_on_register() -> TestResult {
     )
     .await?;
     let r = tokio::time::timeout(Duration::from_secs(5), waiter).await???;
-    assert_eq!(r.header("x-consul-index"), "5");
+    assert_eq!(r.header("x-consul-index"), real.at(5));
     assert_eq!(json(&r)?.as_array().map(Vec::len), Some(3));
     Ok(())
 }

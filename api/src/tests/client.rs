@@ -1,6 +1,6 @@
 //! Client-agent mode: `/v1/agent/*` answered from the client's own agent,
 //! every other request forwarded whole to a server (here the real router
-//! over the fake engine), the client's node named in the forwarded request,
+//! over the real engine), the client's node named in the forwarded request,
 //! and a 500 with Consul's message when no server can be reached.
 
 use std::sync::{Arc, Mutex};
@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::{agent::FakeAgent, state, Fake, TestResult};
+use super::{agent::FakeAgent, state, Real, TestResult, TestState};
 use crate::client::{Client, Upstream, X_AGENT_NODE};
 use crate::cluster::BoxFuture;
 use crate::router::{self, State};
@@ -19,7 +19,7 @@ use crate::ApiConfig;
 /// agent-node header, then answers it with the server router (or fails
 /// when `down`).
 struct FakeServer {
-    server: Arc<State<Arc<Fake>>>,
+    server: TestState,
     seen: Mutex<Vec<(String, Option<String>)>>,
     down: bool,
 }
@@ -52,8 +52,10 @@ impl Upstream for FakeServer {
     }
 }
 
-fn client(down: bool) -> (Arc<State<Client>>, Arc<FakeServer>) {
-    let (server, _) = state();
+async fn client(
+    down: bool,
+) -> Result<(Arc<State<Client>>, Arc<FakeServer>, Real), Box<dyn std::error::Error>> {
+    let (server, real) = state().await?;
     let upstream = Arc::new(FakeServer {
         server,
         seen: Mutex::new(Vec::new()),
@@ -70,7 +72,7 @@ fn client(down: bool) -> (Arc<State<Client>>, Arc<FakeServer>) {
         local_addr: None,
         shared: Default::default(),
     });
-    (st, upstream)
+    Ok((st, upstream, real))
 }
 
 async fn call(
@@ -95,7 +97,7 @@ async fn call(
 
 #[tokio::test]
 async fn client_forwards_all_but_the_agent_endpoints() -> TestResult {
-    let (st, server) = client(false);
+    let (st, server, _real) = client(false).await?;
 
     // Agent endpoints stay local: nothing reaches the server.
     let (status, _, body) = call(
@@ -158,7 +160,7 @@ async fn client_forwards_all_but_the_agent_endpoints() -> TestResult {
 
 #[tokio::test]
 async fn client_without_servers_answers_500() -> TestResult {
-    let (st, _) = client(true);
+    let (st, _, _real) = client(true).await?;
     let (status, _, body) = call(&st, Method::GET, "/v1/catalog/nodes", b"").await?;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("No known Consul servers"), "{body}");

@@ -9,7 +9,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::agent::FakeAgent;
-use super::{call_with, Fake, Reply, TestResult};
+use super::{call_with, open, Real, Reply, TestResult};
 use crate::cluster::{
     BoxFuture, ClusterBackend, KeyringOp, KeyringReply, MemberInfo, MemberStatusCode, PeerRef,
     RaftConfiguration, RaftServer, NOT_AVAILABLE,
@@ -131,7 +131,7 @@ impl ClusterBackend for FakeCluster {
     }
 }
 
-type St = Arc<State<Arc<Fake>>>;
+type St = Arc<State<muster_engine::Engine>>;
 
 fn member(name: &str, addr: &str, role: &str, status: MemberStatusCode) -> MemberInfo {
     MemberInfo {
@@ -148,7 +148,8 @@ fn member(name: &str, addr: &str, role: &str, status: MemberStatusCode) -> Membe
 
 /// A server state with a fake cluster of three LAN members and one WAN
 /// member, keyring `[K1]` with K1 primary.
-fn cluster_state() -> (St, Arc<FakeCluster>) {
+async fn cluster_state() -> Result<(St, Arc<FakeCluster>, Real), Box<dyn std::error::Error>> {
+    let real = open(true).await?;
     let cluster = Arc::new(FakeCluster::default());
     {
         let mut s = cluster.lock();
@@ -166,13 +167,13 @@ fn cluster_state() -> (St, Arc<FakeCluster>) {
     let mut cfg = ApiConfig::new("dc1", "n1", "00000000-0000-4000-8000-000000000001");
     cfg.cluster = Some(cluster.clone());
     let st = Arc::new(State {
-        engine: Arc::new(Fake::default()),
+        engine: real.engine.clone(),
         agent: Arc::new(FakeAgent::default()),
         cfg,
         local_addr: None,
         shared: Default::default(),
     });
-    (st, cluster)
+    Ok((st, cluster, real))
 }
 
 async fn req(
@@ -201,7 +202,7 @@ fn ok() -> (u16, String) {
 
 #[tokio::test]
 async fn api_cluster_members_consul_shape_sorted_and_wan() -> TestResult {
-    let (st, _) = cluster_state();
+    let (st, _, _real) = cluster_state().await?;
     let r = req(&st, Method::GET, "/v1/agent/members?segment=x", "").await?;
     assert_eq!(r.status, StatusCode::OK);
     let v: Value = serde_json::from_str(&r.body)?;
@@ -242,7 +243,7 @@ async fn api_cluster_members_consul_shape_sorted_and_wan() -> TestResult {
 
 #[tokio::test]
 async fn api_cluster_join_leave_force_leave() -> TestResult {
-    let (st, cluster) = cluster_state();
+    let (st, cluster, _real) = cluster_state().await?;
     assert_eq!(
         sb(&st, Method::PUT, "/v1/agent/join/10.0.0.9:8301", "").await?,
         ok()
@@ -309,7 +310,7 @@ async fn api_cluster_join_leave_force_leave() -> TestResult {
 
 #[tokio::test]
 async fn api_cluster_raft_configuration_and_remove_peer() -> TestResult {
-    let (st, cluster) = cluster_state();
+    let (st, cluster, _real) = cluster_state().await?;
     let (code, body) = sb(&st, Method::GET, "/v1/operator/raft/configuration", "").await?;
     assert_eq!(code, 200);
     assert_eq!(
@@ -391,7 +392,7 @@ async fn api_cluster_raft_configuration_and_remove_peer() -> TestResult {
 
 #[tokio::test]
 async fn api_cluster_keyring_list_install_use_remove() -> TestResult {
-    let (st, cluster) = cluster_state();
+    let (st, cluster, _real) = cluster_state().await?;
     let ring = "/v1/operator/keyring";
     let (code, body) = sb(&st, Method::GET, ring, "").await?;
     assert_eq!(code, 200);
@@ -471,7 +472,7 @@ async fn api_cluster_keyring_list_install_use_remove() -> TestResult {
 
 #[tokio::test]
 async fn api_cluster_endpoints_without_backend_answer_500() -> TestResult {
-    let (st, _) = super::state();
+    let (st, _real) = super::state().await?;
     for (method, uri, body) in [
         (Method::PUT, "/v1/agent/join/10.0.0.1", ""),
         (Method::PUT, "/v1/agent/leave", ""),

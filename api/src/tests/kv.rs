@@ -4,13 +4,13 @@
 use std::time::{Duration, Instant};
 
 use hyper::{Method, StatusCode};
-use muster_engine::{Command, WatchKey};
+use muster_engine::Command;
 
-use super::{call_on, state, TestResult};
+use super::{call_on, leaderless, state, TestResult};
 
 #[tokio::test]
 async fn api_kv_put_get_delete() -> TestResult {
-    let (st, _) = state();
+    let (st, real) = state().await?;
     let r = call_on(&st, Method::GET, "/v1/kv/service%2Fb%2Fleader", b"").await?;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::NOT_FOUND, ""));
     assert_eq!(r.header("x-consul-index"), "1");
@@ -25,14 +25,17 @@ async fn api_kv_put_get_delete() -> TestResult {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.body,
-        r#"[{"LockIndex":0,"Key":"service/b/leader","Flags":42,"Value":"cGcx","CreateIndex":1,"ModifyIndex":1}]"#
+        format!(
+            r#"[{{"LockIndex":0,"Key":"service/b/leader","Flags":42,"Value":"cGcx","CreateIndex":{0},"ModifyIndex":{0}}}]"#,
+            real.at(1)
+        )
     );
-    assert_eq!(r.header("x-consul-index"), "1");
+    assert_eq!(r.header("x-consul-index"), real.at(1));
     let r = call_on(&st, Method::GET, "/v1/kv/service/b/leader?raw", b"").await?;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "pg1"));
     assert_eq!(r.header("content-type"), "text/plain");
     assert_eq!(r.header("x-content-type-options"), "nosniff");
-    assert_eq!(r.header("x-consul-index"), "1");
+    assert_eq!(r.header("x-consul-index"), real.at(1));
 
     // PUT without flags resets them; cas semantics come from the engine.
     assert_eq!(
@@ -55,22 +58,37 @@ async fn api_kv_put_get_delete() -> TestResult {
         "false"
     );
     assert_eq!(
-        call_on(&st, Method::PUT, "/v1/kv/service/b/leader?cas=2", b"x")
-            .await?
-            .body,
+        call_on(
+            &st,
+            Method::PUT,
+            &format!("/v1/kv/service/b/leader?cas={}", real.at(2)),
+            b"x"
+        )
+        .await?
+        .body,
         "true"
     );
     assert_eq!(
-        call_on(&st, Method::DELETE, "/v1/kv/service/b/leader?cas=2", b"")
-            .await?
-            .body,
+        call_on(
+            &st,
+            Method::DELETE,
+            &format!("/v1/kv/service/b/leader?cas={}", real.at(2)),
+            b""
+        )
+        .await?
+        .body,
         "false"
     );
     // (every proposal takes a log index, failed CAS included)
     assert_eq!(
-        call_on(&st, Method::DELETE, "/v1/kv/service/b/leader?cas=4", b"")
-            .await?
-            .body,
+        call_on(
+            &st,
+            Method::DELETE,
+            &format!("/v1/kv/service/b/leader?cas={}", real.at(4)),
+            b""
+        )
+        .await?
+        .body,
         "true"
     );
     assert_eq!(
@@ -82,14 +100,14 @@ async fn api_kv_put_get_delete() -> TestResult {
     let r = call_on(&st, Method::GET, "/v1/kv/service/b/leader", b"").await?;
     assert_eq!(
         (r.status, r.header("x-consul-index")),
-        (StatusCode::NOT_FOUND, "6")
+        (StatusCode::NOT_FOUND, real.at(6).as_str())
     );
     Ok(())
 }
 
 #[tokio::test]
 async fn api_kv_recurse_and_keys() -> TestResult {
-    let (st, _) = state();
+    let (st, real) = state().await?;
     for k in ["a/c", "a/b/x", "a/b/y", "b"] {
         assert_eq!(
             call_on(&st, Method::PUT, &format!("/v1/kv/{k}"), b"v")
@@ -104,13 +122,13 @@ async fn api_kv_recurse_and_keys() -> TestResult {
         .map(|v| v["Key"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(keys, ["a/b/x", "a/b/y", "a/c"]);
-    assert_eq!(r.header("x-consul-index"), "3");
+    assert_eq!(r.header("x-consul-index"), real.at(3));
     let r = call_on(&st, Method::GET, "/v1/kv/?recurse=true", b"").await?;
     assert_eq!(r.status, StatusCode::OK);
     let r = call_on(&st, Method::GET, "/v1/kv/zzz?recurse", b"").await?;
     assert_eq!(
         (r.status, r.body.as_str(), r.header("x-consul-index")),
-        (StatusCode::NOT_FOUND, "", "4")
+        (StatusCode::NOT_FOUND, "", real.at(4).as_str())
     );
     let r = call_on(&st, Method::GET, "/v1/kv/a/?keys&separator=/", b"").await?;
     assert_eq!(r.body, r#"["a/b/","a/c"]"#);
@@ -141,7 +159,7 @@ async fn api_kv_recurse_and_keys() -> TestResult {
 
 #[tokio::test]
 async fn api_kv_errors() -> TestResult {
-    let (st, _) = state();
+    let (st, _real) = state().await?;
     let cases: &[(Method, &str, &[u8], u16, &str)] = &[
         (Method::GET, "/v1/kv/", b"", 400, "Missing key name"),
         (Method::PUT, "/v1/kv/", b"", 400, "Missing key name"),
@@ -193,8 +211,7 @@ async fn api_kv_errors() -> TestResult {
 
 #[tokio::test]
 async fn api_consistency_and_leaderless_reads() -> TestResult {
-    let (st, fake) = state();
-    fake.lock().no_leader = true;
+    let (st, _real) = leaderless().await?;
     let r = call_on(&st, Method::GET, "/v1/kv/a", b"").await?;
     assert_eq!(
         (r.status.as_u16(), r.body.as_str()),
@@ -213,12 +230,11 @@ async fn api_consistency_and_leaderless_reads() -> TestResult {
     let r = call_on(&st, Method::GET, "/v1/kv/a?stale=", b"").await?;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.header("x-consul-knownleader"), "false");
-    assert_eq!(r.header("x-consul-lastcontact"), "1500");
     assert_eq!(r.header("x-consul-effective-consistency"), "stale");
     assert_eq!(r.header("x-consul-index"), "1");
     let r = call_on(&st, Method::GET, "/v1/status/leader", b"").await?;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "\"\""));
-    fake.lock().no_leader = false;
+    let (st, _real) = state().await?;
     let r = call_on(&st, Method::GET, "/v1/kv/a?consistent=1", b"").await?;
     assert_eq!(r.header("x-consul-effective-consistency"), "consistent");
     Ok(())
@@ -226,83 +242,89 @@ async fn api_consistency_and_leaderless_reads() -> TestResult {
 
 #[tokio::test]
 async fn api_blocking_get_wakes_on_write() -> TestResult {
-    let (st, fake) = state();
-    fake.apply(Command::KvSet {
-        key: "k".into(),
-        value: b"1".to_vec(),
-        flags: 0,
-    });
+    let (st, real) = state().await?;
+    let first = real.apply(set("k", b"1")).await?.index;
     let st2 = st.clone();
     let waiter = tokio::spawn(async move {
-        call_on(&st2, Method::GET, "/v1/kv/k?index=1&wait=10s", b"")
-            .await
-            .map_err(|e| e.to_string())
+        call_on(
+            &st2,
+            Method::GET,
+            &format!("/v1/kv/k?index={first}&wait=10s"),
+            b"",
+        )
+        .await
+        .map_err(|e| e.to_string())
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     // A write to another key does not answer the query.
-    fake.apply(Command::KvSet {
-        key: "other".into(),
-        value: b"1".to_vec(),
-        flags: 0,
-    });
+    real.apply(set("other", b"1")).await?;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished());
-    fake.apply(Command::KvSet {
-        key: "k".into(),
-        value: b"2".to_vec(),
-        flags: 0,
-    });
+    let second = real.apply(set("k", b"2")).await?.index;
     let r = tokio::time::timeout(Duration::from_secs(5), waiter).await???;
     assert_eq!(
         (r.status, r.header("x-consul-index")),
-        (StatusCode::OK, "3")
+        (StatusCode::OK, second.to_string().as_str())
     );
     assert!(r.body.contains("\"Value\":\"Mg==\""));
     Ok(())
 }
 
+fn set(key: &str, value: &[u8]) -> Command {
+    Command::KvSet {
+        key: key.into(),
+        value: value.to_vec(),
+        flags: 0,
+    }
+}
+
 #[tokio::test]
 async fn api_blocking_missing_key_rule() -> TestResult {
-    let (st, fake) = state();
-    fake.apply(Command::KvSet {
-        key: "x".into(),
-        value: b"1".to_vec(),
-        flags: 0,
-    });
-    // First pass: the KV table index (2) is past index=1, so the 404 comes
-    // at once.
-    fake.apply(Command::KvSet {
-        key: "y".into(),
-        value: b"1".to_vec(),
-        flags: 0,
-    });
+    let (st, real) = state().await?;
+    let x = real.apply(set("x", b"1")).await?.index;
+    // First pass: the KV table index is past index=x, so the 404 comes at
+    // once.
+    let y = real.apply(set("y", b"1")).await?.index;
     let start = Instant::now();
-    let r = call_on(&st, Method::GET, "/v1/kv/missing?index=1&wait=5s", b"").await?;
+    let r = call_on(
+        &st,
+        Method::GET,
+        &format!("/v1/kv/missing?index={x}&wait=5s"),
+        b"",
+    )
+    .await?;
     assert_eq!(
         (r.status, r.header("x-consul-index")),
-        (StatusCode::NOT_FOUND, "2")
+        (StatusCode::NOT_FOUND, y.to_string().as_str())
     );
     assert!(start.elapsed() < Duration::from_secs(1));
 
-    // After a wake-up a still-missing key keeps blocking until the deadline.
+    // After a wake-up a still-missing key keeps blocking until the deadline:
+    // a transaction writes and deletes it (the key fires, the table index
+    // moves, the key is still missing).
     let start = Instant::now();
     let st2 = st.clone();
     let waiter = tokio::spawn(async move {
-        call_on(&st2, Method::GET, "/v1/kv/missing?index=2&wait=300ms", b"")
-            .await
-            .map_err(|e| e.to_string())
+        call_on(
+            &st2,
+            Method::GET,
+            &format!("/v1/kv/missing?index={y}&wait=300ms"),
+            b"",
+        )
+        .await
+        .map_err(|e| e.to_string())
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    {
-        let mut s = fake.lock();
-        s.index = 9;
-        s.kv_index = 9;
-    }
-    fake.watch.fire(&[WatchKey::KvKey("missing".into())]);
+    let touch = br#"[{"KV":{"Verb":"set","Key":"missing","Value":"eA=="}},
+                     {"KV":{"Verb":"delete","Key":"missing"}}]"#;
+    let t = call_on(&st, Method::PUT, "/v1/txn", touch).await?;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
+    // (a write's reply has no index; nothing else writes meanwhile)
+    let touched = real.next_index() - 1;
     let r = tokio::time::timeout(Duration::from_secs(5), waiter).await???;
     assert_eq!(
         (r.status, r.header("x-consul-index")),
-        (StatusCode::NOT_FOUND, "9")
+        (StatusCode::NOT_FOUND, touched.to_string().as_str())
     );
     assert!(
         start.elapsed() >= Duration::from_millis(300),
@@ -313,23 +335,25 @@ async fn api_blocking_missing_key_rule() -> TestResult {
     // ...and answers as soon as it appears.
     let st2 = st.clone();
     let waiter = tokio::spawn(async move {
-        call_on(&st2, Method::GET, "/v1/kv/missing?index=9&wait=10s", b"")
-            .await
-            .map_err(|e| e.to_string())
+        call_on(
+            &st2,
+            Method::GET,
+            &format!("/v1/kv/missing?index={touched}&wait=10s"),
+            b"",
+        )
+        .await
+        .map_err(|e| e.to_string())
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    fake.watch.fire(&[WatchKey::KvKey("missing".into())]);
+    let t = call_on(&st, Method::PUT, "/v1/txn", touch).await?;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished());
-    fake.apply(Command::KvSet {
-        key: "missing".into(),
-        value: b"here".to_vec(),
-        flags: 0,
-    });
+    let here = real.apply(set("missing", b"here")).await?.index;
     let r = tokio::time::timeout(Duration::from_secs(5), waiter).await???;
     assert_eq!(
         (r.status, r.header("x-consul-index")),
-        (StatusCode::OK, "10")
+        (StatusCode::OK, here.to_string().as_str())
     );
     Ok(())
 }

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 
-use super::{agent, call_on, state, Fake, TestResult};
+use super::{agent, call_on, open, state, TestResult};
 use crate::router;
 use crate::ApiConfig;
 
 #[tokio::test]
 async fn api_routing_methods_and_paths() -> TestResult {
-    let (st, _) = state();
+    let (st, _real) = state().await?;
     let r = call_on(&st, Method::GET, "/", b"").await?;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, router::ROOT_TEXT);
@@ -54,7 +54,7 @@ async fn api_routing_methods_and_paths() -> TestResult {
 
 #[tokio::test]
 async fn api_status_and_agent_self() -> TestResult {
-    let (st, _) = state();
+    let (st, _real) = state().await?;
     let r = call_on(&st, Method::GET, "/v1/status/leader", b"").await?;
     assert_eq!(r.body, "\"127.0.0.1:8300\"");
     let r = call_on(&st, Method::GET, "/v1/status/peers", b"").await?;
@@ -74,13 +74,13 @@ async fn api_serve_over_tcp_and_shut_down() -> TestResult {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let fake = Arc::new(Fake::default());
+    let real = open(true).await?;
     let cfg = ApiConfig::new("dc1", "n1", "id");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let agent = Arc::new(agent::FakeAgent::default());
     let server = tokio::spawn(crate::server::serve(
         listener,
-        fake,
+        real.engine.clone(),
         agent,
         cfg,
         async move {
@@ -98,7 +98,8 @@ async fn api_serve_over_tcp_and_shut_down() -> TestResult {
     assert!(out.contains("\r\n\r\ntrue"), "{out}");
     assert!(out.ends_with("\r\n\r\nhi"), "{out}");
     assert!(
-        out.to_ascii_lowercase().contains("x-consul-index: 1\r\n"),
+        out.to_ascii_lowercase()
+            .contains(&format!("x-consul-index: {}\r\n", real.at(1))),
         "{out}"
     );
     let _ = tx.send(());

@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
-use muster_engine::{Command, Session, SessionBehavior};
+use muster_engine::{Session, SessionBehavior, WatchSet};
 
-use super::{call_on, call_with, json, seed, state, Fake, Reply, TestResult, TestState};
+use super::{
+    call_on, call_with, json, leaderless, seed, state, Real, Reply, TestResult, TestState,
+};
 
 /// Create a session from `body` and return its ID.
 async fn create(st: &TestState, body: &'static str) -> Result<String, Box<dyn std::error::Error>> {
@@ -18,12 +20,12 @@ async fn create(st: &TestState, body: &'static str) -> Result<String, Box<dyn st
     Ok(id)
 }
 
-/// The session of the last `SessionCreate` proposed.
-fn last_created(fake: &Fake) -> Option<Session> {
-    fake.lock().proposed.iter().rev().find_map(|c| match c {
-        Command::SessionCreate { session } => Some(session.clone()),
-        _ => None,
-    })
+/// The session `id` as the state machine stored it.
+fn stored(real: &Real, id: &str) -> Option<Session> {
+    real.engine
+        .session_get(id, &mut WatchSet::new())
+        .ok()
+        .and_then(|r| r.value)
 }
 
 fn status_body(r: &Reply) -> (u16, &str) {
@@ -32,10 +34,10 @@ fn status_body(r: &Reply) -> (u16, &str) {
 
 #[tokio::test]
 async fn api_session_create_defaults_and_reads() -> TestResult {
-    let (st, fake) = state();
+    let (st, real) = state().await?;
     seed(&st).await?;
     let id = create(&st, "").await?;
-    let s = last_created(&fake).ok_or("no create proposed")?;
+    let s = stored(&real, &id).ok_or("no session stored")?;
     assert_eq!(
         (s.node.as_str(), s.lock_delay_ns, s.behavior, s.ttl.as_str()),
         ("n1", 15_000_000_000, SessionBehavior::Release, "")
@@ -47,15 +49,16 @@ async fn api_session_create_defaults_and_reads() -> TestResult {
     assert_eq!(
         r.body,
         format!(
-            r#"[{{"ID":"{id}","Name":"","Node":"n1","LockDelay":15000000000,"Behavior":"release","TTL":"","NodeChecks":["serfHealth"],"ServiceChecks":null,"CreateIndex":4,"ModifyIndex":4}}]"#
+            r#"[{{"ID":"{id}","Name":"","Node":"n1","LockDelay":15000000000,"Behavior":"release","TTL":"","NodeChecks":["serfHealth"],"ServiceChecks":null,"CreateIndex":{at},"ModifyIndex":{at}}}]"#,
+            at = real.at(4)
         )
     );
-    assert_eq!(r.header("x-consul-index"), "4");
+    assert_eq!(r.header("x-consul-index"), real.at(4));
     assert_eq!(r.header("x-consul-knownleader"), "true");
     assert_eq!(r.header("x-consul-lastcontact"), "0");
     let r = call_on(&st, Method::GET, "/v1/session/info/nope", b"").await?;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "[]"));
-    assert_eq!(r.header("x-consul-index"), "4");
+    assert_eq!(r.header("x-consul-index"), real.at(4));
 
     // Patroni's body: lowercase names, `checks: []`, a string lock-delay.
     let patroni = create(
@@ -63,7 +66,7 @@ async fn api_session_create_defaults_and_reads() -> TestResult {
         r#"{"name":"batman-pg0","checks":[],"lockdelay":"0.001s","behavior":"delete","ttl":"15s"}"#,
     )
     .await?;
-    let s = last_created(&fake).ok_or("no create proposed")?;
+    let s = stored(&real, &patroni).ok_or("no session stored")?;
     assert_eq!(s.id, patroni);
     assert_eq!(
         (s.name.as_str(), s.lock_delay_ns, s.behavior, s.ttl.as_str()),
@@ -93,8 +96,8 @@ async fn api_session_create_defaults_and_reads() -> TestResult {
         (r#"{"LockDelay":"90s"}"#, 60_000_000_000),
         (r#"{"LockDelay":0}"#, 0),
     ] {
-        create(&st, body).await?;
-        let s = last_created(&fake).ok_or("no create proposed")?;
+        let id = create(&st, body).await?;
+        let s = stored(&real, &id).ok_or("no session stored")?;
         assert_eq!(s.lock_delay_ns, want, "{body}");
     }
     create(
@@ -114,7 +117,7 @@ async fn api_session_create_defaults_and_reads() -> TestResult {
 
 #[tokio::test]
 async fn api_session_errors() -> TestResult {
-    let (st, _) = state();
+    let (st, _real) = state().await?;
     seed(&st).await?;
     let cases: &[(Method, &str, &str, u16, &str)] = &[
         (
@@ -265,10 +268,8 @@ async fn api_session_errors() -> TestResult {
 
 #[tokio::test]
 async fn api_session_leaderless() -> TestResult {
-    let (st, fake) = state();
-    seed(&st).await?;
-    let id = create(&st, r#"{"TTL":"30s"}"#).await?;
-    fake.lock().no_leader = true;
+    let (st, _real) = leaderless().await?;
+    let id = "adf4238a-882b-9ddc-4a9d-5b6758e4159e";
     for (method, uri) in [
         (Method::PUT, "/v1/session/create".to_string()),
         (Method::PUT, format!("/v1/session/renew/{id}")),
@@ -291,7 +292,7 @@ async fn api_session_leaderless() -> TestResult {
 
 #[tokio::test]
 async fn api_session_renew_and_destroy() -> TestResult {
-    let (st, _) = state();
+    let (st, _real) = state().await?;
     seed(&st).await?;
     let id = create(&st, r#"{"Name":"s","TTL":"30s"}"#).await?;
     let r = call_on(&st, Method::PUT, &format!("/v1/session/renew/{id}"), b"").await?;
@@ -318,12 +319,13 @@ async fn api_session_renew_and_destroy() -> TestResult {
 
 #[tokio::test]
 async fn api_session_list_blocks_until_a_change() -> TestResult {
-    let (st, _) = state();
+    let (st, real) = state().await?;
     seed(&st).await?;
     create(&st, "").await?;
     let st2 = st.clone();
+    let uri = format!("/v1/session/list?index={}&wait=10s", real.at(4));
     let waiter = tokio::spawn(async move {
-        call_on(&st2, Method::GET, "/v1/session/list?index=4&wait=10s", b"")
+        call_on(&st2, Method::GET, &uri, b"")
             .await
             .map_err(|e| e.to_string())
     });
@@ -331,14 +333,14 @@ async fn api_session_list_blocks_until_a_change() -> TestResult {
     assert!(!waiter.is_finished());
     create(&st, r#"{"Name":"second"}"#).await?;
     let r = tokio::time::timeout(Duration::from_secs(5), waiter).await???;
-    assert_eq!(r.header("x-consul-index"), "5");
+    assert_eq!(r.header("x-consul-index"), real.at(5));
     assert!(r.body.contains(r#""Name":"second""#), "{}", r.body);
     Ok(())
 }
 
 #[tokio::test]
 async fn api_kv_acquire_release_and_lock_delay() -> TestResult {
-    let (st, fake) = state();
+    let (st, real) = state().await?;
     seed(&st).await?;
     let a = create(&st, "").await?;
     let b = create(&st, "").await?;
@@ -401,10 +403,14 @@ async fn api_kv_acquire_release_and_lock_delay() -> TestResult {
     let r = call_on(&st, Method::PUT, &format!("/v1/session/destroy/{b}"), b"").await?;
     assert_eq!(r.body, "true");
     assert!(get_leader().await?.get("Session").is_none());
-    let proposed = fake.lock().proposed.len();
+    let before = real.next_index();
     let r = put(format!("{leader}?acquire={a}"), b"pg0").await?;
     assert_eq!(status_body(&r), (200, "false"));
-    assert_eq!(fake.lock().proposed.len(), proposed);
+    assert_eq!(
+        real.next_index(),
+        before,
+        "the refused acquire was proposed"
+    );
     // Plain writes are not blocked by the lock-delay.
     assert_eq!(put(leader.to_string(), b"free").await?.body, "true");
     // A session with no lock-delay leaves none behind.

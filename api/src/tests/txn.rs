@@ -3,11 +3,9 @@
 //! decode errors.
 
 use hyper::{Method, StatusCode};
-use muster_engine::txn::{KvVerb, TxnOp};
-use muster_engine::Command;
 use serde_json::Value;
 
-use super::{call_on, call_with, json, seed, state, Reply, TestResult, TestState};
+use super::{call_on, call_with, json, leaderless, seed, state, Reply, TestResult, TestState};
 
 fn status_body(r: &Reply) -> (u16, &str) {
     (r.status.as_u16(), r.body.as_str())
@@ -19,7 +17,7 @@ async fn txn(st: &TestState, body: &'static str) -> Result<Reply, Box<dyn std::e
 
 #[tokio::test]
 async fn api_txn_write_read_and_rollback() -> TestResult {
-    let (st, fake) = state();
+    let (st, real) = state().await?;
     let r = txn(
         &st,
         r#"[{"KV":{"Verb":"set","Key":"a","Value":"aGk=","Flags":7}},
@@ -32,36 +30,23 @@ async fn api_txn_write_read_and_rollback() -> TestResult {
         status_body(&r),
         (
             200,
-            r#"{"Results":[{"KV":{"LockIndex":0,"Key":"a","Flags":7,"Value":null,"CreateIndex":1,"ModifyIndex":1}},{"KV":{"LockIndex":0,"Key":"a","Flags":7,"Value":"aGk=","CreateIndex":1,"ModifyIndex":1}},{"KV":{"LockIndex":0,"Key":"b","Flags":0,"Value":null,"CreateIndex":1,"ModifyIndex":1}}],"Errors":null}"#
+            format!(
+                r#"{{"Results":[{{"KV":{{"LockIndex":0,"Key":"a","Flags":7,"Value":null,"CreateIndex":{0},"ModifyIndex":{0}}}}},{{"KV":{{"LockIndex":0,"Key":"a","Flags":7,"Value":"aGk=","CreateIndex":{0},"ModifyIndex":{0}}}}},{{"KV":{{"LockIndex":0,"Key":"b","Flags":0,"Value":null,"CreateIndex":{0},"ModifyIndex":{0}}}}}],"Errors":null}}"#,
+                real.at(1)
+            )
+            .as_str()
         )
     );
     assert_eq!(r.header("x-consul-index"), "<none>");
-    let ops = match fake.lock().proposed.last() {
-        Some(Command::Txn { ops }) => ops.clone(),
-        other => return Err(format!("unexpected {other:?}").into()),
-    };
-    assert_eq!(ops.len(), 4);
-    assert_eq!(
-        ops.first(),
-        Some(&TxnOp::Kv {
-            verb: KvVerb::Set,
-            key: "a".into(),
-            value: b"hi".to_vec(),
-            flags: 7,
-            index: 0,
-            session: String::new(),
-        })
-    );
-
     // Read-only: not proposed, no index header, leader headers set.
-    let proposed = fake.lock().proposed.len();
+    let before = real.next_index();
     let r = txn(
         &st,
         r#"[{"KV":{"Verb":"get-tree","Key":""}},{"KV":{"Verb":"check-not-exists","Key":"c"}}]"#,
     )
     .await?;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(fake.lock().proposed.len(), proposed);
+    assert_eq!(real.next_index(), before, "a read-only txn was proposed");
     let v = json(&r)?;
     assert_eq!(v["Results"][0]["KV"]["Value"], "aGk=");
     assert_eq!(v["Results"][1]["KV"]["Key"], "b");
@@ -103,7 +88,7 @@ async fn api_txn_write_read_and_rollback() -> TestResult {
     assert_eq!(status_body(&r), (200, r#"{"Results":[],"Errors":null}"#));
 
     // Without a leader: default reads and writes fail, stale reads work.
-    fake.lock().no_leader = true;
+    let (st, _real) = leaderless().await?;
     let read = r#"[{"KV":{"Verb":"get-or-empty","Key":"a"}}]"#;
     assert_eq!(
         status_body(&txn(&st, read).await?),
@@ -114,7 +99,8 @@ async fn api_txn_write_read_and_rollback() -> TestResult {
     let r = call_on(&st, Method::PUT, "/v1/txn?stale", read.as_bytes()).await?;
     assert_eq!(status_body(&r), (200, r#"{"Results":[],"Errors":null}"#));
     assert_eq!(r.header("x-consul-knownleader"), "false");
-    assert_eq!(r.header("x-consul-lastcontact"), "1500");
+    // Never in contact with a leader: 0.
+    assert_eq!(r.header("x-consul-lastcontact"), "0");
     let r = txn(&st, r#"[{"KV":{"Verb":"set","Key":"a"}}]"#).await?;
     assert_eq!(status_body(&r), (500, "No cluster leader"));
     Ok(())
@@ -122,7 +108,7 @@ async fn api_txn_write_read_and_rollback() -> TestResult {
 
 #[tokio::test]
 async fn api_txn_limits_and_decode_errors() -> TestResult {
-    let (st, _) = state();
+    let (st, _real) = state().await?;
     let op = r#"{"KV":{"Verb":"set","Key":"k","Value":"eA=="}}"#;
     let many = |n: usize| format!("[{}]", vec![op; n].join(","));
     let r = call_with(&st, Method::PUT, "/v1/txn", many(129)).await?;
@@ -240,7 +226,7 @@ async fn catalog_json(
 
 #[tokio::test]
 async fn api_txn_catalog_and_session_ops() -> TestResult {
-    let (st, _) = state();
+    let (st, _real) = state().await?;
     seed(&st).await?;
     let r = txn(
         &st,
