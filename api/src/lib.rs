@@ -23,8 +23,10 @@
 //! - `bodies.rs`: the txn and session-create body decoders, public for
 //!   fuzzing.
 //! - `error.rs`: the one [`Error`] enum and its Consul status codes.
-//! - `backend.rs`: the engine and agent interfaces the handlers use (test
-//!   seams).
+//! - `backend.rs`: the agent interface the `/v1/agent/*` handlers use (a
+//!   test seam; every other handler holds the real `Engine`).
+//! - `read.rs`: the one read path (consistency, blocking, read headers);
+//!   `shared.rs`: one computed, encoded result per identical read.
 //! - `cluster.rs`: [`ClusterBackend`], the gossip/raft interface the binary
 //!   implements for the membership and operator endpoints, and its data.
 //! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`.
