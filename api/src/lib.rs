@@ -11,9 +11,10 @@
 //! - `query.rs`: query-string parsing (`index`, `wait`, consistency, `dc`,
 //!   `token`, KV flags), public for fuzzing.
 //! - `response.rs`: JSON/text replies and the `X-Consul-*` read headers.
-//! - `read.rs`: the shared blocking-read path (consistency gate, blocking
-//!   loop, read headers) and the list parameters (`filter`, `node-meta`,
-//!   `tag`).
+//! - `read.rs`: the one read path (consistency gate, blocking on the
+//!   engine's watch set, read headers) and the list parameters (`filter`,
+//!   `node-meta`, `tag`); `shared.rs`: one computed, encoded (and gzip'd)
+//!   result per identical read.
 //! - `decode.rs`: JSON request bodies with Consul's decoding rules.
 //! - `shapes.rs`: the catalog/health/agent JSON objects.
 //! - `definition.rs`: service and check definitions (§6) from JSON, for
@@ -25,8 +26,6 @@
 //! - `error.rs`: the one [`Error`] enum and its Consul status codes.
 //! - `backend.rs`: the agent interface the `/v1/agent/*` handlers use (a
 //!   test seam; every other handler holds the real `Engine`).
-//! - `read.rs`: the one read path (consistency, blocking, read headers);
-//!   `shared.rs`: one computed, encoded result per identical read.
 //! - `cluster.rs`: [`ClusterBackend`], the gossip/raft interface the binary
 //!   implements for the membership and operator endpoints, and its data.
 //! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`.
