@@ -231,4 +231,194 @@ impl ServiceDefinition {
             c.service_id = self.id.clone();
         }
     }
+
+    /// Consul's rules for a service (§6.1), the one place they are checked
+    /// for HTTP bodies, catalog registrations and config files alike; the
+    /// message is Consul's (`Missing service name`, `Invalid service
+    /// address`, `Invalid Service Meta: ...`, `Invalid Weights: ...`).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("Missing service name".into());
+        }
+        validate_service_fields(&self.address, &self.meta, self.weights)
+    }
+}
+
+/// Most metadata pairs on a node or a service.
+pub const META_MAX_PAIRS: usize = 64;
+/// Longest metadata key.
+pub const META_KEY_MAX: usize = 128;
+/// Longest metadata value.
+pub const META_VALUE_MAX: usize = 512;
+
+/// The address, meta and weights rules a service instance shares with a
+/// catalog registration's `Service`.
+pub fn validate_service_fields(
+    address: &str,
+    meta: &BTreeMap<String, String>,
+    weights: Weights,
+) -> Result<(), String> {
+    if is_unspecified_addr(address) {
+        return Err("Invalid service address".into());
+    }
+    validate_meta("Service", meta).map_err(|e| format!("Invalid Service Meta: {e}"))?;
+    validate_weights(i64::from(weights.passing), i64::from(weights.warning))
+        .map_err(|e| format!("Invalid Weights: {e}"))?;
+    Ok(())
+}
+
+/// Any spelling of the unspecified address (`0.0.0.0`, `::`, `0:0::0`,
+/// `[::]`): never a valid service address.
+pub fn is_unspecified_addr(addr: &str) -> bool {
+    let bare = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// One metadata pair (Consul's `validateMetaPair`).
+fn validate_meta_pair(key: &str, value: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("Key cannot be blank".into());
+    }
+    if !key
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    {
+        return Err("Key contains invalid characters".into());
+    }
+    if key.len() > META_KEY_MAX {
+        return Err(format!(
+            "Key is too long (limit: {META_KEY_MAX} characters)"
+        ));
+    }
+    if key.starts_with("consul-") {
+        return Err("Key prefix 'consul-' is reserved for internal use".into());
+    }
+    if value.len() > META_VALUE_MAX {
+        return Err(format!(
+            "Value is too long (limit: {META_VALUE_MAX} characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// Node or service metadata (`what` = `Node` / `Service`), as Consul's
+/// `ValidateMeta` checks it.
+pub fn validate_meta(what: &str, meta: &BTreeMap<String, String>) -> Result<(), String> {
+    if meta.len() > META_MAX_PAIRS {
+        return Err(format!(
+            "{what} metadata cannot contain more than {META_MAX_PAIRS} key/value pairs"
+        ));
+    }
+    meta.iter().try_for_each(|(k, v)| validate_meta_pair(k, v))
+}
+
+/// Consul's `ValidateWeights`, on the raw numbers a body may carry.
+pub fn validate_weights(passing: i64, warning: i64) -> Result<Weights, String> {
+    if passing < 1 {
+        return Err("Passing must be greater than 0".into());
+    }
+    if warning < 0 {
+        return Err("Warning must be greater or equal than 0".into());
+    }
+    match (u32::try_from(passing), u32::try_from(warning)) {
+        (Ok(p), Ok(w)) if p <= 65535 && w <= 65535 => Ok(Weights {
+            passing: p,
+            warning: w,
+        }),
+        _ => Err("Weight must be < 65536".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_the_unspecified_address() {
+        for a in ["0.0.0.0", "::", "[::]", "0:0::0", "::0"] {
+            assert!(is_unspecified_addr(a), "{a}");
+        }
+        for a in ["", "10.0.0.1", "::1", "[::1]", "web.local"] {
+            assert!(!is_unspecified_addr(a), "{a}");
+        }
+    }
+
+    #[test]
+    fn service_validation_messages_are_consuls() {
+        let def = |f: &dyn Fn(&mut ServiceDefinition)| {
+            let mut d = ServiceDefinition {
+                name: "web".into(),
+                ..ServiceDefinition::default()
+            };
+            f(&mut d);
+            d.validate()
+        };
+        assert_eq!(def(&|_| {}), Ok(()));
+        assert_eq!(def(&|d| d.name.clear()), Err("Missing service name".into()));
+        assert_eq!(
+            def(&|d| d.address = "[::]".into()),
+            Err("Invalid service address".into())
+        );
+        assert_eq!(
+            def(&|d| {
+                d.meta.insert("consul-x".into(), String::new());
+            }),
+            Err("Invalid Service Meta: Key prefix 'consul-' is reserved for internal use".into())
+        );
+        assert_eq!(
+            def(&|d| d.weights.passing = 0),
+            Err("Invalid Weights: Passing must be greater than 0".into())
+        );
+        assert_eq!(
+            def(&|d| d.weights.warning = 70_000),
+            Err("Invalid Weights: Weight must be < 65536".into())
+        );
+    }
+
+    #[test]
+    fn meta_and_weights_limits() {
+        let many: BTreeMap<String, String> =
+            (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(
+            validate_meta("Node", &many),
+            Err("Node metadata cannot contain more than 64 key/value pairs".into())
+        );
+        let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert_eq!(
+            validate_meta("Service", &one(&"k".repeat(129), "")),
+            Err("Key is too long (limit: 128 characters)".into())
+        );
+        assert_eq!(
+            validate_meta("Service", &one("k", &"v".repeat(513))),
+            Err("Value is too long (limit: 512 characters)".into())
+        );
+        assert_eq!(
+            validate_meta("Service", &one("Ok_key-1", &"v".repeat(512))),
+            Ok(())
+        );
+        assert_eq!(
+            validate_weights(1, -1),
+            Err("Warning must be greater or equal than 0".into())
+        );
+        assert_eq!(
+            validate_weights(65536, 1),
+            Err("Weight must be < 65536".into())
+        );
+        assert_eq!(
+            validate_weights(3, 0),
+            Ok(Weights {
+                passing: 3,
+                warning: 0
+            })
+        );
+        assert!(
+            is_unspecified_addr("0.0.0.0")
+                && is_unspecified_addr("::")
+                && !is_unspecified_addr("10.0.0.1")
+        );
+    }
 }

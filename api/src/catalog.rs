@@ -21,19 +21,13 @@ use crate::read::{has_all_tags, node_meta_matches, passes};
 use crate::response::Body;
 use crate::router::Ctx;
 use crate::shapes::{CatalogServiceJson, NodeJson, NodeServiceJson};
+use muster_agent::definition::{validate_meta, validate_service_fields, validate_weights};
 use muster_engine::Engine;
 
 /// `Missing service name` body.
 pub const MISSING_SERVICE: &str = "Missing service name";
 /// `Missing node name` body.
 pub const MISSING_NODE: &str = "Missing node name";
-
-/// Most meta pairs (node or service).
-const META_MAX_PAIRS: usize = 64;
-/// Longest meta key.
-const META_KEY_MAX: usize = 128;
-/// Longest meta value.
-const META_VALUE_MAX: usize = 512;
 
 use Kind::Value as V;
 
@@ -269,69 +263,6 @@ pub(crate) fn check_uuid(id: &str) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
-/// Consul's `validateMetaPair` for one pair.
-fn check_meta_pair(key: &str, value: &str) -> std::result::Result<(), String> {
-    if key.is_empty() {
-        return Err("Key cannot be blank".into());
-    }
-    if !key
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-    {
-        return Err("Key contains invalid characters".into());
-    }
-    if key.len() > META_KEY_MAX {
-        return Err(format!(
-            "Key is too long (limit: {META_KEY_MAX} characters)"
-        ));
-    }
-    if key.starts_with("consul-") {
-        return Err("Key prefix 'consul-' is reserved for internal use".into());
-    }
-    if value.len() > META_VALUE_MAX {
-        return Err(format!(
-            "Value is too long (limit: {META_VALUE_MAX} characters)"
-        ));
-    }
-    Ok(())
-}
-
-/// Validate node or service metadata (`what` = `Node` / `Service`).
-pub(crate) fn check_meta(
-    what: &str,
-    meta: &BTreeMap<String, String>,
-) -> std::result::Result<(), String> {
-    if meta.len() > META_MAX_PAIRS {
-        return Err(format!(
-            "{what} metadata cannot contain more than {META_MAX_PAIRS} key/value pairs"
-        ));
-    }
-    meta.iter().try_for_each(|(k, v)| check_meta_pair(k, v))
-}
-
-/// Consul's `ValidateWeights`.
-pub(crate) fn check_weights(passing: i64, warning: i64) -> std::result::Result<Weights, String> {
-    if passing < 1 {
-        return Err("Passing must be greater than 0".into());
-    }
-    if warning < 0 {
-        return Err("Warning must be greater or equal than 0".into());
-    }
-    match (u32::try_from(passing), u32::try_from(warning)) {
-        (Ok(p), Ok(w)) if p <= 65535 && w <= 65535 => Ok(Weights {
-            passing: p,
-            warning: w,
-        }),
-        _ => Err("Weight must be < 65536".into()),
-    }
-}
-
-/// `0.0.0.0` / `::` (any spelling of the unspecified address).
-pub(crate) fn is_any_addr(addr: &str) -> bool {
-    addr.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_unspecified())
-}
-
 /// The check type implied by a `Definition` (Consul's `CheckType.Type()`).
 fn definition_type(def: &Value) -> &'static str {
     let has = |k: &str| def.get(k).is_some();
@@ -371,15 +302,12 @@ fn to_service(s: NodeServiceIn, node: &str) -> Result<Service> {
     if s.service.is_empty() {
         return Err(invalid("Must provide service name with ID"));
     }
-    if is_any_addr(&s.address) {
-        return Err(invalid("Invalid service address"));
-    }
-    check_meta("Service", &s.meta).map_err(|e| invalid(format!("Invalid Service Meta: {e}")))?;
     let weights = match s.weights {
         None => Weights::default(),
-        Some(w) => check_weights(w.passing, w.warning)
+        Some(w) => validate_weights(w.passing, w.warning)
             .map_err(|e| invalid(format!("Invalid Weights: {e}")))?,
     };
+    validate_service_fields(&s.address, &s.meta, weights).map_err(invalid)?;
     Ok(Service {
         node: node.to_string(),
         id,
@@ -475,7 +403,7 @@ fn register_command(req: RegisterRequest, dc: &str) -> Result<Command> {
     if !req.datacenter.is_empty() && req.datacenter != dc {
         return Err(Error::NoPathToDatacenter);
     }
-    check_meta("Node", &req.node_meta).map_err(invalid)?;
+    validate_meta("Node", &req.node_meta).map_err(invalid)?;
     let service = req.service.map(|s| to_service(s, &req.node)).transpose()?;
     let checks = req
         .check

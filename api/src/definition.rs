@@ -14,10 +14,12 @@
 //! rules (does the check's service exist, are scripts enabled) are the
 //! agent's.
 //!
-//! The config loader calls [`service_definition_from_json`] and
-//! [`check_definition_from_json`] on each `service`/`check` object (JSON
-//! or HCL converted to JSON); an inline `check` may also be a list there
-//! (repeated HCL blocks).
+//! The rules a definition must meet are not here: they are
+//! [`ServiceDefinition::validate`] and [`CheckDefinition::validate`] in
+//! `muster-agent`, which the config loader (its own key-spelling decoder
+//! for file forms and legacy keys) and catalog registrations use too.
+//! [`service_definition_from_json`] and [`check_definition_from_json`]
+//! decode one JSON object the way an HTTP body is decoded.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,7 +31,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::catalog::{check_meta, check_weights, is_any_addr, MISSING_SERVICE};
+use muster_agent::definition::validate_weights;
+
 use crate::decode::{
     a, canonicalize, f, Field, Kind, Schema, CHECK_TYPE_FIELDS, DECODE_FAILED, SERVICE_ADDRESS,
     WEIGHTS,
@@ -405,19 +408,13 @@ fn check_from_value(value: Value) -> Result<CheckDefinition, DefError> {
 
 fn service_from_value(value: Value) -> Result<ServiceDefinition, DefError> {
     let s: ServiceIn = decode_value(value, &SERVICE)?;
-    if s.name.is_empty() {
-        return Err(DefError::Invalid(MISSING_SERVICE.into()));
-    }
-    check_meta("Service", &s.meta)
-        .map_err(|e| DefError::Invalid(format!("Invalid Service Meta: {e}")))?;
+    // Raw weights may be out of u32's range: checked before they are kept;
+    // every other rule is the definition's own (`ServiceDefinition::validate`).
     let weights = match s.weights {
         None => muster_engine::Weights::default(),
-        Some(w) => check_weights(w.passing, w.warning)
+        Some(w) => validate_weights(w.passing, w.warning)
             .map_err(|e| DefError::Invalid(format!("Invalid Weights: {e}")))?,
     };
-    if is_any_addr(&s.address) {
-        return Err(DefError::Invalid("Invalid service address".into()));
-    }
     let mut inline: Vec<CheckIn> = match s.check {
         None => Vec::new(),
         Some(Value::Array(items)) => items
@@ -446,6 +443,7 @@ fn service_from_value(value: Value) -> Result<ServiceDefinition, DefError> {
         checks,
         token: s.token,
     };
+    def.validate().map_err(DefError::Invalid)?;
     def.normalize();
     Ok(def)
 }

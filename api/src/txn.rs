@@ -18,7 +18,9 @@ use muster_engine::{Command, Node, Service, Weights};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::catalog::{check_weights, to_check, HealthCheckIn, HEALTH_CHECK};
+use muster_agent::definition::validate_weights;
+
+use crate::catalog::{to_check, HealthCheckIn, HEALTH_CHECK};
 use crate::decode::{canonicalize, f, Kind, Schema, SERVICE_ADDRESS, WEIGHTS};
 use crate::definition::{tagged_addresses, AddressIn};
 use crate::error::{Error, Result};
@@ -380,7 +382,7 @@ fn to_service(node: String, s: AgentServiceIn) -> std::result::Result<Service, S
     let weights = match s.weights {
         None => Weights::default(),
         Some(w) => {
-            check_weights(w.passing, w.warning).map_err(|e| format!("Invalid Weights: {e}"))?
+            validate_weights(w.passing, w.warning).map_err(|e| format!("Invalid Weights: {e}"))?
         }
     };
     let id = if s.id.is_empty() {

@@ -7,9 +7,11 @@
 //! Key spellings are matched by a table: a key is folded (lowercased,
 //! underscores dropped) and looked up among the canonical names and their
 //! aliases, so `enable_tag_override`, `EnableTagOverride` and
-//! `enableTagOverride` are one key. This module validates each definition
-//! as Consul does; it must not know where the files came from or how they
-//! merge (that is `mod.rs`).
+//! `enableTagOverride` are one key. Each definition is then checked by the
+//! one set of rules HTTP bodies also go through
+//! (`ServiceDefinition::validate`, `CheckDefinition::validate`), with the
+//! file, service and check named in the error; this module must not know
+//! where the files came from or how they merge (that is `mod.rs`).
 
 use std::collections::BTreeMap;
 
@@ -225,11 +227,12 @@ pub fn service(
     } else {
         def.id.clone()
     };
-    validate_service(&def).map_err(|reason| ConfigError::InvalidService {
-        file: ctx.file.to_path_buf(),
-        service: label.clone(),
-        reason,
-    })?;
+    def.validate()
+        .map_err(|reason| ConfigError::InvalidService {
+            file: ctx.file.to_path_buf(),
+            service: label.clone(),
+            reason,
+        })?;
     for c in &def.checks {
         c.validate().map_err(|reason| ConfigError::InvalidCheck {
             file: ctx.file.to_path_buf(),
@@ -392,50 +395,6 @@ fn check(
         },
         deregister_critical_service_after: f.duration(ctx, "deregister_critical_service_after")?,
     })
-}
-
-/// Consul's service checks (§6.1): the messages are the API's 400 bodies.
-fn validate_service(def: &ServiceDefinition) -> Result<(), String> {
-    if def.name.is_empty() {
-        return Err("Missing service name".into());
-    }
-    if def.address == "0.0.0.0" || def.address == "::" || def.address == "[::]" {
-        return Err(format!("Invalid service address {:?}", def.address));
-    }
-    if def.meta.len() > 64 {
-        return Err(
-            "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs"
-                .into(),
-        );
-    }
-    for (key, value) in &def.meta {
-        let key_ok = !key.is_empty()
-            && key.len() <= 128
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !key_ok {
-            return Err(format!("Invalid Service Meta: Key {key:?} is invalid: use 1-128 characters of [A-Za-z0-9_-]"));
-        }
-        if key.starts_with("consul-") {
-            return Err(format!(
-                "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use ({key:?})"
-            ));
-        }
-        if value.len() > 512 {
-            return Err(format!(
-                "Invalid Service Meta: Value is too long for key {key:?} (limit: 512 characters)"
-            ));
-        }
-    }
-    let w = def.weights;
-    if w.passing < 1 || w.passing > 65535 || w.warning > 65535 {
-        return Err(format!(
-            "Invalid Weights: Passing must be 1-65535 and Warning 0-65535, got {}/{}",
-            w.passing, w.warning
-        ));
-    }
-    Ok(())
 }
 
 /// A service definition as the PascalCase JSON body of

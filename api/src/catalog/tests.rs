@@ -116,45 +116,6 @@ fn catalog_register_validation_messages() {
 }
 
 #[test]
-fn catalog_meta_and_weights_limits() {
-    let many: BTreeMap<String, String> =
-        (0..65).map(|i| (format!("k{i}"), String::new())).collect();
-    assert_eq!(
-        check_meta("Node", &many),
-        Err("Node metadata cannot contain more than 64 key/value pairs".into())
-    );
-    let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
-    assert_eq!(
-        check_meta("Service", &one(&"k".repeat(129), "")),
-        Err("Key is too long (limit: 128 characters)".into())
-    );
-    assert_eq!(
-        check_meta("Service", &one("k", &"v".repeat(513))),
-        Err("Value is too long (limit: 512 characters)".into())
-    );
-    assert_eq!(
-        check_meta("Service", &one("Ok_key-1", &"v".repeat(512))),
-        Ok(())
-    );
-    assert_eq!(
-        check_weights(1, -1),
-        Err("Warning must be greater or equal than 0".into())
-    );
-    assert_eq!(
-        check_weights(65536, 1),
-        Err("Weight must be < 65536".into())
-    );
-    assert_eq!(
-        check_weights(3, 0),
-        Ok(Weights {
-            passing: 3,
-            warning: 0
-        })
-    );
-    assert!(is_any_addr("0.0.0.0") && is_any_addr("::") && !is_any_addr("10.0.0.1"));
-}
-
-#[test]
 fn catalog_uuid_rules() {
     assert_eq!(check_uuid("40e4a748-2192-161a-0510-9bf59fe950b5"), Ok(()));
     assert_eq!(
