@@ -25,6 +25,23 @@ use crate::harness::{muster, wait_until, Agent};
 const SERVER_CONFIG: &str = r#"{"raft_snapshot_threshold": 32, "raft_trailing_logs": 8,
     "autopilot": {"server_stabilization_time": "1s"}}"#;
 
+/// A durable server `name` of a three-server cluster (`-bootstrap-expect
+/// 3`) with `config`, retrying to join `join`'s LAN pool.
+fn start_server(name: &str, join: Option<&Agent>, config: &str) -> Agent {
+    let mut args = vec!["-server", "-bootstrap-expect", "3", "-node", name];
+    let join_addr = join.map(|j| {
+        format!(
+            "127.0.0.1:{}",
+            j.flag("-serf-lan-port").expect("-serf-lan-port")
+        )
+    });
+    if let Some(addr) = &join_addr {
+        args.push("-retry-join");
+        args.push(addr);
+    }
+    Agent::start_with_config(&args, true, config)
+}
+
 fn peer_count(a: &Agent) -> Option<usize> {
     a.get("/v1/status/peers").json().as_array().map(Vec::len)
 }
@@ -101,20 +118,7 @@ fn put(a: &Agent, key: &str, value: &str) -> bool {
 
 #[test]
 fn cluster_forms_replicates_and_fails_over() {
-    let server = |name: &str, join: Option<&Agent>| {
-        let mut args = vec!["-server", "-bootstrap-expect", "3", "-node", name];
-        let join_addr = join.map(|j| {
-            format!(
-                "127.0.0.1:{}",
-                j.flag("-serf-lan-port").expect("-serf-lan-port")
-            )
-        });
-        if let Some(addr) = &join_addr {
-            args.push("-retry-join");
-            args.push(addr);
-        }
-        Agent::start_with_config(&args, true, SERVER_CONFIG)
-    };
+    let server = |name: &str, join: Option<&Agent>| start_server(name, join, SERVER_CONFIG);
     let s1 = server("s1", None);
     let s2 = server("s2", Some(&s1));
     let s3 = server("s3", Some(&s1));
@@ -538,20 +542,7 @@ fn issue_14_restarted_leader_serves_no_stale_default_reads() {
     // Autopilot must not remove the dead server while it is down: the
     // point is a returning voter that still thinks it leads.
     const CONFIG: &str = r#"{"autopilot": {"server_stabilization_time": "120s"}}"#;
-    let server = |name: &str, join: Option<&Agent>| {
-        let mut args = vec!["-server", "-bootstrap-expect", "3", "-node", name];
-        let join_addr = join.map(|j| {
-            format!(
-                "127.0.0.1:{}",
-                j.flag("-serf-lan-port").expect("-serf-lan-port")
-            )
-        });
-        if let Some(addr) = &join_addr {
-            args.push("-retry-join");
-            args.push(addr);
-        }
-        Agent::start_with_config(&args, true, CONFIG)
-    };
+    let server = |name: &str, join: Option<&Agent>| start_server(name, join, CONFIG);
     let s1 = server("s1", None);
     let s2 = server("s2", Some(&s1));
     let s3 = server("s3", Some(&s1));
