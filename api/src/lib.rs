@@ -6,8 +6,9 @@
 //!
 //! # Layout
 //! - `server.rs`: accept loop, per-request task and span, graceful shutdown.
-//! - `router.rs`: percent-decoding, canonical-path check, longest-prefix
-//!   routing, methods (`405`/`OPTIONS`).
+//! - `router.rs`: percent-decoding, the canonical-path check, the method
+//!   check (`405`/`OPTIONS`) and dispatch to the domain handlers;
+//!   `routes.rs`: the route table and its longest-prefix lookup.
 //! - `query.rs`: query-string parsing (`index`, `wait`, consistency, `dc`,
 //!   `token`, KV flags), public for fuzzing.
 //! - `response.rs`: JSON/text replies and the `X-Consul-*` read headers.
@@ -57,6 +58,7 @@ pub mod query;
 mod read;
 mod response;
 mod router;
+mod routes;
 mod server;
 mod session;
 mod shapes;
