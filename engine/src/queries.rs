@@ -2,7 +2,12 @@
 //! on one [`ReadView`] (a consistent snapshot), returns the index that goes
 //! into `X-Consul-Index`, and fills the [`WatchSet`] of what it read: the
 //! blocking loop waits on exactly that set, so callers never choose what a
-//! read waits on.
+//! read waits on. The set covers every change to a query's answer (a
+//! property test, `tests/watch_sets.rs`, holds them to it), with one
+//! exception: an empty answer (a missing key, an empty prefix, a service
+//! never registered) takes a table's index, which unrelated writes move
+//! without waking it (for a missing key that is Consul's rule,
+//! consul-compat.md §1.1 point 6).
 
 use std::collections::HashMap;
 use std::sync::Arc;
