@@ -6,7 +6,9 @@
 //! - [`segment`]: segment files and their in-memory entry index.
 //! - `recovery`: validation on open; torn tails are cut, corruption is an error.
 //! - `meta`: vote, committed and last purged ids, replaced atomically.
-//! - [`store`]: [`LogStore`], openraft's `RaftLogStorage` with group commit.
+//! - [`store`]: [`LogStore`], the segments, metadata and group-commit
+//!   flusher; `storage.rs`: openraft's `RaftLogReader` and `RaftLogStorage`
+//!   over it.
 //! - [`error`]: the crate's [`Error`].
 //!
 //! The crate knows nothing of what entries carry: it stores openraft
@@ -17,6 +19,7 @@ mod meta;
 pub mod record;
 mod recovery;
 pub mod segment;
+mod storage;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -22,18 +22,14 @@
 use std::fmt::Debug;
 use std::fs::{self, File};
 use std::io;
-use std::ops::{Bound, Range, RangeBounds};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{
-    AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, RaftTypeConfig, StorageError,
-    StorageIOError, Vote,
-};
+use openraft::{Entry, LogId, LogState, RaftTypeConfig, Vote};
 
 use crate::error::{Error, Result};
 use crate::meta::{self, Meta};
@@ -79,22 +75,22 @@ pub struct LogStats {
 }
 
 /// The mutable part of the store, under one mutex.
-struct State<C: RaftTypeConfig> {
+pub(crate) struct State<C: RaftTypeConfig> {
     /// Live segments in index order. Invariant: contiguous indexes; only the
     /// last one is appended to.
     segments: Vec<Segment>,
     /// Id of the last entry in `segments`, if any.
     last_log_id: Option<LogId<C::NodeId>>,
     /// The durable metadata, as last written.
-    meta: Meta<C::NodeId>,
+    pub(crate) meta: Meta<C::NodeId>,
     /// The committed-index hint file.
-    hint: meta::CommittedHint,
+    pub(crate) hint: meta::CommittedHint,
 }
 
 /// Everything the store and its readers share.
 pub(crate) struct Inner<C: RaftTypeConfig> {
     /// The log directory.
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Tunables.
     options: LogOptions,
     /// Segments and metadata.
@@ -116,7 +112,7 @@ pub struct LogStore<C: RaftTypeConfig> {
 /// A cheap read handle on a [`LogStore`], for openraft's replication tasks.
 pub struct LogReader<C: RaftTypeConfig> {
     /// Shared with the store.
-    inner: Arc<Inner<C>>,
+    pub(crate) inner: Arc<Inner<C>>,
 }
 
 impl<C: RaftTypeConfig> Clone for LogReader<C> {
@@ -327,7 +323,7 @@ impl<C> Inner<C>
 where
     C: RaftTypeConfig<Entry = Entry<C>>,
 {
-    fn lock(&self) -> Result<MutexGuard<'_, State<C>>> {
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, State<C>>> {
         if self.flush.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
@@ -413,12 +409,12 @@ where
         Ok(out)
     }
 
-    fn read(&self, start: u64, end: u64) -> Result<Vec<Entry<C>>> {
+    pub(crate) fn read(&self, start: u64, end: u64) -> Result<Vec<Entry<C>>> {
         let plans = Self::plan(&*self.lock()?, start, end);
         Self::execute(plans)
     }
 
-    fn append(&self, entries: Vec<Entry<C>>, done: Done) -> Result<()> {
+    pub(crate) fn append(&self, entries: Vec<Entry<C>>, done: Done) -> Result<()> {
         let mut state = self.lock()?;
         // Only the last segment's entries can be overwritten by mistake: an
         // append must start past them (openraft truncates first).
@@ -517,7 +513,7 @@ where
         Ok(())
     }
 
-    fn truncate(&self, index: u64) -> Result<()> {
+    pub(crate) fn truncate(&self, index: u64) -> Result<()> {
         let mut state = self.lock()?;
         let r = self.truncate_locked(&mut state, index);
         self.poison_on_io(r)
@@ -552,7 +548,7 @@ where
         Ok(())
     }
 
-    fn purge(&self, log_id: LogId<C::NodeId>) -> Result<()> {
+    pub(crate) fn purge(&self, log_id: LogId<C::NodeId>) -> Result<()> {
         let mut state = self.lock()?;
         if state
             .meta
@@ -592,7 +588,7 @@ where
         Ok(())
     }
 
-    fn save_meta(&self, update: impl FnOnce(&mut Meta<C::NodeId>)) -> Result<()> {
+    pub(crate) fn save_meta(&self, update: impl FnOnce(&mut Meta<C::NodeId>)) -> Result<()> {
         let mut state = self.lock()?;
         let mut meta = state.meta.clone();
         update(&mut meta);
@@ -613,135 +609,5 @@ impl<C: RaftTypeConfig> Drop for Inner<C> {
                 tracing::error!("log flusher thread panicked");
             }
         }
-    }
-}
-
-/// Converts a range of any bound kind to `[start, end)`.
-fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
-    let start = match range.start_bound() {
-        Bound::Included(s) => *s,
-        Bound::Excluded(s) => s.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(e) => e.saturating_add(1),
-        Bound::Excluded(e) => *e,
-        Bound::Unbounded => u64::MAX,
-    };
-    (start, end)
-}
-
-fn read_err<NID: openraft::NodeId>(e: Error) -> StorageError<NID> {
-    StorageIOError::read_logs(AnyError::new(&e)).into()
-}
-
-fn write_err<NID: openraft::NodeId>(e: Error) -> StorageError<NID> {
-    StorageIOError::write_logs(AnyError::new(&e)).into()
-}
-
-impl<C> RaftLogReader<C> for LogReader<C>
-where
-    C: RaftTypeConfig<Entry = Entry<C>>,
-{
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        let (start, end) = bounds(&range);
-        self.inner.read(start, end).map_err(read_err)
-    }
-}
-
-impl<C> RaftLogReader<C> for LogStore<C>
-where
-    C: RaftTypeConfig<Entry = Entry<C>>,
-{
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        let (start, end) = bounds(&range);
-        self.inner.read(start, end).map_err(read_err)
-    }
-}
-
-/// # Correctness
-///
-/// See the module docs: callbacks complete only after the fsync covering
-/// their entries; vote, committed and truncate are durable before they
-/// return; purge persists `last_purged` before deleting anything.
-impl<C> RaftLogStorage<C> for LogStore<C>
-where
-    C: RaftTypeConfig<Entry = Entry<C>>,
-{
-    type LogReader = LogReader<C>;
-
-    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
-        self.log_state().map_err(read_err)
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-
-    async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        let vote = vote.clone();
-        self.inner
-            .save_meta(|m| m.vote = Some(vote))
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
-        self.vote()
-            .map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
-    }
-
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<C::NodeId>>,
-    ) -> Result<(), StorageError<C::NodeId>> {
-        // The committed index is a hint (openraft re-applies up to it at
-        // start; the leader re-establishes it anyway), so it is not worth an
-        // fsync and a rename per commit: keep it in memory, carry it in the
-        // next durable meta write, and leave an unsynced hint file that a
-        // torn write can only make unreadable, never wrong.
-        let mut state = self.inner.lock().map_err(write_err)?;
-        if committed > state.meta.committed {
-            state.hint.store(&self.inner.dir, committed.as_ref());
-        }
-        state.meta.committed = committed;
-        Ok(())
-    }
-
-    async fn read_committed(
-        &mut self,
-    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
-        let state = self.inner.lock().map_err(read_err)?;
-        Ok(state.meta.committed.clone())
-    }
-
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<C>,
-    ) -> Result<(), StorageError<C::NodeId>>
-    where
-        I: IntoIterator<Item = C::Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let entries: Vec<Entry<C>> = entries.into_iter().collect();
-        self.inner
-            .append(entries, Box::new(move |r| callback.log_io_completed(r)))
-            .map_err(write_err)
-    }
-
-    async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.inner.truncate(log_id.index).map_err(write_err)
-    }
-
-    async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.inner.purge(log_id).map_err(write_err)
     }
 }
