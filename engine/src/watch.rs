@@ -343,6 +343,15 @@ impl Watch {
             + reg.prefixes.values().map(HashMap::len).sum::<usize>()
     }
 
+    /// Number of live registrations on one key (for tests and metrics).
+    pub fn registrations_on(&self, key: &WatchKey) -> usize {
+        let reg = self.lock();
+        match key {
+            WatchKey::KvPrefix(p) => reg.prefixes.get(p).map_or(0, HashMap::len),
+            _ => reg.slots.get(key).map_or(0, HashMap::len),
+        }
+    }
+
     /// Number of keys with live registrations (for tests and metrics).
     pub fn registered_keys(&self) -> usize {
         let reg = self.lock();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::{Method, Request, StatusCode};
 use muster_agent::{Agent, AgentConfig};
-use muster_engine::{Check, Command, Engine, EngineConfig, Node, Service, Status};
+use muster_engine::{Check, Command, Engine, EngineConfig, Node, Service, Status, WatchKey};
 
 use crate::client::Handler;
 use crate::ApiConfig;
@@ -97,7 +97,8 @@ async fn identical_blocking_reads_share_one_registration() -> TestResult {
     let first = handler.handle(get("/v1/health/service/web")).await;
     assert_eq!(first.status(), StatusCode::OK);
     let index = index_of(&first);
-    let before = engine.watch().registrations();
+    let web = WatchKey::Service("web".into());
+    assert_eq!(engine.watch().registrations_on(&web), 0);
     let uri = format!("/v1/health/service/web?index={index}&wait=20s");
     let waiters: Vec<_> = (0..50)
         .map(|_| {
@@ -109,8 +110,8 @@ async fn identical_blocking_reads_share_one_registration() -> TestResult {
     // time to reach it, then count what the hub holds.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        engine.watch().registrations(),
-        before + 1,
+        engine.watch().registrations_on(&web),
+        1,
         "50 waiters of one result hold one registration"
     );
     engine.propose(register("b", Status::Critical)).await?;
@@ -148,16 +149,16 @@ async fn a_dropped_forwarded_read_stops_its_query() -> TestResult {
             flags: 0,
         })
         .await?;
-    let before = engine.watch().registrations();
+    let k = WatchKey::KvKey("k".into());
     let uri = format!("/v1/kv/k?index={}&wait=60s", set.index);
     let call = {
         let h = handler.clone();
         tokio::spawn(async move { h.handle(get(&uri)).await })
     };
     let watch = engine.watch().clone();
-    wait_for("the read to park", || watch.registrations() == before + 1).await?;
+    wait_for("the read to park", || watch.registrations_on(&k) == 1).await?;
     call.abort();
-    wait_for("the read to stop", || watch.registrations() == before).await?;
+    wait_for("the read to stop", || watch.registrations_on(&k) == 0).await?;
     engine.shutdown().await?;
     Ok(())
 }
