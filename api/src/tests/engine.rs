@@ -162,3 +162,64 @@ async fn a_dropped_forwarded_read_stops_its_query() -> TestResult {
     engine.shutdown().await?;
     Ok(())
 }
+
+/// Many blocking readers of one key share results while a writer keeps
+/// changing it: every answer is newer than the index its reader sent, its
+/// body is the entry at the index it reports, and every reader sees the
+/// last write promptly (a result left stale in the shared slot would hold
+/// its readers until their `wait` ran out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_results_never_go_stale_under_writes() -> TestResult {
+    const WRITES: u64 = 150;
+    const READERS: usize = 20;
+    let dir = tempfile::tempdir()?;
+    let (engine, handler) = server(dir.path()).await?;
+    let set = |v: u64| Command::KvSet {
+        key: "hot".into(),
+        value: v.to_string().into_bytes(),
+        flags: 0,
+    };
+    let first = engine.propose(set(0)).await?.index;
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let h = handler.clone();
+            tokio::spawn(async move {
+                let mut index = first;
+                let mut seen = 0u64;
+                while seen < WRITES {
+                    let resp = h
+                        .handle(get(&format!("/v1/kv/hot?index={index}&wait=3s")))
+                        .await;
+                    let got = index_of(&resp);
+                    if got <= index {
+                        return Err(format!("answer at {got} for index {index}: a wait ran out"));
+                    }
+                    let v: serde_json::Value =
+                        serde_json::from_slice(resp.body()).map_err(|e| e.to_string())?;
+                    if v[0]["ModifyIndex"].as_u64() != Some(got) {
+                        return Err(format!("body {v} under X-Consul-Index {got}"));
+                    }
+                    let value = v[0]["Value"].as_str().unwrap_or_default();
+                    seen =
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, value)
+                            .ok()
+                            .and_then(|b| String::from_utf8(b).ok())
+                            .and_then(|s| s.parse().ok())
+                            .ok_or(format!("value {value:?}"))?;
+                    index = got;
+                }
+                Ok(index)
+            })
+        })
+        .collect();
+    let mut last = first;
+    for v in 1..=WRITES {
+        last = engine.propose(set(v)).await?.index;
+    }
+    for r in readers {
+        let index = tokio::time::timeout(Duration::from_secs(10), r).await???;
+        assert_eq!(index, last);
+    }
+    engine.shutdown().await?;
+    Ok(())
+}
