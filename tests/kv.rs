@@ -325,3 +325,30 @@ fn kv_reads_carry_consul_headers_and_the_key_index() {
     );
     assert_eq!(agent.get("/v1/kv/h/?recurse").index(), b.modify_index);
 }
+
+/// A server that never formed a cluster holds a write for
+/// `performance.rpc_hold_timeout` (here 300 ms, Consul's default is 7 s)
+/// waiting for a leader, then answers 500 `No cluster leader`.
+#[test]
+fn kv_write_without_a_leader_fails_after_rpc_hold_timeout() {
+    let agent = Agent::start_with_config(
+        &["-server"],
+        true,
+        r#"{"performance": {"rpc_hold_timeout": "300ms"}}"#,
+    );
+    let start = std::time::Instant::now();
+    let resp = agent.put("/v1/kv/held", b"v");
+    let took = start.elapsed();
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (500, "No cluster leader")
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(300),
+        "answered after {took:?}, before the hold ran out"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "answered after {took:?}: the configured hold was not used"
+    );
+}

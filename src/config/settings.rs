@@ -144,6 +144,9 @@ pub struct AgentSettings {
     pub dns_config: Map<String, Value>,
     /// `performance`, accepted as an object.
     pub performance: Map<String, Value>,
+    /// `performance.rpc_hold_timeout`: how long a write waits for a leader
+    /// before failing with `No cluster leader` (default 7 s).
+    pub rpc_hold_timeout: Option<Duration>,
     /// `limits`, accepted as an object.
     pub limits: Map<String, Value>,
     /// `acl`, accepted as an object.
@@ -227,7 +230,13 @@ impl AgentSettings {
             "node_meta" => s.node_meta = ctx.string_map(key, v)?,
             "ui_config" => s.ui_config = ctx.object(key, v)?.clone(),
             "dns_config" => s.dns_config = ctx.object(key, v)?.clone(),
-            "performance" => s.performance = ctx.object(key, v)?.clone(),
+            "performance" => {
+                let obj = ctx.object(key, v)?;
+                if let Some(hold) = obj.get("rpc_hold_timeout") {
+                    s.rpc_hold_timeout = Some(ctx.duration("performance.rpc_hold_timeout", hold)?);
+                }
+                s.performance = obj.clone();
+            }
             "limits" => s.limits = ctx.object(key, v)?.clone(),
             "acl" => s.acl = ctx.object(key, v)?.clone(),
             "telemetry" => s.telemetry = ctx.object(key, v)?.clone(),
@@ -342,6 +351,7 @@ impl AgentSettings {
         over(&mut self.alt_domain, l.alt_domain);
         over(&mut self.leave_on_terminate, l.leave_on_terminate);
         over(&mut self.raft_snapshot_threshold, l.raft_snapshot_threshold);
+        over(&mut self.rpc_hold_timeout, l.rpc_hold_timeout);
         let (a, la) = (&mut self.autopilot, l.autopilot);
         over(&mut a.cleanup_dead_servers, la.cleanup_dead_servers);
         over(

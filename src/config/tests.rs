@@ -84,7 +84,8 @@ fn cluster_keys_are_read_and_merged() -> TestResult {
         (
             "b.json",
             r#"{"encrypt_verify_outgoing":false,"raft_trailing_logs":16,
-                "start_join_wan":["10.2.0.1"],"autopilot":{"cleanup_dead_servers":false}}"#,
+                "start_join_wan":["10.2.0.1"],"autopilot":{"cleanup_dead_servers":false},
+                "performance":{"rpc_hold_timeout":"1500ms"}}"#,
         ),
     ])?;
     let s = &cfg.settings;
@@ -96,6 +97,7 @@ fn cluster_keys_are_read_and_merged() -> TestResult {
         (s.raft_snapshot_threshold, s.raft_trailing_logs),
         (Some(64), Some(16))
     );
+    assert_eq!(s.rpc_hold_timeout, Some(Duration::from_millis(1500)));
     assert_eq!(
         (s.retry_join_wan.as_slice(), s.start_join_wan.as_slice()),
         (&["10.1.0.1".to_string()][..], &["10.2.0.1".to_string()][..])
@@ -108,6 +110,8 @@ fn cluster_keys_are_read_and_merged() -> TestResult {
     );
     let err = error_of(&[("c.json", r#"{"autopilot":{"cleanup":true}}"#)]);
     assert!(err.contains("autopilot.cleanup"), "{err}");
+    let err = error_of(&[("d.json", r#"{"performance":{"rpc_hold_timeout":"soon"}}"#)]);
+    assert!(err.contains("performance.rpc_hold_timeout"), "{err}");
     Ok(())
 }
 

@@ -60,6 +60,9 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
     if let Some(n) = settings.raft_trailing_logs {
         engine_cfg.trailing_logs = n;
     }
+    if let Some(hold) = settings.rpc_hold_timeout {
+        engine_cfg.rpc_hold_timeout = hold;
+    }
     if cfg.dev {
         // Consul's -dev uses raft_multiplier=1: the fastest timings.
         engine_cfg.heartbeat = Duration::from_millis(100);
