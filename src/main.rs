@@ -1,10 +1,16 @@
 //! The `muster` binary: turns Go-style arguments into clap's, parses them and
 //! dispatches to one command of `cli/`.
 //!
+//! # Layout
+//! - `cli/`: argument parsing and validation, and the client commands.
+//! - `config/`: config files (JSON and HCL), merged and validated.
+//! - `server/`: the agent process `muster agent` runs (serving, gossip,
+//!   cluster formation, reconcile, autopilot).
+//!
 //! This file owns argument rewriting, the tokio runtime and the exit code.
 //! It holds no command logic and prints nothing itself except the one-line
 //! error of a failed command (the agent's readiness line lives in
-//! `cli/agent.rs`).
+//! `server/serve.rs`).
 
 mod cli;
 mod config;
