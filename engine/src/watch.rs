@@ -228,7 +228,7 @@ impl Watch {
         let mut reg = self.lock();
         let missed = self.seq.load(Ordering::Acquire) > since && {
             let oldest = reg.recent.front().map(|(n, _)| *n).unwrap_or(u64::MAX);
-            oldest > since + 1
+            oldest > since.saturating_add(1)
                 || reg.recent.iter().any(|(n, fired)| {
                     *n > since
                         && match fired {
