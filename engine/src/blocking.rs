@@ -36,14 +36,6 @@ impl Blocking {
         Blocking { min_index, wait }
     }
 
-    /// A non-blocking read.
-    pub fn none() -> Blocking {
-        Blocking {
-            min_index: 0,
-            wait: DEFAULT_WAIT,
-        }
-    }
-
     /// The wait plus random jitter in `[0, wait/16)`.
     pub fn deadline(&self) -> Duration {
         let jitter_max = self.wait.as_nanos() / 16;
@@ -61,25 +53,17 @@ impl Blocking {
     ///
     /// Each run gets a fresh [`WatchSet`]; the loop takes the hub's fire
     /// number before the run and subscribes with it after, so a change
-    /// that lands while the query runs is never missed (see `watch`). A
-    /// query may return [`QueryOutcome::KeepWaiting`] to keep blocking
-    /// regardless of its index (the KV missing-key rule of §1.1 point 6).
+    /// that lands while the query runs is never missed (see `watch`).
     pub async fn run<T, E, F>(&self, watch: &Arc<Watch>, mut query: F) -> Result<Indexed<T>, E>
     where
-        F: FnMut(&mut WatchSet) -> Result<QueryOutcome<T>, E>,
+        F: FnMut(&mut WatchSet) -> Result<Indexed<T>, E>,
     {
         let deadline = tokio::time::Instant::now() + self.deadline();
         loop {
             let since = watch.seq();
             let mut ws = WatchSet::new();
-            let (result, keep_waiting) = match query(&mut ws)? {
-                QueryOutcome::Ready(r) => {
-                    let done = self.min_index == 0 || r.index > self.min_index;
-                    (r, !done)
-                }
-                QueryOutcome::KeepWaiting(r) => (r, self.min_index > 0),
-            };
-            if !keep_waiting {
+            let result = query(&mut ws)?;
+            if self.min_index == 0 || result.index > self.min_index {
                 return Ok(result);
             }
             let sub = watch.subscribe_since(ws.keys(), since);
@@ -91,15 +75,6 @@ impl Blocking {
             }
         }
     }
-}
-
-/// What one run of a blocking query found.
-#[derive(Debug)]
-pub enum QueryOutcome<T> {
-    /// A result; return it if its index passed the caller's.
-    Ready(Indexed<T>),
-    /// A result to return only at the deadline; keep blocking meanwhile.
-    KeepWaiting(Indexed<T>),
 }
 
 #[cfg(test)]
@@ -131,7 +106,7 @@ mod tests {
         let r: Result<Indexed<u8>, ()> = b
             .run(&hub, |ws| {
                 ws.add(WatchKey::Table(Table::Kv));
-                Ok(QueryOutcome::Ready(Indexed { index: 5, value: 1 }))
+                Ok(Indexed { index: 5, value: 1 })
             })
             .await;
         assert_eq!(r, Ok(Indexed { index: 5, value: 1 }));
@@ -148,10 +123,10 @@ mod tests {
         let task = tokio::spawn(async move {
             b.run(&h2, |ws| {
                 ws.add(WatchKey::KvKey("k".into()));
-                Ok::<_, ()>(QueryOutcome::Ready(Indexed {
+                Ok::<_, ()>(Indexed {
                     index: i2.load(Ordering::SeqCst),
                     value: (),
-                }))
+                })
             })
             .await
         });

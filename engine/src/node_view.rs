@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::blocking::{Blocking, QueryOutcome};
+use crate::blocking::Blocking;
 use crate::command::{Command, Response};
 use crate::engine::Engine;
 use crate::types::{Check, NodeServices};
@@ -34,9 +34,7 @@ impl Engine {
         wait: Duration,
     ) -> crate::Result<NodeView> {
         let read = Blocking::new(min_index, Some(wait))
-            .run(self.watch(), |ws| {
-                Ok::<_, crate::Error>(QueryOutcome::Ready(self.node_entry(node, ws)?))
-            })
+            .run(self.watch(), |ws| self.node_entry(node, ws))
             .await?;
         Ok(NodeView {
             index: read.index,

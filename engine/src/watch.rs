@@ -335,14 +335,6 @@ impl Watch {
         }
     }
 
-    /// Number of live (key, registration) pairs: what parked blocking
-    /// queries cost the hub (for tests and metrics).
-    pub fn registrations(&self) -> usize {
-        let reg = self.lock();
-        reg.slots.values().map(HashMap::len).sum::<usize>()
-            + reg.prefixes.values().map(HashMap::len).sum::<usize>()
-    }
-
     /// Number of live registrations on one key (for tests and metrics).
     pub fn registrations_on(&self, key: &WatchKey) -> usize {
         let reg = self.lock();
