@@ -3,6 +3,7 @@
 //! it; TTL timers; the critical-service reaper; persistence of
 //! API-registered definitions.
 
+use muster_engine::AbortOnDrop;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -45,15 +46,6 @@ pub(crate) struct LocalCheck {
     pub synced_output: Option<(String, Instant)>,
     /// Since when the check has been critical (for the reaper).
     pub critical_since: Option<Instant>,
-}
-
-/// A task aborted when its owner is dropped.
-pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Services and checks by ID.

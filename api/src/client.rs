@@ -14,7 +14,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response};
 use muster_agent::Agent;
 use muster_engine::remote::Remote;
-use muster_engine::Engine;
+use muster_engine::{AbortOnDrop, Engine};
 
 use crate::cluster::BoxFuture;
 use crate::decode::MAX_JSON_BODY;
@@ -196,14 +196,5 @@ impl Handler {
             Err(never) => match never {},
         };
         Response::from_parts(parts, bytes)
-    }
-}
-
-/// A task that is aborted when its handle is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

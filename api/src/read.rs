@@ -65,6 +65,11 @@ impl Ctx<'_, Engine> {
     {
         let read = self.begin_read().await?;
         let engine = &self.st.engine;
+        let reply = |r: &Rendered| {
+            let mut resp = r.response(self.gzip);
+            response::set_read_headers(&mut resp, &self.read_meta(r.index, read.consistency));
+            resp
+        };
         let min = read.blocking.min_index;
         if min == 0 {
             // Answered at once: nothing to wait on, so nothing to share
@@ -72,10 +77,7 @@ impl Ctx<'_, Engine> {
             if read.consistency == Consistency::Leader {
                 engine.leader_known()?;
             }
-            let r = compute(&mut WatchSet::new())?;
-            let mut resp = r.response(self.gzip);
-            response::set_read_headers(&mut resp, &self.read_meta(r.index, read.consistency));
-            return Ok(resp);
+            return Ok(reply(&compute(&mut WatchSet::new())?));
         }
         let slot = self
             .st
@@ -97,9 +99,7 @@ impl Ctx<'_, Engine> {
                     .await
                     .is_err()
             {
-                let mut resp = r.response(self.gzip);
-                response::set_read_headers(&mut resp, &self.read_meta(r.index, read.consistency));
-                return Ok(resp);
+                return Ok(reply(r));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! costs a 500, not the connection, and a dropped connection cancels its
 //! (possibly blocking) handler.
 
+use muster_engine::AbortOnDrop;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,15 +32,6 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Slow clients must send their request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Aborts the request task when the connection drops the response future.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Run one request in its own task under a span carrying method and path.
 async fn serve_request<E: Mode>(

@@ -75,6 +75,17 @@ pub use types::{
 };
 pub use watch::{Table, WatchKey, WatchSet};
 
+/// A spawned task that is aborted when this handle is dropped (a request
+/// whose caller went away, a probe that timed out, a timer whose owner is
+/// gone); the one definition every crate uses.
+pub struct AbortOnDrop<T = ()>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A boxed future borrowing its receiver (the one definition every crate
 /// uses).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -108,11 +108,6 @@ impl WatchSet {
         &self.keys
     }
 
-    /// True if nothing was read.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// True if firing `fired` changes a result that read this set.
     pub fn is_woken_by(&self, fired: &[WatchKey]) -> bool {
         fired

@@ -23,6 +23,7 @@ mod tcp;
 mod tls;
 mod udp;
 
+pub(crate) use muster_engine::AbortOnDrop;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -334,16 +335,6 @@ impl TailBuf {
         } else {
             String::from_utf8_lossy(tail).into_owned()
         }
-    }
-}
-
-/// Aborts a spawned task (a client connection driver) when dropped, so a
-/// timed-out probe leaves nothing behind.
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -4,6 +4,7 @@
 //! the answer. One task per connection (HTTP/2 or HTTP/1.1), one task per
 //! call.
 
+use crate::AbortOnDrop;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -38,15 +39,6 @@ pub trait ServerHooks: Send + Sync + 'static {
     fn http(&self, req: Request<Bytes>) -> BoxFuture<'_, Response<Bytes>>;
     /// Answer one DNS question (the wire message); empty: no answer.
     fn dns(&self, packet: Vec<u8>, max_size: usize) -> BoxFuture<'_, Vec<u8>>;
-}
-
-/// Aborts a call's task when hyper drops the call (the stream was reset).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The hooks of a server, if it serves client agents.
