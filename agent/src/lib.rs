@@ -16,7 +16,9 @@
 //! - `lib.rs`: `Agent`, its config and errors; `local.rs`: the local state
 //!   and its persistence; `sync.rs`: anti-entropy and the `serfHealth`
 //!   check; `store.rs`: [`Store`] for the engine and for `Remote`.
-//! - `definition.rs`: service and check definitions and their defaults.
+//! - `definition/`: service and check definitions, their defaults and
+//!   rules; `decode.rs` is the one decoder (HTTP bodies and config files),
+//!   `encode.rs` the API JSON back.
 //! - `checks/`: one runner per check kind (script, HTTP, TCP, UDP, TTL,
 //!   Docker, gRPC, alias) and their scheduling.
 

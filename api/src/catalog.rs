@@ -13,8 +13,10 @@ use muster_engine::{Check, Command, Node, Service, Status, Weights};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::decode::{self, a, f, Decode, Kind, Schema, CHECK_DEFINITION, SERVICE_ADDRESS, WEIGHTS};
-use crate::definition::{tagged_addresses, AddressIn};
+use crate::decode::{
+    self, a, f, tagged_addresses, AddressIn, Decode, Kind, Schema, CHECK_DEFINITION,
+    SERVICE_ADDRESS, WEIGHTS,
+};
 use crate::error::{Error, Result};
 use crate::kv::propose_bool;
 use crate::read::{has_all_tags, node_meta_matches, passes};

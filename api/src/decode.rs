@@ -1,6 +1,7 @@
 //! Request-body decoding with Consul's rules (consul-compat.md §0.2), shared
 //! by every endpoint that takes a JSON body (catalog register/deregister,
-//! agent service/check registration, session create, transactions).
+//! session create, transactions, operator keyring; agent service and check
+//! definitions go through `muster_agent::definition::decode`).
 //!
 //! Decoding is two steps:
 //! 1. [`canonicalize`] walks the parsed JSON against a [`Schema`], a table
@@ -56,9 +57,6 @@ pub(crate) enum Kind {
     Object(&'static Schema),
     /// A list of objects with this schema.
     List(&'static Schema),
-    /// One object with this schema, or a list of them (a config file's
-    /// repeated HCL blocks, e.g. a service's `check`).
-    OneOrList(&'static Schema),
     /// A map with free-form keys whose values are objects with this schema
     /// (a service's `TaggedAddresses`).
     MapOf(&'static Schema),
@@ -112,8 +110,33 @@ pub(crate) const SERVICE_ADDRESS: Schema = Schema {
     fields: &[f("Address", V), f("Port", V)],
 };
 
-/// The check-type fields of §6.2, shared by the catalog's
-/// `HealthCheckDefinition` and the agent's check definitions.
+/// A tagged address as sent (a catalog registration's service, a txn
+/// service op), decoded with [`SERVICE_ADDRESS`].
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+pub(crate) struct AddressIn {
+    address: String,
+    port: u16,
+}
+
+/// Tagged addresses as sent → as the engine stores them.
+pub(crate) fn tagged_addresses(
+    map: std::collections::BTreeMap<String, AddressIn>,
+) -> std::collections::BTreeMap<String, muster_engine::ServiceAddress> {
+    map.into_iter()
+        .map(|(k, v)| {
+            let a = muster_engine::ServiceAddress {
+                address: v.address,
+                port: v.port,
+            };
+            (k, a)
+        })
+        .collect()
+}
+
+/// The check-type fields of §6.2: the catalog's `HealthCheckDefinition`
+/// (a check's stored `Definition`, shown back as sent; agent check
+/// definitions are decoded by `muster_agent::definition::decode`).
 pub(crate) const CHECK_TYPE_FIELDS: &[Field] = &[
     a("ScriptArgs", &["Args", "script_args"], V),
     a("DockerContainerID", &["docker_container_id"], V),
@@ -255,8 +278,7 @@ fn convert(v: Value, field: &Field) -> Result<Value, String> {
         Kind::Duration => duration_nanos(&v, field.name, false).map(Value::from),
         Kind::LockDelay => duration_nanos(&v, field.name, true).map(Value::from),
         Kind::Object(s) => canonicalize(v, s),
-        Kind::OneOrList(s) if v.is_object() => canonicalize(v, s),
-        Kind::List(s) | Kind::OneOrList(s) => match v {
+        Kind::List(s) => match v {
             Value::Array(items) => items
                 .into_iter()
                 .map(|item| canonicalize(item, s))

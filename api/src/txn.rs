@@ -21,8 +21,9 @@ use serde_json::Value;
 use muster_agent::definition::validate_weights;
 
 use crate::catalog::{to_check, HealthCheckIn, HEALTH_CHECK};
-use crate::decode::{canonicalize, f, Kind, Schema, SERVICE_ADDRESS, WEIGHTS};
-use crate::definition::{tagged_addresses, AddressIn};
+use crate::decode::{
+    canonicalize, f, tagged_addresses, AddressIn, Kind, Schema, SERVICE_ADDRESS, WEIGHTS,
+};
 use crate::error::{Error, Result};
 use crate::kv::read_body;
 use crate::query::Consistency;

@@ -17,7 +17,7 @@ use hyper::{Method, StatusCode};
 use muster_agent::ServiceDefinition;
 
 use super::http::{query_value, Client, HttpArgs};
-use crate::config::{self, definitions, ConfigSource};
+use crate::config::{self, ConfigSource};
 
 /// `muster services`.
 #[derive(Debug, clap::Args)]
@@ -178,7 +178,7 @@ async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let services = services_to_register(&args)?;
     let client = Client::new(&args.http)?;
     for def in services {
-        let body = serde_json::to_vec(&definitions::service_to_api(&def))
+        let body = serde_json::to_vec(&muster_agent::definition::encode::service_to_api(&def))
             .context("Error: cannot encode the service definition")?;
         let fail = |msg: String| anyhow!("Error registering service {:?}: {msg}", def.name);
         let reply = client
@@ -242,7 +242,7 @@ mod tests {
         let services = services_to_register(&args)?;
         assert_eq!(services.len(), 1);
         assert_eq!(services[0].id, "web");
-        let body = definitions::service_to_api(&services[0]);
+        let body = muster_agent::definition::encode::service_to_api(&services[0]);
         assert_eq!(body["Name"], "web");
         assert_eq!(body["ID"], "web");
         assert_eq!(body["Port"], 80);

@@ -12,7 +12,8 @@
 //! - `error.rs`: [`ConfigError`], one line naming file, key and reason.
 //! - `value.rs`: typed reads of parsed values and the deep merge of maps.
 //! - `settings.rs`: [`AgentSettings`], the agent keys.
-//! - `definitions.rs`: service and check definitions (and their API JSON).
+//! - `definitions.rs`: service and check definitions (through the agent's
+//!   one decoder).
 
 pub mod definitions;
 pub mod error;
@@ -167,14 +168,10 @@ fn decode(ctx: Ctx<'_>, value: &Value) -> Result<FileConfig, ConfigError> {
     for (key, v) in ctx.object("", value)? {
         match key.as_str() {
             "service" | "services" => {
-                for (path, obj) in ctx.objects(key, v)? {
-                    out.services.push(definitions::service(ctx, &path, obj)?);
-                }
+                out.services.extend(definitions::services(ctx, key, v)?);
             }
             "check" | "checks" => {
-                for (path, obj) in ctx.objects(key, v)? {
-                    out.checks.push(definitions::node_check(ctx, &path, obj)?);
-                }
+                out.checks.extend(definitions::node_checks(ctx, key, v)?);
             }
             _ => {
                 if !out.settings.decode_key(ctx, key, v)? {

@@ -401,7 +401,7 @@ fn api_json_round_trips_through_the_file_decoder() -> TestResult {
              "checks":[{"http":"http://x/","interval":"10s","timeout":"1s","method":"POST"},
                        {"ttl":"30s","notes":"n"}]}}"#,
     )])?;
-    let api = definitions::service_to_api(&cfg.services[0]);
+    let api = muster_agent::definition::encode::service_to_api(&cfg.services[0]);
     assert_eq!(api["Name"], "web");
     assert_eq!(api["Checks"][0]["CheckID"], "service:web:1");
     assert_eq!(api["Checks"][0]["Interval"], "10s");

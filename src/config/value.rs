@@ -12,9 +12,6 @@ use serde_json::{Map, Value};
 
 use super::error::ConfigError;
 
-/// Objects with their key paths (`service`, `services[2]`).
-pub type Objects<'v> = Vec<(String, &'v Map<String, Value>)>;
-
 /// The file being read; every read reports errors against it.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
@@ -109,12 +106,6 @@ impl Ctx<'_> {
         u32::try_from(n).map_err(|_| self.bad(key, format!("{n} is too large")))
     }
 
-    /// A TCP/UDP port, 0..=65535.
-    pub fn port(&self, key: &str, v: &Value) -> Result<u16, ConfigError> {
-        let n = self.u64(key, v)?;
-        u16::try_from(n).map_err(|_| self.bad(key, format!("port {n} is out of range 0-65535")))
-    }
-
     /// A listener port: 0..=65535, or -1 (and other negatives) to disable.
     pub fn listener_port(&self, key: &str, v: &Value) -> Result<i32, ConfigError> {
         let n = v
@@ -178,24 +169,6 @@ impl Ctx<'_> {
             .iter()
             .map(|(k, item)| Ok((k.clone(), self.string(&join(key, k), item)?)))
             .collect()
-    }
-
-    /// An object, or a list of objects (HCL turns repeated blocks into a
-    /// list; JSON may use either for `service` / `check`).
-    pub fn objects<'v>(&self, key: &str, v: &'v Value) -> Result<Objects<'v>, ConfigError> {
-        match v {
-            Value::Object(map) => Ok(vec![(key.to_string(), map)]),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let path = index(key, i);
-                    let map = self.object(&path, item)?;
-                    Ok((path, map))
-                })
-                .collect(),
-            other => Err(self.wrong(key, "an object or a list of objects", other)),
-        }
     }
 }
 

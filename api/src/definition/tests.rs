@@ -1,9 +1,16 @@
 //! Unit tests of service and check definitions: real client bodies
 //! (Patroni, python-consul), check kinds and fields, validation messages
-//! and snake_case config files.
+//! as Consul's API words them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use muster_agent::definition::DEFAULT_OUTPUT_MAX_SIZE;
+use muster_agent::CheckKind;
+use muster_engine::Status;
+use serde_json::json;
 
 use super::*;
-use serde_json::json;
 
 fn svc(body: &str) -> std::result::Result<ServiceDefinition, String> {
     service_from_body(body.as_bytes()).map_err(|e| format!("{} {e}", e.status().as_u16()))
@@ -256,6 +263,18 @@ fn definition_validation_messages() {
             r#"{"name":"x","check":{"interval":"ten"}}"#,
             r#"400 Request decode failed: time: invalid duration "ten""#,
         ),
+        (
+            r#"{"name":"x","port":"80"}"#,
+            "400 Request decode failed: json: cannot unmarshal string into Go struct field port of type uint16",
+        ),
+        (
+            r#"{"name":"x","Port":70000}"#,
+            "400 Request decode failed: json: cannot unmarshal number 70000 into Go struct field Port of type uint16",
+        ),
+        (
+            r#"{"name":"x","check":{"H2PING":"h:1","interval":"1s"}}"#,
+            "400 Invalid check: H2PING checks are not supported by muster",
+        ),
     ];
     for (body, want) in cases {
         assert_eq!(svc(body).err().as_deref(), Some(*want), "{body}");
@@ -289,65 +308,4 @@ fn definition_validation_messages() {
     for (body, want) in checks {
         assert_eq!(chk(body).err().as_deref(), Some(*want), "{body}");
     }
-}
-
-#[test]
-fn definition_config_file_snake_case() -> std::result::Result<(), String> {
-    let d = service_definition_from_json(&json!({
-        "name": "redis", "id": "redis1", "tags": ["primary"], "port": 6379,
-        "enable_tag_override": true, "socket_path": "/tmp/r.sock",
-        "tagged_addresses": {"lan": {"address": "10.0.0.1", "port": 6379}},
-        "weights": {"passing": 10, "warning": 1}, "meta": {"env": "prod"},
-        "check": [
-            {"args": ["/bin/check"], "interval": "10s", "timeout": "1s"},
-            {"tcp": "localhost:6379", "interval": "5s", "deregister_critical_service_after": "90m",
-             "failures_before_critical": 3, "success_before_passing": 2, "output_max_size": 512}
-        ],
-        "checks": [{"name": "ttl", "ttl": "30s", "status": "passing", "notes": "n"}]
-    }))?;
-    assert!(d.enable_tag_override);
-    assert_eq!(d.socket_path, "/tmp/r.sock");
-    assert_eq!(
-        d.tagged_addresses
-            .get("lan")
-            .map(|a| (a.address.as_str(), a.port)),
-        Some(("10.0.0.1", 6379))
-    );
-    assert_eq!((d.weights.passing, d.weights.warning), (10, 1));
-    let ids: Vec<&str> = d.checks.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["service:redis1:1", "service:redis1:2", "service:redis1:3"]
-    );
-    let tcp = d.checks.get(1).ok_or("tcp")?;
-    assert_eq!(
-        tcp.deregister_critical_service_after,
-        Some(Duration::from_secs(90 * 60))
-    );
-    assert_eq!(
-        (
-            tcp.failures_before_critical,
-            tcp.success_before_passing,
-            tcp.output_max_size
-        ),
-        (3, 2, 512)
-    );
-    assert_eq!(d.checks.get(2).map(|c| c.name.as_str()), Some("ttl"));
-    let c = check_definition_from_json(&json!({
-        "name": "web-alive", "check_id": "wa", "service_id": "web1",
-        "http": "http://localhost/", "interval": "10s", "tls_skip_verify": true,
-        "tls_server_name": "web", "disable_redirects": true, "method": "HEAD"
-    }))?;
-    assert_eq!((c.id.as_str(), c.service_id.as_str()), ("wa", "web1"));
-    assert_eq!(
-        service_definition_from_json(&json!({"name": "x", "port": "80"})).err(),
-        Some("invalid type: string \"80\", expected u16".to_string())
-    );
-    assert_eq!(
-        check_definition_from_json(&json!({"ttl": "1s"}))
-            .err()
-            .as_deref(),
-        Some(MISSING_CHECK_NAME)
-    );
-    Ok(())
 }

@@ -1,7 +1,14 @@
 //! Service and check definitions as an agent receives them (config files,
 //! `/v1/agent/service/register`, `/v1/agent/check/register`), before they
-//! become catalog records. Defaults and validation follow
-//! consul-compat.md §6.
+//! become catalog records, and the rules they must meet (consul-compat.md
+//! §6), which catalog registrations share.
+//!
+//! - [`decode`]: the one decoder, for HTTP bodies and config files alike,
+//!   with key-path errors.
+//! - [`encode`]: back into the API's JSON (for `muster services register`).
+
+pub mod decode;
+pub mod encode;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
