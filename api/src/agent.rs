@@ -30,6 +30,7 @@ use crate::health::parse_bool;
 use crate::read::passes;
 use crate::response::{self, Body};
 use crate::router::Ctx;
+use crate::routes::{exact, on_agent, under, Route, GET, PUT};
 use crate::shapes::{AgentServiceJson, HealthCheckJson};
 use crate::ApiConfig;
 
@@ -137,7 +138,7 @@ pub fn self_document(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
 }
 
 /// `GET /v1/agent/self`.
-pub(crate) fn self_<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn self_(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let addr = ctx.st.local_addr.map(|a| a.ip());
     ctx.json(&self_document(&ctx.st.cfg, addr))
 }
@@ -163,14 +164,14 @@ fn ok_empty() -> Response<Body> {
 }
 
 /// `?wan=<non-empty>` (members, join), as Consul reads it.
-fn wan_param<E: Sync>(ctx: &Ctx<'_, E>) -> bool {
+fn wan_param(ctx: &Ctx<'_>) -> bool {
     ctx.query.get("wan").is_some_and(|w| !w.is_empty())
 }
 
 /// `GET /v1/agent/members` (`?wan` for the WAN pool; `?segment` ignored),
 /// sorted by name. Without a cluster backend: this node (LAN), or with
 /// `?wan` this node as a WAN member (`<node>.<dc>`) if it is a server.
-pub(crate) fn members<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn members(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let cfg = &ctx.st.cfg;
     let wan = wan_param(ctx);
     let mut list = match &cfg.cluster {
@@ -192,7 +193,7 @@ pub(crate) fn members<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
 
 /// `PUT /v1/agent/join/:address` (`?wan`): join the pool through one
 /// address; a failure is a 500 with the backend's message.
-pub(crate) async fn join<E: Sync>(ctx: &Ctx<'_, E>, addr: &str) -> Result<Response<Body>> {
+pub(crate) async fn join(ctx: &Ctx<'_>, addr: &str) -> Result<Response<Body>> {
     if addr.is_empty() {
         return Err(Error::bad_request("Missing address to join"));
     }
@@ -205,7 +206,7 @@ pub(crate) async fn join<E: Sync>(ctx: &Ctx<'_, E>, addr: &str) -> Result<Respon
 }
 
 /// `PUT /v1/agent/leave`: leave gracefully; the agent then shuts down.
-pub(crate) async fn leave<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn leave(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let backend = cluster::require(&ctx.st.cfg)?;
     backend.leave().await.map_err(Error::Internal)?;
     Ok(ok_empty())
@@ -213,7 +214,7 @@ pub(crate) async fn leave<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
 
 /// `PUT /v1/agent/force-leave/:node` (`?prune`, `?wan`, both by presence
 /// as in Consul): mark a failed member left, or forget it with `prune`.
-pub(crate) async fn force_leave<E: Sync>(ctx: &Ctx<'_, E>, node: &str) -> Result<Response<Body>> {
+pub(crate) async fn force_leave(ctx: &Ctx<'_>, node: &str) -> Result<Response<Body>> {
     if node.is_empty() {
         return Err(Error::bad_request("Missing node name"));
     }
@@ -227,7 +228,7 @@ pub(crate) async fn force_leave<E: Sync>(ctx: &Ctx<'_, E>, node: &str) -> Result
 }
 
 /// `PUT /v1/agent/reload`: run the binary's reload hook and wait for it.
-pub(crate) async fn reload<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn reload(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let hook = ctx
         .st
         .cfg
@@ -239,7 +240,7 @@ pub(crate) async fn reload<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> 
 }
 
 /// `?enable=` of the maintenance endpoints: required, a Go bool.
-fn enable_param<E: Sync>(ctx: &Ctx<'_, E>) -> Result<bool> {
+fn enable_param(ctx: &Ctx<'_>) -> Result<bool> {
     let raw = ctx
         .query
         .get("enable")
@@ -248,7 +249,7 @@ fn enable_param<E: Sync>(ctx: &Ctx<'_, E>) -> Result<bool> {
 }
 
 /// `PUT /v1/agent/maintenance?enable=&reason=`.
-pub(crate) async fn maintenance<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) async fn maintenance(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let enable = enable_param(ctx)?;
     let reason = ctx.query.get("reason").unwrap_or_default();
     ctx.st
@@ -260,10 +261,7 @@ pub(crate) async fn maintenance<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Bo
 }
 
 /// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
-pub(crate) async fn service_maintenance<E: Sync>(
-    ctx: &Ctx<'_, E>,
-    id: &str,
-) -> Result<Response<Body>> {
+pub(crate) async fn service_maintenance(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request("Missing service ID"));
     }
@@ -278,7 +276,7 @@ pub(crate) async fn service_maintenance<E: Sync>(
 }
 
 /// `GET /v1/agent/services`: `{"<id>": AgentService}`, `filter`.
-pub(crate) fn services<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn services(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let all = ctx.st.agent.services();
     let dc = ctx.st.cfg.datacenter.as_str();
@@ -293,7 +291,7 @@ pub(crate) fn services<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
 /// `GET /v1/agent/service/:id`: the `AgentService` with `ContentHash` (and
 /// the `X-Consul-ContentHash` header). With `?hash=` equal to the current
 /// hash, waits (`wait`, default 5m, at most 10m) until it changes.
-pub(crate) async fn service<E: Sync>(ctx: &Ctx<'_, E>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn service(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request("Missing serviceID"));
     }
@@ -326,7 +324,7 @@ pub(crate) async fn service<E: Sync>(ctx: &Ctx<'_, E>, id: &str) -> Result<Respo
 }
 
 /// `GET /v1/agent/checks`: `{"<checkID>": HealthCheck}`, `filter`.
-pub(crate) fn checks<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
+pub(crate) fn checks(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let all = ctx.st.agent.checks();
     let out: BTreeMap<&str, HealthCheckJson<'_>> = all
@@ -338,7 +336,7 @@ pub(crate) fn checks<E: Sync>(ctx: &Ctx<'_, E>) -> Result<Response<Body>> {
 }
 
 /// `?replace-existing-checks`: present and empty, or a true Go bool.
-fn replace_existing_checks<E: Sync>(ctx: &Ctx<'_, E>) -> bool {
+fn replace_existing_checks(ctx: &Ctx<'_>) -> bool {
     match ctx.query.get("replace-existing-checks") {
         None => false,
         Some("") => true,
@@ -347,12 +345,8 @@ fn replace_existing_checks<E: Sync>(ctx: &Ctx<'_, E>) -> bool {
 }
 
 /// `PUT /v1/agent/service/register[?replace-existing-checks]`.
-pub(crate) async fn register_service<E, B>(
-    ctx: &Ctx<'_, E>,
-    req: Request<B>,
-) -> Result<Response<Body>>
+pub(crate) async fn register_service<B>(ctx: &Ctx<'_>, req: Request<B>) -> Result<Response<Body>>
 where
-    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -368,10 +362,7 @@ where
 }
 
 /// `PUT /v1/agent/service/deregister/:id` (the ID may contain `/`).
-pub(crate) async fn deregister_service<E: Sync>(
-    ctx: &Ctx<'_, E>,
-    id: &str,
-) -> Result<Response<Body>> {
+pub(crate) async fn deregister_service(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request("Missing service ID"));
     }
@@ -384,12 +375,8 @@ pub(crate) async fn deregister_service<E: Sync>(
 }
 
 /// `PUT /v1/agent/check/register` (§5.1).
-pub(crate) async fn register_check<E, B>(
-    ctx: &Ctx<'_, E>,
-    req: Request<B>,
-) -> Result<Response<Body>>
+pub(crate) async fn register_check<B>(ctx: &Ctx<'_>, req: Request<B>) -> Result<Response<Body>>
 where
-    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -404,10 +391,7 @@ where
 }
 
 /// `PUT /v1/agent/check/deregister/:id`.
-pub(crate) async fn deregister_check<E: Sync>(
-    ctx: &Ctx<'_, E>,
-    id: &str,
-) -> Result<Response<Body>> {
+pub(crate) async fn deregister_check(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
     ctx.st
         .agent
         .deregister_check(id)
@@ -417,11 +401,7 @@ pub(crate) async fn deregister_check<E: Sync>(
 }
 
 /// `PUT /v1/agent/check/pass|warn|fail/:id?note=`: the note is the output.
-pub(crate) async fn ttl<E: Sync>(
-    ctx: &Ctx<'_, E>,
-    id: &str,
-    status: Status,
-) -> Result<Response<Body>> {
+pub(crate) async fn ttl(ctx: &Ctx<'_>, id: &str, status: Status) -> Result<Response<Body>> {
     let note = ctx.query.get("note").unwrap_or_default();
     ctx.st
         .agent
@@ -448,13 +428,12 @@ impl Decode for CheckUpdate {
 }
 
 /// `PUT /v1/agent/check/update/:id` with `{"Status","Output"}`.
-pub(crate) async fn update_check<E, B>(
-    ctx: &Ctx<'_, E>,
+pub(crate) async fn update_check<B>(
+    ctx: &Ctx<'_>,
     id: &str,
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -498,7 +477,7 @@ fn health_code(aggregated: &str) -> StatusCode {
 }
 
 /// `?format=text` or `Accept: text/plain…`.
-fn wants_text<E: Sync>(ctx: &Ctx<'_, E>, accept_text: bool) -> bool {
+fn wants_text(ctx: &Ctx<'_>, accept_text: bool) -> bool {
     accept_text || ctx.query.get("format") == Some("text")
 }
 
@@ -508,11 +487,7 @@ fn with_status(mut resp: Response<Body>, code: StatusCode) -> Response<Body> {
 }
 
 /// `GET /v1/agent/health/service/id/:id`.
-pub(crate) fn health_by_id<E: Sync>(
-    ctx: &Ctx<'_, E>,
-    id: &str,
-    accept_text: bool,
-) -> Result<Response<Body>> {
+pub(crate) fn health_by_id(ctx: &Ctx<'_>, id: &str, accept_text: bool) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request("Missing serviceID"));
     }
@@ -541,8 +516,8 @@ pub(crate) fn health_by_id<E: Sync>(
 
 /// `GET /v1/agent/health/service/name/:name`: every local instance of the
 /// service; the code is the worst (200 < 429 < 503), 404 with `[]` if none.
-pub(crate) fn health_by_name<E: Sync>(
-    ctx: &Ctx<'_, E>,
+pub(crate) fn health_by_name(
+    ctx: &Ctx<'_>,
     name: &str,
     accept_text: bool,
 ) -> Result<Response<Body>> {
@@ -576,6 +551,95 @@ pub(crate) fn health_by_name<E: Sync>(
         .collect();
     Ok(with_status(ctx.json(&list)?, code))
 }
+
+/// `/v1/agent/*`: answered from this agent's own state.
+pub(crate) const ROUTES: &[Route] = &[
+    exact("/v1/agent/self", GET, on_agent!(|ctx, _| self_(ctx))),
+    exact("/v1/agent/members", GET, on_agent!(|ctx, _| members(ctx))),
+    under(
+        "/v1/agent/join/",
+        PUT,
+        on_agent!(|ctx, c| join(ctx, &c.rest).await),
+    ),
+    exact("/v1/agent/leave", PUT, on_agent!(|ctx, _| leave(ctx).await)),
+    under(
+        "/v1/agent/force-leave/",
+        PUT,
+        on_agent!(|ctx, c| force_leave(ctx, &c.rest).await),
+    ),
+    exact(
+        "/v1/agent/reload",
+        PUT,
+        on_agent!(|ctx, _| reload(ctx).await),
+    ),
+    exact(
+        "/v1/agent/maintenance",
+        PUT,
+        on_agent!(|ctx, _| maintenance(ctx).await),
+    ),
+    exact("/v1/agent/services", GET, on_agent!(|ctx, _| services(ctx))),
+    under(
+        "/v1/agent/service/",
+        GET,
+        on_agent!(|ctx, c| service(ctx, &c.rest).await),
+    ),
+    exact(
+        "/v1/agent/service/register",
+        PUT,
+        on_agent!(|ctx, c| register_service(ctx, c.req).await),
+    ),
+    under(
+        "/v1/agent/service/deregister/",
+        PUT,
+        on_agent!(|ctx, c| deregister_service(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/agent/service/maintenance/",
+        PUT,
+        on_agent!(|ctx, c| service_maintenance(ctx, &c.rest).await),
+    ),
+    exact("/v1/agent/checks", GET, on_agent!(|ctx, _| checks(ctx))),
+    exact(
+        "/v1/agent/check/register",
+        PUT,
+        on_agent!(|ctx, c| register_check(ctx, c.req).await),
+    ),
+    under(
+        "/v1/agent/check/deregister/",
+        PUT,
+        on_agent!(|ctx, c| deregister_check(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/agent/check/pass/",
+        PUT,
+        on_agent!(|ctx, c| ttl(ctx, &c.rest, Status::Passing).await),
+    ),
+    under(
+        "/v1/agent/check/warn/",
+        PUT,
+        on_agent!(|ctx, c| ttl(ctx, &c.rest, Status::Warning).await),
+    ),
+    under(
+        "/v1/agent/check/fail/",
+        PUT,
+        on_agent!(|ctx, c| ttl(ctx, &c.rest, Status::Critical).await),
+    ),
+    under(
+        "/v1/agent/check/update/",
+        PUT,
+        on_agent!(|ctx, c| update_check(ctx, &c.rest, c.req).await),
+    ),
+    under(
+        "/v1/agent/health/service/id/",
+        GET,
+        on_agent!(|ctx, c| health_by_id(ctx, &c.rest, c.accepts_text())),
+    ),
+    under(
+        "/v1/agent/health/service/name/",
+        GET,
+        on_agent!(|ctx, c| health_by_name(ctx, &c.rest, c.accepts_text())),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -21,10 +21,10 @@ use crate::error::{Error, Result};
 use crate::kv::propose_bool;
 use crate::read::{has_all_tags, node_meta_matches, passes};
 use crate::response::Body;
-use crate::router::Ctx;
+use crate::router::EngineCtx;
+use crate::routes::{exact, on_cluster, under, Route, GET, PUT};
 use crate::shapes::{CatalogServiceJson, NodeJson, NodeServiceJson};
 use muster_agent::definition::{validate_meta, validate_service_fields, validate_weights};
-use muster_engine::Engine;
 
 /// `Missing service name` body.
 pub const MISSING_SERVICE: &str = "Missing service name";
@@ -431,7 +431,7 @@ fn register_command(req: RegisterRequest, dc: &str) -> Result<Command> {
 }
 
 /// `PUT /v1/catalog/register`.
-pub(crate) async fn register<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn register<B>(ctx: &EngineCtx<'_>, req: Request<B>) -> Result<Response<Body>>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
@@ -442,7 +442,7 @@ where
 }
 
 /// `PUT /v1/catalog/deregister`.
-pub(crate) async fn deregister<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn deregister<B>(ctx: &EngineCtx<'_>, req: Request<B>) -> Result<Response<Body>>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
@@ -464,7 +464,7 @@ where
 
 /// `GET /v1/catalog/datacenters` (not blocking): this agent's datacenter
 /// first, then the others its WAN pool knows, sorted.
-pub(crate) fn datacenters(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
+pub(crate) fn datacenters(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let own = &ctx.st.cfg.datacenter;
     let mut dcs = vec![own.clone()];
     if let Some(cluster) = &ctx.st.cfg.cluster {
@@ -474,10 +474,10 @@ pub(crate) fn datacenters(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
 }
 
 /// `GET /v1/catalog/nodes`.
-pub(crate) async fn nodes(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
+pub(crate) async fn nodes(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_nodes(ws)?;
         let out: Vec<NodeJson<'_>> = r
@@ -493,10 +493,10 @@ pub(crate) async fn nodes(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
 }
 
 /// `GET /v1/catalog/services`: name → deduplicated, sorted tag union.
-pub(crate) async fn services(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
+pub(crate) async fn services(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_services(ws)?;
         let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -519,14 +519,14 @@ pub(crate) async fn services(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
 }
 
 /// `GET /v1/catalog/service/:name`.
-pub(crate) async fn service(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn service(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let tags = ctx.tags();
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_service(name, ws)?;
         let out: Vec<CatalogServiceJson<'_>> = r
@@ -545,12 +545,12 @@ pub(crate) async fn service(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Respons
 
 /// `GET /v1/catalog/connect/:s` and `/v1/catalog/gateway-services/:s`: no
 /// mesh yet, so `[]`, blocking on the service like its non-mesh sibling.
-pub(crate) async fn mesh_empty(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn mesh_empty(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
     ctx.filter()?;
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let index = engine.catalog_service(name, ws)?.index;
         ctx.render_json(index, &[(); 0])
@@ -569,7 +569,7 @@ struct NodeWith<'a, S> {
 /// `GET /v1/catalog/node/:node` (`services_list` false) and
 /// `/v1/catalog/node-services/:node` (true); unknown node → `null`.
 pub(crate) async fn node(
-    ctx: &Ctx<'_, Engine>,
+    ctx: &EngineCtx<'_>,
     name: &str,
     services_list: bool,
 ) -> Result<Response<Body>> {
@@ -577,7 +577,7 @@ pub(crate) async fn node(
         return Err(Error::bad_request(MISSING_NODE));
     }
     let filter = ctx.filter()?;
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_node(name, ws)?;
         let Some(ns) = &r.value else {
@@ -600,6 +600,60 @@ pub(crate) async fn node(
     })
     .await
 }
+
+/// `/v1/catalog/*`.
+pub(crate) const ROUTES: &[Route] = &[
+    exact(
+        "/v1/catalog/register",
+        PUT,
+        on_cluster!(|ctx, c| register(ctx, c.req).await),
+    ),
+    exact(
+        "/v1/catalog/deregister",
+        PUT,
+        on_cluster!(|ctx, c| deregister(ctx, c.req).await),
+    ),
+    exact(
+        "/v1/catalog/datacenters",
+        GET,
+        on_cluster!(|ctx, _| datacenters(ctx)),
+    ),
+    exact(
+        "/v1/catalog/nodes",
+        GET,
+        on_cluster!(|ctx, _| nodes(ctx).await),
+    ),
+    exact(
+        "/v1/catalog/services",
+        GET,
+        on_cluster!(|ctx, _| services(ctx).await),
+    ),
+    under(
+        "/v1/catalog/service/",
+        GET,
+        on_cluster!(|ctx, c| service(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/catalog/connect/",
+        GET,
+        on_cluster!(|ctx, c| mesh_empty(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/catalog/gateway-services/",
+        GET,
+        on_cluster!(|ctx, c| mesh_empty(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/catalog/node/",
+        GET,
+        on_cluster!(|ctx, c| node(ctx, &c.rest, false).await),
+    ),
+    under(
+        "/v1/catalog/node-services/",
+        GET,
+        on_cluster!(|ctx, c| node(ctx, &c.rest, true).await),
+    ),
+];
 
 #[cfg(test)]
 mod tests;

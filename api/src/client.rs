@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderValue;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use muster_agent::Agent;
 use muster_engine::remote::Remote;
 use muster_engine::{AbortOnDrop, Engine};
@@ -20,7 +20,7 @@ use crate::cluster::BoxFuture;
 use crate::decode::MAX_JSON_BODY;
 use crate::error::{Error, Result};
 use crate::response::Body;
-use crate::router::{self, Ctx, Endpoint, Mode, State};
+use crate::router::{self, Ctx, Serving, State};
 use crate::ApiConfig;
 
 /// The header a client agent adds to forwarded requests: its node name.
@@ -45,30 +45,9 @@ impl Upstream for Remote {
     }
 }
 
-/// A client agent's state: no engine, only the way to the servers.
-pub(crate) struct Client {
-    pub upstream: Arc<dyn Upstream>,
-}
-
-impl Mode for Client {
-    fn rest<'a, B>(
-        ctx: &'a Ctx<'a, Self>,
-        _endpoint: Endpoint,
-        _rest: &'a str,
-        _method: &'a Method,
-        req: Request<B>,
-    ) -> impl std::future::Future<Output = Result<Response<Body>>> + Send + 'a
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'a,
-        B::Error: Display,
-    {
-        forward(ctx, req)
-    }
-}
-
 /// Read a request whole (its body bounded by the larger of the KV value
 /// limit and the JSON body limit), to send it on.
-async fn collect<E, B>(ctx: &Ctx<'_, E>, req: Request<B>) -> Result<Request<Bytes>>
+async fn collect<B>(ctx: &Ctx<'_>, req: Request<B>) -> Result<Request<Bytes>>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
@@ -84,8 +63,13 @@ where
     Ok(Request::from_parts(parts, Bytes::from(body)))
 }
 
-/// Forward `req` whole (path, query, method, headers, body) to a server.
-async fn forward<B>(ctx: &Ctx<'_, Client>, req: Request<B>) -> Result<Response<Body>>
+/// A client agent's answer to a cluster endpoint: `req` forwarded whole
+/// (path, query, method, headers, body) to a server.
+pub(crate) async fn forward<B>(
+    ctx: &Ctx<'_>,
+    upstream: &dyn Upstream,
+    req: Request<B>,
+) -> Result<Response<Body>>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Display,
@@ -94,20 +78,14 @@ where
     if let Ok(node) = HeaderValue::from_str(&ctx.st.cfg.node_name) {
         req.headers_mut().insert(X_AGENT_NODE, node);
     }
-    let answer = ctx
-        .st
-        .engine
-        .upstream
-        .forward(req)
-        .await
-        .map_err(Error::Internal)?;
+    let answer = upstream.forward(req).await.map_err(Error::Internal)?;
     Ok(answer.map(Full::new))
 }
 
 /// A server's answer to a request for another datacenter (`?dc=`): sent
 /// on to a server of that datacenter, found over the WAN pool.
-pub(crate) async fn forward_dc<E, B>(
-    ctx: &Ctx<'_, E>,
+pub(crate) async fn forward_dc<B>(
+    ctx: &Ctx<'_>,
     dc: String,
     req: Request<B>,
 ) -> Result<Response<Body>>
@@ -136,7 +114,7 @@ pub(crate) async fn serve(
 ) -> Result<()> {
     crate::server::serve(
         listener,
-        Client { upstream },
+        Serving::Client(upstream),
         Arc::new(agent),
         cfg,
         shutdown,
@@ -148,7 +126,7 @@ pub(crate) async fn serve(
 /// requests client agents forward over RPC.
 #[derive(Clone)]
 pub struct Handler {
-    state: Arc<State<Engine>>,
+    state: Arc<State>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -162,7 +140,7 @@ impl Handler {
     pub fn new(engine: Engine, agent: Agent, cfg: ApiConfig) -> Handler {
         Handler {
             state: Arc::new(State {
-                engine,
+                serving: Serving::Server(engine),
                 agent: Arc::new(agent),
                 cfg,
                 local_addr: None,

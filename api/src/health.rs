@@ -11,9 +11,9 @@ use crate::catalog::{MISSING_NODE, MISSING_SERVICE};
 use crate::error::{Error, Result};
 use crate::read::{has_all_tags, node_meta_matches, passes};
 use crate::response::Body;
-use crate::router::Ctx;
+use crate::router::EngineCtx;
+use crate::routes::{on_cluster, under, Route, GET};
 use crate::shapes::{HealthCheckJson, NodeJson, NodeServiceJson};
-use muster_engine::Engine;
 
 /// `Missing check state` body.
 pub const MISSING_STATE: &str = "Missing check state";
@@ -40,7 +40,7 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 
 /// `?passing`: absent → false; present and empty → true; else a Go bool
 /// (400 `Invalid value for ?passing` otherwise).
-fn passing_param(ctx: &Ctx<'_, Engine>) -> Result<bool> {
+fn passing_param(ctx: &EngineCtx<'_>) -> Result<bool> {
     match ctx.query.get("passing") {
         None => Ok(false),
         Some("") => Ok(true),
@@ -49,12 +49,12 @@ fn passing_param(ctx: &Ctx<'_, Engine>) -> Result<bool> {
 }
 
 /// `GET /v1/health/node/:node`: every check on the node.
-pub(crate) async fn node(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn node(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_NODE));
     }
     let filter = ctx.filter()?;
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_node(name, ws)?;
         let out: Vec<HealthCheckJson<'_>> = r
@@ -69,13 +69,13 @@ pub(crate) async fn node(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<B
 }
 
 /// `GET /v1/health/checks/:service`: the instance checks of every instance.
-pub(crate) async fn checks(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn checks(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_service(name, ws)?;
         let out: Vec<HealthCheckJson<'_>> = r
@@ -96,7 +96,7 @@ pub(crate) async fn checks(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response
 }
 
 /// `GET /v1/health/service/:service`.
-pub(crate) async fn service(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Response<Body>> {
+pub(crate) async fn service(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
@@ -104,7 +104,7 @@ pub(crate) async fn service(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Respons
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
     let tags = ctx.tags();
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_service(name, ws)?;
         let out: Vec<ServiceEntry<'_>> = r
@@ -126,7 +126,7 @@ pub(crate) async fn service(ctx: &Ctx<'_, Engine>, name: &str) -> Result<Respons
 
 /// `GET /v1/health/state/:state`: `any|passing|warning|critical`; an
 /// unknown state yields `[]`.
-pub(crate) async fn state(ctx: &Ctx<'_, Engine>, state: &str) -> Result<Response<Body>> {
+pub(crate) async fn state(ctx: &EngineCtx<'_>, state: &str) -> Result<Response<Body>> {
     if state.is_empty() {
         return Err(Error::bad_request(MISSING_STATE));
     }
@@ -136,7 +136,7 @@ pub(crate) async fn state(ctx: &Ctx<'_, Engine>, state: &str) -> Result<Response
     };
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_checks_all(ws)?;
         // node-meta needs the nodes; read them only when asked.
@@ -166,6 +166,40 @@ pub(crate) async fn state(ctx: &Ctx<'_, Engine>, state: &str) -> Result<Response
     })
     .await
 }
+
+/// `/v1/health/*`.
+pub(crate) const ROUTES: &[Route] = &[
+    under(
+        "/v1/health/node/",
+        GET,
+        on_cluster!(|ctx, c| node(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/health/checks/",
+        GET,
+        on_cluster!(|ctx, c| checks(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/health/service/",
+        GET,
+        on_cluster!(|ctx, c| service(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/health/state/",
+        GET,
+        on_cluster!(|ctx, c| state(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/health/connect/",
+        GET,
+        on_cluster!(|ctx, c| crate::catalog::mesh_empty(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/health/ingress/",
+        GET,
+        on_cluster!(|ctx, c| crate::catalog::mesh_empty(ctx, &c.rest).await),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -18,9 +18,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::response::{self, Body};
-use crate::router::Ctx;
+use crate::router::EngineCtx;
+use crate::routes::{exact, on_cluster, under, Route};
 use crate::shared::Rendered;
-use muster_engine::Engine;
 
 /// `Missing key name` body.
 pub const MISSING_KEY: &str = "Missing key name";
@@ -89,7 +89,7 @@ pub fn validate_key(key: &str) -> Result<()> {
 
 /// Handle one KV request (the route already checked the method).
 pub(crate) async fn handle<B>(
-    ctx: &Ctx<'_, Engine>,
+    ctx: &EngineCtx<'_>,
     method: &Method,
     key: &str,
     req: Request<B>,
@@ -115,13 +115,13 @@ where
     }
 }
 
-async fn get(ctx: &Ctx<'_, Engine>, key: &str) -> Result<Response<Body>> {
+async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
     let q = &ctx.query;
     let (keys_mode, recurse) = (q.keys(), q.recurse());
     if key.is_empty() && !keys_mode && !recurse {
         return Err(Error::bad_request(MISSING_KEY));
     }
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     let raw = ctx.query.raw();
     let separator = q.separator();
     // §1.1 point 6: a missing key answers at once on the first pass if the
@@ -213,8 +213,8 @@ where
 
 /// Propose `cmd` and answer its JSON boolean (`Rejected` → 500 with the
 /// engine's message).
-pub(crate) async fn propose_bool(ctx: &Ctx<'_, Engine>, cmd: Command) -> Result<Response<Body>> {
-    let applied = ctx.st.engine.propose(cmd).await?;
+pub(crate) async fn propose_bool(ctx: &EngineCtx<'_>, cmd: Command) -> Result<Response<Body>> {
+    let applied = ctx.engine.propose(cmd).await?;
     let ok = match applied.response {
         muster_engine::Response::Bool(b) => b,
         muster_engine::Response::None => true,
@@ -229,7 +229,7 @@ pub(crate) async fn propose_bool(ctx: &Ctx<'_, Engine>, cmd: Command) -> Result<
 }
 
 async fn put<B>(
-    ctx: &Ctx<'_, Engine>,
+    ctx: &EngineCtx<'_>,
     key: &str,
     body: B,
     content_length: Option<u64>,
@@ -250,7 +250,7 @@ where
     let cmd = if let Some(session) = q.acquire() {
         // Inside a lock-delay window an acquire fails without a write. An
         // empty session goes on to the engine's `missing session`.
-        if !session.is_empty() && ctx.st.engine.kv_lock_delay(&key).is_some() {
+        if !session.is_empty() && ctx.engine.kv_lock_delay(&key).is_some() {
             return ctx.json(&false);
         }
         Command::KvLock {
@@ -280,7 +280,7 @@ where
     propose_bool(ctx, cmd).await
 }
 
-async fn delete(ctx: &Ctx<'_, Engine>, key: &str) -> Result<Response<Body>> {
+async fn delete(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
     let q = &ctx.query;
     q.check_conflicting(&["recurse", "cas"])?;
     let cmd = if q.recurse() {
@@ -303,6 +303,23 @@ async fn delete(ctx: &Ctx<'_, Engine>, key: &str) -> Result<Response<Body>> {
     };
     propose_bool(ctx, cmd).await
 }
+
+/// `GET|PUT|DELETE /v1/kv/<key>`.
+const KV_METHODS: &str = "OPTIONS,GET,PUT,DELETE";
+
+/// `/v1/kv/<key>` (and `/v1/kv`, which Go's ServeMux would redirect).
+pub(crate) const ROUTES: &[Route] = &[
+    under(
+        "/v1/kv/",
+        KV_METHODS,
+        on_cluster!(|ctx, c| handle(ctx, &c.method, &c.rest, c.req).await),
+    ),
+    exact(
+        "/v1/kv",
+        KV_METHODS,
+        on_cluster!(|ctx, c| handle(ctx, &c.method, &c.rest, c.req).await),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -192,7 +192,14 @@ pub async fn serve(
     cfg: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    server::serve(listener, engine, Arc::new(agent), cfg, shutdown).await
+    server::serve(
+        listener,
+        router::Serving::Server(engine),
+        Arc::new(agent),
+        cfg,
+        shutdown,
+    )
+    .await
 }
 
 /// Serve a client agent's HTTP API on `listener` until `shutdown`:

@@ -17,8 +17,8 @@ use crate::decode::{self, f, Decode, Kind, Schema};
 use crate::error::{Error, Result};
 use crate::health::parse_bool;
 use crate::response::Body;
-use crate::router::Ctx;
-use muster_engine::Engine;
+use crate::router::{Ctx, EngineCtx};
+use crate::routes::{exact, on_agent, on_cluster, Route, DELETE, GET};
 
 /// Largest `?relay-factor` Consul accepts.
 const MAX_RELAY_FACTOR: u8 = 5;
@@ -30,7 +30,7 @@ fn ok_empty() -> Response<Body> {
 
 /// `GET /v1/operator/raft/configuration` (`?dc`; `?stale` accepted):
 /// `{"Servers":[...],"Index":N}`.
-pub(crate) async fn raft_configuration(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
+pub(crate) async fn raft_configuration(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let backend = cluster::require(&ctx.st.cfg)?;
     let config = backend
         .raft_configuration()
@@ -41,7 +41,7 @@ pub(crate) async fn raft_configuration(ctx: &Ctx<'_, Engine>) -> Result<Response
 
 /// Which peer `?id=` / `?address=` name: exactly one must be present (by
 /// presence, as in Consul; an empty value is passed on).
-pub(crate) fn peer_ref(ctx: &Ctx<'_, Engine>) -> Result<PeerRef> {
+pub(crate) fn peer_ref(ctx: &EngineCtx<'_>) -> Result<PeerRef> {
     let id = ctx.query.has("id").then(|| ctx.query.get("id"));
     let address = ctx.query.has("address").then(|| ctx.query.get("address"));
     match (id, address) {
@@ -57,7 +57,7 @@ pub(crate) fn peer_ref(ctx: &Ctx<'_, Engine>) -> Result<PeerRef> {
 }
 
 /// `DELETE /v1/operator/raft/peer?id=` or `?address=`: 200, empty body.
-pub(crate) async fn remove_raft_peer(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
+pub(crate) async fn remove_raft_peer(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let peer = peer_ref(ctx)?;
     let backend = cluster::require(&ctx.st.cfg)?;
     backend
@@ -98,7 +98,7 @@ struct KeyringJson<'a> {
 
 /// Check `?relay-factor` (0–5) and `?local-only` (a Go bool, GET only) as
 /// Consul does; both are otherwise ignored (operations are local).
-fn keyring_params<E: Sync>(ctx: &Ctx<'_, E>, method: &Method) -> Result<()> {
+fn keyring_params(ctx: &Ctx<'_>, method: &Method) -> Result<()> {
     if let Some(raw) = ctx.query.get("relay-factor").filter(|v| !v.is_empty()) {
         let n: i64 = raw.parse().map_err(|_| {
             Error::bad_request(format!(
@@ -129,13 +129,12 @@ fn keyring_params<E: Sync>(ctx: &Ctx<'_, E>, method: &Method) -> Result<()> {
 /// `/v1/operator/keyring`: `GET` lists (one entry per pool), `POST`
 /// installs, `PUT` makes primary, `DELETE` removes; writes take
 /// `{"Key":"..."}` and answer 200 with an empty body.
-pub(crate) async fn keyring<E, B>(
-    ctx: &Ctx<'_, E>,
+pub(crate) async fn keyring<B>(
+    ctx: &Ctx<'_>,
     method: &Method,
     req: Request<B>,
 ) -> Result<Response<Body>>
 where
-    E: Sync,
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
@@ -174,3 +173,26 @@ where
         .collect();
     ctx.json(&json)
 }
+
+/// `GET|POST|PUT|DELETE /v1/operator/keyring`.
+const KEYRING_METHODS: &str = "OPTIONS,GET,POST,PUT,DELETE";
+
+/// `/v1/operator/*`: raft from the cluster, the keyring from this agent's
+/// gossip pools.
+pub(crate) const ROUTES: &[Route] = &[
+    exact(
+        "/v1/operator/raft/configuration",
+        GET,
+        on_cluster!(|ctx, _| raft_configuration(ctx).await),
+    ),
+    exact(
+        "/v1/operator/raft/peer",
+        DELETE,
+        on_cluster!(|ctx, _| remove_raft_peer(ctx).await),
+    ),
+    exact(
+        "/v1/operator/keyring",
+        KEYRING_METHODS,
+        on_agent!(|ctx, c| keyring(ctx, &c.method, c.req).await),
+    ),
+];

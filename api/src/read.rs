@@ -18,9 +18,8 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::Consistency;
 use crate::response::{self, Body};
-use crate::router::Ctx;
+use crate::router::{Ctx, EngineCtx};
 use crate::shared::{self, Rendered};
-use muster_engine::Engine;
 
 /// A validated read: its consistency mode and blocking parameters.
 #[derive(Debug, Clone, Copy)]
@@ -31,14 +30,14 @@ pub(crate) struct Read {
     pub blocking: Blocking,
 }
 
-impl Ctx<'_, Engine> {
+impl EngineCtx<'_> {
     /// Validate the common read parameters (consistency, `index`, `wait`;
     /// `dc` was settled by the router) and, for `?consistent`, confirm
     /// leadership with a quorum.
     pub async fn begin_read(&self) -> Result<Read> {
         let consistency = self.query.consistency()?;
         let blocking = self.query.blocking()?;
-        let engine = &self.st.engine;
+        let engine = &self.engine;
         // `consistent` everywhere, and the default mode on a follower, read
         // through the leader's read index: the leader confirms it still
         // leads, this server applies up to that index, then answers from its
@@ -64,7 +63,7 @@ impl Ctx<'_, Engine> {
         F: Fn(&mut WatchSet) -> Result<Rendered>,
     {
         let read = self.begin_read().await?;
-        let engine = &self.st.engine;
+        let engine = &self.engine;
         let reply = |r: &Rendered| {
             let mut resp = r.response(self.gzip);
             response::set_read_headers(&mut resp, &self.read_meta(r.index, read.consistency));
@@ -121,7 +120,7 @@ impl Ctx<'_, Engine> {
 }
 
 /// The list parameters, which the agent endpoints share.
-impl<E> Ctx<'_, E> {
+impl Ctx<'_> {
     /// `filter=`: absent or empty → `None`; malformed → 400
     /// `Failed to create boolean expression evaluator: <pos>: <msg>`.
     pub fn filter(&self) -> Result<Option<Filter>> {

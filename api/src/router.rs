@@ -1,8 +1,10 @@
 //! Routing (consul-compat.md §0.3): percent-decode the path, reject
-//! non-canonical paths, pick the longest matching route, check the method,
-//! and hand the request to its domain handler. Handlers see a [`Ctx`]; this
-//! module owns nothing else. The resource part of a prefix route (a KV key)
-//! is everything after the prefix and may contain `/`.
+//! non-canonical paths, pick the longest matching route among the domain
+//! modules' tables (`routes.rs`), check the method, and hand the request
+//! to its handler: an agent route with a [`Ctx`], a cluster route with an
+//! [`EngineCtx`] on a server, or forwarded to a server by a client agent.
+//! The resource part of a prefix route (a KV key) is everything after the
+//! prefix and may contain `/`.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -11,25 +13,33 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use muster_engine::Status;
 
 use crate::backend::AgentBackend;
+use crate::client::Upstream;
 use crate::error::{Error, Result};
 use crate::query::{self, Consistency, Query};
 use crate::response::{self, Body, ReadMeta};
-pub use crate::routes::{route, Endpoint, Route};
+use crate::routes::{self, exact, on_agent, under, Call, Found, Handler, ReqBody, Route};
 use crate::{agent, catalog, health, kv, operator, session, status, txn, ApiConfig};
-use muster_engine::Engine;
+use muster_engine::{BoxFuture, Engine};
 
 /// The body of `/` while there is no UI.
 pub const ROOT_TEXT: &str = "muster agent: UI disabled.";
 /// The body of a 404 for an unknown `/v1/...` path.
 pub const UNKNOWN_ENDPOINT: &str = "Invalid URL path: not a recognized HTTP API endpoint";
 
+/// How this agent answers the cluster's endpoints.
+pub(crate) enum Serving {
+    /// A server: from its engine.
+    Server(Engine),
+    /// A client agent: by forwarding the request to a server.
+    Client(Arc<dyn Upstream>),
+}
+
 /// Shared state of the HTTP server.
-pub(crate) struct State<E> {
+pub(crate) struct State {
     /// The engine (a server) or the way to the servers (a client agent).
-    pub engine: E,
+    pub serving: Serving,
     /// The local agent (or, in tests, a fake).
     pub agent: Arc<dyn AgentBackend>,
     /// The agent's identity and limits.
@@ -41,9 +51,9 @@ pub(crate) struct State<E> {
 }
 
 /// What an endpoint handler gets.
-pub(crate) struct Ctx<'a, E> {
+pub(crate) struct Ctx<'a> {
     /// Server state.
-    pub st: &'a State<E>,
+    pub st: &'a State,
     /// The decoded query string.
     pub query: Query,
     /// Indent JSON replies.
@@ -54,18 +64,35 @@ pub(crate) struct Ctx<'a, E> {
     pub gzip: bool,
 }
 
-impl<E> Ctx<'_, E> {
+impl Ctx<'_> {
     /// A JSON 200 reply honouring `?pretty`.
     pub fn json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Response<Body>> {
         response::json(value, self.pretty)
     }
 }
 
-impl Ctx<'_, Engine> {
+/// What a cluster endpoint's handler gets on a server: the context and
+/// the engine.
+pub(crate) struct EngineCtx<'a> {
+    /// The request's context.
+    pub ctx: &'a Ctx<'a>,
+    /// This server's engine.
+    pub engine: &'a Engine,
+}
+
+impl<'a> std::ops::Deref for EngineCtx<'a> {
+    type Target = Ctx<'a>;
+
+    fn deref(&self) -> &Ctx<'a> {
+        self.ctx
+    }
+}
+
+impl EngineCtx<'_> {
     /// The read headers for a result with `index`, from the engine's
     /// current cluster status.
     pub fn read_meta(&self, index: u64, consistency: Consistency) -> ReadMeta {
-        let status = self.st.engine.status();
+        let status = self.engine.status();
         ReadMeta {
             index,
             known_leader: status.leader.is_some(),
@@ -122,289 +149,242 @@ pub fn check_canonical(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// The routes of `/` and of unknown `/v1/` paths.
+const ROOT_ROUTES: &[Route] = &[
+    exact(
+        "/",
+        "",
+        on_agent!(|_ctx, _| Ok(response::text(StatusCode::OK, ROOT_TEXT))),
+    ),
+    under(
+        "/v1/",
+        "",
+        on_agent!(|_ctx, _| Err(Error::NotFound(UNKNOWN_ENDPOINT.into()))),
+    ),
+    exact(
+        "/v1",
+        "",
+        on_agent!(|_ctx, _| Err(Error::NotFound(UNKNOWN_ENDPOINT.into()))),
+    ),
+];
+
+/// Every route, each table declared beside its handlers.
+const TABLES: &[&[Route]] = &[
+    ROOT_ROUTES,
+    agent::ROUTES,
+    kv::ROUTES,
+    status::ROUTES,
+    catalog::ROUTES,
+    health::ROUTES,
+    session::ROUTES,
+    txn::ROUTES,
+    operator::ROUTES,
+];
+
+/// The route for a decoded, canonical path.
+pub(crate) fn route(path: &str) -> Option<Found<'_>> {
+    routes::find(TABLES, path)
+}
+
 /// Serve one request; every failure becomes Consul's status and body.
-///
-/// Boxed on purpose: the future is proven `Send` here, under the generic
-/// `Mode` bound. Proving it for a concrete engine type at a caller's
-/// `tokio::spawn` trips rustc issue #100013 (higher-ranked lifetimes in
-/// `Mode::rest`'s future).
-pub(crate) fn handle<E, B>(
-    st: Arc<State<E>>,
-    req: Request<B>,
-) -> crate::cluster::BoxFuture<'static, Response<Body>>
+pub(crate) fn handle<B>(st: Arc<State>, req: Request<B>) -> BoxFuture<'static, Response<Body>>
 where
-    E: Mode,
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Display,
 {
-    Box::pin(handle_inner(st, req))
-}
-
-async fn handle_inner<E, B>(st: Arc<State<E>>, req: Request<B>) -> Response<Body>
-where
-    E: Mode,
-    B: hyper::body::Body<Data = Bytes> + Send,
-    B::Error: Display,
-{
-    let resp = match dispatch(&st, req).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(error = %e, "request failed");
+    let req = req.map(routes::req_body);
+    Box::pin(async move {
+        let resp = match dispatch(&st, req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(error = %e, "request failed");
+                }
+                response::error(&e)
             }
-            response::error(&e)
-        }
-    };
-    tracing::debug!(status = resp.status().as_u16(), "replied");
-    resp
+        };
+        tracing::debug!(status = resp.status().as_u16(), "replied");
+        resp
+    })
 }
 
-async fn dispatch<E, B>(st: &State<E>, req: Request<B>) -> Result<Response<Body>>
-where
-    E: Mode,
-    B: hyper::body::Body<Data = Bytes> + Send,
-    B::Error: Display,
-{
+async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
     let path = decode_path(req.uri().path())?;
     check_canonical(&path)?;
-    let Route {
-        endpoint,
-        rest,
-        allow,
-    } = route(&path);
-    match endpoint {
-        Endpoint::Root => return Ok(response::text(StatusCode::OK, ROOT_TEXT)),
-        Endpoint::UnknownApi => return Err(Error::NotFound(UNKNOWN_ENDPOINT.into())),
-        Endpoint::Unknown => return Err(Error::NotFound(String::new())),
-        _ => {}
-    }
+    let Some(Found { route, rest }) = route(&path) else {
+        return Err(Error::NotFound(String::new()));
+    };
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        let mut resp = response::text(StatusCode::OK, Bytes::new());
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
-        return Ok(resp);
-    }
-    if !allow.split(',').any(|m| m == method.as_str()) {
-        return Err(Error::MethodNotAllowed {
-            method: method.to_string(),
-            allow,
-        });
+    if !route.allow.is_empty() {
+        if method == Method::OPTIONS {
+            let mut resp = response::text(StatusCode::OK, Bytes::new());
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(route.allow));
+            return Ok(resp);
+        }
+        if !route.allow.split(',').any(|m| m == method.as_str()) {
+            return Err(Error::MethodNotAllowed {
+                method: method.to_string(),
+                allow: route.allow,
+            });
+        }
     }
     let query = query::parse(req.uri().query().unwrap_or_default());
-    let accept_text = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
     let pretty = st.cfg.pretty || query.pretty();
     let gzip = req
         .headers()
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(crate::shared::accepts_gzip);
+    let call = Call {
+        rest: rest.to_string(),
+        method,
+        req,
+    };
     let ctx = Ctx {
         st,
         query,
         pretty,
-        path: path.clone(),
+        path,
         gzip,
     };
-    match endpoint {
-        Endpoint::AgentSelf => agent::self_(&ctx),
-        Endpoint::AgentMembers => agent::members(&ctx),
-        Endpoint::AgentJoin => agent::join(&ctx, &rest).await,
-        Endpoint::AgentLeave => agent::leave(&ctx).await,
-        Endpoint::AgentForceLeave => agent::force_leave(&ctx, &rest).await,
-        Endpoint::AgentReload => agent::reload(&ctx).await,
-        Endpoint::AgentMaintenance => agent::maintenance(&ctx).await,
-        Endpoint::AgentServices => agent::services(&ctx),
-        Endpoint::AgentService => agent::service(&ctx, &rest).await,
-        Endpoint::AgentServiceRegister => agent::register_service(&ctx, req).await,
-        Endpoint::AgentServiceDeregister => agent::deregister_service(&ctx, &rest).await,
-        Endpoint::AgentServiceMaintenance => agent::service_maintenance(&ctx, &rest).await,
-        Endpoint::AgentChecks => agent::checks(&ctx),
-        Endpoint::AgentCheckRegister => agent::register_check(&ctx, req).await,
-        Endpoint::AgentCheckDeregister => agent::deregister_check(&ctx, &rest).await,
-        Endpoint::AgentCheckPass => agent::ttl(&ctx, &rest, Status::Passing).await,
-        Endpoint::AgentCheckWarn => agent::ttl(&ctx, &rest, Status::Warning).await,
-        Endpoint::AgentCheckFail => agent::ttl(&ctx, &rest, Status::Critical).await,
-        Endpoint::AgentCheckUpdate => agent::update_check(&ctx, &rest, req).await,
-        Endpoint::AgentHealthById => agent::health_by_id(&ctx, &rest, accept_text),
-        Endpoint::AgentHealthByName => agent::health_by_name(&ctx, &rest, accept_text),
-        Endpoint::OperatorKeyring => operator::keyring(&ctx, &method, req).await,
-        _ => E::rest(&ctx, endpoint, &rest, &method, req).await,
-    }
-}
-
-/// How an agent answers the endpoints it does not own (everything outside
-/// `/v1/agent/*` and the keyring): a server from its engine, a client
-/// agent by forwarding the request to a server.
-pub(crate) trait Mode: Send + Sync + Sized + 'static {
-    /// Answer `endpoint` (already routed and method-checked).
-    fn rest<'a, B>(
-        ctx: &'a Ctx<'a, Self>,
-        endpoint: Endpoint,
-        rest: &'a str,
-        method: &'a Method,
-        req: Request<B>,
-    ) -> impl std::future::Future<Output = Result<Response<Body>>> + Send + 'a
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'a,
-        B::Error: Display;
-}
-
-impl Mode for Engine {
-    fn rest<'a, B>(
-        ctx: &'a Ctx<'a, Self>,
-        endpoint: Endpoint,
-        rest: &'a str,
-        method: &'a Method,
-        req: Request<B>,
-    ) -> impl std::future::Future<Output = Result<Response<Body>>> + Send + 'a
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'a,
-        B::Error: Display,
-    {
-        serve_engine(ctx, endpoint, rest, method, req)
-    }
-}
-
-/// A server's answer to everything but the agent endpoints.
-async fn serve_engine<B>(
-    ctx: &Ctx<'_, Engine>,
-    endpoint: Endpoint,
-    rest: &str,
-    method: &Method,
-    req: Request<B>,
-) -> Result<Response<Body>>
-where
-    B: hyper::body::Body<Data = Bytes> + Send,
-    B::Error: Display,
-{
-    // Every endpoint here takes `?dc=`: another datacenter's requests go
-    // to its servers (or fail with No path to datacenter), once, here.
-    if let Some(dc) = ctx.query.dc().filter(|dc| *dc != ctx.st.cfg.datacenter) {
-        return crate::client::forward_dc(ctx, dc.to_string(), req).await;
-    }
-    match endpoint {
-        Endpoint::Kv => kv::handle(ctx, method, rest, req).await,
-        Endpoint::StatusLeader => status::leader(ctx),
-        Endpoint::StatusPeers => status::peers(ctx),
-        Endpoint::CatalogRegister => catalog::register(ctx, req).await,
-        Endpoint::CatalogDeregister => catalog::deregister(ctx, req).await,
-        Endpoint::CatalogDatacenters => catalog::datacenters(ctx),
-        Endpoint::CatalogNodes => catalog::nodes(ctx).await,
-        Endpoint::CatalogServices => catalog::services(ctx).await,
-        Endpoint::CatalogService => catalog::service(ctx, rest).await,
-        Endpoint::CatalogConnect | Endpoint::CatalogGatewayServices | Endpoint::HealthMesh => {
-            catalog::mesh_empty(ctx, rest).await
+    match (route.handler, &st.serving) {
+        (Handler::Agent(handler), _) => handler(&ctx, call).await,
+        (Handler::Cluster(_), Serving::Client(upstream)) => {
+            crate::client::forward(&ctx, upstream.as_ref(), call.req).await
         }
-        Endpoint::CatalogNode => catalog::node(ctx, rest, false).await,
-        Endpoint::CatalogNodeServices => catalog::node(ctx, rest, true).await,
-        Endpoint::HealthNode => health::node(ctx, rest).await,
-        Endpoint::HealthChecks => health::checks(ctx, rest).await,
-        Endpoint::HealthService => health::service(ctx, rest).await,
-        Endpoint::HealthState => health::state(ctx, rest).await,
-        Endpoint::SessionCreate => session::create(ctx, req).await,
-        Endpoint::SessionDestroy => session::destroy(ctx, rest).await,
-        Endpoint::SessionRenew => session::renew(ctx, rest).await,
-        Endpoint::SessionInfo => session::info(ctx, rest).await,
-        Endpoint::SessionNode => session::node(ctx, rest).await,
-        Endpoint::SessionList => session::list(ctx).await,
-        Endpoint::Txn => txn::handle(ctx, req).await,
-        Endpoint::OperatorRaftConfiguration => operator::raft_configuration(ctx).await,
-        Endpoint::OperatorRaftPeer => operator::remove_raft_peer(ctx).await,
-        _ => Err(Error::NotFound(String::new())),
+        (Handler::Cluster(handler), Serving::Server(engine)) => {
+            // Every cluster endpoint takes `?dc=`: another datacenter's
+            // requests go to its servers (or fail with No path to
+            // datacenter), once, here.
+            if let Some(dc) = ctx.query.dc().filter(|dc| *dc != st.cfg.datacenter) {
+                return crate::client::forward_dc(&ctx, dc.to_string(), call.req).await;
+            }
+            handler(&EngineCtx { ctx: &ctx, engine }, call).await
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::{DELETE, GET, KEYRING_METHODS, PUT};
+    use crate::routes::{DELETE, GET, PUT};
 
     fn code(r: Result<()>) -> u16 {
         r.map_or_else(|e| e.status().as_u16(), |()| 200)
     }
 
+    /// The matched (pattern, rest, allow), or `None`.
+    fn at(path: &str) -> Option<(&'static str, String, &'static str)> {
+        route(path).map(|f| (f.route.pattern, f.rest.to_string(), f.route.allow))
+    }
+
+    fn pattern(path: &str) -> &'static str {
+        route(path).map_or("", |f| f.route.pattern)
+    }
+
+    fn is_cluster(path: &str) -> bool {
+        route(path).is_some_and(|f| matches!(f.route.handler, Handler::Cluster(_)))
+    }
+
     #[test]
     fn router_longest_prefix_wins() {
-        let r = route("/v1/kv/a/b/c");
-        assert_eq!((r.endpoint, r.rest.as_str()), (Endpoint::Kv, "a/b/c"));
-        assert_eq!(r.allow, "OPTIONS,GET,PUT,DELETE");
-        assert_eq!(route("/v1/kv/").rest, "");
-        assert_eq!(route("/v1/kv").endpoint, Endpoint::Kv);
-        assert_eq!(route("/v1/status/leader").endpoint, Endpoint::StatusLeader);
-        assert_eq!(route("/v1/status/peers").endpoint, Endpoint::StatusPeers);
-        assert_eq!(route("/v1/agent/self").endpoint, Endpoint::AgentSelf);
-        assert_eq!(route("/v1/agent/self/x").endpoint, Endpoint::UnknownApi);
-        let r = route("/v1/agent/service/deregister/batman/pg0");
+        let kv = "OPTIONS,GET,PUT,DELETE";
+        assert_eq!(at("/v1/kv/a/b/c"), Some(("/v1/kv/", "a/b/c".into(), kv)));
+        assert_eq!(at("/v1/kv/"), Some(("/v1/kv/", String::new(), kv)));
+        assert_eq!(at("/v1/kv"), Some(("/v1/kv", String::new(), kv)));
+        assert_eq!(pattern("/v1/status/leader"), "/v1/status/leader");
+        assert_eq!(pattern("/v1/status/peers"), "/v1/status/peers");
+        assert_eq!(pattern("/v1/agent/self"), "/v1/agent/self");
+        assert_eq!(pattern("/v1/agent/self/x"), "/v1/");
         assert_eq!(
-            (r.endpoint, r.rest.as_str()),
-            (Endpoint::AgentServiceDeregister, "batman/pg0")
-        );
-        let r = route("/v1/agent/service/register");
-        assert_eq!((r.endpoint, r.allow), (Endpoint::AgentServiceRegister, PUT));
-        let r = route("/v1/agent/service/web/1");
-        assert_eq!(
-            (r.endpoint, r.rest.as_str()),
-            (Endpoint::AgentService, "web/1")
+            at("/v1/agent/service/deregister/batman/pg0"),
+            Some(("/v1/agent/service/deregister/", "batman/pg0".into(), PUT))
         );
         assert_eq!(
-            route("/v1/agent/services").endpoint,
-            Endpoint::AgentServices
+            at("/v1/agent/service/register"),
+            Some(("/v1/agent/service/register", String::new(), PUT))
         );
         assert_eq!(
-            route("/v1/agent/check/pass/service:a").rest,
-            "service:a".to_string()
+            at("/v1/agent/service/web/1"),
+            Some(("/v1/agent/service/", "web/1".into(), GET))
+        );
+        assert_eq!(pattern("/v1/agent/services"), "/v1/agent/services");
+        assert_eq!(
+            at("/v1/agent/check/pass/service:a").map(|r| r.1),
+            Some("service:a".into())
         );
         assert_eq!(
-            route("/v1/agent/health/service/name/web").endpoint,
-            Endpoint::AgentHealthByName
+            pattern("/v1/agent/health/service/name/web"),
+            "/v1/agent/health/service/name/"
         );
-        assert_eq!(route("/v1/status/leader/").endpoint, Endpoint::UnknownApi);
-        assert_eq!(route("/v1/kvx").endpoint, Endpoint::UnknownApi);
-        assert_eq!(route("/v1/").endpoint, Endpoint::UnknownApi);
-        assert_eq!(route("/v1").endpoint, Endpoint::UnknownApi);
-        assert_eq!(route("/").endpoint, Endpoint::Root);
-        assert_eq!(route("/ui/").endpoint, Endpoint::Unknown);
-        assert_eq!(route("").endpoint, Endpoint::Unknown);
-        let r = route("/v1/session/info/abc");
+        assert_eq!(pattern("/v1/status/leader/"), "/v1/");
+        assert_eq!(pattern("/v1/kvx"), "/v1/");
+        assert_eq!(pattern("/v1/"), "/v1/");
+        assert_eq!(pattern("/v1"), "/v1");
+        assert_eq!(pattern("/"), "/");
+        assert_eq!(at("/ui/"), None);
+        assert_eq!(at(""), None);
         assert_eq!(
-            (r.endpoint, r.rest.as_str(), r.allow),
-            (Endpoint::SessionInfo, "abc", GET)
+            at("/v1/session/info/abc"),
+            Some(("/v1/session/info/", "abc".into(), GET))
         );
-        let r = route("/v1/session/destroy/abc");
-        assert_eq!((r.endpoint, r.allow), (Endpoint::SessionDestroy, PUT));
-        assert_eq!(route("/v1/session/renew/").rest, "");
-        assert_eq!(route("/v1/session/node/n1").endpoint, Endpoint::SessionNode);
-        assert_eq!(route("/v1/session/list").endpoint, Endpoint::SessionList);
-        assert_eq!(route("/v1/session/create").allow, PUT);
-        assert_eq!(route("/v1/session/list/x").endpoint, Endpoint::UnknownApi);
+        assert_eq!(at("/v1/session/destroy/abc").map(|r| r.2), Some(PUT));
+        assert_eq!(at("/v1/session/renew/").map(|r| r.1), Some(String::new()));
+        assert_eq!(pattern("/v1/session/node/n1"), "/v1/session/node/");
+        assert_eq!(pattern("/v1/session/list"), "/v1/session/list");
+        assert_eq!(at("/v1/session/create").map(|r| r.2), Some(PUT));
+        assert_eq!(pattern("/v1/session/list/x"), "/v1/");
+        assert_eq!(at("/v1/txn"), Some(("/v1/txn", String::new(), PUT)));
+        assert_eq!(pattern("/v1/txn/x"), "/v1/");
         assert_eq!(
-            (route("/v1/txn").endpoint, route("/v1/txn").allow),
-            (Endpoint::Txn, PUT)
+            at("/v1/agent/join/10.0.0.1:8301"),
+            Some(("/v1/agent/join/", "10.0.0.1:8301".into(), PUT))
         );
-        assert_eq!(route("/v1/txn/x").endpoint, Endpoint::UnknownApi);
-        let r = route("/v1/agent/join/10.0.0.1:8301");
+        assert_eq!(pattern("/v1/agent/leave"), "/v1/agent/leave");
         assert_eq!(
-            (r.endpoint, r.rest.as_str(), r.allow),
-            (Endpoint::AgentJoin, "10.0.0.1:8301", PUT)
-        );
-        assert_eq!(route("/v1/agent/leave").endpoint, Endpoint::AgentLeave);
-        let r = route("/v1/agent/force-leave/n2.dc1");
-        assert_eq!(
-            (r.endpoint, r.rest.as_str()),
-            (Endpoint::AgentForceLeave, "n2.dc1")
+            at("/v1/agent/force-leave/n2.dc1").map(|r| r.1),
+            Some("n2.dc1".into())
         );
         assert_eq!(
-            route("/v1/operator/raft/configuration").endpoint,
-            Endpoint::OperatorRaftConfiguration
+            pattern("/v1/operator/raft/configuration"),
+            "/v1/operator/raft/configuration"
         );
-        assert_eq!(route("/v1/operator/raft/peer").allow, DELETE);
-        assert_eq!(route("/v1/operator/keyring").allow, KEYRING_METHODS);
-        assert_eq!(route("/v1/operator/raft").endpoint, Endpoint::UnknownApi);
+        assert_eq!(at("/v1/operator/raft/peer").map(|r| r.2), Some(DELETE));
+        assert_eq!(
+            at("/v1/operator/keyring").map(|r| r.2),
+            Some("OPTIONS,GET,POST,PUT,DELETE")
+        );
+        assert_eq!(pattern("/v1/operator/raft"), "/v1/");
+    }
+
+    #[test]
+    fn router_tables_have_no_duplicate_patterns_and_the_right_owners() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in TABLES.iter().flat_map(|t| t.iter()) {
+            assert!(seen.insert((r.pattern, r.prefix)), "{} twice", r.pattern);
+        }
+        // A client agent answers these itself; everything else goes to a
+        // server.
+        for local in [
+            "/v1/agent/self",
+            "/v1/agent/check/pass/x",
+            "/v1/operator/keyring",
+            "/",
+        ] {
+            assert!(!is_cluster(local), "{local}");
+        }
+        for cluster in [
+            "/v1/kv/a",
+            "/v1/catalog/nodes",
+            "/v1/health/service/web",
+            "/v1/session/list",
+            "/v1/txn",
+            "/v1/status/leader",
+            "/v1/operator/raft/configuration",
+        ] {
+            assert!(is_cluster(cluster), "{cluster}");
+        }
     }
 
     #[test]
@@ -413,10 +393,9 @@ mod tests {
         assert_eq!(decode_path("/v1/kv/a%2fb+c%20d")?, "/v1/kv/a/b+c d");
         assert_eq!(decode_path("/v1%2Fkv%2Fx")?, "/v1/kv/x");
         assert_eq!(decode_path("/v1/kv/%E2%82%AC")?, "/v1/kv/€");
-        let r = route(&decode_path("/v1/kv/service%2Fbatman%2Fleader")?);
         assert_eq!(
-            (r.endpoint, r.rest.as_str()),
-            (Endpoint::Kv, "service/batman/leader")
+            at(&decode_path("/v1/kv/service%2Fbatman%2Fleader")?).map(|r| r.1),
+            Some("service/batman/leader".into())
         );
         for bad in ["/v1/kv/%", "/v1/kv/%2", "/v1/kv/%zz", "/v1/kv/%ff", "/%+1"] {
             assert_eq!(

@@ -1,312 +1,164 @@
-//! The route table: every endpoint muster serves, the path (exact or a
-//! prefix whose rest is the resource) and the methods it allows, and the
-//! longest-match lookup of Go's ServeMux. `router.rs` decodes the path,
-//! checks the method and dispatches on the [`Endpoint`] found here.
+//! Routes: each domain module declares its own beside its handlers
+//! (`agent::ROUTES`, `kv::ROUTES`, ...): the path (exact, or a prefix whose
+//! rest is the resource), the methods it allows, and who answers it: the
+//! agent from its own state ([`on_agent!`]), or the cluster
+//! ([`on_cluster!`]: a server's engine; a client agent forwards it to a
+//! server). [`find`] is Go ServeMux's longest match over all of them;
+//! `router.rs` decodes the path, checks the method and calls the handler.
 
-/// The endpoints known so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/`.
-    Root,
-    /// `/v1/kv/<key>`.
-    Kv,
-    /// `/v1/status/leader`.
-    StatusLeader,
-    /// `/v1/status/peers`.
-    StatusPeers,
-    /// `/v1/agent/self`.
-    AgentSelf,
-    /// `/v1/agent/members`.
-    AgentMembers,
-    /// `PUT /v1/agent/join/<address>`.
-    AgentJoin,
-    /// `PUT /v1/agent/leave`.
-    AgentLeave,
-    /// `PUT /v1/agent/force-leave/<node>`.
-    AgentForceLeave,
-    /// `PUT /v1/agent/reload`.
-    AgentReload,
-    /// `PUT /v1/agent/maintenance`.
-    AgentMaintenance,
-    /// `/v1/agent/services`.
-    AgentServices,
-    /// `/v1/agent/service/<id>`.
-    AgentService,
-    /// `PUT /v1/agent/service/register`.
-    AgentServiceRegister,
-    /// `PUT /v1/agent/service/deregister/<id>`.
-    AgentServiceDeregister,
-    /// `PUT /v1/agent/service/maintenance/<id>`.
-    AgentServiceMaintenance,
-    /// `/v1/agent/checks`.
-    AgentChecks,
-    /// `PUT /v1/agent/check/register`.
-    AgentCheckRegister,
-    /// `PUT /v1/agent/check/deregister/<id>`.
-    AgentCheckDeregister,
-    /// `PUT /v1/agent/check/pass/<id>`.
-    AgentCheckPass,
-    /// `PUT /v1/agent/check/warn/<id>`.
-    AgentCheckWarn,
-    /// `PUT /v1/agent/check/fail/<id>`.
-    AgentCheckFail,
-    /// `PUT /v1/agent/check/update/<id>`.
-    AgentCheckUpdate,
-    /// `/v1/agent/health/service/id/<id>`.
-    AgentHealthById,
-    /// `/v1/agent/health/service/name/<name>`.
-    AgentHealthByName,
-    /// `PUT /v1/catalog/register`.
-    CatalogRegister,
-    /// `PUT /v1/catalog/deregister`.
-    CatalogDeregister,
-    /// `/v1/catalog/datacenters`.
-    CatalogDatacenters,
-    /// `/v1/catalog/nodes`.
-    CatalogNodes,
-    /// `/v1/catalog/services`.
-    CatalogServices,
-    /// `/v1/catalog/service/<name>`.
-    CatalogService,
-    /// `/v1/catalog/connect/<name>`.
-    CatalogConnect,
-    /// `/v1/catalog/gateway-services/<name>`.
-    CatalogGatewayServices,
-    /// `/v1/catalog/node/<node>`.
-    CatalogNode,
-    /// `/v1/catalog/node-services/<node>`.
-    CatalogNodeServices,
-    /// `/v1/health/node/<node>`.
-    HealthNode,
-    /// `/v1/health/checks/<service>`.
-    HealthChecks,
-    /// `/v1/health/service/<service>`.
-    HealthService,
-    /// `/v1/health/state/<state>`.
-    HealthState,
-    /// `/v1/health/connect/<service>` and `/v1/health/ingress/<service>`.
-    HealthMesh,
-    /// `PUT /v1/session/create`.
-    SessionCreate,
-    /// `PUT /v1/session/destroy/<id>`.
-    SessionDestroy,
-    /// `PUT /v1/session/renew/<id>`.
-    SessionRenew,
-    /// `/v1/session/info/<id>`.
-    SessionInfo,
-    /// `/v1/session/node/<node>`.
-    SessionNode,
-    /// `/v1/session/list`.
-    SessionList,
-    /// `PUT /v1/txn`.
-    Txn,
-    /// `GET /v1/operator/raft/configuration`.
-    OperatorRaftConfiguration,
-    /// `DELETE /v1/operator/raft/peer`.
-    OperatorRaftPeer,
-    /// `GET|POST|PUT|DELETE /v1/operator/keyring`.
-    OperatorKeyring,
-    /// Any other `/v1/...` path.
-    UnknownApi,
-    /// Anything else.
-    Unknown,
+use std::fmt::Display;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::header;
+use hyper::{Method, Request, Response};
+
+use crate::error::Result;
+use crate::response::Body;
+use crate::router::{Ctx, EngineCtx};
+use muster_engine::BoxFuture;
+
+/// A request body of any source (a socket, a forwarded request).
+pub(crate) type ReqBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Box `body` as a [`ReqBody`].
+pub(crate) fn req_body<B>(body: B) -> ReqBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Display,
+{
+    body.map_err(|e| e.to_string().into()).boxed_unsync()
 }
 
-/// One routing-table row.
-struct RouteDef {
+/// A handler's answer.
+pub(crate) type Reply<'a> = BoxFuture<'a, Result<Response<Body>>>;
+
+/// What a handler gets besides its context: the routed request.
+pub(crate) struct Call {
+    /// For prefix routes, the decoded rest of the path (a KV key, an ID).
+    pub rest: String,
+    /// The method (already checked against the route's).
+    pub method: Method,
+    /// The request.
+    pub req: Request<ReqBody>,
+}
+
+impl Call {
+    /// The client asked for `text/plain` (the agent health endpoints).
+    pub fn accepts_text(&self) -> bool {
+        self.req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/plain"))
+    }
+}
+
+/// A handler answered from this agent's own state.
+pub(crate) type AgentHandler = for<'a> fn(&'a Ctx<'a>, Call) -> Reply<'a>;
+/// A handler answered from the state store.
+pub(crate) type ClusterHandler = for<'a> fn(&'a EngineCtx<'a>, Call) -> Reply<'a>;
+
+/// Who answers a route.
+#[derive(Clone, Copy)]
+pub(crate) enum Handler {
+    /// The agent, server or client alike (`/v1/agent/*`, the keyring).
+    Agent(AgentHandler),
+    /// A server's engine; a client agent forwards the request to a server,
+    /// and a server forwards another datacenter's (`?dc=`) there.
+    Cluster(ClusterHandler),
+}
+
+/// One route.
+#[derive(Clone, Copy)]
+pub(crate) struct Route {
     /// The path, or the prefix when `prefix`.
-    pattern: &'static str,
+    pub pattern: &'static str,
     /// Match by prefix (the rest is the resource) instead of exactly.
-    prefix: bool,
-    endpoint: Endpoint,
-    /// The `Allow` header value; empty = any method.
-    allow: &'static str,
+    pub prefix: bool,
+    /// The `Allow` header value; empty = any method, no `OPTIONS` reply.
+    pub allow: &'static str,
+    /// Who answers.
+    pub handler: Handler,
 }
 
+/// `GET` routes.
 pub(crate) const GET: &str = "OPTIONS,GET";
-pub(crate) const KV_METHODS: &str = "OPTIONS,GET,PUT,DELETE";
+/// `PUT` routes.
 pub(crate) const PUT: &str = "OPTIONS,PUT";
+/// `DELETE` routes.
 pub(crate) const DELETE: &str = "OPTIONS,DELETE";
-pub(crate) const KEYRING_METHODS: &str = "OPTIONS,GET,POST,PUT,DELETE";
 
 /// An exact route.
-const fn exact(pattern: &'static str, endpoint: Endpoint, allow: &'static str) -> RouteDef {
-    RouteDef {
+pub(crate) const fn exact(pattern: &'static str, allow: &'static str, handler: Handler) -> Route {
+    Route {
         pattern,
         prefix: false,
-        endpoint,
         allow,
+        handler,
     }
 }
 
 /// A prefix route (the rest of the path is the resource).
-const fn under(pattern: &'static str, endpoint: Endpoint, allow: &'static str) -> RouteDef {
-    RouteDef {
+pub(crate) const fn under(pattern: &'static str, allow: &'static str, handler: Handler) -> Route {
+    Route {
         pattern,
         prefix: true,
-        endpoint,
         allow,
+        handler,
     }
 }
 
-const ROUTES: &[RouteDef] = &[
-    RouteDef {
-        pattern: "/",
-        prefix: false,
-        endpoint: Endpoint::Root,
-        allow: "",
-    },
-    RouteDef {
-        pattern: "/v1/",
-        prefix: true,
-        endpoint: Endpoint::UnknownApi,
-        allow: "",
-    },
-    RouteDef {
-        pattern: "/v1",
-        prefix: false,
-        endpoint: Endpoint::UnknownApi,
-        allow: "",
-    },
-    RouteDef {
-        pattern: "/v1/kv/",
-        prefix: true,
-        endpoint: Endpoint::Kv,
-        allow: KV_METHODS,
-    },
-    // Go's ServeMux redirects a subtree root without its slash; serve it.
-    RouteDef {
-        pattern: "/v1/kv",
-        prefix: false,
-        endpoint: Endpoint::Kv,
-        allow: KV_METHODS,
-    },
-    RouteDef {
-        pattern: "/v1/status/leader",
-        prefix: false,
-        endpoint: Endpoint::StatusLeader,
-        allow: GET,
-    },
-    RouteDef {
-        pattern: "/v1/status/peers",
-        prefix: false,
-        endpoint: Endpoint::StatusPeers,
-        allow: GET,
-    },
-    RouteDef {
-        pattern: "/v1/agent/self",
-        prefix: false,
-        endpoint: Endpoint::AgentSelf,
-        allow: GET,
-    },
-    exact("/v1/agent/members", Endpoint::AgentMembers, GET),
-    under("/v1/agent/join/", Endpoint::AgentJoin, PUT),
-    exact("/v1/agent/leave", Endpoint::AgentLeave, PUT),
-    under("/v1/agent/force-leave/", Endpoint::AgentForceLeave, PUT),
-    exact("/v1/agent/reload", Endpoint::AgentReload, PUT),
-    exact("/v1/agent/maintenance", Endpoint::AgentMaintenance, PUT),
-    exact("/v1/agent/services", Endpoint::AgentServices, GET),
-    under("/v1/agent/service/", Endpoint::AgentService, GET),
-    exact(
-        "/v1/agent/service/register",
-        Endpoint::AgentServiceRegister,
-        PUT,
-    ),
-    under(
-        "/v1/agent/service/deregister/",
-        Endpoint::AgentServiceDeregister,
-        PUT,
-    ),
-    under(
-        "/v1/agent/service/maintenance/",
-        Endpoint::AgentServiceMaintenance,
-        PUT,
-    ),
-    exact("/v1/agent/checks", Endpoint::AgentChecks, GET),
-    exact(
-        "/v1/agent/check/register",
-        Endpoint::AgentCheckRegister,
-        PUT,
-    ),
-    under(
-        "/v1/agent/check/deregister/",
-        Endpoint::AgentCheckDeregister,
-        PUT,
-    ),
-    under("/v1/agent/check/pass/", Endpoint::AgentCheckPass, PUT),
-    under("/v1/agent/check/warn/", Endpoint::AgentCheckWarn, PUT),
-    under("/v1/agent/check/fail/", Endpoint::AgentCheckFail, PUT),
-    under("/v1/agent/check/update/", Endpoint::AgentCheckUpdate, PUT),
-    under(
-        "/v1/agent/health/service/id/",
-        Endpoint::AgentHealthById,
-        GET,
-    ),
-    under(
-        "/v1/agent/health/service/name/",
-        Endpoint::AgentHealthByName,
-        GET,
-    ),
-    exact("/v1/catalog/register", Endpoint::CatalogRegister, PUT),
-    exact("/v1/catalog/deregister", Endpoint::CatalogDeregister, PUT),
-    exact("/v1/catalog/datacenters", Endpoint::CatalogDatacenters, GET),
-    exact("/v1/catalog/nodes", Endpoint::CatalogNodes, GET),
-    exact("/v1/catalog/services", Endpoint::CatalogServices, GET),
-    under("/v1/catalog/service/", Endpoint::CatalogService, GET),
-    under("/v1/catalog/connect/", Endpoint::CatalogConnect, GET),
-    under(
-        "/v1/catalog/gateway-services/",
-        Endpoint::CatalogGatewayServices,
-        GET,
-    ),
-    under("/v1/catalog/node/", Endpoint::CatalogNode, GET),
-    under(
-        "/v1/catalog/node-services/",
-        Endpoint::CatalogNodeServices,
-        GET,
-    ),
-    under("/v1/health/node/", Endpoint::HealthNode, GET),
-    under("/v1/health/checks/", Endpoint::HealthChecks, GET),
-    under("/v1/health/service/", Endpoint::HealthService, GET),
-    under("/v1/health/state/", Endpoint::HealthState, GET),
-    under("/v1/health/connect/", Endpoint::HealthMesh, GET),
-    under("/v1/health/ingress/", Endpoint::HealthMesh, GET),
-    exact("/v1/session/create", Endpoint::SessionCreate, PUT),
-    under("/v1/session/destroy/", Endpoint::SessionDestroy, PUT),
-    under("/v1/session/renew/", Endpoint::SessionRenew, PUT),
-    under("/v1/session/info/", Endpoint::SessionInfo, GET),
-    under("/v1/session/node/", Endpoint::SessionNode, GET),
-    exact("/v1/session/list", Endpoint::SessionList, GET),
-    exact("/v1/txn", Endpoint::Txn, PUT),
-    exact(
-        "/v1/operator/raft/configuration",
-        Endpoint::OperatorRaftConfiguration,
-        GET,
-    ),
-    exact("/v1/operator/raft/peer", Endpoint::OperatorRaftPeer, DELETE),
-    exact(
-        "/v1/operator/keyring",
-        Endpoint::OperatorKeyring,
-        KEYRING_METHODS,
-    ),
-];
-
-/// A routing decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// The endpoint.
-    pub endpoint: Endpoint,
-    /// For prefix routes, the decoded rest of the path (the KV key).
-    pub rest: String,
-    /// The `Allow` header value; empty = any method.
-    pub allow: &'static str,
+/// `on_agent!(|ctx, call| body)`: a [`Handler::Agent`] whose body (which
+/// may `.await`) sees `ctx: &Ctx` and the [`Call`].
+macro_rules! on_agent {
+    (|$ctx:ident, $call:pat_param| $body:expr) => {
+        $crate::routes::Handler::Agent({
+            fn handler<'a>(
+                $ctx: &'a $crate::router::Ctx<'a>,
+                $call: $crate::routes::Call,
+            ) -> $crate::routes::Reply<'a> {
+                Box::pin(async move { $body })
+            }
+            handler
+        })
+    };
 }
 
-/// Route a decoded, canonical path: exact matches and prefix matches, the
-/// longest pattern winning (Go ServeMux).
-pub fn route(path: &str) -> Route {
-    let best = ROUTES
+/// `on_cluster!(|ctx, call| body)`: a [`Handler::Cluster`] whose body sees
+/// `ctx: &EngineCtx` and the [`Call`].
+macro_rules! on_cluster {
+    (|$ctx:ident, $call:pat_param| $body:expr) => {
+        $crate::routes::Handler::Cluster({
+            fn handler<'a>(
+                $ctx: &'a $crate::router::EngineCtx<'a>,
+                $call: $crate::routes::Call,
+            ) -> $crate::routes::Reply<'a> {
+                Box::pin(async move { $body })
+            }
+            handler
+        })
+    };
+}
+
+pub(crate) use {on_agent, on_cluster};
+
+/// A routing decision.
+#[derive(Clone, Copy)]
+pub(crate) struct Found<'p> {
+    /// The route.
+    pub route: &'static Route,
+    /// For prefix routes, the rest of the path.
+    pub rest: &'p str,
+}
+
+/// The longest route matching a decoded, canonical path among `tables`
+/// (Go ServeMux: exact and prefix patterns, the longest winning).
+pub(crate) fn find<'p>(tables: &[&'static [Route]], path: &'p str) -> Option<Found<'p>> {
+    tables
         .iter()
+        .flat_map(|t| t.iter())
         .filter(|r| {
             if r.prefix {
                 path.starts_with(r.pattern)
@@ -314,21 +166,13 @@ pub fn route(path: &str) -> Route {
                 path == r.pattern
             }
         })
-        .max_by_key(|r| r.pattern.len());
-    match best {
-        Some(r) => Route {
-            endpoint: r.endpoint,
-            rest: if r.prefix {
-                path.get(r.pattern.len()..).unwrap_or_default().to_string()
+        .max_by_key(|r| r.pattern.len())
+        .map(|route| Found {
+            route,
+            rest: if route.prefix {
+                path.get(route.pattern.len()..).unwrap_or_default()
             } else {
-                String::new()
+                ""
             },
-            allow: r.allow,
-        },
-        None => Route {
-            endpoint: Endpoint::Unknown,
-            rest: String::new(),
-            allow: "",
-        },
-    }
+        })
 }

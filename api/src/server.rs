@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::backend::AgentBackend;
 use crate::error::Result;
 use crate::response::{self, Body};
-use crate::router::{self, Mode, State};
+use crate::router::{self, Serving, State};
 use crate::ApiConfig;
 
 /// How long in-flight requests may run after shutdown was signalled.
@@ -34,11 +34,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Run one request in its own task under a span carrying method and path.
-async fn serve_request<E: Mode>(
-    st: Arc<State<E>>,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn serve_request(st: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let span = tracing::info_span!(
         "http",
         method = %req.method(),
@@ -59,16 +55,16 @@ async fn serve_request<E: Mode>(
 
 /// Serve until `shutdown` resolves, then drain (bounded by
 /// [`DRAIN_TIMEOUT`]).
-pub(crate) async fn serve<E: Mode>(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
-    engine: E,
+    serving: Serving,
     agent: Arc<dyn AgentBackend>,
     cfg: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let local_addr = listener.local_addr()?;
     let state = Arc::new(State {
-        engine,
+        serving,
         agent,
         cfg,
         local_addr: Some(local_addr),

@@ -18,9 +18,9 @@ use crate::decode::{self, f, Decode, Kind, Schema};
 use crate::error::{Error, Result};
 use crate::kv::propose_bool;
 use crate::response::Body;
-use crate::router::Ctx;
+use crate::router::EngineCtx;
+use crate::routes::{exact, on_cluster, under, Route, GET, PUT};
 use crate::shapes::SessionJson;
-use muster_engine::Engine;
 
 /// `Missing session` body (empty session ID in the path).
 pub const MISSING_SESSION: &str = "Missing session";
@@ -222,7 +222,7 @@ struct Created<'a> {
 }
 
 /// `PUT /v1/session/create` (the body is optional).
-pub(crate) async fn create<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn create<B>(ctx: &EngineCtx<'_>, req: Request<B>) -> Result<Response<Body>>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
@@ -235,11 +235,10 @@ where
         .filter(|v| !v.is_empty())
         .map(str::to_string);
     let body: SessionIn = decode::from_slice_or_default(&decode::read_bytes(req).await?)?;
-    let node = agent_node.unwrap_or_else(|| ctx.st.engine.node_name());
+    let node = agent_node.unwrap_or_else(|| ctx.engine.node_name());
     let session = build_session(body, node, ctx.st.cfg.session_ttl_min)?;
     let id = session.id.clone();
     let applied = ctx
-        .st
         .engine
         .propose(Command::SessionCreate { session })
         .await?;
@@ -251,7 +250,7 @@ where
 }
 
 /// `PUT /v1/session/destroy/:id` (unknown IDs are fine).
-pub(crate) async fn destroy(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn destroy(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
@@ -259,22 +258,22 @@ pub(crate) async fn destroy(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<
 }
 
 /// `PUT /v1/session/renew/:id`: `[Session]`, or 404 when unknown.
-pub(crate) async fn renew(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn renew(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
-    match ctx.st.engine.session_renew(id).await? {
+    match ctx.engine.session_renew(id).await? {
         Some(s) => ctx.json(&[SessionJson::from(&s)]),
         None => Err(Error::NotFound(format!("Session id '{id}' not found"))),
     }
 }
 
 /// `GET /v1/session/info/:id`: `[Session]` or `[]`.
-pub(crate) async fn info(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<Body>> {
+pub(crate) async fn info(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_get(id, ws)?;
         let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
@@ -284,11 +283,11 @@ pub(crate) async fn info(ctx: &Ctx<'_, Engine>, id: &str) -> Result<Response<Bod
 }
 
 /// `GET /v1/session/node/:node`.
-pub(crate) async fn node(ctx: &Ctx<'_, Engine>, node: &str) -> Result<Response<Body>> {
+pub(crate) async fn node(ctx: &EngineCtx<'_>, node: &str) -> Result<Response<Body>> {
     if node.is_empty() {
         return Err(Error::bad_request(MISSING_NODE));
     }
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_node(node, ws)?;
         let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
@@ -298,8 +297,8 @@ pub(crate) async fn node(ctx: &Ctx<'_, Engine>, node: &str) -> Result<Response<B
 }
 
 /// `GET /v1/session/list`.
-pub(crate) async fn list(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
-    let engine = &ctx.st.engine;
+pub(crate) async fn list(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
+    let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_list(ws)?;
         let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
@@ -307,6 +306,40 @@ pub(crate) async fn list(ctx: &Ctx<'_, Engine>) -> Result<Response<Body>> {
     })
     .await
 }
+
+/// `/v1/session/*`.
+pub(crate) const ROUTES: &[Route] = &[
+    exact(
+        "/v1/session/create",
+        PUT,
+        on_cluster!(|ctx, c| create(ctx, c.req).await),
+    ),
+    under(
+        "/v1/session/destroy/",
+        PUT,
+        on_cluster!(|ctx, c| destroy(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/session/renew/",
+        PUT,
+        on_cluster!(|ctx, c| renew(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/session/info/",
+        GET,
+        on_cluster!(|ctx, c| info(ctx, &c.rest).await),
+    ),
+    under(
+        "/v1/session/node/",
+        GET,
+        on_cluster!(|ctx, c| node(ctx, &c.rest).await),
+    ),
+    exact(
+        "/v1/session/list",
+        GET,
+        on_cluster!(|ctx, _| list(ctx).await),
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -28,13 +28,13 @@ use crate::error::{Error, Result};
 use crate::kv::read_body;
 use crate::query::Consistency;
 use crate::response::{self, Body};
-use crate::router::Ctx;
+use crate::router::EngineCtx;
 use crate::session::{SessionIn, SESSION_ENTRY};
 use crate::ApiConfig;
-use muster_engine::Engine;
 
 mod results;
 
+use crate::routes::{exact, on_cluster, Route, PUT};
 use results::TxnReply;
 
 /// Largest transaction body (`txn_max_req_len`, 512 KiB).
@@ -447,7 +447,7 @@ pub(crate) fn decode_ops(body: &[u8], cfg: &ApiConfig) -> std::result::Result<Ve
 }
 
 /// `PUT /v1/txn`.
-pub(crate) async fn handle<B>(ctx: &Ctx<'_, Engine>, req: Request<B>) -> Result<Response<Body>>
+pub(crate) async fn handle<B>(ctx: &EngineCtx<'_>, req: Request<B>) -> Result<Response<Body>>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
@@ -469,7 +469,7 @@ where
         Ok(ops) => ops,
         Err(invalid) => return reply(ctx, &[], &invalid),
     };
-    let engine = &ctx.st.engine;
+    let engine = &ctx.engine;
     if ops.iter().all(TxnOp::is_read) {
         let read = ctx.begin_read().await?;
         if read.consistency == Consistency::Leader {
@@ -499,7 +499,7 @@ where
 
 /// 200 with the results, or 409 with the errors.
 fn reply(
-    ctx: &Ctx<'_, Engine>,
+    ctx: &EngineCtx<'_>,
     results: &[TxnResult],
     errors: &[TxnError],
 ) -> Result<Response<Body>> {
@@ -510,3 +510,10 @@ fn reply(
     }
     Ok(resp)
 }
+
+/// `PUT /v1/txn`.
+pub(crate) const ROUTES: &[Route] = &[exact(
+    "/v1/txn",
+    PUT,
+    on_cluster!(|ctx, c| handle(ctx, c.req).await),
+)];

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::{open, Real, Reply, TestResult};
 use crate::backend::{AgentBackend, BoxFuture};
-use crate::router::{self, State};
+use crate::router::{self, Serving, State};
 use crate::{ApiConfig, ReloadHook};
 
 #[derive(Default)]
@@ -246,7 +246,7 @@ impl AgentBackend for FakeAgent {
     }
 }
 
-type St = Arc<State<muster_engine::Engine>>;
+type St = Arc<State>;
 
 async fn agent_state(
     reload: Option<ReloadHook>,
@@ -256,7 +256,7 @@ async fn agent_state(
     let mut cfg = ApiConfig::new("dc1", "n1", "00000000-0000-4000-8000-000000000001");
     cfg.reload = reload;
     let st = Arc::new(State {
-        engine: real.engine.clone(),
+        serving: Serving::Server(real.engine.clone()),
         agent: agent.clone(),
         cfg,
         local_addr: None,

@@ -10,9 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{agent::FakeAgent, state, Real, TestResult, TestState};
-use crate::client::{Client, Upstream, X_AGENT_NODE};
+use crate::client::{Upstream, X_AGENT_NODE};
 use crate::cluster::BoxFuture;
-use crate::router::{self, State};
+use crate::router::{self, Serving, State};
 use crate::ApiConfig;
 
 /// A server behind the client: records each forwarded request's path and
@@ -54,7 +54,7 @@ impl Upstream for FakeServer {
 
 async fn client(
     down: bool,
-) -> Result<(Arc<State<Client>>, Arc<FakeServer>, Real), Box<dyn std::error::Error>> {
+) -> Result<(Arc<State>, Arc<FakeServer>, Real), Box<dyn std::error::Error>> {
     let (server, real) = state().await?;
     let upstream = Arc::new(FakeServer {
         server,
@@ -64,9 +64,7 @@ async fn client(
     let mut cfg = ApiConfig::new("dc1", "c1", "00000000-0000-4000-8000-0000000000c1");
     cfg.server = false;
     let st = Arc::new(State {
-        engine: Client {
-            upstream: upstream.clone(),
-        },
+        serving: Serving::Client(upstream.clone()),
         agent: Arc::new(FakeAgent::default()),
         cfg,
         local_addr: None,
@@ -76,7 +74,7 @@ async fn client(
 }
 
 async fn call(
-    st: &Arc<State<Client>>,
+    st: &Arc<State>,
     method: Method,
     uri: &str,
     body: &'static [u8],

@@ -14,7 +14,7 @@ use crate::cluster::{
     BoxFuture, ClusterBackend, KeyringOp, KeyringReply, MemberInfo, MemberStatusCode, PeerRef,
     RaftConfiguration, RaftServer, NOT_AVAILABLE,
 };
-use crate::router::State;
+use crate::router::{Serving, State};
 use crate::ApiConfig;
 
 const K1: &str = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
@@ -131,7 +131,7 @@ impl ClusterBackend for FakeCluster {
     }
 }
 
-type St = Arc<State<muster_engine::Engine>>;
+type St = Arc<State>;
 
 fn member(name: &str, addr: &str, role: &str, status: MemberStatusCode) -> MemberInfo {
     MemberInfo {
@@ -167,7 +167,7 @@ async fn cluster_state() -> Result<(St, Arc<FakeCluster>, Real), Box<dyn std::er
     let mut cfg = ApiConfig::new("dc1", "n1", "00000000-0000-4000-8000-000000000001");
     cfg.cluster = Some(cluster.clone());
     let st = Arc::new(State {
-        engine: real.engine.clone(),
+        serving: Serving::Server(real.engine.clone()),
         agent: Arc::new(FakeAgent::default()),
         cfg,
         local_addr: None,

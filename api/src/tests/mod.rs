@@ -20,7 +20,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use muster_engine::{Applied, Command, Engine, EngineConfig};
 
 use crate::response::Body;
-use crate::router::{self, State};
+use crate::router::{self, Serving, State};
 use crate::ApiConfig;
 
 mod agent;
@@ -37,7 +37,7 @@ mod txn;
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The server state over the real engine.
-type TestState = Arc<State<Engine>>;
+type TestState = Arc<State>;
 
 /// A one-server engine on a temp dir (removed on drop).
 struct Real {
@@ -89,7 +89,7 @@ fn state_over(real: &Real) -> TestState {
     let mut cfg = ApiConfig::new("dc1", "n1", "00000000-0000-4000-8000-000000000001");
     cfg.kv_max_value_size = 16;
     Arc::new(State {
-        engine: real.engine.clone(),
+        serving: Serving::Server(real.engine.clone()),
         agent: Arc::new(agent::FakeAgent::default()),
         cfg,
         local_addr: None,

@@ -80,7 +80,7 @@ async fn api_serve_over_tcp_and_shut_down() -> TestResult {
     let agent = Arc::new(agent::FakeAgent::default());
     let server = tokio::spawn(crate::server::serve(
         listener,
-        real.engine.clone(),
+        router::Serving::Server(real.engine.clone()),
         agent,
         cfg,
         async move {
