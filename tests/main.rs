@@ -30,6 +30,9 @@
 //!   leader election with a dying holder, `kv put -acquire|-release`,
 //!   `muster lock`.
 //! - `txn.rs`: `/v1/txn` results, rollback and lock verbs.
+//! - `day_one.rs`: a Consul user's first day: wire details (header case,
+//!   compact JSON, `/v1/agent/self`), the agent's log lines, and loud
+//!   refusals.
 //! - `dns.rs`: the DNS interface over UDP and TCP (service, tag, RFC 2782
 //!   and node names, NXDOMAIN/NODATA, checks, UDP limits, recursors,
 //!   malformed packets).
@@ -43,6 +46,7 @@ mod catalog_cli;
 mod cli;
 mod cluster;
 mod config;
+mod day_one;
 mod dns;
 mod durability;
 mod harness;

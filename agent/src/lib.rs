@@ -245,7 +245,7 @@ impl Agent {
             .or_default();
         cfg.node_meta
             .entry("consul-version".into())
-            .or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
+            .or_insert_with(|| muster_engine::CONSUL_VERSION.to_string());
         let (results, results_rx) = tokio::sync::mpsc::unbounded_channel();
         let docker_host = std::env::var("DOCKER_HOST").ok();
         let (stop, _) = tokio::sync::watch::channel(false);

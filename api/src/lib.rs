@@ -94,8 +94,6 @@ pub struct ApiConfig {
     pub server: bool,
     /// muster's version string (e.g. `0.1.0`).
     pub version: String,
-    /// Pretty-print JSON by default (`-dev`).
-    pub pretty: bool,
     /// Largest KV value accepted (bytes); `kv_max_value_size`, 512 KiB.
     pub kv_max_value_size: usize,
     /// Shortest non-zero session TTL accepted (`session_ttl_min`, 10 s);
@@ -117,7 +115,6 @@ impl std::fmt::Debug for ApiConfig {
             .field("node_id", &self.node_id)
             .field("server", &self.server)
             .field("version", &self.version)
-            .field("pretty", &self.pretty)
             .field("kv_max_value_size", &self.kv_max_value_size)
             .field("session_ttl_min", &self.session_ttl_min)
             .field("reload", &self.reload)
@@ -173,7 +170,6 @@ impl ApiConfig {
             node_id: node_id.into(),
             server: true,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            pretty: false,
             kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
             session_ttl_min: DEFAULT_SESSION_TTL_MIN,
             reload: None,

@@ -24,6 +24,10 @@ pub const X_CONSUL_LAST_CONTACT: HeaderName = HeaderName::from_static("x-consul-
 pub const X_CONSUL_EFFECTIVE_CONSISTENCY: HeaderName =
     HeaderName::from_static("x-consul-effective-consistency");
 
+/// `X-Consul-Default-ACL-Policy` (Go sends `X-Consul-Default-Acl-Policy`).
+pub const X_CONSUL_DEFAULT_ACL_POLICY: HeaderName =
+    HeaderName::from_static("x-consul-default-acl-policy");
+
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
@@ -118,6 +122,12 @@ pub fn set_read_headers(resp: &mut Response<Body>, meta: &ReadMeta) {
     h.insert(
         X_CONSUL_EFFECTIVE_CONSISTENCY,
         HeaderValue::from_static(meta.consistency.as_str()),
+    );
+    // No ACLs yet: everything is allowed, and clients (the Go API client,
+    // UIs) are told so.
+    h.insert(
+        X_CONSUL_DEFAULT_ACL_POLICY,
+        HeaderValue::from_static("allow"),
     );
 }
 

@@ -230,7 +230,7 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
         }
     }
     let query = query::parse(req.uri().query().unwrap_or_default());
-    let pretty = st.cfg.pretty || query.pretty();
+    let pretty = query.pretty();
     let gzip = req
         .headers()
         .get(header::ACCEPT_ENCODING)

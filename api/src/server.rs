@@ -74,7 +74,10 @@ pub(crate) async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Go's canonical header case (`X-Consul-Index`, `Content-Type`):
+        // scripts and some clients match it case-sensitively.
+        .title_case_headers(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);

@@ -86,6 +86,19 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// The Consul version muster answers as wherever a client reads one
+/// (`/v1/agent/self` `Config.Version`, the member `build` tag, the node's
+/// `consul-version` meta, `muster version`): tools such as Nomad parse it
+/// and disable features below a minimum. muster's own version is reported
+/// beside it.
+pub const CONSUL_VERSION: &str = "1.20.0";
+
+/// The member `build` tag: Consul's version, then (where Consul puts its
+/// git revision) muster's own version.
+pub fn build_tag() -> String {
+    format!("{CONSUL_VERSION}:muster-{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// A boxed future borrowing its receiver (the one definition every crate
 /// uses).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -35,8 +35,7 @@ const DEFAULT_SERF_WAN_PORT: u16 = 8302;
 )]
 pub struct AgentArgs {
     /// Development mode: a self-elected server with its data in a temporary
-    /// directory removed on exit, HTTP on 127.0.0.1:8500, debug logs and
-    /// pretty JSON.
+    /// directory removed on exit, HTTP on 127.0.0.1:8500 and debug logs.
     #[arg(long)]
     pub dev: bool,
     /// Run as a server: hold the replicated log and answer client agents.
@@ -137,7 +136,7 @@ impl DataDir {
 /// The validated agent configuration.
 #[derive(Debug)]
 pub(crate) struct Config {
-    /// `-dev` mode (pretty JSON, faster raft timings, temporary data).
+    /// `-dev` mode (faster raft timings, temporary data).
     pub(crate) dev: bool,
     /// A server (`-server` or `-dev`); otherwise a client agent that holds
     /// no log and forwards to the servers.

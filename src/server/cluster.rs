@@ -73,8 +73,6 @@ pub(crate) struct ClusterConfig {
     /// (`data_dir/serf/peers.json`), so a restarted agent rejoins them as
     /// Consul's serf snapshot does; not with `-dev`.
     pub peers_path: Option<PathBuf>,
-    /// muster's version, gossiped as the `build` tag.
-    pub version: String,
     /// Dead-server cleanup on the leader.
     pub autopilot: AutopilotConfig,
 }
@@ -116,7 +114,7 @@ impl Cluster {
         let mut tags = BTreeMap::from([
             ("dc".to_string(), cfg.datacenter.clone()),
             ("id".to_string(), cfg.node_id.clone()),
-            ("build".to_string(), cfg.version.clone()),
+            ("build".to_string(), muster_engine::build_tag()),
             ("vsn".to_string(), "2".to_string()),
         ]);
         match &role {

@@ -264,7 +264,6 @@ fn cluster_config(cfg: &Config, node_id: &str, data_dir: &Path) -> ClusterConfig
         verify_outgoing: settings.encrypt_verify_outgoing.unwrap_or(true),
         keyring_path: (!cfg.dev).then(|| data_dir.join("serf").join("local.keyring")),
         peers_path: (!cfg.dev).then(|| data_dir.join("serf").join("peers.json")),
-        version: env!("CARGO_PKG_VERSION").to_string(),
         autopilot: AutopilotConfig {
             cleanup_dead_servers: ap.cleanup_dead_servers.unwrap_or(true),
             stabilization: ap
@@ -304,7 +303,6 @@ fn api_config(
         node_id: node_id.to_string(),
         server,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        pretty: cfg.dev,
         kv_max_value_size: KV_MAX_VALUE_SIZE,
         session_ttl_min: cfg
             .loaded

@@ -30,7 +30,7 @@ pub fn local_member(cfg: &ApiConfig, addr: Option<IpAddr>) -> MemberInfo {
         ("dc", cfg.datacenter.clone()),
         ("id", cfg.node_id.clone()),
         ("port", SERVER_PORT.to_string()),
-        ("build", format!("{}:", cfg.version)),
+        ("build", muster_engine::build_tag()),
         ("vsn", "2".into()),
         ("vsn_min", "2".into()),
         ("vsn_max", "3".into()),
@@ -81,13 +81,14 @@ impl<'a> From<&'a MemberInfo> for MemberJson<'a> {
     }
 }
 
-/// The agent's own `Member` (§5) as JSON.
-pub fn member(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
-    json!(MemberJson::from(&local_member(cfg, addr)))
-}
-
-/// The `/v1/agent/self` document.
-pub fn self_document(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
+/// The `/v1/agent/self` document, with `me` as its `Member` (the gossip
+/// pool's entry for this agent, or [`local_member`] without a pool).
+/// `Config.Version` is the Consul version muster answers as
+/// ([`muster_engine::CONSUL_VERSION`]), `Config.MusterVersion` muster's own;
+/// `SessionTTLMin` (nanoseconds) is what Patroni reads after a TTL is
+/// refused.
+pub fn self_document(cfg: &ApiConfig, me: &MemberInfo) -> Value {
+    let ttl_min = u64::try_from(cfg.session_ttl_min.as_nanos()).unwrap_or(u64::MAX);
     json!({
         "Config": {
             "Datacenter": cfg.datacenter,
@@ -96,12 +97,22 @@ pub fn self_document(cfg: &ApiConfig, addr: Option<IpAddr>) -> Value {
             "NodeID": cfg.node_id,
             "Revision": "",
             "Server": cfg.server,
-            "Version": cfg.version,
+            "Version": muster_engine::CONSUL_VERSION,
+            "MusterVersion": cfg.version,
             "BuildDate": "",
+            "SessionTTLMin": ttl_min,
         },
-        "DebugConfig": {},
+        "DebugConfig": {
+            "Datacenter": cfg.datacenter,
+            "PrimaryDatacenter": cfg.datacenter,
+            "NodeName": cfg.node_name,
+            "NodeID": cfg.node_id,
+            "ServerMode": cfg.server,
+            "SessionTTLMin": ttl_min,
+            "Version": muster_engine::CONSUL_VERSION,
+        },
         "Coord": null,
-        "Member": member(cfg, addr),
+        "Member": MemberJson::from(me),
         "Stats": {},
         "Meta": {},
     })
@@ -114,15 +125,19 @@ mod tests {
     #[test]
     fn agent_self_shape() {
         let cfg = ApiConfig::new("dc1", "n1", "6f8a2c1e-0000-4000-8000-000000000001");
-        let doc = self_document(&cfg, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5))));
+        let me = local_member(&cfg, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5))));
+        let doc = self_document(&cfg, &me);
         assert_eq!(doc["Config"]["Datacenter"], "dc1");
         assert_eq!(doc["Config"]["PrimaryDatacenter"], "dc1");
         assert_eq!(doc["Config"]["NodeName"], "n1");
         assert_eq!(doc["Config"]["Server"], true);
-        assert!(doc["Config"]["Version"].is_string());
+        assert_eq!(doc["Config"]["Version"], muster_engine::CONSUL_VERSION);
+        assert_eq!(doc["Config"]["MusterVersion"], cfg.version);
+        assert_eq!(doc["Config"]["SessionTTLMin"], 10_000_000_000_u64);
+        assert_eq!(doc["DebugConfig"]["ServerMode"], true);
+        assert_eq!(doc["DebugConfig"]["NodeName"], "n1");
         assert!(doc["Config"]["Revision"].is_string() && doc["Config"]["BuildDate"].is_string());
         assert_eq!(doc["Coord"], Value::Null);
-        assert_eq!(doc["DebugConfig"], json!({}));
         assert_eq!(doc["Meta"], json!({}));
         assert_eq!(doc["Member"]["Status"], 1);
         assert_eq!(doc["Member"]["Addr"], "10.0.0.5");
@@ -140,7 +155,10 @@ mod tests {
         ] {
             assert!(!doc["Member"][k].is_null(), "{k}");
         }
-        let unspecified = member(&cfg, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
-        assert_eq!(unspecified["Addr"], "127.0.0.1");
+        assert!(doc["Member"]["Tags"]["build"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("1.20.0:muster-")));
+        let unspecified = local_member(&cfg, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+        assert_eq!(unspecified.addr, "127.0.0.1");
     }
 }

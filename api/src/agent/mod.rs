@@ -44,8 +44,17 @@ const X_CONSUL_CONTENT_HASH: &str = "x-consul-contenthash";
 
 /// `GET /v1/agent/self`.
 pub(crate) fn self_(ctx: &Ctx<'_>) -> Result<Response<Body>> {
-    let addr = ctx.st.local_addr.map(|a| a.ip());
-    ctx.json(&self_document(&ctx.st.cfg, addr))
+    let cfg = &ctx.st.cfg;
+    let me = cfg
+        .cluster
+        .as_ref()
+        .and_then(|c| {
+            c.members(false)
+                .into_iter()
+                .find(|m| m.name == cfg.node_name)
+        })
+        .unwrap_or_else(|| local_member(cfg, ctx.st.local_addr.map(|a| a.ip())));
+    ctx.json(&self_document(cfg, &me))
 }
 
 /// Consul's status code and body for an agent failure: unknown
