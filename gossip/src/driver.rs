@@ -51,10 +51,12 @@ pub(crate) enum Command {
         remote: SyncMsg,
         reply: Option<oneshot::Sender<()>>,
     },
-    /// An incoming push/pull: reply with our state, then merge theirs.
+    /// An incoming push/pull: reply with our state, then merge theirs;
+    /// or, for a join whose node name another alive member holds, the
+    /// reason it is refused (nothing is merged).
     Exchange {
         remote: SyncMsg,
-        reply: oneshot::Sender<SyncMsg>,
+        reply: oneshot::Sender<std::result::Result<SyncMsg, String>>,
     },
     /// Replace this node's tags and gossip them.
     SetTags {
@@ -323,7 +325,16 @@ impl Driver {
                 }
             }
             Command::Exchange { remote, reply } => {
-                let _ = reply.send(self.snapshot(false));
+                let conflict = remote
+                    .join
+                    .then(|| lock(&self.table).name_conflict(&remote))
+                    .flatten();
+                if let Some(reason) = conflict {
+                    tracing::warn!(name = %remote.from.name, addr = %remote.from.addr, "gossip: refused a join: {reason}");
+                    let _ = reply.send(Err(reason));
+                    return;
+                }
+                let _ = reply.send(Ok(self.snapshot(false)));
                 self.apply_remote(remote);
             }
             Command::SetTags { tags, reply } => {

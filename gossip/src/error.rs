@@ -73,6 +73,15 @@ pub enum Error {
     /// `join` reached none of the given addresses.
     #[error("failed to join any node: {}", format_failures(.0))]
     JoinFailed(Vec<(SocketAddr, String)>),
+    /// A member refused this node's join for a reason retrying cannot fix
+    /// (another alive member already has this node's name).
+    #[error("{peer} refused the join: {reason}")]
+    JoinRefused {
+        /// The member that refused.
+        peer: SocketAddr,
+        /// Its reason, with the fix.
+        reason: String,
+    },
     /// A push/pull exchange with a peer failed.
     #[error("state exchange with {peer} failed: {reason}")]
     Exchange {

@@ -176,7 +176,9 @@ impl Gossip {
 
     /// Joins the pool through the given members: a full state exchange
     /// over TCP with each, one after the other. Returns how many answered;
-    /// an error when none did. Retrying is the caller's business.
+    /// an error when none did, or [`Error::JoinRefused`] at once when one
+    /// refused this node for good (its name is taken). Retrying is the
+    /// caller's business.
     pub async fn join(&self, addrs: &[SocketAddr]) -> Result<usize> {
         let mut joined = 0;
         let mut failures = Vec::new();
@@ -193,6 +195,7 @@ impl Gossip {
                     .await?;
                     joined += 1;
                 }
+                Err(e @ Error::JoinRefused { .. }) => return Err(e),
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "gossip: join attempt failed");
                     failures.push((addr, e.to_string()));

@@ -96,4 +96,15 @@ impl MemberEvent {
             MemberEvent::Reap(_) => "member-reap",
         }
     }
+
+    /// serf's name for the event, as Consul logs it (`EventMemberJoin`).
+    pub fn serf_name(&self) -> &'static str {
+        match self {
+            MemberEvent::Join(_) => "EventMemberJoin",
+            MemberEvent::Update(_) => "EventMemberUpdate",
+            MemberEvent::Leave(_) => "EventMemberLeave",
+            MemberEvent::Failed(_) => "EventMemberFailed",
+            MemberEvent::Reap(_) => "EventMemberReap",
+        }
+    }
 }

@@ -43,6 +43,12 @@ pub enum Channel {
     Sync = 2,
     /// A keyring operation and its answer (TCP).
     Query = 3,
+    /// The answer to a push/pull this node will not take: a kind byte then
+    /// a UTF-8 reason (TCP). Sealed when the refusing node can seal for
+    /// the joiner; plaintext when it could not read the joiner at all
+    /// (the wrong key). A refusal changes no state anywhere: at worst a
+    /// forged one fails a join, which dropping the connection does too.
+    Refusal = 4,
 }
 
 impl Channel {
@@ -53,6 +59,7 @@ impl Channel {
             Some(1) => Some(Channel::Swim),
             Some(2) => Some(Channel::Sync),
             Some(3) => Some(Channel::Query),
+            Some(4) => Some(Channel::Refusal),
             _ => None,
         }
     }
@@ -135,7 +142,12 @@ mod tests {
     #[test]
     fn channel_of_reads_the_header_with_or_without_encryption() -> Result<()> {
         let ring = Keyring::new(K16)?;
-        for ch in [Channel::Swim, Channel::Sync, Channel::Query] {
+        for ch in [
+            Channel::Swim,
+            Channel::Sync,
+            Channel::Query,
+            Channel::Refusal,
+        ] {
             assert_eq!(Channel::of(&seal(None, ch, b"x")?), Some(ch));
             assert_eq!(Channel::of(&seal(Some(&ring), ch, b"x")?), Some(ch));
         }

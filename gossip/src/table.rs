@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 use crate::error::{Error, Result};
 use crate::identity::NodeIdent;
 use crate::member::{Member, MemberEvent, MemberStatus};
-use crate::wire::{Intent, Meta};
+use crate::wire::{Intent, Meta, SyncMsg};
 
 /// Locks a mutex, ignoring poisoning: the table's invariants hold between
 /// method calls, and no method panics halfway.
@@ -119,9 +119,16 @@ impl Table {
 
     fn emit(&self, make: fn(Member) -> MemberEvent, name: &str) {
         if let Some(member) = self.records.get(name).and_then(Record::view) {
-            tracing::debug!(member = %member.name, status = %member.status, event = make(member.clone()).kind(), "member event");
+            let event = make(member.clone());
+            // Consul's (serf's) line: `EventMemberJoin: node2 10.0.0.2`.
+            tracing::info!(
+                "{}: {} {}",
+                event.serf_name(),
+                member.name,
+                member.addr.ip()
+            );
             // No subscribers is fine.
-            let _ = self.events.send(make(member));
+            let _ = self.events.send(event);
         }
     }
 
@@ -337,6 +344,35 @@ impl Table {
             self.emit(MemberEvent::Reap, &name);
             self.records.remove(&name);
         }
+    }
+
+    /// Why a joiner (its sync message) must be refused: another alive
+    /// member, this node included, has its name at another address with
+    /// another node ID. The same node restarted (same address, or same
+    /// node ID at a new address) is not a conflict, nor is a name whose
+    /// holder has failed or left.
+    pub(crate) fn name_conflict(&self, joiner: &SyncMsg) -> Option<String> {
+        let name = &joiner.from.name;
+        let rec = self.records.get(name)?;
+        let holder = rec.ident.as_ref()?;
+        let up = matches!(
+            rec.status,
+            Some(MemberStatus::Alive | MemberStatus::Leaving)
+        );
+        if !up || holder.addr == joiner.from.addr {
+            return None;
+        }
+        let joiner_id = joiner.metas.iter().find(|m| &m.name == name).map(|m| &m.id);
+        let holder_id = rec.meta.as_ref().map(|m| &m.id);
+        if joiner_id.is_some() && joiner_id == holder_id {
+            return None;
+        }
+        Some(format!(
+            "node name {name:?} is already used by the alive member at {} (node ID {}): every \
+             agent needs its own name: start this one with -node <unique name>",
+            holder.addr,
+            holder_id.map_or("unknown", String::as_str)
+        ))
     }
 
     /// The listed members, sorted by name.

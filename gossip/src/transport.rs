@@ -11,6 +11,11 @@
 //!
 //! The same listener answers keyring operations (`keyops.rs`).
 //!
+//! A push/pull this node will not take is answered with a refusal frame
+//! (a kind byte and a reason) instead of a silent close, so the joining
+//! side can say why: the encryption key differs, or its node name is
+//! taken.
+//!
 //! This module never touches the member table; it hands decoded messages
 //! to the driver through [`Command`]s.
 
@@ -122,6 +127,60 @@ pub(crate) async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> std::io
     stream.flush().await
 }
 
+/// Refusal kind: another alive member has the joiner's node name.
+const REFUSED_NAME: u8 = 1;
+/// Refusal kind: the joiner's message could not be opened (encryption).
+const REFUSED_UNREADABLE: u8 = 2;
+
+/// What a refusal's reason says about a frame this node could not open.
+fn unreadable_reason(e: &Error) -> String {
+    match e {
+        Error::DecryptFailed => "no key installed on this pool decrypts the message: the gossip \
+             encryption key (encrypt) is probably wrong: use the pool's key"
+            .into(),
+        Error::PlaintextRejected => "this pool encrypts its gossip and refuses plaintext: set \
+             encrypt to the pool's key"
+            .into(),
+        Error::NoKeyring => "this pool does not encrypt its gossip: remove encrypt from this \
+             agent, or install the key on the pool first (muster keyring -install)"
+            .into(),
+        other => format!("the message could not be read: {other}"),
+    }
+}
+
+/// Answer a push/pull with a refusal (best effort: the peer may be gone).
+async fn refuse(stream: &mut TcpStream, transport: &Transport, kind: u8, reason: &str) {
+    let mut payload = vec![kind];
+    payload.extend_from_slice(reason.as_bytes());
+    let frame = if kind == REFUSED_UNREADABLE {
+        // The peer could not be read: it may not hold our key either.
+        packet::seal(None, Channel::Refusal, &payload)
+    } else {
+        transport.seal(Channel::Refusal, &payload)
+    };
+    if let Ok(frame) = frame {
+        let _ = write_frame(stream, &frame).await;
+    }
+}
+
+/// A refusal frame from `peer`, as the error the join reports.
+fn refusal(transport: &Transport, peer: SocketAddr, frame: &[u8]) -> Error {
+    let ring = transport.keyring();
+    let Ok(plain) = packet::open(ring.as_ref(), false, Channel::Refusal, frame) else {
+        return Error::Exchange {
+            peer,
+            reason: "refused, with a reason this node cannot read".into(),
+        };
+    };
+    let (kind, text) = plain.split_first().unwrap_or((&0, &[]));
+    let reason = String::from_utf8_lossy(text).into_owned();
+    if *kind == REFUSED_NAME {
+        Error::JoinRefused { peer, reason }
+    } else {
+        Error::Exchange { peer, reason }
+    }
+}
+
 /// Push/pull with `peer`: sends our state, returns theirs.
 pub(crate) async fn exchange(
     transport: &Transport,
@@ -138,11 +197,31 @@ pub(crate) async fn exchange(
     })
     .await
     .map_err(|_| fail(format!("timed out after {timeout:?}")))?
-    .map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| {
+        let closed = e.kind() == std::io::ErrorKind::UnexpectedEof;
+        if closed && transport.keyring().is_some() {
+            fail(format!(
+                "{e}: the member closed the connection without answering; the gossip \
+                 encryption key (encrypt) is probably wrong"
+            ))
+        } else {
+            fail(e.to_string())
+        }
+    })?;
+    if Channel::of(&reply) == Some(Channel::Refusal) {
+        Counters::bump(&transport.counters.syncs_failed);
+        return Err(refusal(transport, peer, &reply));
+    }
     let result = transport
         .open(Channel::Sync, &reply, peer)
         .and_then(|plain| SyncMsg::decode(&plain))
-        .map_err(|e| fail(e.to_string()));
+        .map_err(|e| match e {
+            Error::DecryptFailed | Error::NoKeyring | Error::PlaintextRejected => fail(format!(
+                "the answer could not be read ({e}): the gossip encryption key (encrypt) \
+                 probably differs from the pool's"
+            )),
+            other => fail(other.to_string()),
+        });
     let counter = if result.is_ok() {
         &transport.counters.syncs_completed
     } else {
@@ -212,7 +291,19 @@ async fn serve(
             .map_err(|e| Error::io("write keyring answer", e));
     }
     let remote = {
-        let plain = transport.open(Channel::Sync, &frame, peer)?;
+        let plain = match transport.open(Channel::Sync, &frame, peer) {
+            Ok(plain) => plain,
+            Err(e) => {
+                refuse(
+                    &mut stream,
+                    transport,
+                    REFUSED_UNREADABLE,
+                    &unreadable_reason(&e),
+                )
+                .await;
+                return Err(e);
+            }
+        };
         SyncMsg::decode(&plain)
             .inspect_err(|e| transport.counters.dropped(peer, Channel::Sync, e))?
     };
@@ -221,7 +312,13 @@ async fn serve(
         .send(Command::Exchange { remote, reply })
         .await
         .map_err(|_| Error::Stopped)?;
-    let local = local.await.map_err(|_| Error::Stopped)?;
+    let local = match local.await.map_err(|_| Error::Stopped)? {
+        Ok(local) => local,
+        Err(reason) => {
+            refuse(&mut stream, transport, REFUSED_NAME, &reason).await;
+            return Err(Error::Exchange { peer, reason });
+        }
+    };
     let out = transport.seal(Channel::Sync, &local.encode()?)?;
     write_frame(&mut stream, &out)
         .await
