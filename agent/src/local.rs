@@ -158,8 +158,24 @@ impl LocalState {
     /// Add or replace a check and start its runner. A re-registered check
     /// keeps its current status unless the definition gives one.
     pub fn add_check(&mut self, inner: &Arc<AgentInner>, mut def: CheckDefinition, source: Source) {
-        if def.is_interval_kind() && def.interval < inner.cfg.min_interval {
-            def.interval = inner.cfg.min_interval;
+        let min = inner.cfg.min_interval;
+        if def.is_interval_kind() && def.interval < min {
+            tracing::warn!(
+                "Check {:?} has interval below minimum of {min:?}: using {min:?}",
+                def.id
+            );
+            def.interval = min;
+        }
+        let min = inner.cfg.min_deregister_after;
+        if def
+            .deregister_critical_service_after
+            .is_some_and(|d| d < min)
+        {
+            tracing::warn!(
+                "Check {:?} has deregister_critical_service_after below minimum of {min:?}: \
+                 using {min:?}",
+                def.id
+            );
         }
         let service = self.services.get(&def.service_id).map(|s| &s.record);
         let mut record = check_record(&inner.cfg, &def, service);
@@ -269,10 +285,23 @@ impl LocalState {
         let changed = c.record.status != result.status;
         if changed {
             c.critical_since = (result.status == Status::Critical).then(Instant::now);
+            log_status_change(id, result.status, &result.output);
         }
         c.record.status = result.status;
         c.record.output = result.output;
         changed
+    }
+}
+
+/// `Check "mem-util" is now critical` (Consul's line), with the first line
+/// of the output that made it so; warning and critical at WARN.
+fn log_status_change(id: &str, status: Status, output: &str) {
+    let first = output.lines().next().unwrap_or("").trim();
+    let status = status.as_str();
+    if status == Status::Passing.as_str() {
+        tracing::info!(output = first, "Check {id:?} is now {status}");
+    } else {
+        tracing::warn!(output = first, "Check {id:?} is now {status}");
     }
 }
 
@@ -434,7 +463,8 @@ pub(crate) async fn reaper_loop(inner: Weak<AgentInner>) {
         };
         tokio::time::sleep(interval).await;
         let Some(inner) = inner.upgrade() else { return };
-        let doomed: Vec<String> = {
+        // Service → the check that dooms it (one deregistration each).
+        let doomed: BTreeMap<String, String> = {
             let st = inner.lock_state();
             st.checks
                 .values()
@@ -445,7 +475,7 @@ pub(crate) async fn reaper_loop(inner: Weak<AgentInner>) {
                         .max(inner.cfg.min_deregister_after);
                     let since = c.critical_since?;
                     (!c.record.service_id.is_empty() && since.elapsed() >= after)
-                        .then(|| c.record.service_id.clone())
+                        .then(|| (c.record.service_id.clone(), c.record.check_id.clone()))
                 })
                 .collect()
         };
@@ -455,8 +485,11 @@ pub(crate) async fn reaper_loop(inner: Weak<AgentInner>) {
         let agent = super::Agent {
             inner: inner.clone(),
         };
-        for id in doomed {
-            tracing::info!(service = %id, "deregistering service: critical for longer than deregister_critical_service_after");
+        for (id, check) in doomed {
+            tracing::info!(
+                "Check {check:?} for service {id:?} has been critical for too long \
+                 (deregister_critical_service_after); deregistered service {id:?}"
+            );
             if let Err(e) = agent.deregister_service(&id).await {
                 tracing::warn!(service = %id, error = %e, "reaping failed");
             }

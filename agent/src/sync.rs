@@ -265,6 +265,44 @@ pub(crate) async fn sync(inner: &AgentInner) -> Result<(), AgentError> {
         return Ok(());
     }
     tracing::debug!(writes = commands.len(), "anti-entropy sync");
+    let done = synced_lines(&commands);
     // Applied concurrently: the leader batches them into one log entry.
-    inner.store.apply(commands).await
+    inner.store.apply(commands).await?;
+    for line in done {
+        tracing::info!("{line}");
+    }
+    Ok(())
+}
+
+/// What a sync's commands did, in the words Consul's agent logs once they
+/// are applied (`Synced service "web"`, `Synced check "service:web"`,
+/// `Deregistered service "old"`); guides tell operators to look for them.
+fn synced_lines(commands: &[Command]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for c in commands {
+        match c {
+            Command::CatalogRegister {
+                service, checks, ..
+            } => {
+                if let Some(s) = service {
+                    lines.push(format!("Synced service {:?}", s.id));
+                }
+                for check in checks {
+                    lines.push(format!("Synced check {:?}", check.check_id));
+                }
+                if service.is_none() && checks.is_empty() {
+                    lines.push("Synced node info".to_string());
+                }
+            }
+            Command::CatalogDeregister {
+                service_id: Some(id),
+                ..
+            } => lines.push(format!("Deregistered service {id:?}")),
+            Command::CatalogDeregister {
+                check_id: Some(id), ..
+            } => lines.push(format!("Deregistered check {id:?}")),
+            _ => {}
+        }
+    }
+    lines
 }

@@ -93,12 +93,17 @@ impl EngineCtx<'_> {
             let still_absent = r.absent && seen_absent;
             seen_absent = r.absent;
             let done = r.index > min && !still_absent;
-            if done
-                || tokio::time::timeout_at(deadline, c.changed.changed())
-                    .await
-                    .is_err()
-            {
+            if done {
                 return Ok(reply(r));
+            }
+            tokio::select! {
+                changed = tokio::time::timeout_at(deadline, c.changed.changed()) => {
+                    if changed.is_err() {
+                        return Ok(reply(r));
+                    }
+                }
+                // Shutting down: answer now, as a timeout would.
+                () = self.st.shared.stopped() => return Ok(reply(r)),
             }
         }
     }

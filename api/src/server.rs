@@ -114,6 +114,7 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    state.shared.stop();
     tokio::select! {
         () = graceful.shutdown() => tracing::debug!("http api drained"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => {

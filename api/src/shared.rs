@@ -148,10 +148,21 @@ impl Slot {
     }
 }
 
-/// Every query's slot, by key.
-#[derive(Default)]
+/// Every query's slot, by key; and whether the server is stopping (then
+/// every blocking read answers at once with what it has, so a shutdown
+/// never waits out a `wait`).
 pub(crate) struct SharedReads {
     slots: Mutex<Map>,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for SharedReads {
+    fn default() -> SharedReads {
+        SharedReads {
+            slots: Mutex::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -162,6 +173,19 @@ struct Map {
 }
 
 impl SharedReads {
+    /// The server is stopping: release every blocking read.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`SharedReads::stop`] was called (at once if it was).
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        // The sender lives in `self`, so `wait_for` can only end by
+        // seeing `true`.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
     /// The slot of `key`, made if no reader holds one.
     pub fn slot(&self, key: &str) -> Arc<Slot> {
         let mut map = self.slots.lock().unwrap_or_else(|p| p.into_inner());

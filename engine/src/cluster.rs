@@ -31,6 +31,46 @@ pub struct RaftServer {
     pub leader: bool,
 }
 
+/// Log leadership changes in Consul's words, as an operator reads them:
+/// `cluster leadership acquired` / `cluster leadership lost` on this
+/// server, `New leader elected` when another server takes over. Ends when
+/// raft stops.
+pub(crate) async fn leadership_log(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, RaftNode>>,
+) {
+    let mut was = (false, None::<u64>);
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            let leads = m.state == openraft::ServerState::Leader && m.current_leader == Some(m.id);
+            let name = m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.name.clone())
+            });
+            ((leads, m.current_leader), name, m.current_term)
+        };
+        let ((leads, leader), name, term) = now;
+        if (leads, leader) != was {
+            if leads {
+                tracing::info!(term, "cluster leadership acquired");
+            } else {
+                if was.0 {
+                    tracing::warn!(term, "cluster leadership lost");
+                }
+                if let Some(name) = name.filter(|_| leader.is_some() && leader != was.1) {
+                    tracing::info!(term, "New leader elected: payload={name}");
+                }
+            }
+            was = (leads, leader);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Engine {
     /// The leader's RPC address, if known.
     pub fn leader_addr(&self) -> Option<String> {

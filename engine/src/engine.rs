@@ -286,6 +286,7 @@ impl Engine {
         };
         tokio::spawn(session_ttl_loop(Arc::downgrade(&engine.inner)));
         tokio::spawn(snapshot_trigger(Arc::downgrade(&engine.inner)));
+        tokio::spawn(crate::cluster::leadership_log(engine.inner.raft.metrics()));
         engine.wait_for_solo_leadership().await?;
         let m = engine.inner.raft.metrics().borrow().clone();
         tracing::info!(

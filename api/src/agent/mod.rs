@@ -226,14 +226,19 @@ pub(crate) async fn service(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
             .ok_or_else(|| Error::NotFound(format!("unknown service ID: {id}")))?;
         let (j, hash) = AgentServiceJson::new(&svc.service, dc).with_content_hash();
         let now = Instant::now();
-        if want != Some(hash.as_str()) || now >= deadline {
-            let mut resp = ctx.json(&j)?;
-            if let Ok(v) = HeaderValue::from_str(&hash) {
-                resp.headers_mut().insert(X_CONSUL_CONTENT_HASH, v);
+        let waiting = want == Some(hash.as_str()) && now < deadline;
+        if waiting {
+            tokio::select! {
+                () = tokio::time::sleep(HASH_POLL.min(deadline - now)) => continue,
+                // Shutting down: answer with what there is.
+                () = ctx.st.shared.stopped() => {}
             }
-            return Ok(resp);
         }
-        tokio::time::sleep(HASH_POLL.min(deadline - now)).await;
+        let mut resp = ctx.json(&j)?;
+        if let Ok(v) = HeaderValue::from_str(&hash) {
+            resp.headers_mut().insert(X_CONSUL_CONTENT_HASH, v);
+        }
+        return Ok(resp);
     }
 }
 
