@@ -16,18 +16,23 @@ mod cli;
 mod config;
 mod server;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::rewrite_go_flags(std::env::args_os());
-    let parsed = match cli::Cli::try_parse_from(args) {
+    let typed: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = cli::rewrite_go_flags(typed.iter().cloned());
+    let parsed = match cli::Cli::try_parse_from(&args) {
         Ok(parsed) => parsed,
-        Err(err) => return clap_exit(&err),
+        Err(err) => return clap_exit(&err, &typed, &args),
     };
     match cli::run(parsed) {
         Ok(code) => code,
+        // The reader of our output went away (`muster info | head`): what
+        // it wanted it has; nothing to report.
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // One line, whatever the chain: `outer: inner: cause`.
             let msg = format!("{err:#}").replace('\n', " ");
@@ -37,14 +42,65 @@ fn main() -> ExitCode {
     }
 }
 
-/// Print a clap error or help text; help and version exit 0, usage errors 1
-/// (Consul's convention: every error is exit status 1).
-fn clap_exit(err: &clap::Error) -> ExitCode {
-    // Printing can only fail if stdout/stderr are closed; nothing to do then.
-    let _ = err.print();
-    if err.use_stderr() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+/// `--name` → `-name` wherever a long flag starts a word.
+fn go_style(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut prev = ' ';
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let starts_flag = rest.starts_with("--")
+            && rest[2..].starts_with(|n: char| n.is_ascii_lowercase())
+            && (prev.is_whitespace() || prev == '[' || prev == '(' || prev == '\'' || prev == '`');
+        if starts_flag {
+            out.push('-');
+            rest = &rest[2..];
+            prev = '-';
+            continue;
+        }
+        out.push(c);
+        prev = c;
+        rest = &rest[c.len_utf8()..];
     }
+    out
+}
+
+/// True if `err` comes from writing to a closed pipe.
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Print a clap error or help text; help and version exit 0, usage errors 1
+/// (Consul's convention: every error is exit status 1). An error names
+/// each flag as the user typed it (`-ui`, not the `--ui` clap was given).
+fn clap_exit(
+    err: &clap::Error,
+    typed: &[std::ffi::OsString],
+    given: &[std::ffi::OsString],
+) -> ExitCode {
+    if !err.use_stderr() {
+        // Help, in Consul's spelling of long flags (`-dev`; `--dev` works
+        // too). Printing can only fail if stdout is closed; nothing to do
+        // then.
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{}", go_style(&err.render().to_string()));
+        return ExitCode::SUCCESS;
+    }
+    let mut text = err.render().to_string();
+    for (typed, given) in typed.iter().zip(given) {
+        let (Some(typed), Some(given)) = (typed.to_str(), given.to_str()) else {
+            continue;
+        };
+        if given.strip_prefix('-') == Some(typed) {
+            // clap quotes the flag without its value: `'--ui'`.
+            let flag = |a: &str| a.split('=').next().unwrap_or(a).to_string();
+            text = text.replace(&format!("'{}'", flag(given)), &format!("'{}'", flag(typed)));
+        }
+    }
+    // Consul spells it `-help` (both work).
+    eprint!("{}", text.replace("'--help'", "'-help'"));
+    ExitCode::FAILURE
 }

@@ -687,6 +687,14 @@ fn agent_reaps_a_service_critical_past_deregister_critical_service_after() {
     );
     assert!(agent_check(&agent, "service:reaped").is_none());
     wait_catalog_has(&agent, "reaped", "reaped", false);
+    // The operator is told, in Consul's words (issue 15).
+    let log = agent.log();
+    assert!(
+        log.contains(
+            r#"Check "service:reaped" for service "reaped" has been critical for too long"#
+        ) && log.contains(r#"deregistered service "reaped""#),
+        "{log}"
+    );
     assert!(
         agent_services(&agent).get("kept-ok").is_some(),
         "passing stays"

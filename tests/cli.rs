@@ -53,9 +53,21 @@ fn cli_version_prints_name_and_protocol() {
         lines.next(),
         Some(concat!("muster v", env!("CARGO_PKG_VERSION")))
     );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("Consul API compatibility: v1.")),
+        "{text}"
+    );
     assert!(lines
         .next()
         .is_some_and(|l| l.starts_with("Protocol 2 spoken by default")));
+    // Consul's spellings print the same.
+    for flag in ["-v", "-version", "--version"] {
+        let out = run(&[flag]);
+        assert!(out.status.success(), "{flag}");
+        assert_eq!(stdout(&out), text, "{flag}");
+    }
 }
 
 #[test]
@@ -97,6 +109,7 @@ fn cli_help_works_on_every_command() {
             );
         }
     }
+    // Long flags are shown as Consul spells them (`-dev`).
     let agent_help = stdout(&run(&["agent", "-help"]));
     for flag in [
         "--dev",
@@ -118,7 +131,11 @@ fn cli_help_works_on_every_command() {
         "--serf-wan-port",
         "--log-level",
     ] {
-        assert!(agent_help.contains(flag), "agent help lacks {flag}");
+        let flag = &flag[1..];
+        assert!(
+            agent_help.contains(&format!(" {flag} ")),
+            "agent help lacks {flag}"
+        );
     }
 }
 

@@ -252,6 +252,23 @@ fn cluster_forms_replicates_and_fails_over() {
             .all(|i| servers[*i].leader().is_some_and(|l| l != leader))
     });
     println!("new leader {elected:?} after kill -9 of the old one");
+    // The survivors say what happened, in Consul's words.
+    let new_leader = servers[alive[0]].leader().expect("new leader");
+    let ni = servers
+        .iter()
+        .position(|s| rpc_addr(s) == new_leader)
+        .expect("the new leader is one of ours");
+    let other = alive
+        .iter()
+        .copied()
+        .find(|i| *i != ni)
+        .expect("a follower");
+    wait_until("leadership changes logged", Duration::from_secs(10), || {
+        servers[ni].log().contains("cluster leadership acquired")
+            && servers[other]
+                .log()
+                .contains(&format!("New leader elected: payload=s{}", ni + 1))
+    });
     // Enough writes through every survivor (servers and clients) for the
     // leader to snapshot and purge past the dead server's log.
     let survivors: Vec<&Agent> = alive.iter().map(|i| &servers[*i]).chain(&clients).collect();
@@ -420,6 +437,16 @@ fn cluster_gossip_needs_the_right_key() {
     );
     assert_eq!(members(&wrong), vec!["kw".to_string()]);
     assert_eq!(members(&none), vec!["kn".to_string()]);
+    // The joining side says why (retry_join keeps trying: keys may be
+    // rotating).
+    let log = wrong.log();
+    assert!(
+        log.contains("Join cluster failed, will retry")
+            && log.contains("the gossip encryption key (encrypt) is probably wrong"),
+        "{log}"
+    );
+    let log = none.log();
+    assert!(log.contains("refuses plaintext: set encrypt"), "{log}");
     let log = a.log();
     assert!(
         log.contains("gossip: dropped packet"),

@@ -43,6 +43,15 @@ enum Expect {
     Rejected(&'static [&'static str]),
 }
 
+/// The seed examples with script or Docker checks.
+const SCRIPTED: &[&str] = &[
+    "check-docker.json",
+    "check-initial-status.json",
+    "check-script.json",
+    "checks-multi.json",
+    "redis.json",
+];
+
 /// Every seed example and its verdict.
 const SEED: &[(&str, Expect)] = &[
     (
@@ -159,7 +168,26 @@ fn config_every_seed_example_loads_or_is_rejected_like_consul() {
         let text = fs::read(examples.join(name)).expect("read example");
         write_file(dir.path(), name, &text);
         let dir_arg = dir.path().to_str().expect("utf-8 temp path");
-        let out = run(&["validate", "-detailed", dir_arg]);
+        let mut out = run(&["validate", "-detailed", dir_arg]);
+        if SCRIPTED.contains(name) {
+            // Script and Docker checks need a file to enable them (Consul
+            // refuses to register them otherwise): the error names the
+            // file and the key to set; with the key, it is valid.
+            assert_eq!(out.status.code(), Some(1), "{name} needs scripts enabled");
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{name}: "))
+                    && err.contains("script checks are disabled")
+                    && err.contains(r#""enable_local_script_checks": true"#),
+                "{name}: {err}"
+            );
+            write_file(
+                dir.path(),
+                "00-scripts.json",
+                br#"{"enable_local_script_checks": true}"#,
+            );
+            out = run(&["validate", "-detailed", dir_arg]);
+        }
         match expect {
             Expect::Valid { services, checks } => {
                 assert!(

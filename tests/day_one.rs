@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::Agent;
+use crate::harness::{muster, write_file, Agent};
+use crate::netns::{request_in, Netns};
+use crate::process::agent_exit;
 
 /// One request, the response's raw head (status line and headers, exactly
 /// as sent) and its body.
@@ -82,4 +84,254 @@ fn agent_self_reports_a_consul_version_and_the_real_member() {
         .unwrap_or_default();
     assert_eq!(me["Member"]["Port"], listed["Port"], "{members}");
     assert_eq!(me["Member"]["Addr"], listed["Addr"], "{members}");
+}
+
+/// Consul's precedence for the listeners' addresses: `addresses.http` and
+/// `addresses.dns` each win for their own listener; otherwise `-client`,
+/// then `client_addr`.
+#[test]
+fn addresses_override_client_for_their_own_listener_only() {
+    for (args, config, http, dns) in [
+        (
+            &["-dev", "-client", "127.0.0.5"][..],
+            r#"{"client_addr": "127.0.0.3", "addresses": {"dns": "127.0.0.4"}}"#,
+            "127.0.0.5:",
+            "127.0.0.4:",
+        ),
+        (
+            &["-dev", "-client", "127.0.0.5"][..],
+            r#"{"addresses": {"http": "127.0.0.6"}}"#,
+            "127.0.0.6:",
+            "127.0.0.5:",
+        ),
+        (
+            &["-dev"][..],
+            r#"{"client_addr": "127.0.0.7"}"#,
+            "127.0.0.7:",
+            "127.0.0.7:",
+        ),
+    ] {
+        let agent = Agent::start_with_config(args, false, config);
+        let ready = &agent.ready;
+        assert!(
+            agent.ready_field("http").starts_with(http),
+            "{config}: {ready:?}"
+        );
+        assert!(
+            agent.ready_field("dns").starts_with(dns),
+            "{config}: {ready:?}"
+        );
+        assert_eq!(agent.get("/v1/status/leader").status, 200);
+    }
+}
+
+/// `-dev` stays on loopback; without `-bind` a server binds 0.0.0.0 and
+/// advertises the host's one private address, and with two it refuses
+/// naming both (Consul's rule). Run in network namespaces made for it, so
+/// the host's own addresses play no part.
+#[test]
+fn bind_defaults_to_all_interfaces_advertising_the_private_address() {
+    let dev = Agent::dev();
+    assert_eq!(
+        dev.get("/v1/agent/self").json()["Member"]["Addr"],
+        "127.0.0.1"
+    );
+
+    let Some(ns) = Netns::create() else {
+        eprintln!("SKIPPED the namespace half: creating network namespaces needs root and ip");
+        return;
+    };
+    assert!(ns.add_address("10.77.0.5/24"), "dummy address");
+    let agent = Agent::start_in_netns(&ns.name, &["-server", "-bootstrap"], None);
+    let me = request_in(&ns.name, agent.addr, "GET", "/v1/agent/self", b"")
+        .expect("GET /v1/agent/self in the namespace")
+        .json();
+    assert_eq!(me["Member"]["Addr"], "10.77.0.5", "{me}");
+    let leader = request_in(&ns.name, agent.addr, "GET", "/v1/status/leader", b"")
+        .expect("GET /v1/status/leader")
+        .json();
+    assert_eq!(leader, "10.77.0.5:8300");
+    drop(agent);
+
+    assert!(ns.add_address("192.168.77.5/24"), "second dummy address");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `timeout`: a refusal that did not happen must not hang the test.
+    let out = ns
+        .command("timeout")
+        .args([
+            "20",
+            crate::harness::MUSTER,
+            "agent",
+            "-server",
+            "-bootstrap",
+            "-data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run muster in the namespace");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Multiple private IPv4 addresses found (10.77.0.5, 192.168.77.5)")
+            && err.contains("-bind"),
+        "{err}"
+    );
+}
+
+/// A flag error names the flag as typed (Go-style `-ui`, not the `--ui`
+/// clap saw), and help shows Consul's spelling.
+#[test]
+fn flag_errors_name_the_flag_as_typed() {
+    let out = muster()
+        .args(["agent", "-dev", "-ui-bogus"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("unexpected argument '-ui-bogus'"), "{err}");
+    assert!(!err.contains("--ui-bogus"), "{err}");
+    let out = muster()
+        .args(["kv", "get", "-recures", "x"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'-recures'") && err.contains("'-help'"),
+        "{err}"
+    );
+}
+
+/// `muster info | head`: a reader that goes away is not an error.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let agent = Agent::dev();
+    let addr = agent.addr.to_string();
+    for args in [
+        vec!["info", "-http-addr", addr.as_str()],
+        vec!["members", "-http-addr", addr.as_str()],
+    ] {
+        // The reader end is closed before the command writes anything.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = muster()
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+    }
+}
+
+/// Settings that would lock the agent down are refused while muster cannot
+/// honour them (fail closed); harmless keys of unbuilt features load with
+/// a warning naming them.
+#[test]
+fn security_settings_not_built_yet_refuse_to_start() {
+    for (config, needle) in [
+        (
+            r#"{"acl": {"enabled": true, "default_policy": "deny"}}"#,
+            "ACLs are not supported by muster yet",
+        ),
+        (
+            r#"{"verify_incoming": true}"#,
+            "TLS is not supported by muster yet",
+        ),
+        (
+            r#"{"auto_encrypt": {"tls": true}}"#,
+            "is not supported by muster yet",
+        ),
+        (
+            r#"{"ports": {"https": 8501}}"#,
+            "HTTPS is not supported by muster yet",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write_file(dir.path(), "sec.json", config.as_bytes());
+        let file = file.to_str().expect("utf-8");
+        let (status, log) = agent_exit(&["-dev", "-config-file", file], Duration::from_secs(20));
+        assert_eq!(status.code(), Some(1), "{config}: {log}");
+        assert!(
+            log.contains(needle) && log.contains("sec.json"),
+            "{config}: {log}"
+        );
+        let out = muster()
+            .args(["validate", file])
+            .output()
+            .expect("validate");
+        assert_eq!(out.status.code(), Some(1), "validate {config}");
+    }
+    let agent = Agent::start_with_config(
+        &["-dev"],
+        false,
+        r#"{"ui_config": {"enabled": true}, "ui_dir": "/nowhere", "telemetry": {"disable_hostname": true}}"#,
+    );
+    let log = agent.log();
+    for key in ["ui_config", "ui_dir", "telemetry"] {
+        assert!(
+            log.contains(&format!("{key:?} has no effect")),
+            "{key}: {log}"
+        );
+    }
+}
+
+/// Config mistakes a Consul guide leads to, each refused with the fix:
+/// JSON with `//` remarks, a check with both `interval` and `ttl`, script
+/// checks nobody enabled, two checks with one ID.
+#[test]
+fn config_mistakes_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "comments.json",
+            "{\n  // a server\n  \"server\": true\n}\n",
+            &["comments.json", "JSON has no comments", ".hcl"],
+        ),
+        (
+            "both.json",
+            r#"{"service": {"name": "redis", "check": {"args": ["/bin/true"], "interval": "5s", "ttl": "20s"}}}"#,
+            &[
+                "both.json",
+                r#"check "service:redis""#,
+                r#"drop "ttl""#,
+                "/v1/agent/check/pass",
+            ],
+        ),
+        (
+            "script.json",
+            r#"{"service": {"name": "redis", "check": {"args": ["/bin/true"], "interval": "5s"}}}"#,
+            &[
+                "script.json",
+                r#"service "redis""#,
+                r#"check "service:redis""#,
+                "enable_local_script_checks",
+            ],
+        ),
+        (
+            "dup.json",
+            r#"{"checks": [{"id": "mem", "ttl": "5s"}, {"id": "mem", "ttl": "9s"}]}"#,
+            &[r#"duplicate check ID "mem""#, "dup.json"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let file = write_file(dir.path(), name, text.as_bytes());
+        let file = file.to_str().expect("utf-8");
+        let (status, log) = agent_exit(&["-dev", "-config-file", file], Duration::from_secs(20));
+        assert_eq!(status.code(), Some(1), "{name}: {log}");
+        let out = muster()
+            .args(["validate", file])
+            .output()
+            .expect("validate");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "validate {name}: {err}");
+        for needle in needles {
+            assert!(log.contains(needle), "{name}: {needle:?} not in {log}");
+            assert!(
+                err.contains(needle),
+                "validate {name}: {needle:?} not in {err}"
+            );
+        }
+    }
 }

@@ -138,6 +138,14 @@ impl Agent {
             flag("-data-dir", dir.path().join("data").display().to_string());
         }
         flag("-http-port", "0".into());
+        // Loopback unless the test chose: without -bind an agent binds
+        // 0.0.0.0 and advertises the host's private address, as Consul's.
+        let chose_bind = args.contains(&"-bind")
+            || args.contains(&"-dev")
+            || config.is_some_and(|c| c.contains("bind_addr"));
+        if netns.is_none() && !chose_bind {
+            flag("-bind", "127.0.0.1".into());
+        }
         if netns.is_none() {
             for name in [
                 "-server-port",

@@ -31,8 +31,16 @@
 //!   `muster lock`.
 //! - `txn.rs`: `/v1/txn` results, rollback and lock verbs.
 //! - `day_one.rs`: a Consul user's first day: wire details (header case,
-//!   compact JSON, `/v1/agent/self`), the agent's log lines, and loud
-//!   refusals.
+//!   compact JSON, `/v1/agent/self`), listener addresses, flag errors, and
+//!   config mistakes refused with the fix.
+//! - `day_one_logs.rs`: what the agent logs, in Consul's words (sync, check
+//!   status, joins and leaves, leadership, reload).
+//! - `day_one_start.rs`: starting and stopping: joins that fail, wrong keys,
+//!   name clashes, a busy data directory, signals at any moment, pid file
+//!   and systemd readiness.
+//! - `readme.rs`: the README's walk-through, run as written.
+//! - `netns.rs`, `process.rs`: network namespaces, and agents run without
+//!   the harness (ones that must exit, or are signalled before ready).
 //! - `dns.rs`: the DNS interface over UDP and TCP (service, tag, RFC 2782
 //!   and node names, NXDOMAIN/NODATA, checks, UDP limits, recursors,
 //!   malformed packets).
@@ -47,12 +55,17 @@ mod cli;
 mod cluster;
 mod config;
 mod day_one;
+mod day_one_logs;
+mod day_one_start;
 mod dns;
 mod durability;
 mod harness;
 mod health;
 mod kv;
 mod lock;
+mod netns;
 mod partition;
+mod process;
+mod readme;
 mod session;
 mod txn;

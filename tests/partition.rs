@@ -9,22 +9,10 @@
 //! Needs root and `ip` (iproute2); without them it prints why and passes
 //! without running.
 
-use std::fs::File;
-use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{request, wait_until, Agent, Response};
-
-/// Run `ip` with `args`; true on success.
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use crate::netns::ip;
 
 /// Three namespaces on a bridge, removed on drop.
 struct Net {
@@ -103,24 +91,9 @@ impl Drop for Net {
     }
 }
 
-/// One HTTP request made from inside namespace `ns` (a thread that enters
-/// it; its sockets live there), so an isolated server can still be asked.
+/// One HTTP request to `agent` from inside namespace `ns`.
 fn request_in(ns: &str, agent: &Agent, method: &str, path: &str, body: &[u8]) -> Option<Response> {
-    let ns_path = format!("/var/run/netns/{ns}");
-    let addr = agent.addr;
-    let (method, path, body) = (method.to_string(), path.to_string(), body.to_vec());
-    std::thread::spawn(move || {
-        let f = File::open(&ns_path).ok()?;
-        rustix::thread::move_into_link_name_space(
-            f.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .ok()?;
-        request(addr, &method, &path, &body).ok()
-    })
-    .join()
-    .ok()
-    .flatten()
+    crate::netns::request_in(ns, agent.addr, method, path, body)
 }
 
 #[test]
@@ -242,6 +215,9 @@ fn partition_isolates_the_leader_and_heals_without_losing_writes() {
         let l: Vec<Option<String>> = servers.iter().map(Agent::leader).collect();
         l[0].is_some() && l.iter().all(|x| *x == l[0])
     });
+    // The old leader says it lost leadership, in Consul's words.
+    let log = servers[li].log();
+    assert!(log.contains("cluster leadership lost"), "{log}");
     for s in &servers {
         assert!(
             s.kv_get("minority/write").is_none(),

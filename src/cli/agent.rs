@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::config::{self, ConfigSource, LoadedConfig};
+use crate::server::cluster::JoinPlan;
 use crate::server::serve as agent_serve;
 
 /// Consul's default ports (§11.2 of consul-compat.md).
@@ -27,6 +28,8 @@ const DEFAULT_DNS_PORT: u16 = 8600;
 const DEFAULT_SERVER_PORT: u16 = 8300;
 const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 const DEFAULT_SERF_WAN_PORT: u16 = 8302;
+/// Consul's `retry_interval`.
+const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The agent's raw flags, as Consul spells them.
 #[derive(Debug, clap::Args)]
@@ -57,13 +60,18 @@ pub struct AgentArgs {
     /// Datacenter (default: dc1); lowercased, only [a-z0-9_-].
     #[arg(long, value_name = "DC")]
     pub datacenter: Option<String>,
-    /// Cluster bind address (default: 127.0.0.1).
+    /// Address the gossip and server RPC ports bind to (default: 0.0.0.0,
+    /// advertising the host's one private IPv4 address; 127.0.0.1 with
+    /// -dev).
     #[arg(long, value_name = "IP")]
     pub bind: Option<IpAddr>,
-    /// Address the HTTP API (and later DNS) listens on (default: 127.0.0.1).
+    /// Address the HTTP API and DNS listen on (default: 127.0.0.1);
+    /// `addresses.http` / `addresses.dns` in a config file take precedence
+    /// for their own listener.
     #[arg(long, value_name = "IP")]
     pub client: Option<IpAddr>,
-    /// Address other servers reach this one at (default: the bind address).
+    /// Address other agents reach this one at (default: the bind address,
+    /// or the host's private IPv4 address when binding 0.0.0.0).
     #[arg(long, value_name = "IP")]
     pub advertise: Option<IpAddr>,
     /// Directory for the log, views and node ID (required unless -dev).
@@ -79,7 +87,7 @@ pub struct AgentArgs {
     /// HTTP API port (default: 8500; 0 = any free port).
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
-    /// DNS port (default: 8600; reserved, no DNS listener yet).
+    /// DNS port (default: 8600; 0 = any free port).
     #[arg(long, value_name = "PORT")]
     pub dns_port: Option<u16>,
     /// Server RPC port (default: 8300).
@@ -88,23 +96,30 @@ pub struct AgentArgs {
     /// LAN gossip port (default: 8301).
     #[arg(long, value_name = "PORT")]
     pub serf_lan_port: Option<u16>,
-    /// WAN gossip port (default: 8302; no WAN gossip yet).
+    /// WAN gossip port (default: 8302; servers only).
     #[arg(long, value_name = "PORT")]
     pub serf_wan_port: Option<u16>,
-    /// Address of an agent to join at start (LAN gossip, `host[:port]`,
-    /// default port 8301); retried with backoff. Repeatable.
+    /// Address of an agent to join at start over LAN gossip (`host[:port]`,
+    /// default port 8301), tried once: if none answers, the agent exits.
+    /// Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub join: Vec<String>,
-    /// Same as -join (Consul's retrying join). Repeatable.
+    /// Address of an agent to join over LAN gossip, retried until one
+    /// answers (`retry_interval`, `retry_max`). Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub retry_join: Vec<String>,
-    /// A server of another datacenter to join over WAN gossip
-    /// (`host[:port]`, default port 8302); servers only. Repeatable.
+    /// A server of another datacenter to join at start over WAN gossip
+    /// (`host[:port]`, default port 8302), tried once; servers only.
+    /// Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub join_wan: Vec<String>,
-    /// Same as -join-wan (retried with backoff). Repeatable.
+    /// Like -join-wan, retried until one answers. Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub retry_join_wan: Vec<String>,
+    /// Write the agent's process ID to this file once it runs (removed on
+    /// a clean exit).
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
     /// Gossip encryption key (base64 of 16, 24 or 32 bytes; `muster keygen`).
     #[arg(long, value_name = "KEY")]
     pub encrypt: Option<String>,
@@ -151,28 +166,33 @@ pub(crate) struct Config {
     pub(crate) data_dir: Option<PathBuf>,
     /// Address the server RPC and gossip ports bind to.
     pub(crate) bind: IpAddr,
+    /// `pid_file` / `-pid-file`.
+    pub(crate) pid_file: Option<PathBuf>,
     /// `bootstrap_expect` above 1: form the cluster once that many servers
     /// have met.
     pub(crate) bootstrap_expect: Option<u32>,
     /// Agents to join over LAN gossip (flags and `start_join`/`retry_join`).
-    pub(crate) join: Vec<String>,
+    pub(crate) join: JoinPlan,
     /// Servers of other datacenters to join over WAN gossip.
-    pub(crate) join_wan: Vec<String>,
+    pub(crate) join_wan: JoinPlan,
     /// Gossip encryption key.
     pub(crate) encrypt: Option<String>,
     /// Address peers reach this server's RPC port at.
     pub(crate) advertise: IpAddr,
-    /// Address the HTTP API listens on.
-    pub(crate) client: IpAddr,
+    /// Address the HTTP API listens on (`addresses.http`, else
+    /// `-client`/`client_addr`).
+    pub(crate) http_addr: IpAddr,
+    /// Address DNS listens on (`addresses.dns`, else `-client`/`client_addr`).
+    pub(crate) dns_addr: IpAddr,
     /// HTTP port (0 = any free port).
     pub(crate) http_port: u16,
-    /// DNS port, reserved for the DNS interface.
+    /// DNS port.
     pub(crate) dns_port: u16,
     /// Server RPC port.
     pub(crate) server_port: u16,
-    /// LAN gossip port, reserved (nothing listens until membership lands).
+    /// LAN gossip port.
     pub(crate) serf_lan_port: u16,
-    /// WAN gossip port, reserved.
+    /// WAN gossip port (servers).
     pub(crate) serf_wan_port: u16,
     /// Log level for muster's own targets.
     pub(crate) log_level: &'static str,
@@ -217,9 +237,14 @@ impl Config {
         if args.advertise.is_none() {
             args.advertise = ip(&st.advertise_addr);
         }
-        if args.client.is_none() {
-            args.client = ip(&st.addresses.http).or_else(|| ip(&st.client_addr));
-        }
+        // Consul's precedence: `addresses.<listener>` (files), then
+        // `-client`, then `client_addr` (files), then 127.0.0.1.
+        let client = args
+            .client
+            .or_else(|| ip(&st.client_addr))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let http_addr = ip(&st.addresses.http).unwrap_or(client);
+        let dns_addr = ip(&st.addresses.dns).unwrap_or(client);
         let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
         args.http_port = args.http_port.or(port(st.ports.http));
         args.dns_port = args.dns_port.or(port(st.ports.dns));
@@ -268,23 +293,36 @@ impl Config {
             Some(name) => name,
             None => hostname(),
         };
-        let bind = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        // Consul's defaults: 0.0.0.0 advertising the one private IPv4
+        // address; -dev stays on loopback.
+        let bind = args.bind.unwrap_or(if args.dev {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        });
         let advertise = match args.advertise {
             Some(ip) => ip,
-            // An unspecified bind address cannot be advertised; picking the
-            // sole private address comes with clustering.
-            None if bind.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None if bind.is_unspecified() => private_ipv4(&host_ipv4s())?,
             None => bind,
         };
-        let mut join = args.join.clone();
-        join.extend(args.retry_join.iter().cloned());
-        join.extend(st.start_join.iter().cloned());
-        join.extend(st.retry_join.iter().cloned());
-        let mut join_wan = args.join_wan.clone();
-        join_wan.extend(args.retry_join_wan.iter().cloned());
-        join_wan.extend(st.start_join_wan.iter().cloned());
-        join_wan.extend(st.retry_join_wan.iter().cloned());
-        if !(join_wan.is_empty() || args.server || args.dev) {
+        let retry_interval = st.retry_interval.unwrap_or(DEFAULT_RETRY_INTERVAL);
+        let retry_max = st.retry_max.unwrap_or(0);
+        let plan = |start: [&[String]; 2], retry: [&[String]; 2]| JoinPlan {
+            start: start.concat(),
+            retry: retry.concat(),
+            retry_interval,
+            retry_max,
+        };
+        let join = plan(
+            [&args.join, &st.start_join],
+            [&args.retry_join, &st.retry_join],
+        );
+        let join_wan = plan(
+            [&args.join_wan, &st.start_join_wan],
+            [&args.retry_join_wan, &st.retry_join_wan],
+        );
+        let wan_joins = !(join_wan.start.is_empty() && join_wan.retry.is_empty());
+        if wan_joins && !(args.server || args.dev) {
             bail!("Error: -join-wan needs -server: only servers join the WAN pool");
         }
         let encrypt = args.encrypt.clone().or_else(|| st.encrypt.clone());
@@ -300,6 +338,7 @@ impl Config {
             server: args.dev || args.server,
             bootstrap: args.dev || bootstrap,
             bind,
+            pid_file: args.pid_file.clone().or_else(|| st.pid_file.clone()),
             bootstrap_expect,
             join,
             join_wan,
@@ -308,7 +347,8 @@ impl Config {
             datacenter,
             data_dir,
             advertise,
-            client: args.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            http_addr,
+            dns_addr,
             http_port: args.http_port.unwrap_or(DEFAULT_HTTP_PORT),
             dns_port: args.dns_port.unwrap_or(DEFAULT_DNS_PORT),
             server_port: args.server_port.unwrap_or(DEFAULT_SERVER_PORT),
@@ -318,6 +358,50 @@ impl Config {
             config_sources,
             loaded,
         })
+    }
+}
+
+/// The host's IPv4 addresses on interfaces that are up (none if they
+/// cannot be read).
+fn host_ipv4s() -> Vec<Ipv4Addr> {
+    if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !matches!(i.oper_status, if_addrs::IfOperStatus::Down))
+        .filter_map(|i| match i.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// Consul's default advertise address when binding 0.0.0.0: the host's one
+/// private IPv4 address (RFC 1918, or RFC 6598 shared space); none, or
+/// more than one, is an error asking for -bind or -advertise.
+fn private_ipv4(addrs: &[Ipv4Addr]) -> anyhow::Result<IpAddr> {
+    let private: Vec<Ipv4Addr> = addrs
+        .iter()
+        .copied()
+        .filter(|ip| {
+            let [a, b, ..] = ip.octets();
+            ip.is_private() || (a == 100 && (64..128).contains(&b))
+        })
+        .collect();
+    match private.as_slice() {
+        [one] => Ok(IpAddr::V4(*one)),
+        [] => bail!(
+            "Error: No private IPv4 address found to advertise: pass -bind (or -advertise) \
+             with the address other agents reach this one at"
+        ),
+        several => bail!(
+            "Error: Multiple private IPv4 addresses found ({}): pass -bind (or -advertise) \
+             with the one other agents reach this one at",
+            several
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -395,10 +479,15 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     for file in &cfg.loaded.files {
         tracing::info!(file = %file.display(), "loaded config file");
     }
+    for warning in &cfg.loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let mut _lock = None;
     let data_dir = match &cfg.data_dir {
         Some(dir) => {
             fs::create_dir_all(dir)
                 .with_context(|| format!("Error: cannot create -data-dir {}", dir.display()))?;
+            _lock = Some(lock_data_dir(dir)?);
             DataDir::Dir(dir.clone())
         }
         None => DataDir::Temp(
@@ -408,6 +497,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 .context("Error: cannot create a temporary data directory for -dev")?,
         ),
     };
+    let pid_file = cfg.pid_file.as_deref().map(PidFile::write).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -422,7 +512,72 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     // Let background tasks see the runtime close before the data goes away.
     runtime.shutdown_timeout(Duration::from_secs(5));
     drop(data_dir);
+    drop(pid_file);
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The data directory's lock: held (an exclusive `flock` on
+/// `<data_dir>/agent.lock`, which holds the owner's PID) for as long as
+/// the agent runs, so a second agent on the same directory stops at once
+/// with a message instead of a storage error.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("agent.lock");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("Error: cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            let pid = if owner.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {owner})")
+            };
+            bail!(
+                "Error: another agent is using the data directory {}{pid}: stop it first, or \
+                 give this agent its own -data-dir",
+                dir.display()
+            );
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("Error: cannot lock {}", path.display()))
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .with_context(|| format!("Error: cannot write {}", path.display()))?;
+    Ok(file)
+}
+
+/// `-pid-file`: the agent's PID, written at start and removed when this is
+/// dropped (a clean exit).
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> anyhow::Result<PidFile> {
+        fs::write(path, format!("{}\n", std::process::id())).with_context(|| {
+            format!(
+                "Error: cannot write -pid-file {}: check the directory exists and is writable",
+                path.display()
+            )
+        })?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 #[cfg(test)]
@@ -435,5 +590,33 @@ mod tests {
         assert!(parse_log_level("loud").is_err());
         assert_eq!(parse_datacenter("DC-1").ok().as_deref(), Some("dc-1"));
         assert!(parse_datacenter("dc.1").is_err());
+    }
+
+    #[test]
+    fn the_one_private_address_is_advertised() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("ip");
+        let pick = |list: &[&str]| {
+            private_ipv4(&list.iter().map(|s| ip(s)).collect::<Vec<_>>()).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            pick(&["127.0.0.1", "10.1.2.3", "8.8.8.8"]).ok(),
+            Some(IpAddr::V4(ip("10.1.2.3")))
+        );
+        assert_eq!(
+            pick(&["100.64.0.7"]).ok(),
+            Some(IpAddr::V4(ip("100.64.0.7")))
+        );
+        let none = pick(&["127.0.0.1", "8.8.8.8"]).err().unwrap_or_default();
+        assert!(
+            none.contains("No private IPv4") && none.contains("-bind"),
+            "{none}"
+        );
+        let two = pick(&["192.168.1.2", "172.16.0.9"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            two.contains("192.168.1.2, 172.16.0.9") && two.contains("-advertise"),
+            "{two}"
+        );
     }
 }

@@ -31,7 +31,7 @@ use clap::{Parser, Subcommand};
 /// muster: a service registry and coordination server that speaks Consul's
 /// HTTP API.
 #[derive(Debug, Parser)]
-#[command(name = "muster", version, about, long_about = None)]
+#[command(name = "muster", about, long_about = None)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -41,7 +41,7 @@ pub struct Cli {
 /// Every top-level command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an agent (a one-node server for now).
+    /// Run an agent: a server (-server) or a client agent.
     Agent(agent::AgentArgs),
     /// Read the catalog (datacenters, nodes, services) of a running agent.
     Catalog(catalog::CatalogArgs),
@@ -137,6 +137,11 @@ pub fn rewrite_go_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsStrin
         if arg == "--" {
             passthrough = true;
             out.push(arg);
+            continue;
+        }
+        // Consul's `-v` / `-version` at the top: the version command.
+        if i == 1 && (arg == "-v" || arg == "-version" || arg == "--version") {
+            out.push(OsString::from("version"));
             continue;
         }
         if i == 1 && arg == "lock" {
@@ -266,6 +271,18 @@ mod tests {
         assert_eq!(
             rewrite(&["muster", "lock", "-help"]),
             ["muster", "lock", "--help"]
+        );
+    }
+
+    #[test]
+    fn version_flags_run_the_version_command() {
+        for flag in ["-v", "-version", "--version"] {
+            assert_eq!(rewrite(&["muster", flag]), ["muster", "version"]);
+        }
+        assert_eq!(
+            rewrite(&["muster", "kv", "-v"]),
+            ["muster", "kv", "-v"],
+            "only at the top"
         );
     }
 

@@ -5,10 +5,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-/// Print `muster v<version>` and the protocol line.
+/// Print `muster v<version>`, the Consul version muster answers as, and the
+/// protocol line (`muster version`, `muster -v`, `muster -version`).
 pub fn run() -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     writeln!(out, "muster v{}", env!("CARGO_PKG_VERSION"))
+        .and_then(|()| {
+            writeln!(
+                out,
+                "Consul API compatibility: v{}",
+                muster_engine::CONSUL_VERSION
+            )
+        })
         .and_then(|()| {
             writeln!(
                 out,

@@ -84,6 +84,35 @@ pub enum ConfigError {
         /// Consul's reason (after `Invalid check: `).
         reason: String,
     },
+    /// A key of a feature muster does not implement whose absence would
+    /// weaken security (ACLs, TLS): refused rather than ignored.
+    Unsupported {
+        /// The file.
+        file: PathBuf,
+        /// The top-level key.
+        key: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// A script or Docker check while neither `enable_script_checks` nor
+    /// `enable_local_script_checks` is set.
+    ScriptChecksDisabled {
+        /// The file the check is defined in.
+        file: PathBuf,
+        /// The service it belongs to, if inline.
+        service: Option<String>,
+        /// The check's ID.
+        check: String,
+    },
+    /// Two check definitions with the same ID.
+    DuplicateCheck {
+        /// The check ID.
+        id: String,
+        /// The file that defined it first.
+        first: PathBuf,
+        /// The file that defined it again.
+        second: PathBuf,
+    },
     /// Two service definitions with the same ID.
     DuplicateService {
         /// The service ID.
@@ -143,8 +172,43 @@ impl fmt::Display for ConfigError {
                 if let Some(service) = service {
                     write!(f, "service {service:?}: ")?;
                 }
-                write!(f, "check {check:?}: Invalid check: {reason}")
+                write!(f, "check {check:?}: Invalid check: {reason}")?;
+                if reason.starts_with("Interval and TTL") {
+                    write!(
+                        f,
+                        " (a check is either run every interval by muster or updated by the \
+                         application before its TTL ends: drop \"ttl\" to have muster run it, \
+                         or drop the script/http/tcp and \"interval\" keys and report through \
+                         /v1/agent/check/pass)"
+                    )?;
+                }
+                Ok(())
             }
+            ConfigError::Unsupported { file, reason, .. } => {
+                write!(f, "{}: {reason}", file.display())
+            }
+            ConfigError::ScriptChecksDisabled {
+                file,
+                service,
+                check,
+            } => {
+                write!(f, "{}: ", file.display())?;
+                if let Some(service) = service {
+                    write!(f, "service {service:?}: ")?;
+                }
+                write!(
+                    f,
+                    "check {check:?}: script checks are disabled: set \
+                     \"enable_local_script_checks\": true (checks from config files) or \
+                     \"enable_script_checks\": true (also checks registered over HTTP)"
+                )
+            }
+            ConfigError::DuplicateCheck { id, first, second } => write!(
+                f,
+                "duplicate check ID {id:?}: defined in {} and in {}",
+                first.display(),
+                second.display()
+            ),
             ConfigError::DuplicateService { id, first, second } => write!(
                 f,
                 "duplicate service ID {id:?}: defined in {} and in {}",

@@ -14,17 +14,20 @@
 //! - `settings.rs`: [`AgentSettings`], the agent keys.
 //! - `definitions.rs`: service and check definitions (through the agent's
 //!   one decoder).
+//! - `unsupported.rs`: Consul keys muster does not implement: refused where
+//!   ignoring them would weaken security, else ignored with a warning.
 
 pub mod definitions;
 pub mod error;
 pub mod settings;
+pub mod unsupported;
 pub mod value;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use muster_agent::{CheckDefinition, ServiceDefinition};
+use muster_agent::{CheckDefinition, CheckKind, ServiceDefinition};
 use serde_json::Value;
 
 pub use error::ConfigError;
@@ -68,6 +71,9 @@ pub struct LoadedConfig {
     pub checks: Vec<CheckDefinition>,
     /// The files read, in the order they were merged.
     pub files: Vec<PathBuf>,
+    /// What loaded but has no effect (keys of features not built yet), one
+    /// line each naming the file and the key.
+    pub warnings: Vec<String>,
 }
 
 /// Read, check and merge `sources` in order. Errors name the file and key.
@@ -75,6 +81,9 @@ pub fn load(sources: &[ConfigSource]) -> Result<LoadedConfig, ConfigError> {
     let mut out = LoadedConfig::default();
     // Service ID → file that defined it, for duplicate reports.
     let mut service_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Check ID → file, likewise; also where each script check came from.
+    let mut check_files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut scripts: Vec<(PathBuf, Option<String>, String)> = Vec::new();
     for file in files_of(sources)? {
         let parsed = load_file(&file)?;
         for service in parsed.services {
@@ -86,13 +95,69 @@ pub fn load(sources: &[ConfigSource]) -> Result<LoadedConfig, ConfigError> {
                 });
             }
             service_files.insert(service.id.clone(), file.clone());
+            let mut owned = service.clone();
+            owned.normalize();
+            for check in &owned.checks {
+                note_check(
+                    &mut check_files,
+                    &mut scripts,
+                    &file,
+                    Some(&owned.id),
+                    check,
+                )?;
+            }
             out.services.push(service);
+        }
+        for check in &parsed.checks {
+            note_check(&mut check_files, &mut scripts, &file, None, check)?;
         }
         out.checks.extend(parsed.checks);
         out.settings.merge(parsed.settings);
+        out.warnings.extend(parsed.warnings);
         out.files.push(file);
     }
+    let st = &out.settings;
+    let scripts_on =
+        st.enable_script_checks == Some(true) || st.enable_local_script_checks == Some(true);
+    if let (false, Some((file, service, check))) = (scripts_on, scripts.into_iter().next()) {
+        return Err(ConfigError::ScriptChecksDisabled {
+            file,
+            service,
+            check,
+        });
+    }
     Ok(out)
+}
+
+/// Record one check from `file`: its ID must be new (Consul refuses two
+/// checks with one ID), and a script or Docker check is remembered, since
+/// it needs `enable_local_script_checks` from whichever file sets it.
+fn note_check(
+    ids: &mut BTreeMap<String, PathBuf>,
+    scripts: &mut Vec<(PathBuf, Option<String>, String)>,
+    file: &Path,
+    service: Option<&str>,
+    check: &CheckDefinition,
+) -> Result<(), ConfigError> {
+    if let Some(first) = ids.get(&check.id) {
+        return Err(ConfigError::DuplicateCheck {
+            id: check.id.clone(),
+            first: first.clone(),
+            second: file.to_path_buf(),
+        });
+    }
+    ids.insert(check.id.clone(), file.to_path_buf());
+    if matches!(
+        check.kind,
+        CheckKind::Script { .. } | CheckKind::Docker { .. }
+    ) {
+        scripts.push((
+            file.to_path_buf(),
+            service.map(str::to_string),
+            check.id.clone(),
+        ));
+    }
+    Ok(())
 }
 
 /// The files of `sources`, expanded and ordered.
@@ -132,6 +197,7 @@ struct FileConfig {
     settings: AgentSettings,
     services: Vec<ServiceDefinition>,
     checks: Vec<CheckDefinition>,
+    warnings: Vec<String>,
 }
 
 /// Read and decode one file.
@@ -154,7 +220,7 @@ pub fn parse(text: &str, hcl: bool) -> Result<Value, String> {
     let value: Value = if hcl {
         hcl::from_str(text).map_err(|err| err.to_string().replace('\n', " "))?
     } else {
-        serde_json::from_str(text).map_err(|err| err.to_string())?
+        serde_json::from_str(text).map_err(|err| json_error(text, &err))?
     };
     if !value.is_object() {
         return Err("the top level must be an object".into());
@@ -162,10 +228,47 @@ pub fn parse(text: &str, hcl: bool) -> Result<Value, String> {
     Ok(value)
 }
 
+/// A JSON parse error, with the fix when the file has comments (Consul's
+/// own guides show JSON with `//` remarks, which JSON does not allow).
+fn json_error(text: &str, err: &serde_json::Error) -> String {
+    let line = text.lines().nth(err.line().saturating_sub(1)).unwrap_or("");
+    let commented = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with("//") || l.starts_with("/*") || l.starts_with('#')
+    };
+    if commented(line) || line.contains(" //") {
+        format!(
+            "{err}: JSON has no comments: remove the remark, or write the file in HCL (a .hcl \
+             file), which allows # and // comments"
+        )
+    } else {
+        err.to_string()
+    }
+}
+
 /// Decode one file's top-level object.
 fn decode(ctx: Ctx<'_>, value: &Value) -> Result<FileConfig, ConfigError> {
     let mut out = FileConfig::default();
     for (key, v) in ctx.object("", value)? {
+        match unsupported::classify(key, v) {
+            Some(unsupported::Verdict::Refuse(reason)) => {
+                return Err(ConfigError::Unsupported {
+                    file: ctx.file.to_path_buf(),
+                    key: key.clone(),
+                    reason,
+                })
+            }
+            Some(unsupported::Verdict::Ignore(why)) => {
+                out.warnings.push(format!(
+                    "{}: {key:?} has no effect: {why}",
+                    ctx.file.display()
+                ));
+                // Still type-checked where muster reads the key.
+                out.settings.decode_key(ctx, key, v)?;
+                continue;
+            }
+            None => {}
+        }
         match key.as_str() {
             "service" | "services" => {
                 out.services.extend(definitions::services(ctx, key, v)?);

@@ -116,6 +116,8 @@ pub struct AgentSettings {
     pub retry_interval: Option<Duration>,
     /// `retry_max` (0 = forever).
     pub retry_max: Option<u32>,
+    /// `pid_file`.
+    pub pid_file: Option<PathBuf>,
     /// `node_name`.
     pub node_name: Option<String>,
     /// `node_id`.
@@ -205,6 +207,7 @@ impl AgentSettings {
             "client_addr" => set(&mut s.client_addr, || ctx.string(key, v))?,
             "retry_interval" => set(&mut s.retry_interval, || ctx.duration(key, v))?,
             "retry_max" => set(&mut s.retry_max, || ctx.u32(key, v))?,
+            "pid_file" => set(&mut s.pid_file, || ctx.string(key, v).map(PathBuf::from))?,
             "node_name" => set(&mut s.node_name, || ctx.string(key, v))?,
             "node_id" => set(&mut s.node_id, || ctx.string(key, v))?,
             "log_level" => set(&mut s.log_level, || ctx.string(key, v))?,
@@ -336,6 +339,7 @@ impl AgentSettings {
         over(&mut self.client_addr, l.client_addr);
         over(&mut self.retry_interval, l.retry_interval);
         over(&mut self.retry_max, l.retry_max);
+        over(&mut self.pid_file, l.pid_file);
         over(&mut self.node_name, l.node_name);
         over(&mut self.node_id, l.node_id);
         over(&mut self.log_level, l.log_level);

@@ -281,9 +281,14 @@ fn invalid_checks_name_file_service_check_and_reason() {
         r#"{"service":{"name":"redis","checks":[{"script":"x","interval":"5s","ttl":"20s"}]}}"#,
     )]);
     assert!(
-        msg.ends_with(
+        msg.contains(
             r#"r.json: service "redis": check "service:redis": Invalid check: Interval and TTL cannot both be specified"#
         ),
+        "{msg}"
+    );
+    // The fix, naming both ways out.
+    assert!(
+        msg.contains(r#"drop "ttl""#) && msg.contains(r#"drop the script/http/tcp and "interval""#),
         "{msg}"
     );
     let msg = error_of(&[("r.json", r#"{"check":{"id":"h","http":"http://x/"}}"#)]);
@@ -296,10 +301,120 @@ fn invalid_checks_name_file_service_check_and_reason() {
 }
 
 #[test]
+fn script_checks_need_a_file_to_enable_them() -> TestResult {
+    let script = r#"{"service":{"name":"redis","checks":[{"script":"x","interval":"5s"}]}}"#;
+    let msg = error_of(&[("r.json", script)]);
+    assert!(
+        msg.contains(
+            r#"r.json: service "redis": check "service:redis": script checks are disabled"#
+        ) && msg.contains(r#""enable_local_script_checks": true"#),
+        "{msg}"
+    );
+    let msg = error_of(&[(
+        "d.json",
+        r#"{"check":{"id":"d","docker_container_id":"c","args":["x"],"interval":"5s"}}"#,
+    )]);
+    assert!(
+        msg.contains(r#"d.json: check "d": script checks are disabled"#),
+        "{msg}"
+    );
+    // Any file may enable them, before or after.
+    let on = r#"{"enable_local_script_checks": true}"#;
+    assert_eq!(
+        load_dir(&[("a.json", script), ("z.json", on)])?
+            .services
+            .len(),
+        1
+    );
+    let on = r#"{"enable_script_checks": true}"#;
+    assert_eq!(
+        load_dir(&[("0.json", on), ("r.json", script)])?
+            .services
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[test]
+fn duplicate_check_ids_are_refused_naming_both_files() {
+    let msg = error_of(&[
+        ("a.json", r#"{"check":{"id":"mem","ttl":"10s"}}"#),
+        (
+            "b.json",
+            r#"{"service":{"name":"w","check":{"id":"mem","ttl":"10s"}}}"#,
+        ),
+    ]);
+    assert!(
+        msg.starts_with(r#"duplicate check ID "mem": defined in "#)
+            && msg.contains("a.json and in ")
+            && msg.ends_with("b.json"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn security_keys_are_refused_and_unbuilt_features_warned() -> TestResult {
+    let msg = error_of(&[(
+        "acl.json",
+        r#"{"acl":{"enabled":true,"default_policy":"deny"}}"#,
+    )]);
+    assert!(
+        msg.contains("acl.json: ACLs are not supported by muster yet")
+            && msg.contains("acl.enabled"),
+        "{msg}"
+    );
+    let msg = error_of(&[(
+        "t.hcl",
+        "tls {\n  defaults {\n    verify_incoming = true\n  }\n}\n",
+    )]);
+    assert!(
+        msg.contains("t.hcl: TLS is not supported by muster yet"),
+        "{msg}"
+    );
+    let msg = error_of(&[("x.json", r#"{"disable_remote_exec": false}"#)]);
+    assert!(msg.contains("remote exec is not supported"), "{msg}");
+    let cfg = load_dir(&[(
+        "u.json",
+        r#"{"ui_config":{"enabled":true},"telemetry":{"disable_hostname":true},"acl":{"enabled":false}}"#,
+    )])?;
+    let warnings = cfg.warnings.join("\n");
+    assert!(
+        warnings.contains(r#"u.json: "ui_config" has no effect: the web UI is not built yet"#),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(r#""telemetry" has no effect"#),
+        "{warnings}"
+    );
+    // Typos stay errors.
+    let msg = error_of(&[("y.json", r#"{"datacentre":"x"}"#)]);
+    assert!(msg.contains(r#"unknown key "datacentre""#), "{msg}");
+    Ok(())
+}
+
+#[test]
+fn json_with_comments_says_to_remove_them_or_use_hcl() {
+    let msg = error_of(&[("c.json", "{\n  // the server\n  \"server\": true\n}\n")]);
+    assert!(
+        msg.contains("c.json: parse error: ")
+            && msg.contains("JSON has no comments")
+            && msg.contains(".hcl"),
+        "{msg}"
+    );
+    let msg = error_of(&[("d.json", "{\"server\": true,}")]);
+    assert!(
+        !msg.contains("comments"),
+        "no hint without a comment: {msg}"
+    );
+}
+
+#[test]
 fn camel_case_spellings_and_legacy_script_are_translated() -> TestResult {
     let cfg = load_dir(&[(
         "c.json",
-        r#"{"service":{"Name":"redis","ID":"r1","enableTagOverride":true,
+        r#"{"enable_local_script_checks":true,
+            "service":{"Name":"redis","ID":"r1","enableTagOverride":true,
               "TaggedAddresses":{"wan":{"Address":"10.0.0.1","Port":1}},
               "Checks":[{"ScriptArgs":["/bin/true"],"Interval":"10s",
                          "DeregisterCriticalServiceAfter":"2m"},
@@ -348,6 +463,7 @@ fn pascal_case_wins_over_snake_case() -> TestResult {
 fn hcl_and_json_are_equivalent() -> TestResult {
     let json = r#"{
         "datacenter": "east", "server": true, "ports": {"http": 8501},
+        "enable_local_script_checks": true,
         "retry_join": ["10.0.0.1"], "node_meta": {"rack": "r1"},
         "service": [
           {"name": "web", "port": 80, "tags": ["rails"],
@@ -360,6 +476,7 @@ fn hcl_and_json_are_equivalent() -> TestResult {
     let hcl = r#"
         datacenter = "east"
         server = true
+        enable_local_script_checks = true
         ports { http = 8501 }
         retry_join = ["10.0.0.1"]
         node_meta { rack = "r1" }

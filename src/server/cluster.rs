@@ -27,8 +27,6 @@ pub(super) const FORM_INTERVAL: Duration = Duration::from_millis(500);
 /// How long autopilot waits for a returning server to catch up and become
 /// a voter before it tries again.
 pub(super) const ADD_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait between join attempts.
-const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
 /// The LAN gossip port when an address has none.
 pub(crate) const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 /// The WAN gossip port when an address has none.
@@ -36,9 +34,9 @@ pub(crate) const DEFAULT_SERF_WAN_PORT: u16 = 8302;
 
 fn gossip_pool(default_port: u16) -> &'static str {
     if default_port == DEFAULT_SERF_WAN_PORT {
-        "wan"
+        "WAN"
     } else {
-        "lan"
+        "LAN"
     }
 }
 
@@ -55,12 +53,12 @@ pub(crate) struct ClusterConfig {
     /// WAN gossip port (servers).
     pub serf_wan_port: u16,
     /// Servers of other datacenters to join over WAN gossip.
-    pub join_wan: Vec<String>,
+    pub join_wan: JoinPlan,
     pub server_port: u16,
     /// `bootstrap_expect` when above 1.
     pub bootstrap_expect: Option<u32>,
-    /// `-join` / `start_join` and `-retry-join` / `retry_join` addresses.
-    pub join: Vec<String>,
+    /// Agents to join over LAN gossip.
+    pub join: JoinPlan,
     /// `encrypt`: the gossip key (base64).
     pub encrypt: Option<String>,
     /// `encrypt_verify_incoming` / `encrypt_verify_outgoing`.
@@ -75,6 +73,23 @@ pub(crate) struct ClusterConfig {
     pub peers_path: Option<PathBuf>,
     /// Dead-server cleanup on the leader.
     pub autopilot: AutopilotConfig,
+}
+
+/// Whom an agent joins in one pool, and how: Consul's `start_join`
+/// (once, at start; no one answering stops the agent) and `retry_join`
+/// (until one answers).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JoinPlan {
+    /// `-join` / `start_join` (`-join-wan` / `start_join_wan`).
+    pub start: Vec<String>,
+    /// `-retry-join` / `retry_join` (`-retry-join-wan` / `retry_join_wan`).
+    pub retry: Vec<String>,
+    /// `retry_interval`: the longest wait between attempts (the first
+    /// retries come sooner: 1 s, doubling).
+    pub retry_interval: Duration,
+    /// `retry_max`: attempts before the agent gives up and exits (0 =
+    /// forever).
+    pub retry_max: u32,
 }
 
 /// `autopilot` settings the leader acts on.
@@ -95,6 +110,9 @@ pub(crate) struct Cluster {
     /// The WAN pool (servers of every datacenter), on servers.
     pub wan: Option<Arc<Gossip>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Set when the cluster layer cannot go on and the agent must exit
+    /// (retry_join exhausted, this node's name taken).
+    fatal: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// What this agent is in the cluster, and so what answers its catalog, KV
@@ -126,19 +144,25 @@ impl Cluster {
             Role::Client(_) => tags.extend([("role".to_string(), ROLE_CLIENT.to_string())]),
         }
         let gossip = start_pool(&cfg, false, tags.clone()).await?;
+        let (fatal_tx, fatal) = tokio::sync::watch::channel(None);
         let mut tasks = Vec::new();
-        let mut join = cfg.join.clone();
+        start_join(&gossip, &cfg.join.start, DEFAULT_SERF_LAN_PORT).await?;
+        let mut retry = cfg.join.retry.clone();
         if let Some(path) = &cfg.peers_path {
-            join.extend(load_peers(path));
+            retry.extend(load_peers(path));
         }
         let own = gossip.advertise_addr().to_string();
-        join.retain(|a| *a != own);
-        join.dedup();
-        if !join.is_empty() {
-            tasks.push(tokio::spawn(join_loop(
+        retry.retain(|a| *a != own);
+        retry.dedup();
+        if !retry.is_empty() {
+            tasks.push(tokio::spawn(retry_join(
                 gossip.clone(),
-                join,
+                JoinPlan {
+                    retry,
+                    ..cfg.join.clone()
+                },
                 DEFAULT_SERF_LAN_PORT,
+                fatal_tx.clone(),
             )));
         }
         if let Some(path) = cfg.peers_path.clone() {
@@ -147,14 +171,17 @@ impl Cluster {
         let mut wan = None;
         if let Role::Server(_) = &role {
             let pool = start_pool(&cfg, true, tags).await?;
-            let mut join = cfg.join_wan.clone();
             let own = pool.advertise_addr().to_string();
-            join.retain(|a| *a != own);
-            if !join.is_empty() {
-                tasks.push(tokio::spawn(join_loop(
+            let mut plan = cfg.join_wan.clone();
+            plan.start.retain(|a| *a != own);
+            plan.retry.retain(|a| *a != own);
+            start_join(&pool, &plan.start, DEFAULT_SERF_WAN_PORT).await?;
+            if !plan.retry.is_empty() {
+                tasks.push(tokio::spawn(retry_join(
                     pool.clone(),
-                    join,
+                    plan,
                     DEFAULT_SERF_WAN_PORT,
+                    fatal_tx.clone(),
                 )));
             }
             wan = Some(pool);
@@ -176,7 +203,28 @@ impl Cluster {
                 tasks.push(tokio::spawn(servers_loop(gossip.clone(), remote, cfg)));
             }
         }
-        Ok(Cluster { gossip, wan, tasks })
+        Ok(Cluster {
+            gossip,
+            wan,
+            tasks,
+            fatal,
+        })
+    }
+
+    /// Wait until the cluster layer gives up (never, unless retry_join is
+    /// exhausted or a member refuses this node); the reason, for the
+    /// agent's exit.
+    pub async fn fatal(&self) -> String {
+        let mut fatal = self.fatal.clone();
+        loop {
+            if let Some(reason) = fatal.borrow_and_update().clone() {
+                return reason;
+            }
+            if fatal.changed().await.is_err() {
+                // Every sender is gone: nothing can fail any more.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Stop: leave gracefully first if asked (others see `left`, not
@@ -262,30 +310,87 @@ pub(crate) async fn resolve(addr: &str, default_port: u16) -> Vec<SocketAddr> {
     }
 }
 
-/// Join at least one of `addrs`, retrying with backoff (1 s doubling to
-/// 30 s) until one answers.
-async fn join_loop(gossip: Arc<Gossip>, addrs: Vec<String>, default_port: u16) {
-    let mut backoff = Duration::from_secs(1);
+/// `start_join`: join `addrs` once, at start. None answering is the
+/// agent's error (Consul exits too), naming the addresses and why each
+/// failed.
+async fn start_join(gossip: &Gossip, addrs: &[String], default_port: u16) -> anyhow::Result<()> {
+    if addrs.is_empty() {
+        return Ok(());
+    }
+    let pool = gossip_pool(default_port);
+    tracing::info!("({pool}) joining: addresses={addrs:?}");
+    let mut resolved = Vec::new();
+    for a in addrs {
+        resolved.extend(resolve(a, default_port).await);
+    }
+    if resolved.is_empty() {
+        anyhow::bail!(
+            "Error: Failed to join {}: no address resolves (check the -join/start_join addresses)",
+            addrs.join(", ")
+        );
+    }
+    match gossip.join(&resolved).await {
+        Ok(n) => {
+            tracing::info!("({pool}) joined: number_of_nodes={n}");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "Error: Failed to join {}: {e} (start_join/-join tries once at start; use \
+             retry_join/-retry-join to keep trying)",
+            addrs.join(", ")
+        )),
+    }
+}
+
+/// `retry_join`: join at least one of `plan.retry`, retrying (after 1 s,
+/// doubling up to `retry_interval`) until one answers; after `retry_max`
+/// failed attempts, or when a member refuses this node for good, tell the
+/// agent to exit through `fatal`.
+async fn retry_join(
+    gossip: Arc<Gossip>,
+    plan: JoinPlan,
+    default_port: u16,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+) {
+    let pool = gossip_pool(default_port);
+    let interval = plan.retry_interval.max(Duration::from_millis(100));
+    let mut backoff = Duration::from_secs(1).min(interval);
+    let mut attempts = 0u32;
+    tracing::info!("({pool}) joining: addresses={:?}", plan.retry);
     loop {
         let mut resolved = Vec::new();
-        for a in &addrs {
+        for a in &plan.retry {
             resolved.extend(resolve(a, default_port).await);
         }
+        attempts += 1;
         match gossip.join(&resolved).await {
             Ok(n) => {
-                tracing::info!(
-                    contacted = n,
-                    pool = gossip_pool(default_port),
-                    "joined the pool"
-                );
+                tracing::info!("({pool}) joined: number_of_nodes={n}");
+                return;
+            }
+            Err(e @ muster_gossip::Error::JoinRefused { .. }) => {
+                let _ = fatal.send(Some(format!("Error: cannot join the {pool} pool: {e}")));
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "join failed; retrying");
+                if plan.retry_max > 0 && attempts >= plan.retry_max {
+                    tracing::error!("({pool}) max join retry exhausted, exiting");
+                    let _ = fatal.send(Some(format!(
+                        "Error: ({pool}) max join retry exhausted after {attempts} attempts \
+                         (retry_max): {e}"
+                    )));
+                    return;
+                }
+                tracing::warn!(
+                    cluster = pool,
+                    retry_interval = ?backoff,
+                    error = %e,
+                    "Join cluster failed, will retry"
+                );
             }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_JOIN_BACKOFF);
+        backoff = (backoff * 2).min(interval);
     }
 }
 

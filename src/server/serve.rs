@@ -83,12 +83,17 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
     let rpc_listener = TcpListener::bind(rpc_bind).await.with_context(|| {
         format!("Error: cannot listen for server RPC on {rpc_bind}: is another agent running? Pick another port with -server-port")
     })?;
-    let engine = Engine::open(engine_cfg).await.with_context(|| {
-        format!(
-            "Error: cannot open the data directory {}",
-            data_dir.display()
-        )
-    })?;
+    // A signal while the log replays stops the agent now (the log is the
+    // truth: stopping here is as safe as at any other moment).
+    let engine = tokio::select! {
+        opened = Engine::open(engine_cfg) => opened.with_context(|| {
+            format!(
+                "Error: cannot open the data directory {}",
+                data_dir.display()
+            )
+        })?,
+        _ = signalled(&mut sigint, &mut sigterm) => return Ok(()),
+    };
     let (rpc_stop_tx, rpc_stop_rx) = oneshot::channel::<()>();
     // Client agents' HTTP and DNS questions are answered once the agent
     // and its API exist (below); until then they get a "starting" error.
@@ -102,7 +107,32 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
         },
     ));
     let backing = Role::Server(engine.clone());
-    let member = Member::start(cfg, &node_id, data_dir, &backing).await?;
+    // `None`: a signal came first.
+    let started = tokio::select! {
+        started = Member::start(cfg, &node_id, data_dir, &backing) => Some(started),
+        _ = signalled(&mut sigint, &mut sigterm) => None,
+    };
+    let member = match started {
+        Some(Ok(member)) => member,
+        failed_or_stopped => {
+            let _ = rpc_stop_tx.send(());
+            let _ = tokio::time::timeout(ENGINE_SHUTDOWN, engine.shutdown()).await;
+            return failed_or_stopped.map_or(Ok(()), |r| r.map(|_| ()));
+        }
+    };
+    if cfg.bootstrap_expect.is_none()
+        && !cfg.bootstrap
+        && cfg.join.start.is_empty()
+        && cfg.join.retry.is_empty()
+        && engine.status().peers.is_empty()
+    {
+        tracing::warn!(
+            "this server has no cluster to join and will not elect itself (no -bootstrap, \
+             -bootstrap-expect or -retry-join): writes fail with \"No cluster leader\" until \
+             a cluster adds it. For one server pass -bootstrap; for N servers pass \
+             -bootstrap-expect=N and -retry-join=<another server>"
+        );
+    }
     server_side.set(
         muster_api::Handler::new(engine.clone(), member.agent.clone(), member.api_cfg.clone()),
         engine.clone(),
@@ -139,7 +169,10 @@ pub(crate) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
         "starting client agent"
     );
     let backing = Role::Client(Arc::new(Remote::new()));
-    let member = Member::start(cfg, &node_id, data_dir, &backing).await?;
+    let member = tokio::select! {
+        started = Member::start(cfg, &node_id, data_dir, &backing) => started?,
+        _ = signalled(&mut sigint, &mut sigterm) => return Ok(()),
+    };
     let result = member
         .run(cfg, &backing, data_dir, &mut sigint, &mut sigterm)
         .await;
@@ -222,6 +255,7 @@ impl Member {
                 sigint,
                 sigterm,
                 leave_requested: &self.leave_requested,
+                cluster: &self.cluster,
             },
         )
         .await;
@@ -314,11 +348,26 @@ fn api_config(
     }
 }
 
-/// What ends a running agent: SIGINT, SIGTERM, or a `leave` through the API.
+/// What ends a running agent: SIGINT, SIGTERM, a `leave` through the API,
+/// or the cluster layer giving up.
 struct Stops<'a> {
     sigint: &'a mut tokio::signal::unix::Signal,
     sigterm: &'a mut tokio::signal::unix::Signal,
     leave_requested: &'a tokio::sync::Notify,
+    cluster: &'a Cluster,
+}
+
+/// SIGINT or SIGTERM, whichever comes first, logged as Consul logs it.
+async fn signalled(
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> Ended {
+    let (ended, name) = tokio::select! {
+        _ = sigint.recv() => (Ended::Interrupt, "interrupt"),
+        _ = sigterm.recv() => (Ended::Terminate, "terminated"),
+    };
+    tracing::info!("Caught signal: {name}; shutting down");
+    ended
 }
 
 /// Bind and serve the HTTP API, announce readiness, and wait for a signal or
@@ -335,8 +384,9 @@ async fn serve_http(
         sigint,
         sigterm,
         leave_requested,
+        cluster,
     } = stops;
-    let http_addr = SocketAddr::new(cfg.client, cfg.http_port);
+    let http_addr = SocketAddr::new(cfg.http_addr, cfg.http_port);
     let listener = TcpListener::bind(http_addr).await.with_context(|| {
         format!("Error: cannot listen for HTTP on {http_addr}: is another agent running? Pick another port with -http-port")
     })?;
@@ -382,16 +432,22 @@ async fn serve_http(
     };
     let should_wait = match backing {
         Role::Server(_) => cfg.bootstrap,
-        Role::Client(_) => !cfg.join.is_empty(),
+        Role::Client(_) => !(cfg.join.start.is_empty() && cfg.join.retry.is_empty()),
     };
     if should_wait {
         tokio::select! {
             () = wait => {}
             res = &mut server => return Err(server_ended(res)),
+            reason = cluster.fatal() => return Err(anyhow::anyhow!(reason)),
+            ended = signalled(sigint, sigterm) => {
+                let _ = stop_tx.send(());
+                let _ = tokio::time::timeout(HTTP_DRAIN, &mut server).await;
+                return Ok(ended);
+            }
         }
     }
 
-    let (udp, tcp) = agent_dns::bind_dns(SocketAddr::new(cfg.client, cfg.dns_port)).await?;
+    let (udp, tcp) = agent_dns::bind_dns(SocketAddr::new(cfg.dns_addr, cfg.dns_port)).await?;
     let dns_addr = udp
         .local_addr()
         .context("Error: cannot read the DNS listener's address")?;
@@ -437,21 +493,26 @@ async fn serve_http(
         dns_addr,
         data_dir.display()
     ));
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
 
     let ended = loop {
         tokio::select! {
-            _ = sigint.recv() => { tracing::info!(signal = "SIGINT", "caught signal, shutting down"); break Ok(Ended::Interrupt) }
-            _ = sigterm.recv() => { tracing::info!(signal = "SIGTERM", "caught signal, shutting down"); break Ok(Ended::Terminate) }
+            ended = signalled(sigint, sigterm) => break Ok(ended),
             _ = sighup.recv() => {
-                tracing::info!(signal = "SIGHUP", "caught signal, reloading the config files");
-                if let Err(e) = reload.run().await {
-                    tracing::error!(error = %e, "reload failed; keeping the running configuration");
-                }
+                tracing::info!("Caught signal: hangup");
+                // The hook logs what it does and why it failed.
+                let _ = reload.run().await;
             }
             () = leave_requested.notified() => { tracing::info!("left the cluster, shutting down"); break Ok(Ended::Left) }
+            reason = cluster.fatal() => {
+                let _ = stop_tx.send(());
+                let _ = tokio::time::timeout(HTTP_DRAIN, &mut server).await;
+                return Err(anyhow::anyhow!(reason));
+            }
             res = &mut server => break Err(res),
         }
     };
+    notify_systemd(&[sd_notify::NotifyState::Stopping]);
     let ended = ended.map_err(server_ended)?;
     let _ = dns_stop_tx.send(());
     if tokio::time::timeout(HTTP_DRAIN, dns).await.is_err() {
@@ -503,11 +564,29 @@ fn reload_hook(agent: Agent, sources: Vec<ConfigSource>) -> ReloadHook {
         let agent = agent.clone();
         let sources = sources.clone();
         async move {
-            let loaded = config::load(&sources).map_err(|e| format!("Failed reloading: {e}"))?;
-            agent
-                .reload(loaded.services, loaded.checks)
-                .await
-                .map_err(|e| format!("Failed reloading: {e}"))
+            tracing::info!("Reloading configuration...");
+            let result = match config::load(&sources) {
+                Ok(loaded) => {
+                    for warning in &loaded.warnings {
+                        tracing::warn!("{warning}");
+                    }
+                    agent
+                        .reload(loaded.services, loaded.checks)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!("Configuration reloaded");
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!("Failed reloading: {e}; keeping the running configuration");
+                    Err(format!("Failed reloading: {e}"))
+                }
+            }
         }
     })
 }
@@ -520,6 +599,14 @@ fn server_ended(
         Ok(Ok(())) => anyhow::anyhow!("Error: the HTTP server stopped unexpectedly"),
         Ok(Err(err)) => anyhow::anyhow!("Error: the HTTP server failed: {err}"),
         Err(err) => anyhow::anyhow!("Error: the HTTP server task failed: {err}"),
+    }
+}
+
+/// Tell systemd (`Type=notify`, `NOTIFY_SOCKET`) how the agent is doing;
+/// nothing without a notify socket.
+fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd (NOTIFY_SOCKET)");
     }
 }
 
