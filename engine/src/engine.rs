@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     /// Decoded `health_service` results by name, with the per-service
     /// index they were read at (see `Engine::health_service_shared`).
     pub(crate) health_cache: crate::queries::HealthCache,
+    /// The UI's per-service and per-node summaries.
+    pub(crate) ui_cache: crate::ui::UiCache,
 }
 
 /// Where a proposal goes.
@@ -282,6 +284,7 @@ impl Engine {
                 leader_contact: std::sync::Mutex::new(None),
                 acks,
                 health_cache: Default::default(),
+                ui_cache: Default::default(),
             }),
         };
         tokio::spawn(session_ttl_loop(Arc::downgrade(&engine.inner)));

@@ -23,7 +23,8 @@
 //!   health reads; `node_view.rs`: a node's entry and batched commands for
 //!   its agent; `coordination.rs`: sessions, lock-delay, read-only
 //!   transactions and the leader's session TTL timers; `cluster.rs`: the
-//!   leader-side RPC handlers, follower reads and the raft configuration.
+//!   leader-side RPC handlers, follower reads and the raft configuration;
+//!   `ui.rs`: the web UI's service and node summaries.
 //! - `rpc/`: server RPC (raft and forwarding) as msgpack over HTTP/2.
 //! - `remote.rs`: a client agent's link to the servers (no log, no views).
 //!
@@ -46,6 +47,7 @@ pub mod remote;
 pub mod rpc;
 pub mod txn;
 pub mod types;
+pub mod ui;
 pub mod watch;
 
 mod apply;

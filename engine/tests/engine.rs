@@ -303,3 +303,100 @@ async fn a_query_sees_all_of_an_entry_or_none() -> Result<(), Box<dyn std::error
     engine.shutdown().await?;
     Ok(())
 }
+
+/// The UI's service summaries: one entry per name with every instance,
+/// tag and node once, and each check counted once by status: an
+/// instance's own checks, and its node's checks once per service however
+/// many instances run there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_summaries_count_instances_and_checks_once() -> Result<(), Box<dyn std::error::Error>> {
+    use muster_engine::{Check, Node, Service, Status};
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::open(config(dir.path())).await?;
+    let node = |name: &str| Node {
+        node: name.into(),
+        address: "10.0.0.1".into(),
+        datacenter: "dc1".into(),
+        ..Node::default()
+    };
+    let check = |node: &str, id: &str, sid: &str, status| Check {
+        node: node.into(),
+        check_id: id.into(),
+        name: id.into(),
+        status,
+        service_id: sid.into(),
+        ..Check::default()
+    };
+    let register = |n: &str, id: &str, name: &str, tags: &[&str], checks: Vec<Check>| {
+        Command::CatalogRegister {
+            node: node(n),
+            skip_node_update: false,
+            service: Some(Service {
+                id: id.into(),
+                service: name.into(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                port: 80,
+                ..Service::default()
+            }),
+            checks,
+        }
+    };
+    for cmd in [
+        register(
+            "a",
+            "web-1",
+            "web",
+            &["v1"],
+            vec![check("a", "serfHealth", "", Status::Passing)],
+        ),
+        register(
+            "a",
+            "web-2",
+            "web",
+            &["v2", "v1"],
+            vec![check("a", "c2", "web-2", Status::Critical)],
+        ),
+        register(
+            "b",
+            "web-1",
+            "web",
+            &[],
+            vec![check("b", "serfHealth", "", Status::Warning)],
+        ),
+        register(
+            "b",
+            "db",
+            "db",
+            &["primary"],
+            vec![check("b", "c3", "db", Status::Passing)],
+        ),
+    ] {
+        engine.propose(cmd).await?;
+    }
+    let mut ws = WatchSet::new();
+    let s = engine.ui_services(&mut ws)?;
+    let names: Vec<&str> = s.value.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["db", "web"]);
+    let web = &s.value[1];
+    assert_eq!(web.instance_count, 3);
+    assert_eq!(web.nodes, ["a", "b"]);
+    assert_eq!(web.tags, ["v1", "v2"]);
+    assert_eq!(web.datacenter, "dc1");
+    // a's serfHealth once (two instances there), c2, b's serfHealth.
+    assert_eq!(
+        (web.checks_passing, web.checks_warning, web.checks_critical),
+        (1, 1, 1)
+    );
+    let db = &s.value[0];
+    assert_eq!(
+        (db.instance_count, db.checks_passing, db.checks_warning),
+        (1, 1, 1)
+    );
+    let n = engine.ui_nodes(&mut ws)?;
+    assert_eq!(n.index, s.index);
+    let b = &n.value[1];
+    assert_eq!(b.node.node, "b");
+    assert_eq!(b.services.len(), 2);
+    assert_eq!(b.checks.len(), 2);
+    Ok(())
+}

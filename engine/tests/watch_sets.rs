@@ -244,6 +244,18 @@ fn queries(engine: &Engine) -> Vec<Query<'_>> {
         Box::new(|ws| answer(engine.health_checks_all(ws))),
     ));
     q.push((
+        "ui_services".into(),
+        Box::new(|ws| answer(engine.ui_services(ws))),
+    ));
+    q.push((
+        "ui_nodes".into(),
+        Box::new(|ws| answer(engine.ui_nodes(ws))),
+    ));
+    q.push((
+        "ui_node_summaries".into(),
+        Box::new(|ws| answer(engine.ui_node_summaries(ws))),
+    ));
+    q.push((
         "session_list".into(),
         Box::new(|ws| answer(engine.session_list(ws))),
     ));

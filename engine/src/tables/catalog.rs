@@ -18,7 +18,7 @@ use crate::watch::Table;
 
 const SEP: u8 = 0;
 
-fn pair_key(a: &str, b: &str) -> Vec<u8> {
+pub(crate) fn pair_key(a: &str, b: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + b.len() + 1);
     k.extend_from_slice(a.as_bytes());
     k.push(SEP);
@@ -26,7 +26,7 @@ fn pair_key(a: &str, b: &str) -> Vec<u8> {
     k
 }
 
-fn prefix_key(a: &str) -> Vec<u8> {
+pub(crate) fn prefix_key(a: &str) -> Vec<u8> {
     let mut k = a.as_bytes().to_vec();
     k.push(SEP);
     k
@@ -53,7 +53,7 @@ pub(crate) fn all_nodes(r: &(impl Read + ?Sized)) -> Result<Vec<Node>> {
 }
 
 /// Decode every row under `prefix`.
-fn scan_rows<T: serde::de::DeserializeOwned>(
+pub(crate) fn scan_rows<T: serde::de::DeserializeOwned>(
     r: &(impl Read + ?Sized),
     ks: Ks,
     prefix: &[u8],
