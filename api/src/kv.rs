@@ -133,21 +133,21 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
         if keys_mode {
             let r = engine.kv_keys(key, separator, ws)?;
             if r.value.is_empty() && !key.is_empty() {
-                return Ok(rendered_not_found(r.index));
+                return Ok(Rendered::not_found(r.index));
             }
             return ctx.render_json(r.index, &r.value);
         }
         if recurse {
             let r = engine.kv_list(key, ws)?;
             if r.value.is_empty() {
-                return Ok(rendered_not_found(r.index));
+                return Ok(Rendered::not_found(r.index));
             }
             let pairs: Vec<KvPair<'_>> = r.value.iter().map(KvPair::from).collect();
             return ctx.render_json(r.index, &pairs);
         }
         let r = engine.kv_get(key, ws)?;
         match &r.value {
-            None => Ok(rendered_not_found(r.index).absent()),
+            None => Ok(Rendered::not_found(r.index).absent()),
             Some(entry) if raw => Ok(rendered_raw(r.index, entry.value.clone())),
             Some(entry) => ctx.render_json(r.index, &[KvPair::from(entry)]),
         }
@@ -156,11 +156,6 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
 }
 
 /// A KV miss: 404 with an empty body.
-fn rendered_not_found(index: u64) -> Rendered {
-    let resp = response::not_found_empty();
-    Rendered::new(index, resp.status(), resp.headers().clone(), Bytes::new())
-}
-
 /// A raw value (`?raw`), with the headers of [`response::raw_value`].
 fn rendered_raw(index: u64, value: Vec<u8>) -> Rendered {
     let resp = response::raw_value(Vec::new());

@@ -1,4 +1,4 @@
-//! muster-api: Consul's HTTP API over hyper.
+//! muster-api: Consul's HTTP API over hyper, and the web UI it serves.
 //!
 //! The crate holds an [`Engine`] handle and never opens storage: reads go
 //! through the engine's typed views (with its blocking-query loop) and
@@ -32,6 +32,8 @@
 //! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`.
 //! - `client.rs`: client-agent mode (answer `/v1/agent/*`, forward the
 //!   rest to a server) and the server's [`Handler`] for forwarded requests.
+//! - `ui/`: the web UI: serving the app (embedded from `api/ui/`, or a
+//!   directory) under its content path, and `/v1/internal/ui/*`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -67,6 +69,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod txn;
+pub mod ui;
 
 pub use client::{Handler, Upstream, X_AGENT_NODE};
 pub use cluster::{
@@ -105,6 +108,8 @@ pub struct ApiConfig {
     /// force-leave` and `/v1/operator/*` (`None`: those answer 500, except
     /// `members`, which then lists this agent alone).
     pub cluster: Option<Arc<dyn ClusterBackend>>,
+    /// The web UI's settings (off by default).
+    pub ui: ui::UiConfig,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -119,6 +124,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("session_ttl_min", &self.session_ttl_min)
             .field("reload", &self.reload)
             .field("cluster", &self.cluster.as_ref().map(|_| "ClusterBackend"))
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -174,6 +180,7 @@ impl ApiConfig {
             session_ttl_min: DEFAULT_SESSION_TTL_MIN,
             reload: None,
             cluster: None,
+            ui: ui::UiConfig::default(),
         }
     }
 }

@@ -62,6 +62,34 @@ impl EngineCtx<'_> {
     where
         F: Fn(&mut WatchSet) -> Result<Rendered>,
     {
+        self.read_through_slot(compute, false).await
+    }
+
+    /// [`Ctx::shared_read`] for reads that scan whole tables (the UI's
+    /// summaries): a non-blocking read is answered from the shared result
+    /// too (a page load while nothing changed costs nothing), and the scan
+    /// runs where it does not hold up the other requests of its worker
+    /// thread (`block_in_place`).
+    pub async fn summary_read<F>(&self, compute: F) -> Result<Response<Body>>
+    where
+        F: Fn(&mut WatchSet) -> Result<Rendered>,
+    {
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let off_worker = |ws: &mut WatchSet| {
+            if multi_thread {
+                tokio::task::block_in_place(|| compute(ws))
+            } else {
+                compute(ws)
+            }
+        };
+        self.read_through_slot(off_worker, true).await
+    }
+
+    async fn read_through_slot<F>(&self, compute: F, always: bool) -> Result<Response<Body>>
+    where
+        F: Fn(&mut WatchSet) -> Result<Rendered>,
+    {
         let read = self.begin_read().await?;
         let engine = &self.engine;
         let reply = |r: &Rendered| {
@@ -70,7 +98,7 @@ impl EngineCtx<'_> {
             resp
         };
         let min = read.blocking.min_index;
-        if min == 0 {
+        if min == 0 && !always {
             // Answered at once: nothing to wait on, so nothing to share
             // (no slot, no registration on the hot non-blocking path).
             if read.consistency == Consistency::Leader {

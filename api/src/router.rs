@@ -23,8 +23,6 @@ use crate::routes::{self, exact, on_agent, under, Call, Found, Handler, ReqBody,
 use crate::{agent, catalog, health, kv, operator, session, status, txn, ApiConfig};
 use muster_engine::{BoxFuture, Engine};
 
-/// The body of `/` while there is no UI.
-pub const ROOT_TEXT: &str = "muster agent: UI disabled.";
 /// The body of a 404 for an unknown `/v1/...` path.
 pub const UNKNOWN_ENDPOINT: &str = "Invalid URL path: not a recognized HTTP API endpoint";
 
@@ -149,13 +147,8 @@ pub fn check_canonical(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// The routes of `/` and of unknown `/v1/` paths.
+/// The routes of unknown `/v1/` paths (`/` and the UI are `ui.rs`'s).
 const ROOT_ROUTES: &[Route] = &[
-    exact(
-        "/",
-        "",
-        on_agent!(|_ctx, _| Ok(response::text(StatusCode::OK, ROOT_TEXT))),
-    ),
     under(
         "/v1/",
         "",
@@ -179,6 +172,7 @@ const TABLES: &[&[Route]] = &[
     session::ROUTES,
     txn::ROUTES,
     operator::ROUTES,
+    crate::ui::ROUTES,
 ];
 
 /// The route for a decoded, canonical path.
@@ -211,6 +205,9 @@ where
 async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
     let path = decode_path(req.uri().path())?;
     check_canonical(&path)?;
+    if let Some(answer) = crate::ui::answer(&st.cfg.ui, &path, req.method()).await {
+        return answer;
+    }
     let Some(Found { route, rest }) = route(&path) else {
         return Err(Error::NotFound(String::new()));
     };
@@ -322,7 +319,8 @@ mod tests {
         assert_eq!(pattern("/v1/kvx"), "/v1/");
         assert_eq!(pattern("/v1/"), "/v1/");
         assert_eq!(pattern("/v1"), "/v1");
-        assert_eq!(pattern("/"), "/");
+        // `/` and `/ui/` are the UI's, before routing.
+        assert_eq!(at("/"), None);
         assert_eq!(at("/ui/"), None);
         assert_eq!(at(""), None);
         assert_eq!(

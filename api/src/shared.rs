@@ -64,6 +64,12 @@ impl Rendered {
         }
     }
 
+    /// A 404 with an empty body (a missing KV key or node).
+    pub fn not_found(index: u64) -> Rendered {
+        let resp = crate::response::not_found_empty();
+        Rendered::new(index, resp.status(), resp.headers().clone(), Bytes::new())
+    }
+
     /// Mark the result as "not there".
     pub fn absent(mut self) -> Rendered {
         self.absent = true;

@@ -15,7 +15,7 @@ async fn api_routing_methods_and_paths() -> TestResult {
     let (st, _real) = state().await?;
     let r = call_on(&st, Method::GET, "/", b"").await?;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body, router::ROOT_TEXT);
+    assert_eq!(r.body, crate::ui::UI_DISABLED);
     let r = call_on(&st, Method::GET, "/v1/nope", b"").await?;
     assert_eq!(
         (r.status, r.body.as_str()),
