@@ -266,10 +266,10 @@ fn security_settings_not_built_yet_refuse_to_start() {
     let agent = Agent::start_with_config(
         &["-dev"],
         false,
-        r#"{"ui_config": {"enabled": true}, "ui_dir": "/nowhere", "telemetry": {"disable_hostname": true}}"#,
+        r#"{"enable_syslog": true, "log_file": "/nowhere/x.log", "telemetry": {"disable_hostname": true}}"#,
     );
     let log = agent.log();
-    for key in ["ui_config", "ui_dir", "telemetry"] {
+    for key in ["enable_syslog", "log_file", "telemetry"] {
         assert!(
             log.contains(&format!("{key:?} has no effect")),
             "{key}: {log}"

@@ -39,6 +39,8 @@
 //!   name clashes, a busy data directory, signals at any moment, pid file
 //!   and systemd readiness.
 //! - `readme.rs`: the README's walk-through, run as written.
+//! - `ui.rs`: the web UI: how it is served, and every page in a headless
+//!   Chromium (`browser.rs`: the WebDriver harness).
 //! - `netns.rs`, `process.rs`: network namespaces, and agents run without
 //!   the harness (ones that must exit, or are signalled before ready).
 //! - `dns.rs`: the DNS interface over UDP and TCP (service, tag, RFC 2782
@@ -49,6 +51,7 @@ mod agent;
 mod agent_api;
 mod agent_checks;
 mod blocking;
+mod browser;
 mod catalog;
 mod catalog_cli;
 mod cli;
@@ -69,3 +72,4 @@ mod process;
 mod readme;
 mod session;
 mod txn;
+mod ui;

@@ -165,7 +165,11 @@ fn readme_walkthrough_runs_as_written() {
         panic!("the walk-through starts two agents");
     };
     for (who, agent, needle) in [
-        ("server", &*server, r#""ui_dir" has no effect"#),
+        (
+            "server",
+            &*server,
+            "ui_dir /data/consul-ui has no index.html: serving the built-in UI",
+        ),
         ("server", &*server, "cluster leadership acquired"),
         ("server", &*server, "EventMemberJoin: client-1 127.0.0.2"),
         ("client", &*client, "(LAN) joined: number_of_nodes=1"),

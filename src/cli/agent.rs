@@ -116,6 +116,18 @@ pub struct AgentArgs {
     /// Like -join-wan, retried until one answers. Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub retry_join_wan: Vec<String>,
+    /// Serve the web UI at /ui/ (-dev turns it on too; `ui_config.enabled`
+    /// in a config file).
+    #[arg(long)]
+    pub ui: bool,
+    /// Serve the UI from this directory instead of the built-in one (turns
+    /// the UI on; `ui_config.dir`).
+    #[arg(long, value_name = "DIR")]
+    pub ui_dir: Option<PathBuf>,
+    /// The path the UI is served under (default: /ui/;
+    /// `ui_config.content_path`).
+    #[arg(long, value_name = "PATH")]
+    pub ui_content_path: Option<String>,
     /// Write the agent's process ID to this file once it runs (removed on
     /// a clean exit).
     #[arg(long, value_name = "FILE")]
@@ -168,6 +180,8 @@ pub(crate) struct Config {
     pub(crate) bind: IpAddr,
     /// `pid_file` / `-pid-file`.
     pub(crate) pid_file: Option<PathBuf>,
+    /// The web UI: on or off, where its files come from, its path.
+    pub(crate) ui: muster_api::ui::UiConfig,
     /// `bootstrap_expect` above 1: form the cluster once that many servers
     /// have met.
     pub(crate) bootstrap_expect: Option<u32>,
@@ -285,6 +299,7 @@ impl Config {
                  servers with -retry-join <addr>"
             );
         }
+        let ui = ui_config(&args, st)?;
         let datacenter = parse_datacenter(args.datacenter.as_deref().unwrap_or("dc1"))?;
         let node_name = match args.node {
             Some(name) if name.trim().is_empty() => {
@@ -339,6 +354,7 @@ impl Config {
             bootstrap: args.dev || bootstrap,
             bind,
             pid_file: args.pid_file.clone().or_else(|| st.pid_file.clone()),
+            ui,
             bootstrap_expect,
             join,
             join_wan,
@@ -359,6 +375,46 @@ impl Config {
             loaded,
         })
     }
+}
+
+/// The web UI's settings: flags, then `ui_config { enabled, dir,
+/// content_path }`, then the legacy `ui` and `ui_dir`. A directory turns
+/// the UI on (as Consul's `ui_dir` did); `-dev` turns it on.
+fn ui_config(
+    args: &AgentArgs,
+    st: &crate::config::AgentSettings,
+) -> anyhow::Result<muster_api::ui::UiConfig> {
+    let uc = &st.ui_config;
+    let bad = |key: &str, want: &str| anyhow::anyhow!("Error: ui_config.{key} must be {want}");
+    let enabled = match uc.get("enabled") {
+        None => None,
+        Some(v) => Some(v.as_bool().ok_or_else(|| bad("enabled", "true or false"))?),
+    };
+    let string = |key: &str| -> anyhow::Result<Option<String>> {
+        match uc.get(key) {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                v.as_str().ok_or_else(|| bad(key, "a string"))?.to_string(),
+            )),
+        }
+    };
+    let dir = args
+        .ui_dir
+        .clone()
+        .or(string("dir")?.map(PathBuf::from))
+        .or_else(|| st.ui_dir.clone());
+    let content_path = args
+        .ui_content_path
+        .clone()
+        .or(string("content_path")?)
+        .unwrap_or_else(|| muster_api::ui::DEFAULT_CONTENT_PATH.to_string());
+    let content_path = muster_api::ui::normalize_content_path(&content_path)
+        .map_err(|e| anyhow::anyhow!("Error: {e}"))?;
+    Ok(muster_api::ui::UiConfig {
+        enabled: args.ui || args.dev || dir.is_some() || enabled.or(st.ui).unwrap_or(false),
+        dir,
+        content_path,
+    })
 }
 
 /// The host's IPv4 addresses on interfaces that are up (none if they

@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an agent: a server (-server) or a client agent.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Read the catalog (datacenters, nodes, services) of a running agent.
     Catalog(catalog::CatalogArgs),
     /// Read and write the key/value store of a running agent.
@@ -92,7 +92,7 @@ pub enum Command {
 /// stderr with exit status 1.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Catalog(args) => catalog::run(args),
         Command::Kv(args) => kv::run(args),
         Command::Lock(args) => lock::run(args),

@@ -376,11 +376,12 @@ fn security_keys_are_refused_and_unbuilt_features_warned() -> TestResult {
     assert!(msg.contains("remote exec is not supported"), "{msg}");
     let cfg = load_dir(&[(
         "u.json",
-        r#"{"ui_config":{"enabled":true},"telemetry":{"disable_hostname":true},"acl":{"enabled":false}}"#,
+        r#"{"enable_syslog":true,"telemetry":{"disable_hostname":true},"acl":{"enabled":false}}"#,
     )])?;
     let warnings = cfg.warnings.join("\n");
     assert!(
-        warnings.contains(r#"u.json: "ui_config" has no effect: the web UI is not built yet"#),
+        warnings
+            .contains(r#"u.json: "enable_syslog" has no effect: syslog output is not built yet"#),
         "{warnings}"
     );
     assert!(

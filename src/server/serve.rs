@@ -345,7 +345,28 @@ fn api_config(
             .unwrap_or(muster_api::DEFAULT_SESSION_TTL_MIN),
         reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
         cluster: Some(cluster_api),
+        ui: ui_settings(cfg),
     }
+}
+
+/// The UI as configured, falling back to the built-in one (with a
+/// warning) when the configured directory has no `index.html`: a missing
+/// directory should not leave the operator without a UI.
+fn ui_settings(cfg: &Config) -> muster_api::ui::UiConfig {
+    let mut ui = cfg.ui.clone();
+    if let Some(dir) = &ui.dir {
+        if !dir.join("index.html").is_file() {
+            tracing::warn!(
+                "ui_dir {} has no index.html: serving the built-in UI",
+                dir.display()
+            );
+            ui.dir = None;
+        }
+    }
+    if ui.enabled {
+        tracing::info!(path = %ui.content_path, dir = ?ui.dir, "web UI enabled");
+    }
+    ui
 }
 
 /// What ends a running agent: SIGINT, SIGTERM, a `leave` through the API,
