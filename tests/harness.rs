@@ -28,23 +28,30 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_PREFIX: &str = "muster agent ready: ";
 
 /// A free port on 127.0.0.1 (bound, then released), never one this test
-/// process handed out before: the kernel may give a just-released port
-/// again, and two agents (or two ports of one agent) must not share one.
-/// Free for UDP too where that can be checked (gossip and DNS bind both).
+/// process handed out before, and outside the kernel's ephemeral range
+/// (32768 and up on Linux): an agent's own `-http-port 0` listener gets an
+/// ephemeral port, which must never be one handed out here for another
+/// listener (that race once failed a test). Free for UDP too (gossip and
+/// DNS bind both).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0 to find a free port");
-        let udp_free = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
-        if udp_free && !given.contains(&port) {
-            given.push(port);
+    /// The range handed out: below the ephemeral ports.
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_000;
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
+    // Each test process starts somewhere else in the range.
+    let start = u16::try_from(std::process::id() % u32::from(HIGH - LOW)).unwrap_or(0);
+    let mut port = next.unwrap_or(LOW + start);
+    for _ in 0..(HIGH - LOW) {
+        port = if port + 1 >= HIGH { LOW } else { port + 1 };
+        let tcp = TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if tcp && udp {
+            *next = Some(port);
             return port;
         }
     }
+    panic!("no free port in {LOW}..{HIGH}");
 }
 
 /// Poll `f` every 100 ms until it holds; panic naming `what` after
