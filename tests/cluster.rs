@@ -27,7 +27,7 @@ const SERVER_CONFIG: &str = r#"{"raft_snapshot_threshold": 32, "raft_trailing_lo
 
 /// A durable server `name` of a three-server cluster (`-bootstrap-expect
 /// 3`) with `config`, retrying to join `join`'s LAN pool.
-fn start_server(name: &str, join: Option<&Agent>, config: &str) -> Agent {
+pub(crate) fn start_server(name: &str, join: Option<&Agent>, config: &str) -> Agent {
     let mut args = vec!["-server", "-bootstrap-expect", "3", "-node", name];
     let join_addr = join.map(|j| {
         format!(

@@ -30,6 +30,9 @@
 //!   leader election with a dying holder, `kv put -acquire|-release`,
 //!   `muster lock`.
 //! - `txn.rs`: `/v1/txn` results, rollback and lock verbs.
+//! - `snapshot.rs`: snapshot save, restore (into a fresh cluster, into a
+//!   running server with blocking readers), damaged archives, inspect,
+//!   `agent -restore`.
 //! - `day_one.rs`: a Consul user's first day: wire details (header case,
 //!   compact JSON, `/v1/agent/self`), listener addresses, flag errors, and
 //!   config mistakes refused with the fix.
@@ -71,5 +74,6 @@ mod partition;
 mod process;
 mod readme;
 mod session;
+mod snapshot;
 mod txn;
 mod ui;

@@ -79,7 +79,7 @@ where
         req.headers_mut().insert(X_AGENT_NODE, node);
     }
     let answer = upstream.forward(req).await.map_err(Error::Internal)?;
-    Ok(answer.map(Full::new))
+    Ok(answer.map(Body::full))
 }
 
 /// A server's answer to a request for another datacenter (`?dc=`): sent
@@ -100,7 +100,7 @@ where
     match cluster.forward_dc(dc, req).await {
         None => Err(Error::NoPathToDatacenter),
         Some(Err(msg)) => Err(Error::Internal(msg)),
-        Some(Ok(resp)) => Ok(resp.map(Full::new)),
+        Some(Ok(resp)) => Ok(resp.map(Body::full)),
     }
 }
 
@@ -169,10 +169,14 @@ impl Handler {
             }
         };
         let (parts, body) = resp.into_parts();
-        let bytes = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(never) => match never {},
-        };
-        Response::from_parts(parts, bytes)
+        match body.collect().await {
+            Ok(collected) => Response::from_parts(parts, collected.to_bytes()),
+            Err(e) => {
+                let msg = format!("reading the reply failed: {e}");
+                let mut resp = Response::new(Bytes::from(msg));
+                *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                resp
+            }
+        }
     }
 }

@@ -32,6 +32,8 @@
 //! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`.
 //! - `client.rs`: client-agent mode (answer `/v1/agent/*`, forward the
 //!   rest to a server) and the server's [`Handler`] for forwarded requests.
+//! - `snapshot/`: `/v1/snapshot` (save and restore, streamed) and the
+//!   archive format (`archive.rs`, also read by `muster snapshot`).
 //! - `ui/`: the web UI: serving the app (embedded from `api/ui/`, or a
 //!   directory) under its content path, and `/v1/internal/ui/*`.
 
@@ -65,6 +67,7 @@ mod server;
 mod session;
 mod shapes;
 mod shared;
+pub mod snapshot;
 mod status;
 #[cfg(test)]
 mod tests;

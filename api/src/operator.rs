@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Method, Request, Response};
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +24,7 @@ const MAX_RELAY_FACTOR: u8 = 5;
 
 /// A write's reply: 200, empty body.
 fn ok_empty() -> Response<Body> {
-    Response::new(Full::new(Bytes::new()))
+    Response::new(Body::full(Bytes::new()))
 }
 
 /// `GET /v1/operator/raft/configuration` (`?dc`; `?stale` accepted):

@@ -2,8 +2,13 @@
 //! `?pretty`), plain text, raw KV values, error bodies, and the read headers
 //! of consul-compat.md §0.5. Nothing here decides *what* to answer.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
@@ -11,8 +16,69 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::query::Consistency;
 
-/// Every reply's body type.
-pub type Body = Full<Bytes>;
+/// Every reply's body: whole bytes (nearly every reply), or a stream
+/// (a snapshot archive, whose size is not bounded by memory).
+pub struct Body(BodyInner);
+
+enum BodyInner {
+    Full(Full<Bytes>),
+    Stream(UnsyncBoxBody<Bytes, std::io::Error>),
+}
+
+impl Body {
+    /// A body of `bytes`.
+    pub fn full(bytes: impl Into<Bytes>) -> Body {
+        Body(BodyInner::Full(Full::new(bytes.into())))
+    }
+
+    /// A streamed body.
+    pub fn stream<B>(body: B) -> Body
+    where
+        B: hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static,
+    {
+        Body(BodyInner::Stream(body.boxed_unsync()))
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            BodyInner::Full(b) => f.debug_tuple("Body::Full").field(b).finish(),
+            BodyInner::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, std::io::Error>>> {
+        match &mut self.0 {
+            BodyInner::Full(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(|never| match never {}))),
+            BodyInner::Stream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BodyInner::Full(b) => b.is_end_stream(),
+            BodyInner::Stream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match &self.0 {
+            BodyInner::Full(b) => b.size_hint(),
+            BodyInner::Stream(b) => b.size_hint(),
+        }
+    }
+}
 
 /// `X-Consul-Index`.
 pub const X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
@@ -65,7 +131,7 @@ pub fn with_body(
     content_type: HeaderValue,
     body: impl Into<Bytes>,
 ) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
+    let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type);

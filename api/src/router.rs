@@ -173,6 +173,7 @@ const TABLES: &[&[Route]] = &[
     txn::ROUTES,
     operator::ROUTES,
     crate::ui::ROUTES,
+    crate::snapshot::ROUTES,
 ];
 
 /// The route for a decoded, canonical path.

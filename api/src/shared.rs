@@ -20,7 +20,6 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use muster_engine::watch::{Subscription, Watch};
@@ -100,7 +99,7 @@ impl Rendered {
             Some(z) => (z.clone(), true),
             None => (self.body.clone(), false),
         };
-        let mut resp = Response::new(Full::new(body));
+        let mut resp = Response::new(Body::full(body));
         *resp.status_mut() = self.status;
         *resp.headers_mut() = self.headers.clone();
         if encoded {

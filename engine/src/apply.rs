@@ -157,14 +157,15 @@ pub(crate) fn apply_entry_until(
     entry: &openraft::Entry<TypeConfig>,
     stop: usize,
 ) -> Result<(Response, Effects)> {
-    let index = entry.log_id.index;
+    // Indexes are the log index plus the base a restore may have raised.
+    let index = views.index_of(entry.log_id.index);
     let applied: Option<LogId<u64>> = Some(entry.log_id);
     let applied = encode(&applied, "last_applied")?;
     let mut st = Stage::new(views);
     let mut membership = None;
     let response = match &entry.payload {
         EntryPayload::Normal(Command::Batch { commands }) => {
-            let done = views.partial(index)?;
+            let done = views.partial(entry.log_id.index)?;
             let mut responses = Vec::with_capacity(commands.len());
             for (i, cmd) in commands.iter().enumerate() {
                 if i == stop {
@@ -248,5 +249,13 @@ pub(crate) fn apply_command(st: &mut Stage, index: u64, cmd: &Command) -> Result
         } => kv::unlock(st, index, key, value, *flags, s),
         Command::Txn { ops } => txn::run(st, index, ops),
         Command::Batch { .. } => Ok(Response::Rejected("nested batch".into())),
+        Command::RestoreChunk { id, seq, records } => {
+            crate::backup::restore::stage_chunk(st, id, *seq, records)
+        }
+        // Applied by the state machine outside the stage (many batches); one
+        // reaching here was batched with others, which never happens.
+        Command::RestoreCommit { .. } => Ok(Response::Rejected(
+            "a restore commit must be its own entry".into(),
+        )),
     }
 }

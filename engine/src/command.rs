@@ -131,6 +131,32 @@ pub enum Command {
         /// The operations, in order (at most `MAX_TXN_OPS`).
         ops: Vec<TxnOp>,
     },
+    /// One piece of a snapshot being restored (`PUT /v1/snapshot`): its
+    /// encoded records (`backup::state`), staged until
+    /// [`Command::RestoreCommit`]; `seq` 0 starts a new restore and drops
+    /// anything staged before.
+    RestoreChunk {
+        /// The restore (the archive's SHA-256), so pieces of two restores
+        /// never mix.
+        id: String,
+        /// Its place among the pieces, from 0.
+        seq: u32,
+        /// Encoded records.
+        records: Vec<serde_bytes::ByteBuf>,
+    },
+    /// Replace the whole state with the staged records, at once for
+    /// readers; indexes never go backwards (the entry's index is raised
+    /// past every restored one). Applied alone, never in a `Batch`.
+    RestoreCommit {
+        /// The restore.
+        id: String,
+        /// How many pieces it has.
+        chunks: u32,
+        /// How many records.
+        records: u64,
+        /// The highest index the records carry (the archive's index).
+        max_index: u64,
+    },
 }
 
 /// The outcome of applying one command.
@@ -174,8 +200,18 @@ impl Command {
             | Command::KvUnlock { key, value, .. } => 32 + key.len() + value.len(),
             Command::Txn { ops } => ops.iter().map(TxnOp::approx_size).sum(),
             Command::Batch { commands } => commands.iter().map(Command::approx_size).sum(),
+            Command::RestoreChunk { records, .. } => records.iter().map(|r| r.len() + 4).sum(),
             _ => 512,
         }
+    }
+
+    /// Restore commands are proposed alone: a `RestoreCommit` is applied
+    /// outside the one-batch-per-entry rule, and chunks are large.
+    pub fn alone(&self) -> bool {
+        matches!(
+            self,
+            Command::RestoreChunk { .. } | Command::RestoreCommit { .. }
+        )
     }
 
     /// Decode from MessagePack; never panics on bad input.

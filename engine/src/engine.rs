@@ -158,10 +158,17 @@ pub(crate) fn raft_err(e: impl std::fmt::Display) -> Error {
 /// Make sure the views are not behind the snapshot (the log may be purged up
 /// to it) and not half-installed; reinstall from the newest snapshot if so.
 fn recover_views(views: &Views, snap_dir: &std::path::Path) -> Result<()> {
+    let interrupted = views.install_interrupted()?;
     let Some(path) = snapshot::latest(snap_dir)? else {
+        if interrupted {
+            // A restore was cut off and there is no snapshot to start from:
+            // the log is whole (nothing was ever purged), so start from
+            // nothing and replay it all.
+            tracing::info!("rebuilding the views from the whole log (an interrupted restore)");
+            views.clear()?;
+        }
         return Ok(());
     };
-    let interrupted = views.install_interrupted()?;
     let (applied, _) = views.applied_state()?;
     let meta = snapshot::read_meta(&path)?;
     let behind = meta.last_log_id.map(|l| l.index) > applied.map(|l| l.index);

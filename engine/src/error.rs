@@ -50,6 +50,9 @@ pub enum Error {
     /// Consul's (served as a 500 with this body).
     #[error("{0}")]
     Invalid(String),
+    /// A restore could not finish (its reason; nothing was replaced).
+    #[error("restore failed: {0}")]
+    Restore(String),
 }
 
 impl Error {

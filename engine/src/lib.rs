@@ -13,7 +13,8 @@
 //! - `apply.rs` / `tables/`: per-table apply helpers; `stage.rs`: the
 //!   read-your-writes stage one command is applied into.
 //! - `txn.rs`: transactions.
-//! - `snapshot.rs`: snapshot files (header, rows, CRC trailer).
+//! - `snapshot.rs`: raft snapshot files (header, rows, CRC trailer);
+//!   `backup/`: snapshot archives' state stream and restore through the log.
 //! - `view.rs`: `ReadView`, the one consistent snapshot each query reads.
 //! - `watch.rs`: per-table / per-key notifiers and the `WatchSet` a query
 //!   fills with what it read.
@@ -32,6 +33,7 @@
 //! [`Engine`]. The agent (local services, check runners, anti-entropy) is
 //! `muster-agent`, a client of this crate.
 
+pub mod backup;
 pub mod blocking;
 pub mod command;
 pub mod duration;

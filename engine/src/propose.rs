@@ -38,14 +38,28 @@ pub(crate) async fn proposer(
     hold: std::time::Duration,
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
+    // A proposal taken while batching that must go alone: the next entry.
+    let mut carried: Option<Proposal> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
         let mut bytes = first.cmd.approx_size();
+        let alone = first.cmd.alone();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        while !alone && batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match queue.try_recv() {
+                Ok(p) if p.cmd.alone() => {
+                    carried = Some(p);
+                    break;
+                }
                 Ok(p) => {
                     bytes += p.cmd.approx_size();
                     batch.push(p);

@@ -28,9 +28,15 @@ fn kv_table_index(v: &impl Read) -> Result<u64> {
     Ok(table_index(v, Table::Kv)?.max(1))
 }
 
+/// The index of the last restore: no KV read answers below it, though the
+/// entries it restored keep their own (older) `ModifyIndex`es.
+fn restore_floor(v: &impl Read) -> Result<u64> {
+    meta_index(v, "restored_at")
+}
+
 /// Index of a prefix read: max `ModifyIndex` of its entries and of
 /// tombstones under the prefix; the table index if that is 0 or the prefix
-/// is empty (≥ 1).
+/// is empty (≥ 1); never below the last restore.
 fn prefix_index(v: &impl Read, prefix: &str, max_modify: u64) -> Result<u64> {
     if prefix.is_empty() {
         return kv_table_index(v);
@@ -39,7 +45,7 @@ fn prefix_index(v: &impl Read, prefix: &str, max_modify: u64) -> Result<u64> {
     if idx == 0 {
         kv_table_index(v)
     } else {
-        Ok(idx)
+        Ok(idx.max(restore_floor(v)?))
     }
 }
 
@@ -75,14 +81,15 @@ impl Engine {
         ReadView::new(self.views())
     }
 
-    /// One KV key. Index: the key's `ModifyIndex` when found, else the KV
-    /// table index (≥ 1). Watches the key (its write or delete).
+    /// One KV key. Index: the key's `ModifyIndex` (not below the last
+    /// restore) when found, else the KV table index (≥ 1). Watches the key
+    /// (its write or delete).
     pub fn kv_get(&self, key: &str, ws: &mut WatchSet) -> Result<Indexed<Option<KvEntry>>> {
         let v = self.read_view();
         ws.add(WatchKey::KvKey(key.to_string()));
         match kv::get(&v, key)? {
             Some(e) => Ok(Indexed {
-                index: e.modify_index.max(1),
+                index: e.modify_index.max(restore_floor(&v)?).max(1),
                 value: Some(e),
             }),
             None => Ok(Indexed {

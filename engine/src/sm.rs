@@ -156,6 +156,39 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         for entry in entries {
+            if let openraft::EntryPayload::Normal(Command::RestoreCommit {
+                id,
+                chunks,
+                records,
+                max_index,
+            }) = &entry.payload
+            {
+                // Many batches of file I/O: off the async runtime.
+                let shared = self.shared.clone();
+                let (log_id, id, chunks, records, max_index) =
+                    (entry.log_id, id.clone(), *chunks, *records, *max_index);
+                let (response, replaced) = tokio::task::spawn_blocking(move || {
+                    crate::backup::restore::commit(
+                        &shared.views,
+                        log_id,
+                        &id,
+                        chunks,
+                        records,
+                        max_index,
+                    )
+                })
+                .await
+                .map_err(|e| StorageIOError::write_state_machine(&e))?
+                .map_err(|e| write_err(&e))?;
+                self.shared
+                    .applied
+                    .store(entry.log_id.index, Ordering::Release);
+                if replaced {
+                    self.shared.watch.fire_all();
+                }
+                out.push(response);
+                continue;
+            }
             let span = tracing::trace_span!("apply", index = entry.log_id.index);
             let _enter = span.enter();
             let (response, effects) =

@@ -41,9 +41,24 @@ struct Header {
 }
 
 /// A writer that CRCs everything written through it.
-struct CrcWriter<W: Write> {
+pub(crate) struct CrcWriter<W: Write> {
     inner: W,
     hasher: crc32fast::Hasher,
+}
+
+impl<W: Write> CrcWriter<W> {
+    /// CRC everything written to `inner`.
+    pub(crate) fn new(inner: W) -> CrcWriter<W> {
+        CrcWriter {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// The CRC so far, and the writer (to write the CRC itself unhashed).
+    pub(crate) fn finish(self) -> (u32, W) {
+        (self.hasher.finalize(), self.inner)
+    }
 }
 
 impl<W: Write> Write for CrcWriter<W> {
@@ -58,9 +73,24 @@ impl<W: Write> Write for CrcWriter<W> {
 }
 
 /// A reader that CRCs everything read through it.
-struct CrcReader<R: Read> {
+pub(crate) struct CrcReader<R: Read> {
     inner: R,
     hasher: crc32fast::Hasher,
+}
+
+impl<R: Read> CrcReader<R> {
+    /// CRC everything read from `inner`.
+    pub(crate) fn new(inner: R) -> CrcReader<R> {
+        CrcReader {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// The CRC so far, and the reader (to read the CRC itself unhashed).
+    pub(crate) fn parts(&mut self) -> (u32, &mut R) {
+        (self.hasher.clone().finalize(), &mut self.inner)
+    }
 }
 
 impl<R: Read> Read for CrcReader<R> {
@@ -80,7 +110,13 @@ fn io_err(context: &str, path: &Path) -> impl FnOnce(io::Error) -> Error {
 /// The file is fsynced and renamed into place before this returns.
 pub(crate) fn build(views: &Views, dir: &Path, snapshot_id_suffix: u64) -> Result<(Meta, PathBuf)> {
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let snap = views.db.snapshot();
+    let snap = {
+        let _gate = views
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        views.db.snapshot()
+    };
     let (last_log_id, last_membership) = views.applied_state_at(&snap)?;
     let (term, index) = last_log_id
         .map(|l| (l.leader_id.term, l.index))
@@ -134,19 +170,19 @@ pub(crate) fn build(views: &Views, dir: &Path, snapshot_id_suffix: u64) -> Resul
     Ok((meta, final_path))
 }
 
-fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
+pub(crate) fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("row too large"))?;
     w.write_all(&len.to_le_bytes())?;
     w.write_all(payload)
 }
 
-fn read_u32<R: Read>(r: &mut R) -> io::Result<u32> {
+pub(crate) fn read_u32<R: Read>(r: &mut R) -> io::Result<u32> {
     let mut b = [0u8; 4];
     r.read_exact(&mut b)?;
     Ok(u32::from_le_bytes(b))
 }
 
-fn read_frame<R: Read>(r: &mut R, len: u32, buf: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn read_frame<R: Read>(r: &mut R, len: u32, buf: &mut Vec<u8>) -> io::Result<()> {
     if len > MAX_FRAME {
         return Err(io::Error::other(format!(
             "row frame of {len} bytes is too large"
@@ -230,6 +266,7 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot verified, installing"
     );
+    let _gate = views.replace_gate();
     let mut batch = views.db.batch();
     batch.insert(views.ks(Ks::Meta), META_INSTALLING, Vec::new());
     batch.commit()?;
@@ -260,6 +297,7 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
         loaded += 1;
         if batch.len() >= INSTALL_BATCH {
             std::mem::replace(&mut batch, views.db.batch()).commit()?;
+            views.pace_bulk_write();
             if last_report.elapsed() >= PROGRESS_EVERY {
                 last_report = Instant::now();
                 tracing::info!(rows = loaded, of = total, "installing snapshot");
@@ -281,6 +319,7 @@ pub(crate) fn install(views: &Views, file: &mut File) -> Result<Meta> {
     batch.remove(views.ks(Ks::Meta), META_INSTALLING);
     batch.commit()?;
     views.db.persist(fjall::PersistMode::SyncAll)?;
+    views.reload_index_base()?;
     tracing::info!(
         rows = loaded,
         last = ?meta.last_log_id,

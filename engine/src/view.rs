@@ -23,6 +23,11 @@ pub(crate) struct ReadView<'v> {
 impl<'v> ReadView<'v> {
     /// A view of everything committed so far.
     pub fn new(views: &'v Views) -> ReadView<'v> {
+        // Never a view of half a wholesale replacement (see `Views::gate`).
+        let _gate = views
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         ReadView {
             views,
             snap: views.db.snapshot(),

@@ -22,6 +22,14 @@ pub(crate) const META_PARTIAL: &[u8] = b"partial";
 /// Meta key set while a snapshot is being installed: if present at open, the
 /// views are half-written and must be rebuilt from the snapshot file.
 pub(crate) const META_INSTALLING: &[u8] = b"installing";
+/// Meta key of the restore being staged: msgpack `(id, next seq, records)`.
+pub(crate) const META_RESTORE: &[u8] = b"restore";
+/// Meta key of the index base: an entry's index is its log index plus this
+/// (a restore raises it past every restored index; u64 BE).
+pub(crate) const META_INDEX_BASE: &[u8] = b"index_base";
+/// Meta key of the index of the last restore (u64 BE): no read answers
+/// with an index below it, so indexes never go backwards across one.
+pub(crate) const META_RESTORED_AT: &[u8] = b"restored_at";
 
 /// Bound on fjall's journals: memtables whose data sits in older journals
 /// are flushed to disk tables once the journals pass this. Opening replays
@@ -31,6 +39,11 @@ const MAX_JOURNALING_SIZE: u64 = 64 << 20;
 /// Bound on one keyspace's memtable (fjall's default is 64 MiB): with nine
 /// keyspaces this bounds the memory held in memtables.
 const MAX_MEMTABLE_SIZE: u64 = 16 << 20;
+/// How much unflushed memtable data a bulk writer (a restore, a snapshot
+/// install) lets pile up before it waits for fjall's flushes: writing a
+/// million rows faster than they flush would otherwise hold them all in
+/// memory.
+const BULK_WRITE_BUFFER: u64 = 96 << 20;
 /// fjall's block cache (its default).
 const BLOCK_CACHE_SIZE: u64 = 32 << 20;
 
@@ -69,13 +82,16 @@ pub(crate) enum Ks {
     /// node), `c\0node\0check\0id` (sessions linked to a check),
     /// `l\0id\0key` (locks a session holds).
     SessionIndex,
+    /// The records of a restore being staged: `seq u32 BE, n u32 BE` →
+    /// encoded record.
+    Staging,
 }
 
 /// The one declaration of every keyspace: which it is, its name on disk,
 /// and its id in snapshot files (append-only, like commands: an id is
 /// never reused, and a snapshot's rows come in this order). Opening,
 /// [`Views::ks`], snapshotting and installing all go through this list.
-pub(crate) const KEYSPACES: [(Ks, &str, u8); 9] = [
+pub(crate) const KEYSPACES: [(Ks, &str, u8); 10] = [
     (Ks::Kv, "kv", 1),
     (Ks::Tombstones, "tombstones", 2),
     (Ks::Meta, "meta", 3),
@@ -85,6 +101,7 @@ pub(crate) const KEYSPACES: [(Ks, &str, u8); 9] = [
     (Ks::Checks, "checks", 7),
     (Ks::Sessions, "sessions", 8),
     (Ks::SessionIndex, "session_index", 9),
+    (Ks::Staging, "restore_staging", 10),
 ];
 
 /// The keyspace with snapshot id `id`, if any.
@@ -109,6 +126,12 @@ pub(crate) struct Views {
     pub db: Database,
     /// One handle per [`KEYSPACES`] entry, in its order.
     keyspaces: Vec<Keyspace>,
+    /// Held (write) while the views are replaced wholesale (a snapshot
+    /// install, a restore), taken (read) to open a read view: no reader
+    /// ever sees half a replacement.
+    pub(crate) gate: std::sync::RwLock<()>,
+    /// The index base ([`META_INDEX_BASE`]), as applied so far.
+    index_base: std::sync::atomic::AtomicU64,
 }
 
 impl Views {
@@ -126,7 +149,49 @@ impl Views {
                 })
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Views { db, keyspaces })
+        let views = Views {
+            db,
+            keyspaces,
+            gate: std::sync::RwLock::new(()),
+            index_base: std::sync::atomic::AtomicU64::new(0),
+        };
+        views.reload_index_base()?;
+        Ok(views)
+    }
+
+    /// An entry's index: its log index plus the index base.
+    pub fn index_of(&self, log_index: u64) -> u64 {
+        log_index + self.index_base.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Read the index base again (after a snapshot install or a restore).
+    pub fn reload_index_base(&self) -> Result<()> {
+        let base = self
+            .ks(Ks::Meta)
+            .get(META_INDEX_BASE)?
+            .map_or(0, |v| be_u64(&v));
+        self.index_base
+            .store(base, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// For bulk writers, between batches: wait (up to 30 s) while more than
+    /// [`BULK_WRITE_BUFFER`] bytes of memtables wait to be flushed, so a
+    /// bulk write is paced by the disk, not by memory.
+    pub fn pace_bulk_write(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.db.write_buffer_size() > BULK_WRITE_BUFFER
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Shut out readers while the views are replaced wholesale.
+    pub fn replace_gate(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The keyspace handle of `ks`.
@@ -174,6 +239,23 @@ impl Views {
             }
             None => Ok(0),
         }
+    }
+
+    /// Empty every keyspace (to rebuild the views from the whole log).
+    pub fn clear(&self) -> Result<()> {
+        for (ks, _, _) in KEYSPACES {
+            let ks = self.ks(ks);
+            let mut batch = self.db.batch();
+            for item in ks.iter() {
+                batch.remove(ks, item.key()?);
+                if batch.len() >= 8192 {
+                    std::mem::replace(&mut batch, self.db.batch()).commit()?;
+                }
+            }
+            batch.commit()?;
+        }
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        self.reload_index_base()
     }
 
     /// True if a snapshot install was interrupted.

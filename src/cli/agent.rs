@@ -132,6 +132,11 @@ pub struct AgentArgs {
     /// a clean exit).
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+    /// Seed this new server from a snapshot file before it serves (with
+    /// -bootstrap or -dev, on a data directory with no state yet; ignored,
+    /// with a message, once there is state).
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
     /// Gossip encryption key (base64 of 16, 24 or 32 bytes; `muster keygen`).
     #[arg(long, value_name = "KEY")]
     pub encrypt: Option<String>,
@@ -182,6 +187,8 @@ pub(crate) struct Config {
     pub(crate) pid_file: Option<PathBuf>,
     /// The web UI: on or off, where its files come from, its path.
     pub(crate) ui: muster_api::ui::UiConfig,
+    /// `-restore`: a snapshot to seed a new server from.
+    pub(crate) restore: Option<PathBuf>,
     /// `bootstrap_expect` above 1: form the cluster once that many servers
     /// have met.
     pub(crate) bootstrap_expect: Option<u32>,
@@ -300,6 +307,12 @@ impl Config {
             );
         }
         let ui = ui_config(&args, st)?;
+        if args.restore.is_some() && !(args.dev || bootstrap) {
+            bail!(
+                "Error: -restore seeds a server that elects itself (-bootstrap or -dev); for a \
+                 cluster, restore with 'muster snapshot restore' once it has formed"
+            );
+        }
         let datacenter = parse_datacenter(args.datacenter.as_deref().unwrap_or("dc1"))?;
         let node_name = match args.node {
             Some(name) if name.trim().is_empty() => {
@@ -355,6 +368,7 @@ impl Config {
             bind,
             pid_file: args.pid_file.clone().or_else(|| st.pid_file.clone()),
             ui,
+            restore: args.restore.clone(),
             bootstrap_expect,
             join,
             join_wan,

@@ -143,6 +143,32 @@ impl Client {
         }
     }
 
+    /// Send one request whose body streams and return the response with
+    /// its body unread (snapshots: no size is held in memory, and no
+    /// overall timeout applies; connecting still fails fast).
+    pub async fn request_stream(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+        let uri: Uri = format!("http://{}{}", self.addr, path_and_query)
+            .parse()
+            .with_context(|| format!("Error: invalid request path {path_and_query:?}"))?;
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)
+            .context("Error: cannot build the request")?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = LegacyClient::builder(TokioExecutor::new()).build(connector);
+        client
+            .request(req)
+            .await
+            .map_err(|err| self.transport_error(&err))
+    }
+
     /// Turn a transport error into one line, with a hint for the commonest
     /// cause (no agent running).
     fn transport_error(&self, err: &hyper_util::client::legacy::Error) -> anyhow::Error {

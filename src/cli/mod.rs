@@ -19,6 +19,7 @@ pub mod members;
 pub mod operator;
 pub mod reload;
 pub mod services;
+pub mod snapshot;
 mod table;
 pub mod validate;
 pub mod version;
@@ -86,6 +87,8 @@ pub enum Command {
     Keyring(keyring::KeyringArgs),
     /// Print the agent's stats (agent, build, consul, raft, serf_lan, ...).
     Info(info::InfoArgs),
+    /// Save, restore and inspect snapshots of the whole state.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 /// Run the parsed command. `Err` is reported by `main` as one line on
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(args) => operator::run(args),
         Command::Keyring(args) => keyring::run(args),
         Command::Info(args) => info::run(args),
+        Command::Snapshot(args) => snapshot::run(args),
     }
 }
 

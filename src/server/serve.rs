@@ -107,6 +107,17 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
         },
     ));
     let backing = Role::Server(engine.clone());
+    if let Some(file) = &cfg.restore {
+        let restored = tokio::select! {
+            r = restore_at_start(&engine, file) => Some(r),
+            _ = signalled(&mut sigint, &mut sigterm) => None,
+        };
+        if let Some(Err(e)) = restored {
+            let _ = rpc_stop_tx.send(());
+            let _ = tokio::time::timeout(ENGINE_SHUTDOWN, engine.shutdown()).await;
+            return Err(e);
+        }
+    }
     // `None`: a signal came first.
     let started = tokio::select! {
         started = Member::start(cfg, &node_id, data_dir, &backing) => Some(started),
@@ -621,6 +632,44 @@ fn server_ended(
         Ok(Err(err)) => anyhow::anyhow!("Error: the HTTP server failed: {err}"),
         Err(err) => anyhow::anyhow!("Error: the HTTP server task failed: {err}"),
     }
+}
+
+/// `-restore FILE`: check the archive whole, then restore it through the
+/// log, on a server with no state yet (a restart of a seeded server keeps
+/// its state and says so).
+async fn restore_at_start(engine: &Engine, file: &Path) -> anyhow::Result<()> {
+    if engine.has_state()? {
+        tracing::info!(
+            file = %file.display(),
+            "the data directory already has state: -restore ignored"
+        );
+        return Ok(());
+    }
+    let path = file.to_path_buf();
+    let (meta, hash, state) = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path)
+            .with_context(|| format!("Error: cannot open -restore {}", path.display()))?;
+        muster_api::snapshot::archive::unpack_checked(std::io::BufReader::new(f))
+            .map_err(|e| anyhow::anyhow!("Error: -restore {}: {e}", path.display()))
+    })
+    .await
+    .context("Error: restore task failed")??;
+    tracing::info!(file = %file.display(), index = meta.index, "seeding the server from a snapshot");
+    let reader = muster_engine::backup::state::StateReader::new(
+        std::io::BufReader::with_capacity(1 << 20, state),
+    )?;
+    let records = engine
+        .restore_state(reader, hash, |p| {
+            tracing::debug!(records = p.records, "restoring");
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("Error: -restore {}: {e}", file.display()))?;
+    tracing::info!(
+        records,
+        index = meta.index,
+        "seeded the server from the snapshot"
+    );
+    Ok(())
 }
 
 /// Tell systemd (`Type=notify`, `NOTIFY_SOCKET`) how the agent is doing;

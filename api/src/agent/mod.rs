@@ -13,7 +13,6 @@ use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use muster_agent::{AgentError, LocalServiceHealth};
@@ -74,7 +73,7 @@ pub fn agent_error(e: AgentError) -> Error {
 
 /// A write's reply: 200, empty body.
 fn ok_empty() -> Response<Body> {
-    Response::new(Full::new(Bytes::new()))
+    Response::new(Body::full(Bytes::new()))
 }
 
 /// `?wan=<non-empty>` (members, join), as Consul reads it.

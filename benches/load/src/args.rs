@@ -24,6 +24,10 @@ pub enum Workload {
     /// W blocking watchers of one service with I instances, woken by one
     /// check flip (muster only; not in the default set).
     HealthFanout,
+    /// The scale state saved with `muster snapshot save` and restored into
+    /// a fresh server: times and peak memory (muster only; not in the
+    /// default set).
+    Snapshot,
 }
 
 impl Workload {
@@ -36,6 +40,7 @@ impl Workload {
             Workload::Watch => "watch",
             Workload::Scale => "scale",
             Workload::HealthFanout => "health-fanout",
+            Workload::Snapshot => "snapshot",
         }
     }
 }

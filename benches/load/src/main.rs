@@ -18,6 +18,7 @@
 //! It depends on none of muster's crates: it drives the built binary.
 
 mod args;
+mod backup;
 mod dns;
 mod fanout;
 mod hist;
@@ -179,6 +180,23 @@ async fn run(args: &Args, muster_bin: &Path) -> Result<Report> {
         )
         .await?;
         report.scale = Some(s);
+    }
+
+    if args.wants(Workload::Snapshot) {
+        eprintln!(
+            "snapshot: {} instances, {} keys",
+            args.instances, args.scale_keys
+        );
+        let b = backup::run_backup(
+            muster_bin,
+            scale::ScaleArgs {
+                instances: args.instances,
+                keys: args.scale_keys,
+                value_size: args.value_size,
+            },
+        )
+        .await?;
+        report.backup = Some(b);
     }
 
     if args.wants(Workload::HealthFanout) {

@@ -41,6 +41,8 @@ pub struct Report {
     pub scale: Option<ScaleReport>,
     /// The health fan-out workload, when run.
     pub fanout: Option<crate::fanout::FanoutReport>,
+    /// The snapshot workload, when run.
+    pub backup: Option<crate::backup::BackupReport>,
     /// Things the reader should know (skipped comparisons, server log
     /// warnings, failures).
     pub notes: Vec<String>,
@@ -306,6 +308,10 @@ impl Report {
             out.push_str("\nhealth fan-out (muster):\n");
             out.push_str(&crate::fanout::text(f));
         }
+        if let Some(b) = &self.backup {
+            out.push_str("\nsnapshot save and restore (muster):\n");
+            out.push_str(&backup_text(b));
+        }
         if !self.notes.is_empty() {
             out.push('\n');
             for n in &self.notes {
@@ -399,8 +405,61 @@ impl Report {
             })
         });
         let fanout = self.fanout.as_ref().map(crate::fanout::json);
-        json!({ "setup": setup, "runs": runs, "watch": watch, "scale": scale, "fanout": fanout, "notes": self.notes })
+        let backup = self.backup.as_ref().map(|b| {
+            json!({
+                "load_s": b.load.as_secs_f64(),
+                "save_s": b.save.as_secs_f64(),
+                "restore_s": b.restore.as_secs_f64(),
+                "archive_bytes": b.archive_bytes,
+                "rss_before_save_kib": b.rss_before_save_kib,
+                "peak_rss_save_kib": b.peak_rss_save_kib,
+                "rss_before_restore_kib": b.rss_before_restore_kib,
+                "peak_rss_restore_kib": b.peak_rss_restore_kib,
+                "keys_after": b.keys_after,
+            })
+        });
+        json!({ "setup": setup, "runs": runs, "watch": watch, "scale": scale, "fanout": fanout, "backup": backup, "notes": self.notes })
     }
+}
+
+/// The snapshot workload as `name  value` lines.
+fn backup_text(b: &crate::backup::BackupReport) -> String {
+    let secs = |d: std::time::Duration| format!("{:.2} s", d.as_secs_f64());
+    let mib = |k: Option<u64>| k.map_or("?".to_string(), |k| format!("{} MiB", k / 1024));
+    let state = b.args.map_or(String::new(), |a| {
+        format!(
+            "{} service instances, {} KV keys of {} bytes",
+            a.instances, a.keys, a.value_size
+        )
+    });
+    let rows = vec![
+        vec!["state".into(), state],
+        vec!["load (txn, 16 clients)".into(), secs(b.load)],
+        vec![
+            "archive size".into(),
+            format!("{} MiB", b.archive_bytes >> 20),
+        ],
+        vec!["snapshot save".into(), secs(b.save)],
+        vec![
+            "saving server RSS before".into(),
+            mib(b.rss_before_save_kib),
+        ],
+        vec![
+            "saving server peak RSS during save".into(),
+            mib(b.peak_rss_save_kib),
+        ],
+        vec!["snapshot restore (fresh server)".into(), secs(b.restore)],
+        vec![
+            "restoring server RSS before".into(),
+            mib(b.rss_before_restore_kib),
+        ],
+        vec![
+            "restoring server peak RSS during restore".into(),
+            mib(b.peak_rss_restore_kib),
+        ],
+        vec!["keys read back".into(), b.keys_after.to_string()],
+    ];
+    align(&rows, 2)
 }
 
 /// The scale workload as `name  value` lines, then each restart with the

@@ -312,8 +312,14 @@ async fn wait_queryable(
     }
 }
 
+/// Load the scale state into a server: the instances, then the keys.
+pub async fn load(http: SocketAddr, args: ScaleArgs) -> Result<()> {
+    load_instances(http, args.instances).await?;
+    load_keys(http, args.keys, args.value_size).await
+}
+
 /// The number of keys under `scale/` (`?keys`).
-async fn count_keys(http: SocketAddr) -> Result<usize> {
+pub async fn count_keys(http: SocketAddr) -> Result<usize> {
     let mut conn = Conn::connect(http).await?;
     let r = conn
         .request(Method::GET, "/v1/kv/scale/?keys", Bytes::new())

@@ -32,7 +32,7 @@ pub(crate) fn prefix_key(a: &str) -> Vec<u8> {
     k
 }
 
-fn name_key(service: &str, lower: &str, id: &str) -> Vec<u8> {
+pub(crate) fn name_key(service: &str, lower: &str, id: &str) -> Vec<u8> {
     let mut k = pair_key(service, lower);
     k.push(SEP);
     k.extend_from_slice(id.as_bytes());

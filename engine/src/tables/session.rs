@@ -42,6 +42,17 @@ fn check_key(lower: &str, check: &str, id: &str) -> Vec<u8> {
     join(&[b"c", lower.as_bytes(), check.as_bytes(), id.as_bytes()])
 }
 
+/// The lookups a stored session has (its node's, one per linked check),
+/// for rebuilding them from the session alone (a restore).
+pub(crate) fn lookups(s: &Session) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let lower = s.node.to_lowercase();
+    let mut out = vec![(node_key(&lower, &s.id), Vec::new())];
+    for check_id in s.linked_checks() {
+        out.push((check_key(&lower, &check_id, &s.id), Vec::new()));
+    }
+    out
+}
+
 /// The last `\0`-separated part of a lookup key (the session ID or KV key).
 fn tail(key: &[u8], prefix_len: usize) -> String {
     String::from_utf8_lossy(key.get(prefix_len..).unwrap_or_default()).into_owned()
