@@ -321,3 +321,26 @@ fn agent_restore_seeds_a_new_server_once() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("muster snapshot restore"));
 }
+
+#[test]
+fn a_client_agent_sends_snapshot_requests_to_a_server() {
+    let server = Agent::start(&["-server", "-bootstrap", "-node", "server"], true);
+    let lan = format!("127.0.0.1:{}", server.flag("-serf-lan-port").expect("port"));
+    let client = Agent::start(&["-node", "client", "-retry-join", &lan], true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("x.snap");
+    let out = run(&[
+        "snapshot",
+        "save",
+        "-http-addr",
+        &client.addr.to_string(),
+        file.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("send this to a server's HTTP address"),
+        "{err}"
+    );
+    assert!(!file.exists());
+}

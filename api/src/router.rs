@@ -248,6 +248,13 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
     };
     match (route.handler, &st.serving) {
         (Handler::Agent(handler), _) => handler(&ctx, call).await,
+        // Archives are streamed; forwarding holds a whole request and reply.
+        (Handler::Cluster(_), Serving::Client(_)) if ctx.path == "/v1/snapshot" => {
+            Err(Error::bad_request(
+                "snapshots stream to and from a server: send this to a server's HTTP address \
+                 (muster snapshot ... -http-addr <server>:8500)",
+            ))
+        }
         (Handler::Cluster(_), Serving::Client(upstream)) => {
             crate::client::forward(&ctx, upstream.as_ref(), call.req).await
         }
