@@ -144,7 +144,10 @@ impl Agent {
         if durable {
             flag("-data-dir", dir.path().join("data").display().to_string());
         }
-        flag("-http-port", "0".into());
+        // Port 0 unless the test fixed one (to keep it across restarts).
+        if !args.contains(&"-http-port") {
+            flag("-http-port", "0".into());
+        }
         // Loopback unless the test chose: without -bind an agent binds
         // 0.0.0.0 and advertises the host's private address, as Consul's.
         let chose_bind = args.contains(&"-bind")

@@ -33,6 +33,11 @@
 //! - `snapshot.rs`: snapshot save, restore (into a fresh cluster, into a
 //!   running server with blocking readers), damaged archives, inspect,
 //!   `agent -restore`.
+//! - `feed.rs`: the change feed (`/v1/event-stream`, `muster log tail`):
+//!   1,000 mixed writes in order, reconnecting, 410 after a restart.
+//! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
+//!   server: refusal while it runs, a flipped byte, a changed view row,
+//!   answers as of an index.
 //! - `day_one.rs`: a Consul user's first day: wire details (header case,
 //!   compact JSON, `/v1/agent/self`), listener addresses, flag errors, and
 //!   config mistakes refused with the fix.
@@ -65,10 +70,12 @@ mod day_one_logs;
 mod day_one_start;
 mod dns;
 mod durability;
+mod feed;
 mod harness;
 mod health;
 mod kv;
 mod lock;
+mod log_tools;
 mod netns;
 mod partition;
 mod process;

@@ -54,6 +54,7 @@ pub mod cluster;
 mod decode;
 pub mod definition;
 mod error;
+pub mod feed;
 pub mod filter;
 mod health;
 mod kv;

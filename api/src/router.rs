@@ -174,6 +174,7 @@ const TABLES: &[&[Route]] = &[
     operator::ROUTES,
     crate::ui::ROUTES,
     crate::snapshot::ROUTES,
+    crate::feed::ROUTES,
 ];
 
 /// The route for a decoded, canonical path.
@@ -248,11 +249,18 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
     };
     match (route.handler, &st.serving) {
         (Handler::Agent(handler), _) => handler(&ctx, call).await,
-        // Archives are streamed; forwarding holds a whole request and reply.
+        // Archives and the change feed are streamed; forwarding holds a
+        // whole request and reply.
         (Handler::Cluster(_), Serving::Client(_)) if ctx.path == "/v1/snapshot" => {
             Err(Error::bad_request(
                 "snapshots stream to and from a server: send this to a server's HTTP address \
                  (muster snapshot ... -http-addr <server>:8500)",
+            ))
+        }
+        (Handler::Cluster(_), Serving::Client(_)) if ctx.path == "/v1/event-stream" => {
+            Err(Error::bad_request(
+                "the event stream comes from a server: send this to a server's HTTP address \
+                 (muster log tail -http-addr <server>:8500)",
             ))
         }
         (Handler::Cluster(_), Serving::Client(upstream)) => {

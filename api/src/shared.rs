@@ -183,6 +183,12 @@ impl SharedReads {
         self.stopping.send_replace(true);
     }
 
+    /// A receiver that turns `true` when the server stops (for streams
+    /// that outlive their request's borrow).
+    pub fn stop_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
     /// Resolves once [`SharedReads::stop`] was called (at once if it was).
     pub async fn stopped(&self) {
         let mut rx = self.stopping.subscribe();

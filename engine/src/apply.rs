@@ -88,6 +88,10 @@ pub(crate) struct Effects {
     pub keys: Vec<WatchKey>,
     /// `(key, lock-delay ns)` to record on this server's clock.
     pub lock_delays: Vec<(String, u64)>,
+    /// The entry's index (log index plus the index base).
+    pub index: u64,
+    /// Its rows, for the change feed.
+    pub changes: Vec<crate::feed::Change>,
 }
 
 /// Stage the index bumps of what `touched` changed at `index`.
@@ -186,7 +190,7 @@ pub(crate) fn apply_entry_until(
         }
         EntryPayload::Blank => Response::None,
     };
-    let (mut batch, touched) = st.into_parts();
+    let (mut batch, touched, changes) = st.into_parts();
     stage_indexes(views, &mut batch, &touched, index);
     if let Some(stored) = membership {
         batch.insert(
@@ -201,6 +205,8 @@ pub(crate) fn apply_entry_until(
     let effects = Effects {
         keys: touched.keys.into_iter().collect(),
         lock_delays: touched.lock_delays,
+        index,
+        changes,
     };
     Ok((response, effects))
 }

@@ -214,6 +214,7 @@ impl Engine {
             .map_err(|e| Error::Raft(format!("opening the views: {e}")))??
         };
         let (applied, _) = views.applied_state()?;
+        let views_index_at_open = views.index_of(applied.map(|l| l.index).unwrap_or(0));
         tracing::info!(
             applied = applied.map(|l| l.index).unwrap_or(0),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -231,6 +232,7 @@ impl Engine {
             seq: AtomicU64::new(seq << 16),
             commands_since_snapshot: AtomicU64::new(0),
             lock_delays: Default::default(),
+            feed: crate::feed::Feed::new(views_index_at_open, crate::feed::FEED_BUDGET),
         });
         let log_store = LogStore::<TypeConfig>::open(&raft_dir)?;
         tracing::info!(
@@ -492,6 +494,11 @@ impl Engine {
     /// The watch hub, for blocking reads.
     pub fn watch(&self) -> &Arc<Watch> {
         &self.inner.shared.watch
+    }
+
+    /// The change feed (`/v1/event-stream`).
+    pub fn feed(&self) -> &crate::feed::Feed {
+        &self.inner.shared.feed
     }
 
     pub(crate) fn views(&self) -> &Views {

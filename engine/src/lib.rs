@@ -39,6 +39,7 @@ pub mod command;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod feed;
 mod lease;
 mod node_view;
 pub mod offline;

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     /// Consul, the window is measured where the invalidation is applied and
     /// checked by the leader before it proposes an acquire.
     pub lock_delays: Mutex<HashMap<String, Instant>>,
+    /// What recent entries changed (`/v1/event-stream`).
+    pub feed: crate::feed::Feed,
 }
 
 impl Shared {
@@ -185,6 +187,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     .store(entry.log_id.index, Ordering::Release);
                 if replaced {
                     self.shared.watch.fire_all();
+                    let index = self.shared.views.index_of(entry.log_id.index);
+                    self.shared.feed.push(index, Vec::new(), true);
                 }
                 out.push(response);
                 continue;
@@ -206,6 +210,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .store(entry.log_id.index, Ordering::Release);
             self.shared.start_lock_delays(&effects.lock_delays);
             self.shared.watch.fire(&effects.keys);
+            self.shared.feed.push(effects.index, effects.changes, false);
             out.push(response);
         }
         Ok(out)
@@ -263,11 +268,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let installed = installed.map_err(|e| write_err(&e))?;
-        self.shared.applied.store(
-            installed.last_log_id.map(|l| l.index).unwrap_or(0),
-            Ordering::Release,
-        );
+        let installed_at = installed.last_log_id.map(|l| l.index).unwrap_or(0);
+        self.shared.applied.store(installed_at, Ordering::Release);
         self.shared.watch.fire_all();
+        let index = self.shared.views.index_of(installed_at);
+        self.shared.feed.push(index, Vec::new(), true);
         Ok(())
     }
 

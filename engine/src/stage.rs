@@ -17,6 +17,7 @@ use fjall::{OwnedWriteBatch, Slice};
 
 use crate::apply::Touched;
 use crate::error::Result;
+use crate::feed::{Change, Topic};
 use crate::view::ReadView;
 pub(crate) use crate::views::Ks;
 use crate::views::Views;
@@ -141,18 +142,26 @@ impl<'v> Stage<'v> {
         Ok(self.get(ks, key)?.is_some())
     }
 
-    /// The entry's rows as one fjall batch, and what its kept commands
-    /// touched, for the caller to commit.
-    pub fn into_parts(self) -> (OwnedWriteBatch, Touched) {
+    /// The entry's rows as one fjall batch, what its kept commands
+    /// touched, and its rows for the change feed, for the caller to commit.
+    pub fn into_parts(self) -> (OwnedWriteBatch, Touched, Vec<Change>) {
         let mut batch = self.views.db.batch();
+        let mut changes = Vec::new();
         for ((ks, key), row) in self.overlay {
+            if let Some(topic) = Topic::of(ks) {
+                changes.push(Change {
+                    topic,
+                    key: key.clone(),
+                    value: row.clone(),
+                });
+            }
             let handle = self.views.ks(ks);
             match row {
                 Some(value) => batch.insert(handle, key, value),
                 None => batch.remove(handle, key),
             }
         }
-        (batch, self.touched)
+        (batch, self.touched, changes)
     }
 }
 
@@ -246,7 +255,7 @@ mod tests {
             &*views.ks(Ks::Kv).get("a/2").expect("test").expect("test"),
             b"two"
         );
-        let (batch, _) = st.into_parts();
+        let (batch, _, _) = st.into_parts();
         batch.commit().expect("test");
         assert_eq!(
             &*views.ks(Ks::Kv).get("a/2").expect("test").expect("test"),

@@ -6,6 +6,7 @@
 //! - [`segment`]: segment files and their in-memory entry index.
 //! - `recovery`: validation on open; torn tails are cut, corruption is an error.
 //! - `meta`: vote, committed and last purged ids, replaced atomically.
+//! - [`scan`]: a read-only walk of every record, for the offline tools.
 //! - [`store`]: [`LogStore`], the segments, metadata and group-commit
 //!   flusher; `storage.rs`: openraft's `RaftLogReader` and `RaftLogStorage`
 //!   over it.
@@ -18,6 +19,7 @@ pub mod error;
 mod meta;
 pub mod record;
 mod recovery;
+pub mod scan;
 pub mod segment;
 mod storage;
 pub mod store;

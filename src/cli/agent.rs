@@ -591,6 +591,20 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 /// the agent runs, so a second agent on the same directory stops at once
 /// with a message instead of a storage error.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<fs::File> {
+    match try_lock_data_dir(dir)? {
+        Ok(file) => Ok(file),
+        Err(pid) => bail!(
+            "Error: another agent is using the data directory {}{pid}: stop it first, or \
+             give this agent its own -data-dir",
+            dir.display()
+        ),
+    }
+}
+
+/// Take the data directory's lock (see [`lock_data_dir`]), or say who
+/// holds it: `Err(" (pid N)")` (empty when unknown). The log tools hold
+/// it too while they read a stopped server's directory.
+pub(crate) fn try_lock_data_dir(dir: &Path) -> anyhow::Result<Result<fs::File, String>> {
     use std::io::{Read, Seek, Write};
     let path = dir.join("agent.lock");
     let mut file = fs::OpenOptions::new()
@@ -606,16 +620,11 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<fs::File> {
             let mut owner = String::new();
             let _ = file.read_to_string(&mut owner);
             let owner = owner.trim();
-            let pid = if owner.is_empty() {
+            return Ok(Err(if owner.is_empty() {
                 String::new()
             } else {
                 format!(" (pid {owner})")
-            };
-            bail!(
-                "Error: another agent is using the data directory {}{pid}: stop it first, or \
-                 give this agent its own -data-dir",
-                dir.display()
-            );
+            }));
         }
         Err(fs::TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("Error: cannot lock {}", path.display()))
@@ -625,7 +634,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<fs::File> {
         .and_then(|()| file.rewind())
         .and_then(|()| writeln!(file, "{}", std::process::id()))
         .with_context(|| format!("Error: cannot write {}", path.display()))?;
-    Ok(file)
+    Ok(Ok(file))
 }
 
 /// `-pid-file`: the agent's PID, written at start and removed when this is

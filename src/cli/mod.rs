@@ -14,6 +14,7 @@ pub mod keygen;
 pub mod keyring;
 pub mod kv;
 pub mod lock;
+pub mod log;
 pub mod maint;
 pub mod members;
 pub mod operator;
@@ -89,6 +90,9 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Save, restore and inspect snapshots of the whole state.
     Snapshot(snapshot::SnapshotArgs),
+    /// Look into a stopped server's log (inspect, dump, verify, replay) or
+    /// follow a running one's changes (tail).
+    Log(log::LogArgs),
 }
 
 /// Run the parsed command. `Err` is reported by `main` as one line on
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keyring(args) => keyring::run(args),
         Command::Info(args) => info::run(args),
         Command::Snapshot(args) => snapshot::run(args),
+        Command::Log(args) => log::run(args),
     }
 }
 
