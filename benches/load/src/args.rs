@@ -28,6 +28,11 @@ pub enum Workload {
     /// a fresh server: times and peak memory (muster only; not in the
     /// default set).
     Snapshot,
+    /// N keys written once (64 clients) into a server that never purges
+    /// its log, then the offline log tools timed on it: inspect, verify,
+    /// verify -views, replay to the middle (muster only; not in the
+    /// default set).
+    Log,
 }
 
 impl Workload {
@@ -41,6 +46,7 @@ impl Workload {
             Workload::Scale => "scale",
             Workload::HealthFanout => "health-fanout",
             Workload::Snapshot => "snapshot",
+            Workload::Log => "log",
         }
     }
 }

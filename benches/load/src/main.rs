@@ -24,6 +24,7 @@ mod fanout;
 mod hist;
 mod http;
 mod load;
+mod logtools;
 mod procs;
 mod report;
 mod scale;
@@ -197,6 +198,13 @@ async fn run(args: &Args, muster_bin: &Path) -> Result<Report> {
         )
         .await?;
         report.backup = Some(b);
+    }
+
+    if args.wants(Workload::Log) {
+        eprintln!("log: {} writes", args.scale_keys);
+        let clients = args.clients.iter().copied().max().unwrap_or(64);
+        let r = logtools::run_log(muster_bin, args.scale_keys, args.value_size, clients).await?;
+        report.log = Some(r);
     }
 
     if args.wants(Workload::HealthFanout) {

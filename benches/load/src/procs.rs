@@ -122,6 +122,26 @@ impl ServerProc {
         }
     }
 
+    /// The data directory (muster only).
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+
+    /// Stop the process with SIGTERM and wait for it to exit.
+    pub fn stop(&mut self) -> Result<()> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed", self.pid());
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("{} exited with {status} on SIGTERM", self.name);
+        }
+        Ok(())
+    }
+
     /// Current resident set size in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
@@ -214,6 +234,11 @@ pub fn default_muster_path() -> PathBuf {
 /// Start `muster agent -server -bootstrap` with a fresh data directory, on
 /// loopback only, and wait for its readiness line.
 pub fn start_muster(bin: &Path) -> Result<ServerProc> {
+    start_muster_with(bin, None)
+}
+
+/// Like [`start_muster`], also loading `config` (JSON) with `-config-file`.
+pub fn start_muster_with(bin: &Path, config: Option<&str>) -> Result<ServerProc> {
     let dir = tempfile::Builder::new().prefix("muster-bench-").tempdir()?;
     let log = dir.path().join("muster.log");
     let data = dir.path().join("data");
@@ -237,6 +262,12 @@ pub fn start_muster(bin: &Path) -> Result<ServerProc> {
     }
     for a in ["-bind", "127.0.0.1", "-client", "127.0.0.1"] {
         args.push(a.into());
+    }
+    if let Some(config) = config {
+        let path = dir.path().join("config.json");
+        fs::write(&path, config)?;
+        args.push("-config-file".into());
+        args.push(path.into_os_string());
     }
     let spawn = MusterSpawn {
         bin: bin.to_owned(),

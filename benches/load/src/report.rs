@@ -43,6 +43,8 @@ pub struct Report {
     pub fanout: Option<crate::fanout::FanoutReport>,
     /// The snapshot workload, when run.
     pub backup: Option<crate::backup::BackupReport>,
+    /// The log workload, when run.
+    pub log: Option<crate::logtools::LogReport>,
     /// Things the reader should know (skipped comparisons, server log
     /// warnings, failures).
     pub notes: Vec<String>,
@@ -312,6 +314,10 @@ impl Report {
             out.push_str("\nsnapshot save and restore (muster):\n");
             out.push_str(&backup_text(b));
         }
+        if let Some(l) = &self.log {
+            out.push_str("\nlog tools (muster):\n");
+            out.push_str(&align(&crate::logtools::text(l), 2));
+        }
         if !self.notes.is_empty() {
             out.push('\n');
             for n in &self.notes {
@@ -418,7 +424,20 @@ impl Report {
                 "keys_after": b.keys_after,
             })
         });
-        json!({ "setup": setup, "runs": runs, "watch": watch, "scale": scale, "fanout": fanout, "backup": backup, "notes": self.notes })
+        let log = self.log.as_ref().map(|l| {
+            json!({
+                "writes": l.writes,
+                "clients": l.clients,
+                "load_s": l.load.as_secs_f64(),
+                "records": l.records,
+                "log_bytes": l.log_bytes,
+                "inspect_s": l.inspect.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+                "verify_s": l.verify.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+                "verify_views_s": l.verify_views.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+                "replay_half_s": l.replay_half.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+            })
+        });
+        json!({ "setup": setup, "runs": runs, "watch": watch, "scale": scale, "fanout": fanout, "backup": backup, "log": log, "notes": self.notes })
     }
 }
 
