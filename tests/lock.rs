@@ -583,7 +583,10 @@ fn cli_lock_usage_errors_help_and_direct_exec() {
         one_line_error(&run(&["lock", "only-a-prefix"])),
         "Error! Key prefix and child command must be specified"
     );
-    assert!(one_line_error(&run(&["lock", "-n=2", "p", "true"])).contains("-n > 1"));
+    assert_eq!(
+        one_line_error(&run(&["lock", "-n=0", "p", "true"])),
+        "Error! Lock holder limit must be positive"
+    );
     let unused = format!("127.0.0.1:{}", crate::harness::free_port());
     let line = one_line_error(&run(&["lock", "-http-addr", &unused, "p", "true"]));
     assert!(line.contains("connection refused"), "{line}");

@@ -29,6 +29,9 @@
 //! - `lock.rs`: locks from a client's side: blocking reads of a lock key,
 //!   leader election with a dying holder, `kv put -acquire|-release`,
 //!   `muster lock`.
+//! - `semaphore.rs`: `muster lock -n N` (Consul's semaphore): two of three
+//!   contenders hold it at any moment, a killed holder's slot passes on
+//!   when its session goes, limit and lock-kind conflicts, `-monitor-retry`.
 //! - `txn.rs`: `/v1/txn` results, rollback and lock verbs.
 //! - `snapshot.rs`: snapshot save, restore (into a fresh cluster, into a
 //!   running server with blocking readers), damaged archives, inspect,
@@ -80,6 +83,7 @@ mod netns;
 mod partition;
 mod process;
 mod readme;
+mod semaphore;
 mod session;
 mod snapshot;
 mod txn;

@@ -1,23 +1,29 @@
 //! `muster lock [options] PREFIX CHILD...`: run a command while holding a
-//! distributed mutex, like `consul lock`.
+//! distributed mutex (`-n 1`) or a slot of a semaphore (`-n N`), like
+//! `consul lock`.
 //!
 //! An HTTP client of a running agent, as `kv` is: it creates a session
-//! (TTL 15 s, renewed every TTL/2), waits with blocking queries until it can
-//! acquire `PREFIX/.lock` (retrying while a lock-delay is in effect), runs the
-//! child, and when the child exits (or on SIGINT/SIGTERM, or if the lock is
-//! lost) stops the child, releases the key, deletes it if nobody holds it and
-//! destroys the session. It exits with the child's status (128 + signal if
-//! the child was killed by one); its own failures are one line on stderr and
-//! exit status 1.
+//! (TTL 15 s, renewed every TTL/2), waits with blocking queries until it
+//! holds the lock, runs the child, and when the child exits (or on
+//! SIGINT/SIGTERM, or if the lock is lost) stops the child, gives the lock
+//! up and destroys the session. It exits with the child's status (128 +
+//! signal if the child was killed by one); its own failures are one line on
+//! stderr and exit status 1. `-monitor-retry N` is how many consecutive
+//! failed reads or renewals are ridden out (1 s apart) before the lock
+//! counts as lost.
 //!
-//! Lock semantics (who may acquire, lock-delays, TTL expiry) are the agent's:
-//! this module only follows Consul's client protocol (`api.Lock`), including
-//! the flags value that marks a lock key, so muster and Consul lock clients
-//! recognise each other's keys.
+//! This file owns the command, the session and the mutex: acquire
+//! `PREFIX/.lock` with the session (retrying while a lock-delay is in
+//! effect), release it, delete it if nobody holds it. The child process is
+//! [`child`]'s, the semaphore [`semaphore`]'s. Lock semantics (who may acquire, lock-delays, TTL expiry)
+//! are the agent's: this module only follows Consul's client protocols
+//! (`api.Lock`, `api.Semaphore`), including the flags values that mark
+//! their keys, so muster and Consul clients recognise each other's keys.
 
-use rustix::process::{Pid, Signal};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitCode, ExitStatus, Stdio};
+mod child;
+mod semaphore;
+
+use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -26,6 +32,7 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::signal::unix::{signal, SignalKind};
 
+use self::child::{child_command, exit_code, shell, stop};
 use super::http::{kv_path, query_value, Client, HttpArgs};
 
 /// Consul's `api.LockFlagValue`: the `Flags` of a key used as a lock.
@@ -45,15 +52,8 @@ const BLOCKING_WAIT: &str = "30s";
 /// (the key is free but the agent still says no).
 const LOCK_DELAY_RETRY: Duration = Duration::from_millis(500);
 
-/// Consecutive failed renewals or key reads tolerated before the lock is
-/// considered lost (Consul's `-monitor-retry` default).
-const MAX_RETRIES: u32 = 3;
-
 /// Pause between retries of a failed renewal or key read.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
-
-/// How long the child gets to exit after SIGTERM before SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// `muster lock`.
 #[derive(Debug, clap::Args)]
@@ -61,9 +61,20 @@ pub struct LockArgs {
     /// Agent address.
     #[command(flatten)]
     pub http: HttpArgs,
-    /// How many holders the lock allows (only 1, a mutex, is supported).
+    /// How many holders the lock allows: 1 is a mutex, more a semaphore
+    /// (every contender must use the same N).
     #[arg(short = 'n', value_name = "N", default_value_t = 1)]
     pub limit: u32,
+    /// How many consecutive failed reads or session renewals (1 s apart)
+    /// to ride out before the lock counts as lost and the child is
+    /// stopped; 0 gives up at the first failure.
+    #[arg(
+        long = "monitor-retry",
+        value_name = "N",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    pub monitor_retry: i64,
     /// The session's name (default: "muster lock for 'CHILD' at 'PREFIX'").
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -127,7 +138,7 @@ enum Ended {
     Lost(String),
 }
 
-/// The lock: an agent, a key and the session that holds (or wants) it.
+/// The mutex: an agent, a key and the session that holds (or wants) it.
 struct Lock {
     /// The agent.
     client: Client,
@@ -135,6 +146,76 @@ struct Lock {
     key: String,
     /// The session ID.
     session: String,
+    /// Consecutive failed reads tolerated (`-monitor-retry`).
+    retries: u32,
+}
+
+/// What `muster lock` holds (or waits for): Consul's mutex for `-n 1`, a
+/// slot of Consul's semaphore for more.
+enum Holder {
+    /// `api.Lock`.
+    Mutex(Lock),
+    /// `api.Semaphore`.
+    Semaphore(semaphore::Semaphore),
+}
+
+impl Holder {
+    /// `PREFIX/.lock`, for messages.
+    fn key(&self) -> &str {
+        match self {
+            Holder::Mutex(lock) => &lock.key,
+            Holder::Semaphore(sem) => sem.key(),
+        }
+    }
+
+    /// Wait until the lock (or a slot) is held.
+    async fn acquire(&self) -> anyhow::Result<()> {
+        match self {
+            Holder::Mutex(lock) => lock.acquire().await,
+            Holder::Semaphore(sem) => sem.acquire().await,
+        }
+    }
+
+    /// Renew the session until it is gone; returns why.
+    async fn keep_renewed(&self) -> String {
+        match self {
+            Holder::Mutex(lock) => keep_renewed(&lock.client, &lock.session, lock.retries).await,
+            Holder::Semaphore(sem) => {
+                keep_renewed(sem.client(), sem.session(), sem.retries()).await
+            }
+        }
+    }
+
+    /// Watch the lock until it is no longer held; returns why.
+    async fn monitor(&self) -> String {
+        match self {
+            Holder::Mutex(lock) => lock.monitor().await,
+            Holder::Semaphore(sem) => sem.monitor().await,
+        }
+    }
+
+    /// Give the lock up (see [`Lock::unlock`], [`semaphore::Semaphore::unlock`]).
+    async fn unlock(&self, held: bool) -> anyhow::Result<()> {
+        match self {
+            Holder::Mutex(lock) => lock.unlock(held).await,
+            Holder::Semaphore(sem) => sem.unlock(held).await,
+        }
+    }
+
+    /// Clean up after an acquire cut short (it may still have taken the
+    /// lock). Best effort: the error that stopped us is the one to report.
+    async fn abandon(&self) {
+        match self {
+            Holder::Mutex(lock) => {
+                // Release (so no lock-delay follows), then drop the session.
+                let _ = lock.put_lock("release").await;
+                let _ = destroy_session(&lock.client, &lock.session).await;
+            }
+            Holder::Semaphore(sem) => {
+                let _ = sem.unlock(true).await;
+            }
+        }
+    }
 }
 
 /// Run `muster lock` on a small single-threaded runtime.
@@ -154,9 +235,10 @@ async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     if args.limit == 0 {
         bail!("Error! Lock holder limit must be positive");
     }
-    if args.limit > 1 {
-        bail!("Error! Semaphores (-n > 1) are not supported yet: use -n=1");
+    if args.monitor_retry < 0 {
+        bail!("Error! Number for 'monitor-retry' must be >= 0");
     }
+    let retries = u32::try_from(args.monitor_retry).unwrap_or(u32::MAX);
     let timeout = muster_engine::duration::parse(&args.timeout)
         .map_err(|e| anyhow!("Error! Invalid -timeout {:?}: {e}", args.timeout))?;
     let prefix = prefix.trim_start_matches('/').trim_end_matches('/');
@@ -175,11 +257,21 @@ async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
 
     let client = Client::new(&args.http)?;
-    let session = create_session(&client, &name).await?;
-    let lock = Lock {
-        client,
-        key,
-        session,
+    let lock = if args.limit == 1 {
+        let session = create_session(&client, &name, "release").await?;
+        Holder::Mutex(Lock {
+            client,
+            key,
+            session,
+            retries,
+        })
+    } else {
+        // Consul's semaphore sessions delete their contender key when they
+        // go, which is what tells the others the slot is free.
+        let session = create_session(&client, &name, "delete").await?;
+        Holder::Semaphore(semaphore::Semaphore::new(
+            client, prefix, session, args.limit, retries,
+        ))
     };
     let renew = lock.keep_renewed();
     tokio::pin!(renew);
@@ -195,7 +287,7 @@ async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
                 Err(_) => Err(anyhow!(
                     "Error! Timed out after {} waiting for the lock on {}",
                     args.timeout,
-                    lock.key
+                    lock.key()
                 )),
             }
         }
@@ -203,15 +295,11 @@ async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     let acquired = tokio::select! {
         result = acquire => result,
         reason = &mut renew => Err(anyhow!("Error! Lost the session while waiting for the lock: {reason}")),
-        _ = sigint.recv() => Err(anyhow!("Error! Interrupted while waiting for the lock on {}", lock.key)),
-        _ = sigterm.recv() => Err(anyhow!("Error! Terminated while waiting for the lock on {}", lock.key)),
+        _ = sigint.recv() => Err(anyhow!("Error! Interrupted while waiting for the lock on {}", lock.key())),
+        _ = sigterm.recv() => Err(anyhow!("Error! Terminated while waiting for the lock on {}", lock.key())),
     };
     if let Err(err) = acquired {
-        // Cut short, an acquire may still have taken the key: release it
-        // (so no lock-delay follows), then drop the session. Best effort:
-        // the error that stopped us is the one to report.
-        let _ = lock.put_lock("release").await;
-        let _ = lock.destroy_session().await;
+        lock.abandon().await;
         return Err(err);
     }
 
@@ -255,94 +343,13 @@ async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The child process, not yet started.
-fn child_command(args: &LockArgs) -> tokio::process::Command {
-    let mut cmd = if args.shell {
-        let mut cmd = tokio::process::Command::new(shell());
-        cmd.arg("-c").arg(args.child.join(" "));
-        cmd
-    } else {
-        let mut cmd = tokio::process::Command::new(&args.child[0]);
-        cmd.args(&args.child[1..]);
-        cmd
-    };
-    cmd.stdin(if args.pass_stdin {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    });
-    // Its own process group, so stopping it reaches what it started
-    // (`sh -c 'a; b'`); not with -pass-stdin, which needs the terminal.
-    if !args.pass_stdin {
-        cmd.process_group(0);
-    }
-    // Never leave the child running if this process fails.
-    cmd.kill_on_drop(true);
-    cmd
-}
-
-/// `$SHELL`, else `/bin/sh` (as Consul's lock does).
-fn shell() -> String {
-    std::env::var("SHELL")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "/bin/sh".to_string())
-}
-
-/// Stop the child (its process group if it has one): SIGTERM, then SIGKILL
-/// after [`KILL_GRACE`].
-async fn stop(child: &mut tokio::process::Child, group: bool) -> anyhow::Result<ExitStatus> {
-    signal_child(child, Signal::TERM, group).await;
-    match tokio::time::timeout(KILL_GRACE, child.wait()).await {
-        Ok(status) => status.context("Error! Failed to wait for the child"),
-        Err(_) => {
-            signal_child(child, Signal::KILL, group).await;
-            child
-                .kill()
-                .await
-                .context("Error! Failed to kill the child")?;
-            child
-                .wait()
-                .await
-                .context("Error! Failed to wait for the child")
-        }
-    }
-}
-
-/// Send `sig` to the child, or to its process group. The child is not
-/// reaped yet, so its pid (and group id) cannot have been reused. Best
-/// effort: `stop` falls back to SIGKILL.
-async fn signal_child(child: &tokio::process::Child, sig: Signal, group: bool) {
-    let Some(pid) = child
-        .id()
-        .and_then(|p| i32::try_from(p).ok())
-        .and_then(Pid::from_raw)
-    else {
-        return;
-    };
-    let _ = if group {
-        rustix::process::kill_process_group(pid, sig)
-    } else {
-        rustix::process::kill_process(pid, sig)
-    };
-}
-
-/// The child's exit code, or 128 + the signal that killed it.
-fn exit_code(status: ExitStatus) -> ExitCode {
-    let code = match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => 1,
-    };
-    ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
-}
-
-/// `PUT /v1/session/create` with a TTL and the release behaviour.
-async fn create_session(client: &Client, name: &str) -> anyhow::Result<String> {
+/// `PUT /v1/session/create` with a TTL and `behavior` (`release` for the
+/// mutex, `delete` for the semaphore, as Consul's clients create them).
+async fn create_session(client: &Client, name: &str, behavior: &str) -> anyhow::Result<String> {
     let body = serde_json::json!({
         "Name": name,
         "TTL": format!("{}s", SESSION_TTL.as_secs()),
-        "Behavior": "release",
+        "Behavior": behavior,
     });
     let reply = client
         .request(
@@ -357,6 +364,53 @@ async fn create_session(client: &Client, name: &str) -> anyhow::Result<String> {
     let created: Created = serde_json::from_slice(&reply.body)
         .map_err(|e| anyhow!("Error! The agent sent an unreadable session: {e}"))?;
     Ok(created.id)
+}
+
+/// Renew `session` every TTL/2 until it is gone (or more than `retries`
+/// renewals in a row failed); returns why. Never returns while the session
+/// lives.
+async fn keep_renewed(client: &Client, session: &str, retries: u32) -> String {
+    let path = format!("/v1/session/renew/{}", query_value(session));
+    let mut failures = 0;
+    loop {
+        let pause = if failures == 0 {
+            SESSION_TTL / 2
+        } else {
+            RETRY_PAUSE
+        };
+        tokio::time::sleep(pause).await;
+        match client.request(Method::PUT, &path, Bytes::new()).await {
+            Ok(reply) if reply.status == StatusCode::OK => failures = 0,
+            Ok(reply) if reply.status == StatusCode::NOT_FOUND => {
+                return format!("session {session} expired or was destroyed")
+            }
+            Ok(reply) => {
+                failures += 1;
+                if failures > retries {
+                    return format!("renewing the session failed: {}", reply.unexpected());
+                }
+            }
+            Err(err) => {
+                failures += 1;
+                if failures > retries {
+                    return format!("renewing the session failed: {err:#}");
+                }
+            }
+        }
+    }
+}
+
+/// `PUT /v1/session/destroy/<id>`.
+async fn destroy_session(client: &Client, session: &str) -> anyhow::Result<()> {
+    let path = format!("/v1/session/destroy/{}", query_value(session));
+    let reply = client.request(Method::PUT, &path, Bytes::new()).await?;
+    if reply.status != StatusCode::OK {
+        bail!(
+            "Error! Failed to destroy session {session}: {}",
+            reply.unexpected()
+        );
+    }
+    Ok(())
 }
 
 impl Lock {
@@ -435,39 +489,6 @@ impl Lock {
         }
     }
 
-    /// Renew the session every TTL/2 until it is gone (or renewals keep
-    /// failing); returns why. Never returns while the session lives.
-    async fn keep_renewed(&self) -> String {
-        let path = format!("/v1/session/renew/{}", query_value(&self.session));
-        let mut failures = 0;
-        loop {
-            let pause = if failures == 0 {
-                SESSION_TTL / 2
-            } else {
-                RETRY_PAUSE
-            };
-            tokio::time::sleep(pause).await;
-            match self.client.request(Method::PUT, &path, Bytes::new()).await {
-                Ok(reply) if reply.status == StatusCode::OK => failures = 0,
-                Ok(reply) if reply.status == StatusCode::NOT_FOUND => {
-                    return format!("session {} expired or was destroyed", self.session)
-                }
-                Ok(reply) => {
-                    failures += 1;
-                    if failures > MAX_RETRIES {
-                        return format!("renewing the session failed: {}", reply.unexpected());
-                    }
-                }
-                Err(err) => {
-                    failures += 1;
-                    if failures > MAX_RETRIES {
-                        return format!("renewing the session failed: {err:#}");
-                    }
-                }
-            }
-        }
-    }
-
     /// Watch the key with blocking reads until this session no longer
     /// holds it (or reads keep failing); returns why.
     async fn monitor(&self) -> String {
@@ -483,7 +504,7 @@ impl Lock {
                 Ok(None) => return format!("{} was deleted", self.key),
                 Err(err) => {
                     failures += 1;
-                    if failures > MAX_RETRIES {
+                    if failures > self.retries {
                         return format!("watching {} failed: {err:#}", self.key);
                     }
                     tokio::time::sleep(RETRY_PAUSE).await;
@@ -509,7 +530,7 @@ impl Lock {
             Ok(())
         };
         let cleaned = self.delete_if_free().await;
-        let destroyed = self.destroy_session().await;
+        let destroyed = destroy_session(&self.client, &self.session).await;
         released.and(cleaned).and(destroyed)
     }
 
@@ -535,34 +556,5 @@ impl Lock {
             );
         }
         Ok(())
-    }
-
-    /// `PUT /v1/session/destroy/<id>`.
-    async fn destroy_session(&self) -> anyhow::Result<()> {
-        let path = format!("/v1/session/destroy/{}", query_value(&self.session));
-        let reply = self
-            .client
-            .request(Method::PUT, &path, Bytes::new())
-            .await?;
-        if reply.status != StatusCode::OK {
-            bail!(
-                "Error! Failed to destroy session {}: {}",
-                self.session,
-                reply.unexpected()
-            );
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_follow_the_child() {
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), ExitCode::from(3));
-        // Killed by SIGTERM (15): 128 + 15.
-        assert_eq!(exit_code(ExitStatus::from_raw(15)), ExitCode::from(143));
     }
 }

@@ -122,7 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Flags of `muster lock` whose value may be the next argument (`-name x`).
-const LOCK_VALUE_FLAGS: &[&str] = &["name", "timeout", "http-addr", "n"];
+const LOCK_VALUE_FLAGS: &[&str] = &["name", "timeout", "http-addr", "n", "monitor-retry"];
 
 /// Rewrite Go-style flags for clap: `-name` and `-name=value` (one dash, a
 /// name of two or more characters starting with a letter) become `--name`
