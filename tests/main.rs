@@ -36,6 +36,9 @@
 //! - `snapshot.rs`: snapshot save, restore (into a fresh cluster, into a
 //!   running server with blocking readers), damaged archives, inspect,
 //!   `agent -restore`.
+//! - `events.rs`: user events (`/v1/event/*`, `muster event`) across a
+//!   server and two client agents: spread within 2 s, blocking lists,
+//!   node/service/tag filters, Consul's errors.
 //! - `feed.rs`: the change feed (`/v1/event-stream`, `muster log tail`):
 //!   1,000 mixed writes in order, reconnecting, 410 after a restart.
 //! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
@@ -54,6 +57,10 @@
 //!   Chromium (`browser.rs`: the WebDriver harness).
 //! - `netns.rs`, `process.rs`: network namespaces, and agents run without
 //!   the harness (ones that must exit, or are signalled before ready).
+//! - `watch.rs`: `muster watch` (a handler run once per change, in order,
+//!   for keys, services with `-passingonly`, events; printing without a
+//!   handler; exit statuses) and the agent's `watches` key (script and
+//!   HTTP handlers inside the agent, refused mistakes).
 //! - `dns.rs`: the DNS interface over UDP and TCP (service, tag, RFC 2782
 //!   and node names, NXDOMAIN/NODATA, checks, UDP limits, recursors,
 //!   malformed packets).
@@ -73,6 +80,8 @@ mod day_one_logs;
 mod day_one_start;
 mod dns;
 mod durability;
+mod events;
+mod federation;
 mod feed;
 mod harness;
 mod health;

@@ -266,6 +266,56 @@ pub trait ClusterBackend: Send + Sync + 'static {
     /// covered (WAN first on servers, then LAN). Install, use and remove
     /// may reply with an empty list.
     fn keyring(&self, op: KeyringOp) -> BoxFuture<'_, Result<Vec<KeyringReply>, String>>;
+
+    // ---- Autopilot (`/v1/operator/autopilot/*`, `autopilot/`) ----------
+    // Defaults: an agent without raft has no autopilot.
+
+    /// This server's `autopilot` settings from its configuration files,
+    /// with Consul's defaults for the rest: the configuration in force
+    /// until an operator stores one. `None` on a client agent.
+    fn autopilot_defaults(&self) -> Option<crate::autopilot::AutopilotConfiguration> {
+        None
+    }
+
+    /// Every server of the raft configuration as autopilot sees it now:
+    /// gossip status, raft progress (asked of each server, which may take
+    /// up to a second), and health judged with `config` by
+    /// [`crate::autopilot::health::judge`], with how long each has held it.
+    fn autopilot_servers(
+        &self,
+        _config: crate::autopilot::AutopilotConfiguration,
+    ) -> BoxFuture<'_, Result<Vec<crate::autopilot::AutopilotServer>, String>> {
+        Box::pin(async { Err(NOT_AVAILABLE.to_string()) })
+    }
+
+    // ---- User events (`/v1/event/*`, `event.rs`) ------------------------
+    // Defaults: an agent without gossip fires nothing and lists nothing.
+
+    /// Fire a user event (name, payload and filters as given) into the LAN
+    /// pool: every agent of the datacenter receives it, this one at once.
+    /// The backend assigns its ID, version and Lamport time and returns it
+    /// as fired; an error (too large, gossip stopped) is a 500's message.
+    fn fire_user_event(
+        &self,
+        _event: crate::event::UserEvent,
+    ) -> BoxFuture<'_, Result<crate::event::UserEvent, String>> {
+        Box::pin(async { Err(NOT_AVAILABLE.to_string()) })
+    }
+
+    /// The last user events this agent received over gossip (or fired), at
+    /// most 256, oldest first, whatever their filters: the endpoint
+    /// applies them.
+    fn user_events(&self) -> Vec<crate::event::UserEvent> {
+        Vec::new()
+    }
+
+    /// Resolves when a user event arrives after this call: the
+    /// subscription is taken at once, so an event that lands before the
+    /// future is first polled still wakes it. Never resolves without
+    /// gossip.
+    fn next_user_event(&self) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// The agent's cluster backend, or a 500 saying there is none.

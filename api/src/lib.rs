@@ -34,6 +34,10 @@
 //!   rest to a server) and the server's [`Handler`] for forwarded requests.
 //! - `snapshot/`: `/v1/snapshot` (save and restore, streamed) and the
 //!   archive format (`archive.rs`, also read by `muster snapshot`).
+//! - `prepared/`: prepared queries (`/v1/query`): shapes, templates,
+//!   execution with failover (also what DNS `.query.` runs).
+//! - `event.rs`: user events (`/v1/event/*`) over gossip.
+//! - `feed.rs`: the change feed (`/v1/event-stream`).
 //! - `ui/`: the web UI: serving the app (embedded from `api/ui/`, or a
 //!   directory) under its content path, and `/v1/internal/ui/*`.
 
@@ -54,6 +58,7 @@ pub mod cluster;
 mod decode;
 pub mod definition;
 mod error;
+pub mod event;
 pub mod feed;
 pub mod filter;
 mod health;

@@ -175,6 +175,8 @@ const TABLES: &[&[Route]] = &[
     crate::ui::ROUTES,
     crate::snapshot::ROUTES,
     crate::feed::ROUTES,
+    crate::prepared::ROUTES,
+    crate::event::ROUTES,
 ];
 
 /// The route for a decoded, canonical path.

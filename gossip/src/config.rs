@@ -189,6 +189,20 @@ impl GossipConfig {
     }
 }
 
+/// Tags must fit in a gossip packet ([`MAX_TAGS_SIZE`] bytes encoded).
+pub(crate) fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    let size = postcard::to_allocvec(tags)
+        .map_err(|e| Error::Codec(format!("encode tags: {e}")))?
+        .len();
+    if size > MAX_TAGS_SIZE {
+        return Err(Error::TagsTooLarge {
+            size,
+            max: MAX_TAGS_SIZE,
+        });
+    }
+    Ok(())
+}
+
 /// memberlist's suspicion timeout: `mult * max(1, log10(n)) * interval`.
 pub(crate) fn suspicion_timeout(mult: u32, n: usize, interval: Duration) -> Duration {
     let n = n.max(1) as f64;

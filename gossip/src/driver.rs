@@ -26,8 +26,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::{GossipConfig, MAX_TAGS_SIZE};
+use crate::config::{check_tags, GossipConfig};
 use crate::error::{Error, Result};
+use crate::event::{EventLog, UserEvent, MAX_BROADCAST_BACKLOG};
 use crate::identity::NodeIdent;
 use crate::member::MemberStatus;
 use crate::packet::Channel;
@@ -73,6 +74,11 @@ pub(crate) enum Command {
         name: String,
         prune: bool,
         reply: oneshot::Sender<Result<()>>,
+    },
+    /// Fire a user event: stamp and record it here, then gossip it.
+    FireEvent {
+        event: UserEvent,
+        reply: oneshot::Sender<Result<UserEvent>>,
     },
 }
 
@@ -123,6 +129,8 @@ pub(crate) struct Driver {
     udp: UdpSocket,
     transport: Arc<Transport>,
     table: Arc<Mutex<Table>>,
+    /// User events: fired ones are stamped and recorded here.
+    events: Arc<Mutex<EventLog>>,
     commands: mpsc::Receiver<Command>,
     /// A sender to our own queue, for push/pull tasks to report back.
     loopback: mpsc::Sender<Command>,
@@ -150,6 +158,7 @@ pub(crate) struct DriverParts {
     pub(crate) udp: UdpSocket,
     pub(crate) transport: Arc<Transport>,
     pub(crate) table: Arc<Mutex<Table>>,
+    pub(crate) events: Arc<Mutex<EventLog>>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) loopback: mpsc::Sender<Command>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -163,6 +172,7 @@ impl Driver {
             udp,
             transport,
             table,
+            events,
             commands,
             loopback,
             shutdown,
@@ -173,6 +183,7 @@ impl Driver {
             udp,
             transport,
             table,
+            events,
             commands,
             loopback,
             shutdown,
@@ -345,6 +356,9 @@ impl Driver {
                 let result = lock(&self.table).force_leave(&name, prune);
                 let _ = reply.send(result.map(|intent| self.broadcast(&Item::Leave(intent))));
             }
+            Command::FireEvent { event, reply } => {
+                let _ = reply.send(self.fire_event(event));
+            }
         }
     }
 
@@ -364,6 +378,23 @@ impl Driver {
             }
         }
         self.drain();
+    }
+
+    /// Stamps, records and gossips a user event (alone: no one to tell, and
+    /// later joiners do not get it, as in Consul). Refused on a full queue.
+    fn fire_event(&mut self, event: UserEvent) -> Result<UserEvent> {
+        if self.left {
+            return Err(Error::Stopped);
+        }
+        let queued = self.foca.custom_broadcast_backlog();
+        if queued >= MAX_BROADCAST_BACKLOG {
+            return Err(Error::UserEventBacklog { queued });
+        }
+        let event = lock(&self.events).fire(event);
+        if self.foca.num_members() > 0 {
+            self.broadcast(&Item::Event(event.clone()));
+        }
+        Ok(event)
     }
 
     fn set_tags(&mut self, tags: std::collections::BTreeMap<String, String>) -> Result<()> {
@@ -560,20 +591,6 @@ impl Driver {
             }
         });
     }
-}
-
-/// Tags must fit in a gossip packet.
-pub(crate) fn check_tags(tags: &std::collections::BTreeMap<String, String>) -> Result<()> {
-    let size = postcard::to_allocvec(tags)
-        .map_err(|e| Error::Codec(format!("encode tags: {e}")))?
-        .len();
-    if size > MAX_TAGS_SIZE {
-        return Err(Error::TagsTooLarge {
-            size,
-            max: MAX_TAGS_SIZE,
-        });
-    }
-    Ok(())
 }
 
 /// Sleeps until `at`, or forever when there is no deadline.

@@ -101,6 +101,25 @@ pub enum Error {
         /// Its current status.
         status: crate::MemberStatus,
     },
+    /// A user event cannot be fired as given (Consul's message).
+    #[error("{0}")]
+    UserEventInvalid(&'static str),
+    /// A user event's ID, name, payload and filters exceed what one gossip
+    /// packet carries (serf's message, then the size).
+    #[error("user event exceeds configured limit of {max} bytes before encoding ({size} bytes: a 36-byte ID, name, payload and filters)")]
+    UserEventTooLarge {
+        /// The event's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too many broadcasts are waiting to be gossiped to fire another user
+    /// event.
+    #[error("{queued} messages are waiting to be gossiped: fire fewer user events, or wait for these to spread")]
+    UserEventBacklog {
+        /// Broadcasts queued.
+        queued: usize,
+    },
     /// The operation needs a running gossip instance, but it has left the
     /// cluster or been shut down.
     #[error("gossip is shut down or has left the cluster")]

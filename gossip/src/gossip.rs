@@ -1,5 +1,6 @@
 //! [`Gossip`], the public handle: start, join, leave, shut down, read the
-//! member list, subscribe to events, change tags, manage the keyring.
+//! member list, subscribe to events, change tags, manage the keyring, fire
+//! and read user events.
 //!
 //! The handle talks to the driver task through commands and reads the
 //! member table and counters directly. Keyring operations apply to this
@@ -16,9 +17,10 @@ use foca::{Foca, PostcardCodec};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::GossipConfig;
-use crate::driver::{check_tags, Command, Driver, DriverParts};
+use crate::config::{check_tags, GossipConfig};
+use crate::driver::{Command, Driver, DriverParts};
 use crate::error::{Error, Result};
+use crate::event::{EventLog, UserEvent};
 use crate::identity::{now_millis, NodeIdent};
 use crate::keyops::{self, KeyAnswer, KeyOp};
 use crate::keyring::Keyring;
@@ -41,6 +43,8 @@ pub struct Gossip {
     /// The driver and the TCP accept loop, joined by `shutdown`.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     table: Arc<Mutex<Table>>,
+    /// User events seen here (fired or received).
+    user_events: Arc<Mutex<EventLog>>,
     transport: Arc<Transport>,
     events: broadcast::Sender<MemberEvent>,
     local_addr: SocketAddr,
@@ -98,8 +102,10 @@ impl Gossip {
             keyring_path: cfg.keyring_path.clone(),
             node: cfg.node_name.clone(),
         });
+        let user_events = Arc::new(Mutex::new(EventLog::new()));
         let handler = ItemHandler {
             table: Arc::clone(&table),
+            events: Arc::clone(&user_events),
         };
         let mut foca = Foca::with_custom_broadcast(
             ident,
@@ -129,6 +135,7 @@ impl Gossip {
             udp,
             transport: Arc::clone(&transport),
             table: Arc::clone(&table),
+            events: Arc::clone(&user_events),
             commands: command_rx,
             loopback: commands.clone(),
             shutdown: shutdown_rx,
@@ -140,6 +147,7 @@ impl Gossip {
             shutdown,
             tasks: Mutex::new(vec![driver, accept]),
             table,
+            user_events,
             transport,
             events,
             local_addr,
@@ -261,6 +269,38 @@ impl Gossip {
             reply,
         })
         .await?
+    }
+
+    /// Fires a user event into the pool: it gets a fresh ID, the version
+    /// and this node's Lamport time (whatever `event` held there), is
+    /// recorded here (so [`Gossip::user_events`] and subscribers see it at
+    /// once) and is gossiped to every member. Returns it as fired. Refused
+    /// without a name, above [`crate::event::USER_EVENT_SIZE_LIMIT`], or
+    /// once this node has left.
+    pub async fn fire_event(&self, event: UserEvent) -> Result<UserEvent> {
+        event.check()?;
+        self.request(|reply| Command::FireEvent { event, reply })
+            .await?
+    }
+
+    /// User events from now on, each once: the ones received from the
+    /// pool and the ones fired here. A subscriber that falls more than 256
+    /// events behind gets `RecvError::Lagged` and should re-read
+    /// [`Gossip::user_events`].
+    pub fn subscribe_events(&self) -> broadcast::Receiver<UserEvent> {
+        lock(&self.user_events).subscribe()
+    }
+
+    /// The last [`crate::event::RECENT_USER_EVENTS`] user events seen here,
+    /// oldest first, whatever their filters.
+    pub fn user_events(&self) -> Vec<UserEvent> {
+        lock(&self.user_events).recent()
+    }
+
+    /// The user-event Lamport clock: the time the next event fired here
+    /// gets.
+    pub fn event_clock(&self) -> u64 {
+        lock(&self.user_events).clock()
     }
 
     /// Transport counters.

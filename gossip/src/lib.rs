@@ -23,6 +23,8 @@
 //! - [`gossip`]: [`Gossip`], the public handle.
 //! - [`config`]: [`GossipConfig`] with Consul's LAN/WAN defaults.
 //! - [`member`]: [`Member`], [`MemberStatus`], [`MemberEvent`].
+//! - [`event`]: [`UserEvent`], the events `consul event` fires, and the
+//!   log of those seen (Lamport clock, duplicate IDs, the last 256).
 //! - [`keyring`]: [`Keyring`], keys and their JSON file.
 //! - [`packet`]: the frame on the wire, plaintext or AES-GCM sealed.
 //! - `driver`: the task that runs foca: timers, datagrams, commands.
@@ -45,12 +47,15 @@
 //!   broadcasts a leave intent, then declares itself down; a down member
 //!   with an intent is left, without one failed. A late intent turns
 //!   failed into left, as in serf.
+//! - User events are custom broadcasts too: fired on one node, recorded
+//!   there, and re-gossiped by each node the first time it sees their ID.
 //! - Key operations apply to one node ([`Gossip::install_key`]) or to
 //!   every alive member ([`Gossip::keyring_all`]).
 
 pub mod config;
 mod driver;
 pub mod error;
+pub mod event;
 pub mod gossip;
 mod identity;
 pub mod keyops;
@@ -64,6 +69,7 @@ mod wire;
 
 pub use config::GossipConfig;
 pub use error::{Error, Result};
+pub use event::UserEvent;
 pub use gossip::Gossip;
 pub use keyops::{KeyAnswer, KeyOp};
 pub use keyring::Keyring;

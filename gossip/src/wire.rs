@@ -2,7 +2,8 @@
 //! encoded (postcard).
 //!
 //! - Custom broadcasts, piggybacked by foca on SWIM packets: a member's
-//!   [`Meta`] (node ID and tags, versioned) and leave [`Intent`]s.
+//!   [`Meta`] (node ID and tags, versioned), leave [`Intent`]s and user
+//!   events ([`UserEvent`]).
 //! - [`SyncMsg`], the full state one node sends another over TCP in a
 //!   push/pull exchange (join and periodic anti-entropy).
 //!
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::event::{EventLog, UserEvent};
 use crate::identity::NodeIdent;
 use crate::table::{lock, Table};
 
@@ -53,12 +55,18 @@ pub(crate) struct Intent {
 }
 
 /// One custom broadcast item.
+///
+/// Variants are append-only (postcard encodes the variant's position):
+/// never remove or reorder them, so every build decodes the items it
+/// already knew the same way.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Item {
     /// A member's metadata.
     Meta(Meta),
     /// A leave intent.
     Leave(Intent),
+    /// A user event.
+    Event(UserEvent),
 }
 
 impl Item {
@@ -75,14 +83,20 @@ impl Item {
 /// waiting in foca's dissemination queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ItemKey {
-    /// 0 for metadata, 1 for a leave intent.
+    /// 0 for metadata, 1 for a leave intent, 2 for a user event.
     kind: u8,
-    /// The member the item is about.
+    /// The member the item is about; a user event's ID.
     name: String,
-    /// Its version: `(epoch, seq)` for metadata, `(life, 0)` for intents.
+    /// Its version: `(epoch, seq)` for metadata, `(life, 0)` for intents,
+    /// `(0, 0)` for user events.
     version: (u64, u64),
 }
 
+/// # Correctness
+/// A user event never invalidates another: its key is its own ID with one
+/// fixed version, and a key only replaces a strictly older version of
+/// itself. Events are added to foca's queue once (the first time they are
+/// seen), so an ID is never queued twice.
 impl foca::Invalidates for ItemKey {
     fn invalidates(&self, other: &Self) -> bool {
         self.kind == other.kind && self.name == other.name && self.version > other.version
@@ -101,6 +115,11 @@ impl Item {
                 kind: 1,
                 name: i.name.clone(),
                 version: (i.life, 0),
+            },
+            Item::Event(e) => ItemKey {
+                kind: 2,
+                name: e.id.clone(),
+                version: (0, 0),
             },
         }
     }
@@ -132,10 +151,13 @@ impl SyncMsg {
     }
 }
 
-/// foca's broadcast handler: applies items to the member table.
+/// foca's broadcast handler: applies items to the member table and the
+/// event log.
 pub(crate) struct ItemHandler {
     /// The member table shared with the driver and the public handle.
     pub(crate) table: Arc<Mutex<Table>>,
+    /// User events, shared with the driver and the public handle.
+    pub(crate) events: Arc<Mutex<EventLog>>,
 }
 
 impl foca::BroadcastHandler<NodeIdent> for ItemHandler {
@@ -151,10 +173,10 @@ impl foca::BroadcastHandler<NodeIdent> for ItemHandler {
         if sender.is_none() {
             return Ok(Some(key));
         }
-        let mut table = lock(&self.table);
         let fresh = match item {
-            Item::Meta(meta) => table.apply_meta(meta),
-            Item::Leave(intent) => table.apply_intent(&intent),
+            Item::Meta(meta) => lock(&self.table).apply_meta(meta),
+            Item::Leave(intent) => lock(&self.table).apply_intent(&intent),
+            Item::Event(event) => lock(&self.events).receive(event),
         };
         Ok(fresh.then_some(key))
     }
@@ -166,4 +188,73 @@ impl foca::BroadcastHandler<NodeIdent> for ItemHandler {
 pub fn fuzz_decode_payloads(data: &[u8]) {
     let _ = Item::decode(data);
     let _ = SyncMsg::decode(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::UserEvent;
+    use foca::Invalidates;
+    use proptest::prelude::*;
+
+    #[test]
+    fn old_items_encode_as_before_and_events_come_last() -> Result<()> {
+        // The variant index leads: metadata 0 and intents 1 as they always
+        // were; user events, added later, 2.
+        let leave = Item::Leave(Intent {
+            name: "n".into(),
+            life: 5,
+        });
+        assert_eq!(leave.encode()?, [1, 1, b'n', 5]);
+        let meta = Item::Meta(Meta {
+            name: "n".into(),
+            id: "i".into(),
+            tags: BTreeMap::new(),
+            epoch: 1,
+            seq: 2,
+        });
+        assert_eq!(meta.encode()?, [0, 1, b'n', 1, b'i', 0, 1, 2]);
+        let event = Item::Event(UserEvent::new("deploy", b"v2".to_vec()));
+        let bytes = event.encode()?;
+        assert_eq!(bytes.first(), Some(&2));
+        match Item::decode(&bytes)? {
+            Item::Event(e) => assert_eq!(e, UserEvent::new("deploy", b"v2".to_vec())),
+            other => panic!("decoded {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn one_event_never_invalidates_another() {
+        let event = |id: &str| {
+            Item::Event(UserEvent {
+                id: id.into(),
+                ..UserEvent::new("deploy", Vec::new())
+            })
+            .key()
+        };
+        assert!(!event("a").invalidates(&event("b")));
+        assert!(!event("a").invalidates(&event("a")));
+        let leave = Item::Leave(Intent {
+            name: "a".into(),
+            life: 9,
+        })
+        .key();
+        assert!(!leave.invalidates(&event("a")) && !event("a").invalidates(&leave));
+    }
+
+    proptest! {
+        #[test]
+        fn item_decoding_is_total(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+            fuzz_decode_payloads(&data);
+        }
+
+        #[test]
+        fn any_prefix_of_an_event_is_refused_or_decodes(cut in 0usize..64) {
+            let bytes = Item::Event(UserEvent::new("deploy", b"payload".to_vec()))
+                .encode()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let _ = Item::decode(bytes.get(..cut.min(bytes.len())).unwrap_or_default());
+        }
+    }
 }

@@ -7,4 +7,5 @@
 mod cluster;
 mod common;
 mod encryption;
+mod events;
 mod failure;

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod event;
 pub mod http;
 pub mod info;
 pub mod join;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Partition, Segment (-detailed: Node, Address, Status, Tags). Exits 2
     /// when no member matches -status.
     Members(members::MembersArgs),
+    /// Fire a user event to the datacenter's agents (filtered by node,
+    /// service and tag regular expressions); prints `Event ID: <id>`.
+    Event(event::EventArgs),
     /// Make the agent join a cluster through the given addresses.
     Join(join::JoinArgs),
     /// Make the agent leave the cluster gracefully and shut down.
@@ -110,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => version::run(),
         Command::Keygen => keygen::run(),
         Command::Members(args) => members::run(args),
+        Command::Event(args) => event::run(args),
         Command::Join(args) => join::run_join(args),
         Command::Leave(args) => join::run_leave(args),
         Command::ForceLeave(args) => join::run_force_leave(args),

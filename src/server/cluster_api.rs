@@ -1,7 +1,9 @@
 //! The HTTP API's view of the cluster, over gossip and (on a server) raft:
 //! `/v1/agent/members|join|leave|force-leave`, `/v1/operator/raft/*`,
-//! `/v1/operator/keyring`, `/v1/catalog/datacenters`, and requests for
-//! other datacenters (`?dc=`), sent to one of their servers.
+//! `/v1/operator/keyring`, `/v1/catalog/datacenters`, requests for other
+//! datacenters (`?dc=`), sent to one of their servers, autopilot's view of
+//! the servers (`/v1/operator/autopilot/*`), and user events
+//! (`/v1/event/*`) over the LAN pool.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,12 @@ use muster_api::BoxFuture;
 use muster_engine::remote::Remote;
 use muster_engine::Engine;
 use muster_gossip::{Gossip, KeyAnswer, KeyOp, MemberStatus};
+// Autopilot.
+use muster_api::autopilot::{AutopilotConfiguration, AutopilotServer};
+// User events.
+use muster_api::event::UserEvent as ApiUserEvent;
+use muster_gossip::UserEvent;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::cluster::{resolve, DEFAULT_SERF_LAN_PORT, DEFAULT_SERF_WAN_PORT};
 
@@ -262,6 +270,83 @@ impl ClusterBackend for ClusterApi {
             }
             Ok(if list { vec![reply] } else { Vec::new() })
         })
+    }
+
+    // ---- Autopilot (`/v1/operator/autopilot/*`): `autopilot/health.rs`.
+
+    fn autopilot_defaults(&self) -> Option<AutopilotConfiguration> {
+        self.engine
+            .as_ref()
+            .and(super::autopilot::health::defaults())
+    }
+
+    fn autopilot_servers(
+        &self,
+        config: AutopilotConfiguration,
+    ) -> BoxFuture<'_, Result<Vec<AutopilotServer>, String>> {
+        Box::pin(async move {
+            let engine = self.engine()?;
+            let members = self.gossip.members();
+            Ok(super::autopilot::health::servers(engine, &members, &config).await)
+        })
+    }
+
+    // ---- User events (`/v1/event/*`): the LAN pool carries them. -------
+
+    fn fire_user_event(&self, event: ApiUserEvent) -> BoxFuture<'_, Result<ApiUserEvent, String>> {
+        Box::pin(async move {
+            self.gossip
+                .fire_event(to_gossip_event(event))
+                .await
+                .map(from_gossip_event)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn user_events(&self) -> Vec<ApiUserEvent> {
+        self.gossip
+            .user_events()
+            .into_iter()
+            .map(from_gossip_event)
+            .collect()
+    }
+
+    fn next_user_event(&self) -> BoxFuture<'static, ()> {
+        let mut next = self.gossip.subscribe_events();
+        Box::pin(async move {
+            // Closed: gossip is gone and no event will come.
+            if let Err(RecvError::Closed) = next.recv().await {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+/// A user event from the API, for gossip.
+fn to_gossip_event(e: ApiUserEvent) -> UserEvent {
+    UserEvent {
+        id: e.id,
+        name: e.name,
+        payload: e.payload,
+        node_filter: e.node_filter,
+        service_filter: e.service_filter,
+        tag_filter: e.tag_filter,
+        version: e.version,
+        ltime: e.ltime,
+    }
+}
+
+/// A user event from gossip, for the API.
+fn from_gossip_event(e: UserEvent) -> ApiUserEvent {
+    ApiUserEvent {
+        id: e.id,
+        name: e.name,
+        payload: e.payload,
+        node_filter: e.node_filter,
+        service_filter: e.service_filter,
+        tag_filter: e.tag_filter,
+        version: e.version,
+        ltime: e.ltime,
     }
 }
 
