@@ -25,6 +25,7 @@ pub mod snapshot;
 mod table;
 pub mod validate;
 pub mod version;
+pub mod watch;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -97,6 +98,9 @@ pub enum Command {
     /// Look into a stopped server's log (inspect, dump, verify, replay) or
     /// follow a running one's changes (tail).
     Log(log::LogArgs),
+    /// Watch a view (key, keyprefix, services, nodes, service, checks,
+    /// event): print it, or run a handler on every change.
+    Watch(watch::WatchArgs),
 }
 
 /// Run the parsed command. `Err` is reported by `main` as one line on
@@ -123,6 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Log(args) => log::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
 

@@ -16,12 +16,14 @@
 //!   one decoder).
 //! - `unsupported.rs`: Consul keys muster does not implement: refused where
 //!   ignoring them would weaken security, else ignored with a warning.
+//! - `watches.rs`: the `watches` key (watch plans the agent runs).
 
 pub mod definitions;
 pub mod error;
 pub mod settings;
 pub mod unsupported;
 pub mod value;
+pub mod watches;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -275,6 +277,10 @@ fn decode(ctx: Ctx<'_>, value: &Value) -> Result<FileConfig, ConfigError> {
             }
             "check" | "checks" => {
                 out.checks.extend(definitions::node_checks(ctx, key, v)?);
+            }
+            "watches" => {
+                let found = watches::decode(ctx, key, v, &mut out.warnings)?;
+                out.settings.watches.extend(found);
             }
             _ => {
                 if !out.settings.decode_key(ctx, key, v)? {

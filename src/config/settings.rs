@@ -168,6 +168,8 @@ pub struct AgentSettings {
     /// `raft_trailing_logs`: entries kept behind a snapshot for slow
     /// followers.
     pub raft_trailing_logs: Option<u64>,
+    /// `watches`, appended across files (decoded in `watches.rs`).
+    pub watches: Vec<super::watches::WatchConfig>,
 }
 
 /// Set `slot` from `value` with `read`.
@@ -371,6 +373,7 @@ impl AgentSettings {
         self.start_join_wan.extend(l.start_join_wan);
         self.retry_join_wan.extend(l.retry_join_wan);
         self.recursors.extend(l.recursors);
+        self.watches.extend(l.watches);
         self.node_meta.extend(l.node_meta);
         deep_merge(&mut self.ui_config, &l.ui_config);
         deep_merge(&mut self.dns_config, &l.dns_config);

@@ -81,7 +81,6 @@ const IGNORED_KEYS: &[(&str, &str)] = &[
         "http_config",
         "HTTP response headers and limits are not configurable yet",
     ),
-    ("watches", "watches are not built yet"),
 ];
 
 /// The verdict for top-level `key` with value `v`, or `None` if muster

@@ -10,7 +10,8 @@
 //!   leader's reconcile of members into the catalog; `autopilot.rs`: the
 //!   leader's server management;
 //! - `cluster_api.rs`: the HTTP API's view of gossip and raft;
-//! - `node_id.rs`: the agent's identity on disk.
+//! - `node_id.rs`: the agent's identity on disk;
+//! - `watches.rs`: the watches of the `watches` config key.
 
 mod autopilot;
 mod client_link;
@@ -21,3 +22,5 @@ mod form;
 pub(crate) mod node_id;
 mod reconcile;
 pub(crate) mod serve;
+mod wan;
+mod watches;

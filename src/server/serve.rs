@@ -526,6 +526,7 @@ async fn serve_http(
         data_dir.display()
     ));
     notify_systemd(&[sd_notify::NotifyState::Ready]);
+    let watches = super::watches::Watches::start(&cfg.loaded.settings.watches, bound);
 
     let ended = loop {
         tokio::select! {
@@ -545,6 +546,7 @@ async fn serve_http(
         }
     };
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    watches.stop();
     let ended = ended.map_err(server_ended)?;
     let _ = dns_stop_tx.send(());
     if tokio::time::timeout(HTTP_DRAIN, dns).await.is_err() {
