@@ -41,6 +41,16 @@
 //!   node/service/tag filters, Consul's errors.
 //! - `feed.rs`: the change feed (`/v1/event-stream`, `muster log tail`):
 //!   1,000 mixed writes in order, reconnecting, 410 after a restart.
+//! - `autopilot.rs`: `/v1/operator/autopilot/*` and `muster operator
+//!   autopilot` on three servers: defaults, set-config and CAS, the stored
+//!   configuration surviving kill -9 of the leader and switching dead-server
+//!   cleanup off and on, health and state before and after a follower dies.
+//! - `federation.rs`: three servers in dc1 and one in dc2 over WAN gossip:
+//!   flood join, rejoin after kill -9, DNS names of the other datacenter
+//!   (cached, following changes), unknown datacenters.
+//! - `prepared.rs`: prepared queries: CRUD through the log, Consul's
+//!   errors, execute filters, templates, explain, DNS `.query.`, and
+//!   failover to another datacenter and back.
 //! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
 //!   server: refusal while it runs, a flipped byte, a changed view row,
 //!   answers as of an index.
@@ -68,6 +78,7 @@
 mod agent;
 mod agent_api;
 mod agent_checks;
+mod autopilot;
 mod blocking;
 mod browser;
 mod catalog;

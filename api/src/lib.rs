@@ -29,7 +29,8 @@
 //!   test seam; every other handler holds the real `Engine`).
 //! - `cluster.rs`: [`ClusterBackend`], the gossip/raft interface the binary
 //!   implements for the membership and operator endpoints, and its data.
-//! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`.
+//! - `operator.rs`: `/v1/operator/raft/*` and `/v1/operator/keyring`;
+//!   `autopilot/`: `/v1/operator/autopilot/*` (configuration, health).
 //! - `client.rs`: client-agent mode (answer `/v1/agent/*`, forward the
 //!   rest to a server) and the server's [`Handler`] for forwarded requests.
 //! - `snapshot/`: `/v1/snapshot` (save and restore, streamed) and the
@@ -50,6 +51,7 @@ use muster_agent::Agent;
 use muster_engine::Engine;
 
 mod agent;
+pub mod autopilot;
 mod backend;
 pub mod bodies;
 mod catalog;

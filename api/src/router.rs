@@ -172,6 +172,7 @@ const TABLES: &[&[Route]] = &[
     session::ROUTES,
     txn::ROUTES,
     operator::ROUTES,
+    crate::autopilot::ROUTES,
     crate::ui::ROUTES,
     crate::snapshot::ROUTES,
     crate::feed::ROUTES,

@@ -96,6 +96,8 @@ pub struct ClusterStatus {
     pub last_contact_ms: u64,
     /// Last log index applied to the views.
     pub applied_index: u64,
+    /// The raft term this server is in.
+    pub term: u64,
 }
 
 /// How long a write waits for a leader to be elected before failing with

@@ -52,6 +52,7 @@ impl Engine {
                     .unwrap_or(0)
             },
             applied_index: self.inner.shared.applied.load(Ordering::Acquire),
+            term: m.current_term,
         }
     }
 

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use muster_agent::{serf_check, SERF_CHECK_ID};
 use muster_engine::WatchSet;
@@ -14,17 +13,26 @@ use muster_engine::{Command, Engine, Node, Service, Status};
 use muster_gossip::{Gossip, Member, MemberStatus};
 
 use super::autopilot::Autopilot;
-use super::cluster::{ClusterConfig, RECONCILE_INTERVAL, ROLE_SERVER};
+use super::cluster::{ClusterConfig, ROLE_SERVER};
 
 /// On the leader: reconcile on every membership event and every
-/// [`RECONCILE_INTERVAL`] (sooner when autopilot's stabilization time is
-/// shorter), then let autopilot add and remove servers.
-pub(super) async fn reconcile_loop(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig) {
+/// [`RECONCILE_INTERVAL`](super::cluster::RECONCILE_INTERVAL) (sooner when
+/// autopilot's stabilization time is shorter), then let autopilot add and
+/// remove servers. The config-file autopilot settings are recorded at once
+/// (before the HTTP API serves), as the defaults of
+/// `/v1/operator/autopilot/configuration`.
+pub(super) fn reconcile_loop(
+    gossip: Arc<Gossip>,
+    engine: Engine,
+    cfg: ClusterConfig,
+) -> impl std::future::Future<Output = ()> {
+    super::autopilot::health::set_defaults(&cfg.autopilot);
+    reconcile_passes(gossip, engine, cfg)
+}
+
+async fn reconcile_passes(gossip: Arc<Gossip>, engine: Engine, cfg: ClusterConfig) {
     let mut events = gossip.subscribe();
     let mut pilot = Autopilot::default();
-    let tick = RECONCILE_INTERVAL
-        .min(cfg.autopilot.stabilization)
-        .max(Duration::from_millis(500));
     loop {
         tokio::select! {
             ev = events.recv() => {
@@ -32,10 +40,10 @@ pub(super) async fn reconcile_loop(gossip: Arc<Gossip>, engine: Engine, cfg: Clu
                     return;
                 }
             }
-            () = tokio::time::sleep(tick) => {}
+            () = tokio::time::sleep(super::autopilot::tick(&engine)) => {}
         }
         if engine.check_leader().is_err() {
-            pilot.failed_since.clear();
+            pilot.step_down();
             continue;
         }
         let members = gossip.members();

@@ -1,7 +1,10 @@
 //! `muster operator raft list-peers [-stale]` and `muster operator raft
 //! remove-peer -id=<id> | -address=<ip:port>` (consul-compat.md §11.3):
 //! clients of `GET /v1/operator/raft/configuration` and
-//! `DELETE /v1/operator/raft/peer`, with Consul's table and messages.
+//! `DELETE /v1/operator/raft/peer`, with Consul's table and messages;
+//! `muster operator autopilot ...` is `autopilot.rs`.
+
+pub mod autopilot;
 
 use std::process::ExitCode;
 
@@ -28,6 +31,9 @@ pub struct OperatorArgs {
 pub enum OperatorCommand {
     /// Inspect and change the raft configuration of the servers.
     Raft(RaftArgs),
+    /// Read and change the autopilot configuration; show the servers'
+    /// health as autopilot sees it.
+    Autopilot(autopilot::AutopilotArgs),
 }
 
 /// `muster operator raft`.
@@ -109,6 +115,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<ExitCode> {
         OperatorCommand::Raft(RaftArgs {
             command: RaftCommand::RemovePeer(a),
         }) => remove_peer(a),
+        OperatorCommand::Autopilot(a) => autopilot::run(a),
     }
 }
 

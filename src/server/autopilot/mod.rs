@@ -1,7 +1,12 @@
 //! Autopilot, as Consul's leader runs it: alive servers missing from raft
 //! are added back (caught up as learners first), and servers failed for
 //! longer than `server_stabilization_time` are removed, never so many that
-//! quorum would be at risk.
+//! quorum would be at risk. The settings are the configuration an operator
+//! stored (`/v1/operator/autopilot/configuration`), else this server's
+//! `autopilot` config-file block; `health.rs` keeps each server's health
+//! for `/v1/operator/autopilot/health|state`.
+
+pub(crate) mod health;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,6 +17,15 @@ use muster_gossip::{Member, MemberStatus};
 
 use super::cluster::{server_of, ClusterConfig, ADD_SERVER_TIMEOUT, ROLE_SERVER};
 
+/// How often the leader reconciles and runs autopilot: every
+/// [`RECONCILE_INTERVAL`](super::cluster::RECONCILE_INTERVAL), sooner when
+/// the stabilization time in force is shorter (but not below 500 ms).
+pub(super) fn tick(engine: &Engine) -> std::time::Duration {
+    super::cluster::RECONCILE_INTERVAL
+        .min(health::effective(engine).server_stabilization_time)
+        .max(std::time::Duration::from_millis(500))
+}
+
 /// The leader's server management (Consul's autopilot): alive servers
 /// missing from raft are added (a restarted server that was pruned comes
 /// back), and servers failed for longer than the stabilization time are
@@ -19,13 +33,32 @@ use super::cluster::{server_of, ClusterConfig, ADD_SERVER_TIMEOUT, ROLE_SERVER};
 #[derive(Default)]
 pub(super) struct Autopilot {
     /// Raft id → when this leader first saw the server failed.
-    pub(super) failed_since: std::collections::HashMap<u64, tokio::time::Instant>,
+    failed_since: std::collections::HashMap<u64, tokio::time::Instant>,
     /// Raft ids being added (an add waits for the server to catch up).
     adding: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+    /// This server ran the last pass as the leader.
+    leading: bool,
 }
 
 impl Autopilot {
+    /// This server lost (or never had) leadership: what it saw as leader
+    /// no longer counts.
+    pub(super) fn step_down(&mut self) {
+        self.leading = false;
+        self.failed_since.clear();
+    }
+
+    /// One pass on the leader: refresh every server's health, add alive
+    /// servers missing from raft, and remove dead ones if the configuration
+    /// in force says so.
     pub(super) async fn run(&mut self, engine: &Engine, members: &[Member], cfg: &ClusterConfig) {
+        if !self.leading {
+            // A new leader judges every server afresh, as Consul's does.
+            health::forget();
+            self.leading = true;
+        }
+        let ap = health::effective(engine);
+        health::servers(engine, members, &ap).await;
         let (servers, _) = engine.raft_servers();
         let mut voters: BTreeSet<u64> = servers.iter().filter(|s| s.voter).map(|s| s.id).collect();
         let now = tokio::time::Instant::now();
@@ -53,14 +86,14 @@ impl Autopilot {
             }
         }
         self.failed_since.retain(|id, _| failed.contains_key(id));
-        if !cfg.autopilot.cleanup_dead_servers {
+        if !ap.cleanup_dead_servers {
             return;
         }
         let failed_voters = failed.keys().filter(|id| voters.contains(id)).count();
         for (id, (name, down_for)) in failed {
             if !voters.contains(&id)
                 || id == engine.raft_id()
-                || down_for < cfg.autopilot.stabilization
+                || down_for < ap.server_stabilization_time
             {
                 continue;
             }
@@ -72,7 +105,7 @@ impl Autopilot {
                 );
                 return;
             }
-            if voters.len() <= cfg.autopilot.min_quorum as usize {
+            if voters.len() <= ap.min_quorum as usize {
                 return;
             }
             tracing::info!(member = %name, id, down_for = ?down_for, "autopilot: removing dead server");
