@@ -20,13 +20,23 @@ pub const MISSING_STATE: &str = "Missing check state";
 /// `Invalid value for ?passing` body.
 pub const INVALID_PASSING: &str = "Invalid value for ?passing";
 
-/// One `/v1/health/service/:s` entry.
+/// One `/v1/health/service/:s` entry (also a prepared query's `Nodes`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct ServiceEntry<'a> {
+pub(crate) struct ServiceEntry<'a> {
     node: NodeJson<'a>,
     service: NodeServiceJson<'a>,
     checks: Vec<HealthCheckJson<'a>>,
+}
+
+impl<'a> From<&'a muster_engine::ServiceHealth> for ServiceEntry<'a> {
+    fn from(e: &'a muster_engine::ServiceHealth) -> Self {
+        ServiceEntry {
+            node: NodeJson::from(&e.node),
+            service: NodeServiceJson::from(&e.service),
+            checks: e.checks.iter().map(HealthCheckJson::from).collect(),
+        }
+    }
 }
 
 /// Go's `strconv.ParseBool`.
@@ -112,11 +122,7 @@ pub(crate) async fn service(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<
             .iter()
             .filter(|e| node_meta_matches(&e.node, &meta) && has_all_tags(&e.service.tags, &tags))
             .filter(|e| !passing || e.checks.iter().all(|c| c.status == Status::Passing))
-            .map(|e| ServiceEntry {
-                node: NodeJson::from(&e.node),
-                service: NodeServiceJson::from(&e.service),
-                checks: e.checks.iter().map(HealthCheckJson::from).collect(),
-            })
+            .map(ServiceEntry::from)
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
         ctx.render_json(r.index, &out)

@@ -22,8 +22,8 @@
 //!   the agent endpoints and the binary's config loader.
 //! - `kv.rs`, `catalog.rs`, `health.rs`, `status.rs`, `agent.rs`,
 //!   `session.rs`, `txn.rs`: one handler module per domain.
-//! - `bodies.rs`: the txn and session-create body decoders, public for
-//!   fuzzing.
+//! - `bodies.rs`: the txn, session-create and prepared-query body
+//!   decoders, public for fuzzing.
 //! - `error.rs`: the one [`Error`] enum and its Consul status codes.
 //! - `backend.rs`: the agent interface the `/v1/agent/*` handlers use (a
 //!   test seam; every other handler holds the real `Engine`).
@@ -66,6 +66,7 @@ pub mod filter;
 mod health;
 mod kv;
 mod operator;
+pub mod prepared;
 pub mod query;
 mod read;
 mod response;

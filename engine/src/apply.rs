@@ -10,7 +10,7 @@ use crate::command::{Command, Response};
 use crate::error::Result;
 use crate::raft::TypeConfig;
 use crate::stage::Stage;
-use crate::tables::{catalog, kv, session};
+use crate::tables::{catalog, kv, objects, session};
 use crate::txn;
 use crate::views::{
     encode, index_key, Ks, Views, META_LAST_APPLIED, META_MEMBERSHIP, META_PARTIAL,
@@ -263,5 +263,11 @@ pub(crate) fn apply_command(st: &mut Stage, index: u64, cmd: &Command) -> Result
         Command::RestoreCommit { .. } => Ok(Response::Rejected(
             "a restore commit must be its own entry".into(),
         )),
+        Command::ObjectSet {
+            object,
+            cas,
+            unique_name,
+        } => objects::set(st, index, object, *cas, *unique_name),
+        Command::ObjectDelete { kind, id } => objects::delete(st, kind, id),
     }
 }

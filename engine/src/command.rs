@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::txn::{TxnError, TxnOp, TxnResult};
-use crate::types::{Check, Node, Service, Session};
+use crate::types::{Check, Node, Service, Session, StoredObject};
 
 /// A change of state. Apply is deterministic: everything time- or
 /// randomness-dependent is filled in by the proposer.
@@ -156,6 +156,25 @@ pub enum Command {
         records: u64,
         /// The highest index the records carry (the archive's index).
         max_index: u64,
+    },
+    /// Create or replace a stored object (indexes in it are ignored).
+    /// With `cas`, only if its `ModifyIndex` equals it (0: must not
+    /// exist), else `Bool(false)`; with `unique_name`, rejected when
+    /// another object of the kind has the same non-empty name.
+    ObjectSet {
+        /// The object.
+        object: StoredObject,
+        /// Expected `ModifyIndex`.
+        cas: Option<u64>,
+        /// Refuse a name another object of the kind has.
+        unique_name: bool,
+    },
+    /// Delete a stored object (absent is a successful no-op).
+    ObjectDelete {
+        /// Its kind.
+        kind: String,
+        /// Its ID.
+        id: String,
     },
 }
 

@@ -76,7 +76,7 @@ pub use error::{Error, Result};
 pub use node_view::NodeView;
 pub use types::{
     Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceAddress, ServiceCheckRef,
-    ServiceHealth, ServiceNode, Session, SessionBehavior, Status, Weights,
+    ServiceHealth, ServiceNode, Session, SessionBehavior, Status, StoredObject, Weights,
 };
 pub use watch::{Table, WatchKey, WatchSet};
 

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::stage::Read;
-use crate::tables::{catalog, kv};
+use crate::tables::{catalog, kv, objects};
 use crate::types::{
-    Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceHealth, ServiceNode,
+    Check, Indexed, KvEntry, Node, NodeServices, Service, ServiceHealth, ServiceNode, StoredObject,
 };
 use crate::view::{meta_index, table_index, ReadView};
 use crate::views::{NODE_INDEX_PREFIX, SERVICE_INDEX_PREFIX};
@@ -150,6 +150,45 @@ impl Engine {
     /// The KV table index, tombstones included (≥ 1).
     pub fn kv_table_index(&self) -> Result<u64> {
         kv_table_index(&self.read_view())
+    }
+
+    /// The catalog's index: the highest of the nodes, services, checks and
+    /// objects (prepared queries) tables, which it watches. Every change a DNS answer can depend on
+    /// moves it (what another datacenter's cached answers follow).
+    pub fn catalog_index(&self, ws: &mut WatchSet) -> Result<Indexed<()>> {
+        let v = self.read_view();
+        let mut index = 1;
+        for table in [Table::Nodes, Table::Services, Table::Checks, Table::Objects] {
+            ws.add(WatchKey::Table(table));
+            index = index.max(table_index(&v, table)?);
+        }
+        Ok(Indexed { index, value: () })
+    }
+
+    /// Every stored object of `kind`, sorted by ID. Index: the objects
+    /// table, which it watches.
+    pub fn objects(&self, kind: &str, ws: &mut WatchSet) -> Result<Indexed<Vec<StoredObject>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Objects));
+        Ok(Indexed {
+            index: table_index(&v, Table::Objects)?.max(1),
+            value: objects::list(&v, kind)?,
+        })
+    }
+
+    /// One stored object. Index: the objects table, which it watches.
+    pub fn object(
+        &self,
+        kind: &str,
+        id: &str,
+        ws: &mut WatchSet,
+    ) -> Result<Indexed<Option<StoredObject>>> {
+        let v = self.read_view();
+        ws.add(WatchKey::Table(Table::Objects));
+        Ok(Indexed {
+            index: table_index(&v, Table::Objects)?.max(1),
+            value: objects::get(&v, kind, id)?,
+        })
     }
 
     /// Every catalog node, sorted by name. Index: the nodes table, which it

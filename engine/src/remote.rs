@@ -17,7 +17,8 @@ use crate::command::Command;
 use crate::node_view::NodeView;
 use crate::rpc::client::{CallError, RpcClient};
 use crate::rpc::{
-    DnsAnswer, DnsRequest, NodeViewRequest, RpcFailure, PATH_APPLY, PATH_DNS, PATH_NODE_VIEW,
+    DnsAnswer, DnsRequest, DnsWatchAnswer, DnsWatchRequest, NodeViewRequest, RpcFailure,
+    PATH_APPLY, PATH_DNS, PATH_DNS_WATCH, PATH_NODE_VIEW,
 };
 
 /// Consul's error when a client knows no server.
@@ -169,6 +170,32 @@ impl Remote {
                 None
             }
         }
+    }
+
+    /// Ask a server of another datacenter a DNS question, once its catalog
+    /// index passes `min_index` (0: at once) or after `wait`: the answer
+    /// and the index it was answered at.
+    pub async fn dns_watch(
+        &self,
+        packet: Vec<u8>,
+        max_size: usize,
+        min_index: u64,
+        wait: Duration,
+    ) -> Result<(Vec<u8>, u64), String> {
+        let req = DnsWatchRequest {
+            packet,
+            max_size: u32::try_from(max_size).unwrap_or(u32::MAX),
+            min_index,
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        let timeout = if min_index > 0 {
+            wait + wait / 16 + READ_SLACK
+        } else {
+            DNS_TIMEOUT
+        };
+        self.call::<_, DnsWatchAnswer>(PATH_DNS_WATCH, &req, timeout)
+            .await
+            .map(|a| (a.packet, a.index))
     }
 
     /// Forward an HTTP API request to a server and return its answer. Only

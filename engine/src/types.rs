@@ -302,3 +302,28 @@ impl Session {
             .filter(|d| !d.is_zero())
     }
 }
+
+/// An object the engine stores and replicates without interpreting its
+/// body: a prepared query (`kind` "query"), the autopilot configuration
+/// ("autopilot"). The API layer owns the body's shape (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct StoredObject {
+    /// What it is ("query", "autopilot").
+    pub kind: String,
+    /// Its ID, unique within the kind.
+    pub id: String,
+    /// Its name (unique within the kind when the write asks so; may be
+    /// empty).
+    pub name: String,
+    /// A session it lives with: the object is deleted when the session
+    /// is invalidated (empty: none).
+    pub session: String,
+    /// The body (JSON).
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// Index of the write that created it.
+    pub create_index: u64,
+    /// Index of the last write.
+    pub modify_index: u64,
+}

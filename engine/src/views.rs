@@ -55,6 +55,7 @@ pub(crate) fn index_key(table: Table) -> &'static [u8] {
         Table::Services => b"index/services",
         Table::Checks => b"index/checks",
         Table::Sessions => b"index/sessions",
+        Table::Objects => b"index/objects",
     }
 }
 
@@ -85,13 +86,15 @@ pub(crate) enum Ks {
     /// The records of a restore being staged: `seq u32 BE, n u32 BE` →
     /// encoded record.
     Staging,
+    /// Stored objects: `kind\0id` → msgpack `StoredObject`.
+    Objects,
 }
 
 /// The one declaration of every keyspace: which it is, its name on disk,
 /// and its id in snapshot files (append-only, like commands: an id is
 /// never reused, and a snapshot's rows come in this order). Opening,
 /// [`Views::ks`], snapshotting and installing all go through this list.
-pub(crate) const KEYSPACES: [(Ks, &str, u8); 10] = [
+pub(crate) const KEYSPACES: [(Ks, &str, u8); 11] = [
     (Ks::Kv, "kv", 1),
     (Ks::Tombstones, "tombstones", 2),
     (Ks::Meta, "meta", 3),
@@ -102,6 +105,7 @@ pub(crate) const KEYSPACES: [(Ks, &str, u8); 10] = [
     (Ks::Sessions, "sessions", 8),
     (Ks::SessionIndex, "session_index", 9),
     (Ks::Staging, "restore_staging", 10),
+    (Ks::Objects, "objects", 11),
 ];
 
 /// The keyspace with snapshot id `id`, if any.

@@ -38,6 +38,8 @@ pub enum Table {
     Checks,
     /// Sessions.
     Sessions,
+    /// Stored objects (prepared queries, autopilot configuration).
+    Objects,
 }
 
 /// What a blocking read depends on.

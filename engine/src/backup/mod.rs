@@ -108,6 +108,7 @@ impl Engine {
             (Ks::Checks, "check"),
             (Ks::Kv, "kv entry"),
             (Ks::Sessions, "session"),
+            (Ks::Objects, "stored object"),
         ] {
             for item in snap.iter(views.ks(ks)) {
                 let (_, v) = item.into_inner()?;
@@ -116,6 +117,7 @@ impl Engine {
                     Ks::Services => Record::Service(decode(&v, what)?),
                     Ks::Checks => Record::Check(decode(&v, what)?),
                     Ks::Kv => Record::Kv(decode(&v, what)?),
+                    Ks::Objects => Record::Object(decode(&v, what)?),
                     _ => Record::Session(decode(&v, what)?),
                 };
                 emit(record, &mut out)?;

@@ -199,6 +199,15 @@ fn write_record(w: &mut Writer<'_>, record: Record, finer: &mut Vec<String>) -> 
             }
             w.insert(Ks::Sessions, s.id.clone(), encode(&s, "session")?)
         }
+        Record::Object(o) => {
+            if let Some(lookup) = crate::tables::objects::session_lookup(&o) {
+                w.insert(Ks::SessionIndex, lookup, Vec::new())?;
+            }
+            let mut key = o.kind.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(o.id.as_bytes());
+            w.insert(Ks::Objects, key, encode(&o, "stored object")?)
+        }
         Record::Index(i) => {
             if i.name.starts_with(SERVICE_INDEX_PREFIX) || i.name.starts_with(NODE_INDEX_PREFIX) {
                 finer.push(i.name);
@@ -245,6 +254,7 @@ pub(crate) fn commit(
         Ks::Checks,
         Ks::Sessions,
         Ks::SessionIndex,
+        Ks::Objects,
     ] {
         wipe(views, ks, b"")?;
     }
@@ -294,6 +304,7 @@ pub(crate) fn commit(
         Table::Services,
         Table::Checks,
         Table::Sessions,
+        Table::Objects,
     ] {
         last.insert(meta, index_key(t), index.to_be_bytes().to_vec());
     }

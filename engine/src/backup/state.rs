@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::snapshot::{read_frame, read_u32, write_frame, CrcReader, CrcWriter};
-use crate::types::{Check, KvEntry, Node, Service, Session};
+use crate::types::{Check, KvEntry, Node, Service, Session, StoredObject};
 use crate::views::{decode, encode};
 
 const MAGIC: &[u8; 8] = b"MUSTSTAT";
@@ -93,6 +93,8 @@ pub enum Record {
     Session(Session),
     /// An index.
     Index(IndexEntry),
+    /// A stored object (prepared query, autopilot configuration).
+    Object(StoredObject),
 }
 
 impl Record {
@@ -107,6 +109,9 @@ impl Record {
             Record::Tombstone(_) => "Tombstone",
             Record::Session(_) => "Session",
             Record::Index(_) => "Index",
+            Record::Object(o) if o.kind == "query" => "PreparedQuery",
+            Record::Object(o) if o.kind == "autopilot" => "Autopilot",
+            Record::Object(_) => "Object",
         }
     }
 }

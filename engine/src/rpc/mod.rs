@@ -43,6 +43,10 @@ pub(crate) const PATH_APPLY: &str = "/rpc/apply";
 pub(crate) const PATH_NODE_VIEW: &str = "/rpc/node-view";
 /// A DNS question a client agent relays to a server.
 pub(crate) const PATH_DNS: &str = "/rpc/dns";
+/// A DNS question from a server of another datacenter, answered once the
+/// catalog's index passes the asker's (its cache of the answer is kept
+/// fresh with these, one blocking call per cached name).
+pub(crate) const PATH_DNS_WATCH: &str = "/rpc/dns-watch";
 /// Prefix of the HTTP API requests a client agent forwards: the server
 /// answers them with its own API handlers.
 pub(crate) const PREFIX_API: &str = "/v1/";
@@ -79,6 +83,27 @@ pub(crate) struct DnsRequest {
     #[serde(with = "serde_bytes")]
     pub packet: Vec<u8>,
     pub max_size: u32,
+}
+
+/// A DNS question from another datacenter ([`PATH_DNS_WATCH`]): answered
+/// when the catalog index passes `min_index` (0: at once), or after
+/// `wait_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DnsWatchRequest {
+    #[serde(with = "serde_bytes")]
+    pub packet: Vec<u8>,
+    pub max_size: u32,
+    pub min_index: u64,
+    pub wait_ms: u64,
+}
+
+/// The answer to a [`DnsWatchRequest`] and the catalog index it was
+/// answered at (or after).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DnsWatchAnswer {
+    #[serde(with = "serde_bytes")]
+    pub packet: Vec<u8>,
+    pub index: u64,
 }
 
 /// A relayed DNS answer (empty: send nothing).

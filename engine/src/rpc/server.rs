@@ -22,9 +22,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    DnsAnswer, DnsRequest, JoinRequest, NodeViewRequest, RpcFailure, SnapshotChunk, MAX_BODY,
-    PATH_APPEND, PATH_APPLY, PATH_DNS, PATH_INFO, PATH_JOIN, PATH_NODE_VIEW, PATH_PROPOSE,
-    PATH_READ_INDEX, PATH_RENEW, PATH_SNAPSHOT, PATH_VOTE, PREFIX_API,
+    DnsAnswer, DnsRequest, DnsWatchAnswer, DnsWatchRequest, JoinRequest, NodeViewRequest,
+    RpcFailure, SnapshotChunk, MAX_BODY, PATH_APPEND, PATH_APPLY, PATH_DNS, PATH_DNS_WATCH,
+    PATH_INFO, PATH_JOIN, PATH_NODE_VIEW, PATH_PROPOSE, PATH_READ_INDEX, PATH_RENEW, PATH_SNAPSHOT,
+    PATH_VOTE, PREFIX_API,
 };
 use crate::command::Command;
 use crate::engine::Engine;
@@ -138,6 +139,30 @@ async fn handle(engine: Engine, hooks: Hooks, req: Request<Incoming>) -> Respons
                 )))
             }
             (Ok(_), None) => encode(&Err::<DnsAnswer, _>(RpcFailure::Failed(
+                "this server does not answer DNS".into(),
+            ))),
+            (Err(msg), _) => bad(msg),
+        },
+        PATH_DNS_WATCH => match (decode::<DnsWatchRequest>(&body), hooks) {
+            (Ok(r), Some(hooks)) => {
+                let wait = Duration::from_millis(r.wait_ms);
+                let blocking = crate::Blocking::new(r.min_index, Some(wait));
+                let index = blocking
+                    .run(engine.watch(), |ws| engine.catalog_index(ws))
+                    .await
+                    .map(|i| i.index);
+                match index {
+                    // The index is read before the answer: the answer is at
+                    // least as new, and a change after it moves the index.
+                    Ok(index) => {
+                        let max = usize::try_from(r.max_size).unwrap_or(usize::MAX);
+                        let packet = hooks.dns(r.packet, max).await;
+                        encode(&Ok::<_, RpcFailure>(DnsWatchAnswer { packet, index }))
+                    }
+                    Err(e) => encode(&Err::<DnsWatchAnswer, _>(RpcFailure::Failed(e.to_string()))),
+                }
+            }
+            (Ok(_), None) => encode(&Err::<DnsWatchAnswer, _>(RpcFailure::Failed(
                 "this server does not answer DNS".into(),
             ))),
             (Err(msg), _) => bad(msg),

@@ -3,4 +3,5 @@
 
 pub(crate) mod catalog;
 pub(crate) mod kv;
+pub(crate) mod objects;
 pub(crate) mod session;

@@ -177,6 +177,7 @@ pub(crate) fn invalidate(st: &mut Stage, index: u64, id: &str) -> Result<()> {
         st.remove(Ks::SessionIndex, check_key(&lower, &check_id, id));
     }
     st.touched.table(Table::Sessions);
+    crate::tables::objects::delete_for_session(st, id)?;
     for key in held_keys(st, id)? {
         let Some(entry) = kv::get(st, &key)? else {
             st.remove(Ks::SessionIndex, lock_key(id, &key));

@@ -124,6 +124,8 @@ pub(super) fn command_kind(c: &Command) -> &'static str {
         Command::Txn { .. } => "Txn",
         Command::RestoreChunk { .. } => "RestoreChunk",
         Command::RestoreCommit { .. } => "RestoreCommit",
+        Command::ObjectSet { .. } => "ObjectSet",
+        Command::ObjectDelete { .. } => "ObjectDelete",
     }
 }
 
