@@ -32,6 +32,39 @@ pub(crate) enum Outcome {
     /// Answered, but hostname targets are to be resolved through the
     /// recursors first (only when there are recursors).
     Resolve(Box<Pending>),
+    /// A name of another datacenter: asked of its servers (the parsed
+    /// request, for an NXDOMAIN when no one answers).
+    Remote(Box<RemoteQuestion>),
+    /// `<name>.query.<domain>`: a prepared query to execute.
+    Query(Box<QueryQuestion>),
+}
+
+/// A prepared-query question.
+pub(crate) struct QueryQuestion {
+    /// The query's name (or ID).
+    pub name: String,
+    /// The parsed request.
+    pub req: Message,
+    /// The domain the question used.
+    pub domain: String,
+}
+
+/// A question for another datacenter.
+pub(crate) struct RemoteQuestion {
+    /// The datacenter named.
+    pub dc: String,
+    /// The parsed request.
+    pub req: Message,
+    /// The domain the question used.
+    pub domain: String,
+}
+
+impl RemoteQuestion {
+    /// NXDOMAIN with the SOA: no server of the datacenter is known (or
+    /// answered).
+    pub(crate) fn unknown(&self, cfg: &DnsConfig, max_size: usize) -> Vec<u8> {
+        finish(&self.req, cfg, Answer::nxdomain(), &self.domain, max_size)
+    }
 }
 
 /// Answer one DNS message. `max_size` is the transport's limit:
@@ -55,6 +88,8 @@ pub fn handle(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: usize) -
             error_reply(&req, cfg, rcode, false)
         }
         Outcome::Resolve(pending) => pending.complete(cfg, Vec::new(), max_size),
+        Outcome::Remote(q) => q.unknown(cfg, max_size),
+        Outcome::Query(q) => query_reply(cfg, &q, None, max_size),
     }
 }
 
@@ -84,6 +119,13 @@ pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: 
         return Outcome::Reply(error_reply(&req, cfg, ResponseCode::NotImp, true));
     }
     let domain = parsed.domain.clone();
+    match parsed.lookup {
+        Lookup::Remote(dc) => return Outcome::Remote(Box::new(RemoteQuestion { dc, req, domain })),
+        Lookup::Query(name) => {
+            return Outcome::Query(Box::new(QueryQuestion { name, req, domain }))
+        }
+        _ => {}
+    }
     let mut answer = match lookup(engine, cfg, &q.name, qtype, parsed) {
         Ok(Some(a)) => a.nodata_soa(),
         Ok(None) => return Outcome::Forward(Box::new(req)),
@@ -119,7 +161,8 @@ fn lookup(
     let suffix = format!("{dc}.{}.", parsed.domain);
     let answer = match parsed.lookup {
         Lookup::Outside => return Ok(None),
-        Lookup::NxDomain => Answer::nxdomain(),
+        // Hostname targets in other datacenters are not followed.
+        Lookup::NxDomain | Lookup::Remote(_) | Lookup::Query(_) => Answer::nxdomain(),
         Lookup::Apex => apex(engine, cfg, &parsed.domain, &suffix, qtype),
         Lookup::Service { service, tag } => {
             let q = ServiceQuery {
@@ -268,11 +311,21 @@ fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Res
     }
     live.shuffle(&mut rand::rng());
     let ttl = cfg.service_ttl_secs(q.service);
+    Ok(instances_answer(cfg, q, &live, ttl))
+}
+
+/// The answer for `live` instances (in answer order, with SRV weights).
+fn instances_answer(
+    cfg: &DnsConfig,
+    q: &ServiceQuery<'_>,
+    live: &[(&ServiceHealth, u16)],
+    ttl: u32,
+) -> Answer {
     let mut a = Answer::default();
     // A/AAAA/ANY: the first hostname instance, used only when no instance
     // has an IP answer (one name cannot carry several CNAMEs).
     let mut cname: Option<Name> = None;
-    for (inst, w) in &live {
+    for (inst, w) in live {
         let Some(to) = target(inst, q.qname) else {
             continue;
         };
@@ -304,7 +357,53 @@ fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Res
             cname_to(&mut a, q.qname, q.qtype, ttl, host);
         }
     }
-    Ok(a)
+    a
+}
+
+/// The reply to `<name>.query.<domain>` from what executing the query
+/// gave (`None`: no such query, NXDOMAIN). Instances are in the query's
+/// order; its `DNS.TTL` wins over the agent's service TTL.
+pub(crate) fn query_reply(
+    cfg: &DnsConfig,
+    q: &QueryQuestion,
+    executed: Option<crate::QueryAnswer>,
+    max_size: usize,
+) -> Vec<u8> {
+    let Some(query) = q.req.queries.first() else {
+        return Vec::new();
+    };
+    let answer = match executed {
+        Some(ex) if !ex.instances.is_empty() => {
+            let suffix = format!("{}.{}.", ex.datacenter.to_ascii_lowercase(), q.domain);
+            let sq = ServiceQuery {
+                qname: &query.name,
+                qtype: query.query_type,
+                service: &ex.service,
+                tag: None,
+                suffix: &suffix,
+            };
+            let ttl = match ex.ttl {
+                Some(d) => u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+                None => cfg.service_ttl_secs(&ex.service),
+            };
+            let live: Vec<(&ServiceHealth, u16)> = ex
+                .instances
+                .iter()
+                .map(|inst| {
+                    let warning = inst.checks.iter().any(|c| c.status == Status::Warning);
+                    let w = if warning {
+                        inst.service.weights.warning
+                    } else {
+                        inst.service.weights.passing
+                    };
+                    (inst, u16::try_from(w).unwrap_or(u16::MAX))
+                })
+                .collect();
+            instances_answer(cfg, &sq, &live, ttl)
+        }
+        _ => Answer::nxdomain(),
+    };
+    finish(&q.req, cfg, answer.nodata_soa(), &q.domain, max_size)
 }
 
 /// Add the SRV answer of one instance, with its glue and node meta.

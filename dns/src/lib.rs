@@ -39,7 +39,8 @@ pub struct DnsConfig {
     pub domain: String,
     /// A second domain answered the same way (`alt_domain`).
     pub alt_domain: Option<String>,
-    /// This agent's datacenter (the only one answered; others: NXDOMAIN).
+    /// This agent's datacenter (answered from the engine; others through
+    /// `datacenters`).
     pub datacenter: String,
     /// TTL of node, addr and NS answers (`dns_config.node_ttl`).
     pub node_ttl: Duration,
@@ -65,7 +66,78 @@ pub struct DnsConfig {
     /// Node meta TXT records in ADDITIONAL of SRV and node A/AAAA answers
     /// (`enable_additional_node_meta_txt`).
     pub node_meta_txt: bool,
+    /// Who answers names of other datacenters (`web.service.dc2.consul`):
+    /// a server's WAN links. Without one, such names are NXDOMAIN.
+    pub datacenters: Option<DatacenterLink>,
+    /// Who executes prepared queries (`<name>.query.<domain>`). Without
+    /// one, such names are NXDOMAIN.
+    pub queries: Option<QueryLink>,
 }
+
+/// Executes prepared queries for DNS.
+pub trait PreparedQueries: Send + Sync + 'static {
+    /// Run the query `name` (an ID, a name or a template's prefix);
+    /// `None` when there is no such query.
+    fn execute(&self, name: &str) -> BoxFuture<'_, Option<QueryAnswer>>;
+}
+
+/// What executing a prepared query gave.
+#[derive(Debug, Clone)]
+pub struct QueryAnswer {
+    /// The service it asked for (its service TTL applies without `ttl`).
+    pub service: String,
+    /// The instances, in answer order (already filtered).
+    pub instances: Vec<muster_engine::ServiceHealth>,
+    /// The query's `DNS.TTL`.
+    pub ttl: Option<Duration>,
+    /// The datacenter that answered (for target names).
+    pub datacenter: String,
+}
+
+/// A shared [`PreparedQueries`] in a [`DnsConfig`] (equal only to itself).
+#[derive(Clone)]
+pub struct QueryLink(pub std::sync::Arc<dyn PreparedQueries>);
+
+impl std::fmt::Debug for QueryLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueryLink")
+    }
+}
+
+impl PartialEq for QueryLink {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for QueryLink {}
+
+/// Answers DNS questions about other datacenters: the server forwards
+/// them to a server of that datacenter.
+pub trait Datacenters: Send + Sync + 'static {
+    /// The answer to `packet` from datacenter `dc` (at most `max_size`
+    /// bytes, the packet's ID); `None` when no server of `dc` is known or
+    /// none answered.
+    fn ask(&self, dc: &str, packet: Vec<u8>, max_size: usize) -> BoxFuture<'_, Option<Vec<u8>>>;
+}
+
+/// A shared [`Datacenters`] in a [`DnsConfig`] (equal only to itself).
+#[derive(Clone)]
+pub struct DatacenterLink(pub std::sync::Arc<dyn Datacenters>);
+
+impl std::fmt::Debug for DatacenterLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatacenterLink")
+    }
+}
+
+impl PartialEq for DatacenterLink {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DatacenterLink {}
 
 /// `dns_config.recursor_strategy`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,6 +186,8 @@ impl DnsConfig {
             recursor_timeout: Duration::from_secs(2),
             a_record_limit: 0,
             node_meta_txt: true,
+            datacenters: None,
+            queries: None,
         }
     }
 

@@ -18,6 +18,11 @@ pub(crate) enum Lookup {
     Node(String),
     /// `<hex>.addr`.
     Addr(IpAddr),
+    /// A service, node or query name of another datacenter: answered by
+    /// that datacenter's servers.
+    Remote(String),
+    /// `<name>.query`: a prepared query of this datacenter.
+    Query(String),
     /// A name in the domain that cannot exist: NXDOMAIN.
     NxDomain,
     /// A reverse lookup (`in-addr.arpa`, `ip6.arpa`).
@@ -71,28 +76,40 @@ fn parse_in_domain(cfg: &DnsConfig, rest: &[String], srv: bool) -> Lookup {
         (n - 1, None)
     } else if n >= 2 && KINDS.contains(&rest[n - 2].as_str()) {
         (n - 2, Some(rest[n - 1].as_str()))
-    } else if srv && rfc2782(rest).is_some() {
+    } else if srv && (rfc2782(rest).is_some() || (n == 3 && rfc2782(&rest[..2]).is_some())) {
         // `_web._tcp[.dc].consul` without `.service`.
         let (dc, parts) = match n {
             2 => (None, rest),
             3 => (Some(rest[2].as_str()), &rest[..2]),
             _ => return Lookup::NxDomain,
         };
-        if dc.is_some_and(|dc| !dc.eq_ignore_ascii_case(&cfg.datacenter)) {
-            return Lookup::NxDomain;
-        }
-        return rfc2782(parts).unwrap_or(Lookup::NxDomain);
+        return match rfc2782(parts) {
+            Some(_) if dc.is_some_and(|dc| !dc.eq_ignore_ascii_case(&cfg.datacenter)) => {
+                Lookup::Remote(dc.unwrap_or_default().to_string())
+            }
+            Some(l) => l,
+            None => Lookup::NxDomain,
+        };
     } else {
         return Lookup::NxDomain;
     };
-    if dc.is_some_and(|dc| !dc.eq_ignore_ascii_case(&cfg.datacenter)) {
-        return Lookup::NxDomain;
-    }
     let prefix = &rest[..kind_at];
     if prefix.is_empty() {
         return Lookup::NxDomain;
     }
-    match rest[kind_at].as_str() {
+    let kind = rest[kind_at].as_str();
+    let other_dc = dc.filter(|dc| !dc.eq_ignore_ascii_case(&cfg.datacenter));
+    if let Some(dc) = other_dc {
+        // `<hex>.addr.<dc>` needs no data: answered here, as Consul does.
+        return match kind {
+            "service" | "node" | "query" => Lookup::Remote(dc.to_string()),
+            "addr" if prefix.len() == 1 => {
+                parse_hex(&prefix[0]).map_or(Lookup::NxDomain, Lookup::Addr)
+            }
+            _ => Lookup::NxDomain,
+        };
+    }
+    match kind {
         "service" => {
             if let Some(l) = rfc2782(prefix) {
                 return l;
@@ -102,6 +119,7 @@ fn parse_in_domain(cfg: &DnsConfig, rest: &[String], srv: bool) -> Lookup {
             Lookup::Service { service, tag }
         }
         "node" => Lookup::Node(prefix.join(".")),
+        "query" => Lookup::Query(prefix.join(".")),
         "addr" if prefix.len() == 1 => parse_hex(&prefix[0]).map_or(Lookup::NxDomain, Lookup::Addr),
         _ => Lookup::NxDomain,
     }
@@ -204,7 +222,25 @@ mod tests {
         );
         assert_eq!(p("_web._tcp.consul", true), svc("web", None));
         assert_eq!(p("_web._tcp.consul", false), Lookup::NxDomain);
-        assert_eq!(p("web.service.dc2.consul", false), Lookup::NxDomain);
+        assert_eq!(
+            p("web.service.dc2.consul", false),
+            Lookup::Remote("dc2".into())
+        );
+        assert_eq!(
+            p("_web._tcp.service.dc2.consul", true),
+            Lookup::Remote("dc2".into())
+        );
+        assert_eq!(
+            p("_web._tcp.dc2.consul", true),
+            Lookup::Remote("dc2".into())
+        );
+        assert_eq!(p("n1.node.dc2.consul", false), Lookup::Remote("dc2".into()));
+        assert_eq!(p("q.query.dc2.consul", false), Lookup::Remote("dc2".into()));
+        assert!(matches!(
+            p("7f000001.addr.dc2.consul", false),
+            Lookup::Addr(_)
+        ));
+        assert_eq!(p("x.connect.dc2.consul", false), Lookup::NxDomain);
         assert_eq!(p("n1.node.consul", false), Lookup::Node("n1".into()));
         assert_eq!(p("a.b.node.dc1.consul", false), Lookup::Node("a.b".into()));
         assert_eq!(
@@ -216,7 +252,11 @@ mod tests {
             )
         );
         assert_eq!(p("xyz.addr.dc1.consul", false), Lookup::NxDomain);
-        assert_eq!(p("q.query.consul", false), Lookup::NxDomain);
+        assert_eq!(p("q.query.consul", false), Lookup::Query("q".into()));
+        assert_eq!(
+            p("geo-db.query.dc1.consul", false),
+            Lookup::Query("geo-db".into())
+        );
         assert_eq!(p("consul", false), Lookup::Apex);
         assert_eq!(p("foo.consul", false), Lookup::NxDomain);
         assert_eq!(p("example.com", false), Lookup::Outside);

@@ -295,14 +295,28 @@ async fn write_framed(stream: &mut TcpStream, out: &[u8]) -> std::io::Result<()>
     stream.write_all(&framed).await
 }
 
-/// Finish an outcome that needs the recursors: forwarding, or resolving
-/// hostname targets.
+/// Finish an outcome that needs the network: forwarding to the recursors,
+/// resolving hostname targets, or asking another datacenter.
 async fn network(cfg: &DnsConfig, outcome: Outcome, packet: &[u8], max_size: usize) -> Vec<u8> {
     match outcome {
         Outcome::Reply(out) => out,
         Outcome::Drop => Vec::new(),
         Outcome::Forward(req) => recursor::forward(cfg, &req, packet, max_size).await,
         Outcome::Resolve(pending) => recursor::complete(cfg, *pending, max_size).await,
+        Outcome::Remote(q) => {
+            let answer = match &cfg.datacenters {
+                Some(link) => link.0.ask(&q.dc, packet.to_vec(), max_size).await,
+                None => None,
+            };
+            answer.unwrap_or_else(|| q.unknown(cfg, max_size))
+        }
+        Outcome::Query(q) => {
+            let executed = match &cfg.queries {
+                Some(link) => link.0.execute(&q.name).await,
+                None => None,
+            };
+            crate::handler::query_reply(cfg, &q, executed, max_size)
+        }
     }
 }
 

@@ -140,6 +140,10 @@ impl Cluster {
                 ("role".to_string(), ROLE_SERVER.to_string()),
                 ("raft_id".to_string(), engine.raft_id().to_string()),
                 ("port".to_string(), cfg.server_port.to_string()),
+                (
+                    super::wan::WAN_JOIN_PORT_TAG.to_string(),
+                    cfg.serf_wan_port.to_string(),
+                ),
             ]),
             Role::Client(_) => tags.extend([("role".to_string(), ROLE_CLIENT.to_string())]),
         }
@@ -170,11 +174,23 @@ impl Cluster {
         }
         let mut wan = None;
         if let Role::Server(_) = &role {
-            let pool = start_pool(&cfg, true, tags).await?;
+            let pool = start_pool(&cfg, true, tags.clone()).await?;
+            let wan_port = pool.advertise_addr().port().to_string();
+            if tags.get(super::wan::WAN_JOIN_PORT_TAG) != Some(&wan_port) {
+                // Bound to port 0: advertise the port it got.
+                let mut tags = tags;
+                tags.insert(super::wan::WAN_JOIN_PORT_TAG.to_string(), wan_port);
+                gossip.set_tags(tags).await?;
+            }
             let own = pool.advertise_addr().to_string();
             let mut plan = cfg.join_wan.clone();
+            let wan_peers = cfg.peers_path.as_deref().map(wan_peers_path);
+            if let Some(path) = &wan_peers {
+                plan.retry.extend(load_peers(path));
+            }
             plan.start.retain(|a| *a != own);
             plan.retry.retain(|a| *a != own);
+            plan.retry.dedup();
             start_join(&pool, &plan.start, DEFAULT_SERF_WAN_PORT).await?;
             if !plan.retry.is_empty() {
                 tasks.push(tokio::spawn(retry_join(
@@ -182,6 +198,16 @@ impl Cluster {
                     plan,
                     DEFAULT_SERF_WAN_PORT,
                     fatal_tx.clone(),
+                )));
+            }
+            if let Some(path) = wan_peers {
+                tasks.push(tokio::spawn(save_peers_loop(pool.clone(), path)));
+            }
+            if std::env::var_os("NOFLOOD").is_none() {
+                tasks.push(tokio::spawn(super::wan::flood_join_loop(
+                    gossip.clone(),
+                    pool.clone(),
+                    cfg.datacenter.clone(),
                 )));
             }
             wan = Some(pool);
@@ -392,6 +418,12 @@ async fn retry_join(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(interval);
     }
+}
+
+/// Where a server keeps its WAN pool's known members, beside the LAN
+/// pool's file.
+fn wan_peers_path(lan: &std::path::Path) -> PathBuf {
+    lan.with_file_name("remote.peers.json")
 }
 
 /// The member addresses saved by a previous run (none if unreadable).

@@ -13,7 +13,6 @@ use muster_api::cluster::{
     RaftConfiguration, RaftServer as ApiRaftServer,
 };
 use muster_api::BoxFuture;
-use muster_engine::remote::Remote;
 use muster_engine::Engine;
 use muster_gossip::{Gossip, KeyAnswer, KeyOp, MemberStatus};
 // Autopilot.
@@ -31,8 +30,8 @@ pub(crate) struct ClusterApi {
     pub gossip: Arc<Gossip>,
     /// The WAN pool, on servers.
     pub wan: Option<Arc<Gossip>>,
-    /// One link per other datacenter, to its servers (for `?dc=`).
-    pub datacenter_links: std::sync::Mutex<std::collections::HashMap<String, Arc<Remote>>>,
+    /// The links to other datacenters (for `?dc=`), on servers.
+    pub datacenters: Option<Arc<super::datacenters::Datacenters>>,
     /// The engine on a server; `None` on a client agent, which forwards
     /// the raft endpoints to a server and never calls those methods.
     pub engine: Option<Engine>,
@@ -97,18 +96,10 @@ impl ClusterBackend for ClusterApi {
     }
 
     fn datacenters(&self) -> Vec<String> {
-        let Some(wan) = &self.wan else {
-            return Vec::new();
-        };
-        let mut dcs: Vec<String> = wan
-            .members()
-            .into_iter()
-            .filter(|m| m.status == MemberStatus::Alive)
-            .filter_map(|m| m.tags.get("dc").cloned())
-            .collect();
-        dcs.sort();
-        dcs.dedup();
-        dcs
+        self.datacenters
+            .as_ref()
+            .map(|dcs| dcs.sorted())
+            .unwrap_or_default()
     }
 
     fn forward_dc(
@@ -117,27 +108,7 @@ impl ClusterBackend for ClusterApi {
         req: hyper::Request<bytes::Bytes>,
     ) -> BoxFuture<'_, Option<Result<hyper::Response<bytes::Bytes>, String>>> {
         Box::pin(async move {
-            let wan = self.wan.as_ref()?;
-            let servers: Vec<String> = wan
-                .members()
-                .into_iter()
-                .filter(|m| m.status == MemberStatus::Alive && m.tags.get("dc") == Some(&dc))
-                .filter_map(|m| {
-                    let port: u16 = m.tags.get("port")?.parse().ok()?;
-                    Some(std::net::SocketAddr::new(m.addr.ip(), port).to_string())
-                })
-                .collect();
-            if servers.is_empty() {
-                return None;
-            }
-            let remote = {
-                let mut links = self
-                    .datacenter_links
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                links.entry(dc).or_default().clone()
-            };
-            remote.set_servers(servers);
+            let remote = self.datacenters.as_ref()?.link(&dc)?;
             Some(remote.http(req).await)
         })
     }

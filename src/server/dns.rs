@@ -12,6 +12,34 @@ use tokio::net::TcpListener;
 
 use crate::config::AgentSettings;
 
+/// Prepared queries for DNS (`<name>.query.<domain>`), run as
+/// `/v1/query/<name>/execute` runs them (failover included).
+pub(crate) struct DnsQueries {
+    pub engine: muster_engine::Engine,
+    pub api: muster_api::ApiConfig,
+}
+
+impl muster_dns::PreparedQueries for DnsQueries {
+    fn execute(&self, name: &str) -> muster_engine::BoxFuture<'_, Option<muster_dns::QueryAnswer>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            match muster_api::prepared::execute(&self.engine, &self.api, &name, None).await {
+                Ok(Some(ex)) => Some(muster_dns::QueryAnswer {
+                    service: ex.service,
+                    instances: ex.nodes,
+                    ttl: ex.ttl,
+                    datacenter: ex.datacenter,
+                }),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(query = %name, error = %e, "dns: prepared query failed");
+                    None
+                }
+            }
+        })
+    }
+}
+
 /// Bind the DNS listeners: UDP and TCP on the same port (`-dns-port 0`: a
 /// free port, the same for both).
 pub(crate) async fn bind_dns(

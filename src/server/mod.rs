@@ -17,6 +17,7 @@ mod autopilot;
 mod client_link;
 pub(crate) mod cluster;
 mod cluster_api;
+mod datacenters;
 pub(crate) mod dns;
 mod form;
 pub(crate) mod node_id;

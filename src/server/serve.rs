@@ -147,7 +147,7 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
     server_side.set(
         muster_api::Handler::new(engine.clone(), member.agent.clone(), member.api_cfg.clone()),
         engine.clone(),
-        agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?,
+        member.dns_config(cfg, &backing)?,
     );
     let result = member
         .run(cfg, &backing, data_dir, &mut sigint, &mut sigterm)
@@ -197,12 +197,30 @@ pub(crate) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
 /// checks, anti-entropy) and its HTTP API settings.
 struct Member {
     cluster: Cluster,
+    /// Links to other datacenters (servers).
+    datacenters: Option<Arc<super::datacenters::Datacenters>>,
     agent: Agent,
     api_cfg: ApiConfig,
     leave_requested: Arc<tokio::sync::Notify>,
 }
 
 impl Member {
+    /// The DNS settings, with the way to other datacenters and prepared
+    /// queries on a server.
+    fn dns_config(&self, cfg: &Config, backing: &Role) -> anyhow::Result<muster_dns::DnsConfig> {
+        let mut dns = agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?;
+        dns.datacenters = self.datacenters.as_ref().map(|dcs| {
+            muster_dns::DatacenterLink(Arc::new(super::datacenters::DnsLink(dcs.clone())))
+        });
+        if let Role::Server(engine) = backing {
+            dns.queries = Some(muster_dns::QueryLink(Arc::new(agent_dns::DnsQueries {
+                engine: engine.clone(),
+                api: self.api_cfg.clone(),
+            })));
+        }
+        Ok(dns)
+    }
+
     /// Start gossip as a server or a client, then the local agent on
     /// whatever holds the catalog.
     async fn start(
@@ -226,10 +244,14 @@ impl Member {
         .await
         .map_err(|e| anyhow::anyhow!("Error: {e}"))?;
         let leave_requested = Arc::new(tokio::sync::Notify::new());
+        let datacenters = cluster
+            .wan
+            .clone()
+            .map(|wan| super::datacenters::Datacenters::start(wan, cfg.datacenter.clone()));
         let cluster_api: Arc<dyn muster_api::ClusterBackend> = Arc::new(ClusterApi {
             gossip: cluster.gossip.clone(),
             wan: cluster.wan.clone(),
-            datacenter_links: Default::default(),
+            datacenters: datacenters.clone(),
             engine: match backing {
                 Role::Server(engine) => Some(engine.clone()),
                 Role::Client(_) => None,
@@ -240,6 +262,7 @@ impl Member {
         let api_cfg = api_config(cfg, &agent, cluster_api, node_id, server);
         Ok(Member {
             cluster,
+            datacenters,
             agent,
             api_cfg,
             leave_requested,
@@ -256,20 +279,25 @@ impl Member {
         sigint: &mut tokio::signal::unix::Signal,
         sigterm: &mut tokio::signal::unix::Signal,
     ) -> anyhow::Result<()> {
-        let result = serve_http(
-            cfg,
-            backing,
-            &self.agent,
-            self.api_cfg,
-            data_dir,
-            Stops {
-                sigint,
-                sigterm,
-                leave_requested: &self.leave_requested,
-                cluster: &self.cluster,
-            },
-        )
-        .await;
+        let result = match self.dns_config(cfg, backing) {
+            Ok(dns_cfg) => {
+                serve_http(
+                    cfg,
+                    backing,
+                    &self.agent,
+                    (self.api_cfg, dns_cfg),
+                    data_dir,
+                    Stops {
+                        sigint,
+                        sigterm,
+                        leave_requested: &self.leave_requested,
+                        cluster: &self.cluster,
+                    },
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         self.agent.shutdown().await;
         self.cluster
             .stop(result.as_ref().is_ok_and(|e| e.leave(cfg)))
@@ -408,7 +436,7 @@ async fn serve_http(
     cfg: &Config,
     backing: &Role,
     agent: &Agent,
-    api_cfg: ApiConfig,
+    (api_cfg, dns_cfg): (ApiConfig, muster_dns::DnsConfig),
     data_dir: &Path,
     stops: Stops<'_>,
 ) -> anyhow::Result<Ended> {
@@ -492,7 +520,7 @@ async fn serve_http(
             udp,
             tcp,
             engine.clone(),
-            agent_dns::dns_config(&cfg.loaded.settings, &cfg.datacenter)?,
+            dns_cfg,
             dns_stopped,
         )),
         Role::Client(remote) => tokio::spawn(muster_dns::serve_relay(

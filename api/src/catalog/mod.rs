@@ -23,7 +23,8 @@ pub(crate) use register::{to_check, HealthCheckIn, HEALTH_CHECK};
 pub use register::{MISSING_NODE, MISSING_SERVICE};
 
 /// `GET /v1/catalog/datacenters` (not blocking): this agent's datacenter
-/// first, then the others its WAN pool knows, sorted.
+/// first, then the others its WAN pool knows, nearest (round-trip time)
+/// first.
 pub(crate) fn datacenters(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let own = &ctx.st.cfg.datacenter;
     let mut dcs = vec![own.clone()];
