@@ -543,18 +543,21 @@ impl Lock {
         if pair.holder().is_some() || pair.flags != LOCK_FLAG_VALUE {
             return Ok(());
         }
-        let path = format!("{}?cas={}", kv_path(&self.key), pair.modify_index);
-        let reply = self
-            .client
-            .request(Method::DELETE, &path, Bytes::new())
-            .await?;
-        if reply.status != StatusCode::OK {
-            bail!(
-                "Error! Failed to clean up {}: {}",
-                self.key,
-                reply.unexpected()
-            );
-        }
-        Ok(())
+        delete_unchanged(&self.client, &self.key, pair.modify_index).await
     }
+}
+
+/// Delete `key` if it still is at `modify_index` (a CAS delete): the
+/// last holder's clean-up of a lock or semaphore key.
+pub(crate) async fn delete_unchanged(
+    client: &Client,
+    key: &str,
+    modify_index: u64,
+) -> anyhow::Result<()> {
+    let path = format!("{}?cas={modify_index}", kv_path(key));
+    let reply = client.request(Method::DELETE, &path, Bytes::new()).await?;
+    if reply.status != StatusCode::OK {
+        bail!("Error! Failed to clean up {key}: {}", reply.unexpected());
+    }
+    Ok(())
 }

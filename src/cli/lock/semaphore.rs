@@ -459,19 +459,7 @@ impl Semaphore {
         if !lock.slots.holders.is_empty() {
             return Ok(());
         }
-        let path = format!("{}?cas={}", kv_path(&self.key), lock.modify_index);
-        let reply = self
-            .client
-            .request(Method::DELETE, &path, Bytes::new())
-            .await?;
-        if reply.status != StatusCode::OK {
-            bail!(
-                "Error! Failed to clean up {}: {}",
-                self.key,
-                reply.unexpected()
-            );
-        }
-        Ok(())
+        super::delete_unchanged(&self.client, &self.key, lock.modify_index).await
     }
 }
 
