@@ -428,3 +428,29 @@ fn session_and_lock_state_survives_kill_9() {
         "destroying the holder after the restart sets its 5 s lock-delay"
     );
 }
+
+/// A session's node defaults to the agent's; the header with which a
+/// client agent names its own node over the server RPC port means nothing
+/// from an HTTP client (it could otherwise create sessions on any node).
+#[test]
+fn session_node_header_from_an_http_client_is_ignored() {
+    let a = Agent::dev();
+    let r = a.put(
+        "/v1/catalog/register",
+        br#"{"Node":"other","Address":"127.0.0.9"}"#,
+    );
+    assert_eq!(r.status, 200);
+    let r = crate::harness::request_with_headers(
+        a.addr,
+        "PUT",
+        "/v1/session/create",
+        &[("X-Muster-Agent-Node", "other")],
+        b"{}",
+    )
+    .expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["ID"].as_str().expect("ID").to_string();
+    let info = a.session_info(&id).expect("session");
+    assert_eq!(info["Node"], a.get("/v1/agent/self").json()["Config"]["NodeName"]);
+    assert_ne!(info["Node"], "other");
+}

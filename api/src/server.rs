@@ -34,7 +34,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Run one request in its own task under a span carrying method and path.
-async fn serve_request(st: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn serve_request(
+    st: Arc<State>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    // Which node a forwarded session belongs to is said only by a client
+    // agent over the server RPC port, never by an HTTP client.
+    req.headers_mut().remove(crate::client::X_AGENT_NODE);
     let span = tracing::info_span!(
         "http",
         method = %req.method(),
