@@ -615,7 +615,10 @@ pub fn request_with_headers(
     stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
     stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: muster-tests\r\n\
          {extra}Content-Length: {}\r\nConnection: close\r\n\r\n",

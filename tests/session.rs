@@ -451,6 +451,9 @@ fn session_node_header_from_an_http_client_is_ignored() {
     assert_eq!(r.status, 200, "{}", r.text());
     let id = r.json()["ID"].as_str().expect("ID").to_string();
     let info = a.session_info(&id).expect("session");
-    assert_eq!(info["Node"], a.get("/v1/agent/self").json()["Config"]["NodeName"]);
+    assert_eq!(
+        info["Node"],
+        a.get("/v1/agent/self").json()["Config"]["NodeName"]
+    );
     assert_ne!(info["Node"], "other");
 }
