@@ -74,6 +74,42 @@ fn kv_get(c: &mut Criterion) {
             }
         })
     });
+    server.stop(&rt);
+
+    // The same GET with ACLs on (default deny) and a token whose policy is
+    // `key_prefix "bench/" { policy = "read" }`: the token is resolved
+    // (cached) and its rule checked on every request.
+    let mut cfg =
+        muster_api::ApiConfig::new("dc1", "bench", "00000000-0000-0000-0000-000000000001");
+    cfg.acl = Some(std::sync::Arc::new(muster_api::acl::Acl::new(
+        muster_api::acl::AclConfig {
+            initial_management: Some("root".into()),
+            ..muster_api::acl::AclConfig::default()
+        },
+        "dc1",
+    )));
+    let server = support::ApiServer::start_with(&rt, &engine, cfg);
+    let addr = server.addr;
+    let token = rt.block_on(support::acl_token(
+        addr,
+        "root",
+        r#"key_prefix \"bench/\" { policy = \"read\" }"#,
+    ));
+    group.bench_function("http_acl", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % KEYS;
+            let req = hyper::Request::get(format!("http://{addr}/v1/kv/bench/key/{i:08}"))
+                .header("X-Consul-Token", &token)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .expect("request");
+            let client = client.clone();
+            async move {
+                let resp = client.request(req).await.expect("request");
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.expect("body").to_bytes()
+            }
+        })
+    });
     group.finish();
     server.stop(&rt);
     rt.block_on(engine.shutdown()).expect("shutdown");

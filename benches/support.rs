@@ -24,6 +24,11 @@ pub struct ApiServer {
 impl ApiServer {
     /// Serve `engine` (with an agent on node `bench`) on 127.0.0.1:0.
     pub fn start(rt: &Runtime, engine: &Engine) -> ApiServer {
+        ApiServer::start_with(rt, engine, ApiConfig::new("dc1", "bench", NODE_ID))
+    }
+
+    /// [`ApiServer::start`] with these API settings.
+    pub fn start_with(rt: &Runtime, engine: &Engine, cfg: ApiConfig) -> ApiServer {
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
@@ -41,7 +46,7 @@ impl ApiServer {
             listener,
             engine.clone(),
             agent,
-            ApiConfig::new("dc1", "bench", NODE_ID),
+            cfg,
             async move {
                 let _ = stopped.await;
             },
@@ -59,4 +64,34 @@ impl ApiServer {
 /// An HTTP/1.1 client with pooled connections.
 pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Make a policy with `rules` and a token with it through the API (with
+/// the management secret `root`); the token's SecretID.
+#[allow(dead_code)]
+pub async fn acl_token(addr: std::net::SocketAddr, root: &str, rules: &str) -> String {
+    use http_body_util::{BodyExt, Full};
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let put = |path: &str, body: String| {
+        hyper::Request::put(format!("http://{addr}{path}"))
+            .header("X-Consul-Token", root)
+            .body(Full::new(Bytes::from(body)))
+            .expect("request")
+    };
+    let policy = format!(r#"{{"Name": "bench", "Rules": "{rules}"}}"#);
+    let resp = client
+        .request(put("/v1/acl/policy", policy))
+        .await
+        .expect("policy");
+    assert_eq!(resp.status(), 200);
+    let token = r#"{"Policies": [{"Name": "bench"}]}"#.to_string();
+    let resp = client
+        .request(put("/v1/acl/token", token))
+        .await
+        .expect("token");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    v["SecretID"].as_str().expect("SecretID").to_string()
 }

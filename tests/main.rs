@@ -54,6 +54,10 @@
 //! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
 //!   server: refusal while it runs, a flipped byte, a changed view row,
 //!   answers as of an index.
+//! - `acl.rs`: ACLs under default deny: bootstrap once, Consul's denials,
+//!   a key_prefix read token (filtered listings, not woken by hidden
+//!   writes), management-only endpoints, DNS refused, restart, config
+//!   mistakes and client agents refused.
 //! - `day_one.rs`: a Consul user's first day: wire details (header case,
 //!   compact JSON, `/v1/agent/self`), listener addresses, flag errors, and
 //!   config mistakes refused with the fix.
@@ -75,6 +79,7 @@
 //!   and node names, NXDOMAIN/NODATA, checks, UDP limits, recursors,
 //!   malformed packets).
 
+mod acl;
 mod agent;
 mod agent_api;
 mod agent_checks;

@@ -22,6 +22,12 @@ pub enum Error {
     /// 404 with this body (may be empty).
     #[error("{0}")]
     NotFound(String),
+    /// 403 with this body (`ACL not found`, `Permission denied: ...`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 401 with this body (`ACL support disabled`).
+    #[error("{0}")]
+    Unauthorized(String),
     /// 405: the route exists but not for this method.
     #[error("method {method} not allowed")]
     MethodNotAllowed {
@@ -68,6 +74,8 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooLarge { .. } | Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Io(_) | Error::NoPathToDatacenter | Error::Engine(_) | Error::Internal(_) => {

@@ -130,20 +130,48 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
     // move the table index) until it appears or the deadline passes. A key
     // that was there and is now gone is a change: 404 at once.
     ctx.shared_read(|ws| {
+        let acl = ctx.acl.as_deref();
         if keys_mode {
             let r = engine.kv_keys(key, separator, ws)?;
-            if r.value.is_empty() && !key.is_empty() {
+            let total = r.value.len();
+            let keys: Vec<&String> = r
+                .value
+                .iter()
+                .filter(|k| crate::acl::may_read_key(acl, k))
+                .collect();
+            if keys.is_empty() && !key.is_empty() {
                 return Ok(Rendered::not_found(r.index));
             }
-            return ctx.render_json(r.index, &r.value);
+            let mut out = ctx.render_json(r.index, &keys)?;
+            filtered_header(&mut out, acl, keys.len() < total);
+            return Ok(out);
         }
         if recurse {
             let r = engine.kv_list(key, ws)?;
-            if r.value.is_empty() {
-                return Ok(Rendered::not_found(r.index));
+            let pairs: Vec<KvPair<'_>> = r
+                .value
+                .iter()
+                .filter(|e| crate::acl::may_read_key(acl, &e.key))
+                .map(KvPair::from)
+                .collect();
+            // With keys hidden, the index is that of what may be seen, so a
+            // write to a hidden key neither wakes nor answers this reader.
+            let index = match acl {
+                Some(_) if pairs.len() < r.value.len() => r
+                    .value
+                    .iter()
+                    .filter(|e| crate::acl::may_read_key(acl, &e.key))
+                    .map(|e| e.modify_index)
+                    .max()
+                    .unwrap_or(1),
+                _ => r.index,
+            };
+            if pairs.is_empty() {
+                return Ok(Rendered::not_found(index));
             }
-            let pairs: Vec<KvPair<'_>> = r.value.iter().map(KvPair::from).collect();
-            return ctx.render_json(r.index, &pairs);
+            let mut out = ctx.render_json(index, &pairs)?;
+            filtered_header(&mut out, acl, pairs.len() < r.value.len());
+            return Ok(out);
         }
         let r = engine.kv_get(key, ws)?;
         match &r.value {
@@ -153,6 +181,17 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
         }
     })
     .await
+}
+
+/// `X-Consul-Results-Filtered-By-ACLs: true` when rows were left out for a
+/// token the request named.
+fn filtered_header(out: &mut Rendered, acl: Option<&crate::acl::Resolved>, filtered: bool) {
+    if filtered && acl.is_some_and(|a| a.given) {
+        out.headers.insert(
+            "X-Consul-Results-Filtered-By-ACLs",
+            hyper::header::HeaderValue::from_static("true"),
+        );
+    }
 }
 
 /// A KV miss: 404 with an empty body.

@@ -50,6 +50,7 @@ use std::time::Duration;
 use muster_agent::Agent;
 use muster_engine::Engine;
 
+pub mod acl;
 mod agent;
 pub mod autopilot;
 mod backend;
@@ -122,6 +123,8 @@ pub struct ApiConfig {
     pub cluster: Option<Arc<dyn ClusterBackend>>,
     /// The web UI's settings (off by default).
     pub ui: ui::UiConfig,
+    /// The ACL system (`None`: ACLs off, everything allowed).
+    pub acl: Option<Arc<acl::Acl>>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -137,6 +140,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("reload", &self.reload)
             .field("cluster", &self.cluster.as_ref().map(|_| "ClusterBackend"))
             .field("ui", &self.ui)
+            .field("acl", &self.acl.is_some())
             .finish()
     }
 }
@@ -193,6 +197,7 @@ impl ApiConfig {
             reload: None,
             cluster: None,
             ui: ui::UiConfig::default(),
+            acl: None,
         }
     }
 }

@@ -95,6 +95,12 @@ impl EngineCtx<'_> {
         let reply = |r: &Rendered| {
             let mut resp = r.response(self.gzip);
             response::set_read_headers(&mut resp, &self.read_meta(r.index, read.consistency));
+            if let Some(acl) = &self.st.cfg.acl {
+                resp.headers_mut().insert(
+                    "X-Consul-Default-ACL-Policy",
+                    hyper::header::HeaderValue::from_static(acl.default_policy()),
+                );
+            }
             resp
         };
         let min = read.blocking.min_index;
@@ -106,10 +112,13 @@ impl EngineCtx<'_> {
             }
             return Ok(reply(&compute(&mut WatchSet::new())?));
         }
-        let slot = self
-            .st
-            .shared
-            .slot(&shared::key(&self.path, self.query.pairs()));
+        let mut key = shared::key(&self.path, self.query.pairs());
+        if let Some(acl) = &self.acl {
+            // What a reply holds depends on who may see it.
+            key.push_str("\0acl:");
+            key.push_str(&acl.accessor);
+        }
+        let slot = self.st.shared.slot(&key);
         let deadline = tokio::time::Instant::now() + read.blocking.deadline();
         let mut seen_absent = false;
         loop {

@@ -60,6 +60,8 @@ pub(crate) struct Ctx<'a> {
     pub path: String,
     /// The client accepts a gzip'd body.
     pub gzip: bool,
+    /// The request's token, resolved (ACLs on, on a server).
+    pub acl: Option<std::sync::Arc<crate::acl::Resolved>>,
 }
 
 impl Ctx<'_> {
@@ -177,6 +179,7 @@ const TABLES: &[&[Route]] = &[
     crate::snapshot::ROUTES,
     crate::feed::ROUTES,
     crate::prepared::ROUTES,
+    crate::acl::ROUTES,
     crate::event::ROUTES,
 ];
 
@@ -243,12 +246,26 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
         method,
         req,
     };
+    // ACLs: resolve the request's token and check it, on a server, for
+    // requests answered here (another datacenter's are checked there: the
+    // token travels with the request).
+    let mut acl = None;
+    if let (Some(system), Serving::Server(engine)) = (&st.cfg.acl, &st.serving) {
+        let other_dc = query.dc().is_some_and(|dc| dc != st.cfg.datacenter);
+        if !other_dc {
+            let secret = crate::acl::request_secret(query.get("token"), call.req.headers());
+            let resolved = system.resolve(engine, secret.as_deref())?;
+            crate::acl::guard(&resolved, &call.method, &path, &query)?;
+            acl = Some(resolved);
+        }
+    }
     let ctx = Ctx {
         st,
         query,
         pretty,
         path,
         gzip,
+        acl,
     };
     match (route.handler, &st.serving) {
         (Handler::Agent(handler), _) => handler(&ctx, call).await,

@@ -119,6 +119,9 @@ pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: 
         return Outcome::Reply(error_reply(&req, cfg, ResponseCode::NotImp, true));
     }
     let domain = parsed.domain.clone();
+    if cfg.refuse_in_domain && !matches!(parsed.lookup, Lookup::Outside) {
+        return Outcome::Reply(error_reply(&req, cfg, ResponseCode::Refused, false));
+    }
     match parsed.lookup {
         Lookup::Remote(dc) => return Outcome::Remote(Box::new(RemoteQuestion { dc, req, domain })),
         Lookup::Query(name) => {

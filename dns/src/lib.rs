@@ -72,6 +72,9 @@ pub struct DnsConfig {
     /// Who executes prepared queries (`<name>.query.<domain>`). Without
     /// one, such names are NXDOMAIN.
     pub queries: Option<QueryLink>,
+    /// Answer REFUSED to every name in the domain (ACLs with a default
+    /// deny policy, until DNS checks rules).
+    pub refuse_in_domain: bool,
 }
 
 /// Executes prepared queries for DNS.
@@ -188,6 +191,7 @@ impl DnsConfig {
             node_meta_txt: true,
             datacenters: None,
             queries: None,
+            refuse_in_domain: false,
         }
     }
 

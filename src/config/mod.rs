@@ -18,6 +18,7 @@
 //!   ignoring them would weaken security, else ignored with a warning.
 //! - `watches.rs`: the `watches` key (watch plans the agent runs).
 
+pub mod acl;
 pub mod definitions;
 pub mod error;
 pub mod settings;

@@ -243,7 +243,10 @@ impl AgentSettings {
                 s.performance = obj.clone();
             }
             "limits" => s.limits = ctx.object(key, v)?.clone(),
-            "acl" => s.acl = ctx.object(key, v)?.clone(),
+            "acl" => {
+                super::acl::check(&ctx, v)?;
+                s.acl = super::acl::block_of(v).cloned().unwrap_or_default();
+            }
             "telemetry" => s.telemetry = ctx.object(key, v)?.clone(),
             "addresses" => {
                 let a = &mut s.addresses;

@@ -1,8 +1,9 @@
 //! Consul config keys muster does not implement yet, sorted by what
 //! ignoring them would do (issue 15):
 //!
-//! - **refused**: keys that lock something down (ACLs, TLS, `verify_*`,
-//!   auto-encrypt). Accepting and ignoring them would leave an operator
+//! - **refused**: keys that lock something down (auto-encrypt,
+//!   auto-config; TLS keys that would need TLS on the server RPC port are
+//!   refused by `tls.rs`). Accepting and ignoring them would leave an operator
 //!   believing the API or RPC is protected while anyone can read and write
 //!   everything, so the agent fails closed and says so.
 //! - **ignored with a warning**: keys of features not built yet whose
@@ -101,46 +102,10 @@ pub fn classify(key: &str, v: &Value) -> Option<Verdict> {
                 .into(),
         ));
     }
-    if key == "acl" && acl_enabled(v) {
-        return Some(Verdict::Refuse(
-            "ACLs are not supported by muster yet, and ignoring \"acl.enabled\" would leave \
-             every endpoint open to anyone who can reach it: set acl.enabled to false (or remove \
-             the acl block) and keep the agent on a trusted network until ACLs land"
-                .into(),
-        ));
-    }
-    if key == "ports" && https_port(v) {
-        return Some(Verdict::Refuse(
-            "HTTPS is not supported by muster yet: remove ports.https (or set it to -1) and \
-             serve HTTP on a trusted network until TLS lands"
-                .into(),
-        ));
-    }
     IGNORED_KEYS
         .iter()
         .find(|(k, _)| *k == key)
         .map(|(_, why)| Verdict::Ignore(why))
-}
-
-/// `acl { enabled = true }` (HCL blocks may arrive as a one-item list).
-fn acl_enabled(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.get("enabled").and_then(Value::as_bool) == Some(true),
-        Value::Array(items) => items.iter().any(acl_enabled),
-        _ => false,
-    }
-}
-
-/// `ports { https = N }` with N ≥ 0 (-1 disables the listener).
-fn https_port(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m
-            .get("https")
-            .and_then(Value::as_i64)
-            .is_some_and(|p| p >= 0),
-        Value::Array(items) => items.iter().any(https_port),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -151,9 +116,6 @@ mod tests {
     #[test]
     fn security_keys_are_refused_and_harmless_ones_ignored() {
         for (key, v) in [
-            ("acl", json!({"enabled": true, "default_policy": "deny"})),
-            ("tls", json!({"defaults": {"verify_incoming": true}})),
-            ("verify_incoming", json!(true)),
             ("auto_encrypt", json!({"tls": true})),
             ("disable_remote_exec", json!(false)),
             ("ports", json!({"https": 8501})),

@@ -212,6 +212,11 @@ impl Member {
         dns.datacenters = self.datacenters.as_ref().map(|dcs| {
             muster_dns::DatacenterLink(Arc::new(super::datacenters::DnsLink(dcs.clone())))
         });
+        if let Some(acl) = &self.api_cfg.acl {
+            // DNS answers are not checked against rules yet: with a
+            // default-deny policy they are refused rather than open.
+            dns.refuse_in_domain = !acl.cfg.default_allow;
+        }
         if let Role::Server(engine) = backing {
             dns.queries = Some(muster_dns::QueryLink(Arc::new(agent_dns::DnsQueries {
                 engine: engine.clone(),
@@ -233,6 +238,13 @@ impl Member {
             Role::Server(engine) => Arc::new(engine.clone()),
             Role::Client(remote) => remote.clone(),
         };
+        if matches!(backing, Role::Client(_))
+            && crate::config::acl::settings(&cfg.loaded.settings.acl).is_some()
+        {
+            anyhow::bail!(
+                "Error: acl.enabled on a client agent: muster enforces ACLs on servers only so                  far, and a client agent would answer its own endpoints unchecked; run this                  agent with acl.enabled = false behind the servers' ACLs, or as a server"
+            );
+        }
         let cluster =
             Cluster::start(cluster_config(cfg, node_id, data_dir), backing.clone()).await?;
         let agent = Agent::start_with(
@@ -385,6 +397,9 @@ fn api_config(
         reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
         cluster: Some(cluster_api),
         ui: ui_settings(cfg),
+        acl: crate::config::acl::settings(&cfg.loaded.settings.acl)
+            .filter(|_| server)
+            .map(|acl| Arc::new(muster_api::acl::Acl::new(acl, cfg.datacenter.clone()))),
     }
 }
 

@@ -1,0 +1,240 @@
+//! ACLs against the binary: a server with `default_policy = "deny"`:
+//! bootstrap once; anonymous and unknown tokens refused in Consul's words;
+//! a token with `key_prefix "app/" { policy = "read" }` reads `app/*` only,
+//! sees listings filtered (and flagged), is not woken by writes it may not
+//! see; every endpoint without per-rule checks yet needs a management
+//! token; DNS is refused; tokens survive kill -9; config mistakes and ACLs
+//! on a client agent refuse to start.
+
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use serde_json::{json, Value};
+
+use crate::dns::{dns_addr, udp};
+use crate::harness::{muster, request_with_headers, write_file, Agent, Response};
+
+const ACL_CONFIG: &str =
+    r#"{"acl": {"enabled": true, "default_policy": "deny", "down_policy": "extend-cache"}}"#;
+
+fn with_token(a: &Agent, method: &str, path: &str, token: &str, body: &[u8]) -> Response {
+    request_with_headers(a.addr, method, path, &[("X-Consul-Token", token)], body).expect("request")
+}
+
+#[test]
+fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
+    let mut a = Agent::start_with_config(&["-server", "-bootstrap"], true, ACL_CONFIG);
+    let anon = a.get("/v1/kv/app/a");
+    assert_eq!(anon.status, 403, "{}", anon.text());
+    assert_eq!(
+        anon.text(),
+        "Permission denied: token with AccessorID '00000000-0000-0000-0000-000000000002' \
+         lacks permission 'key:read' on \"app/a\""
+    );
+
+    // Bootstrap, once.
+    let boot = a.put("/v1/acl/bootstrap", b"");
+    assert_eq!(boot.status, 200, "{}", boot.text());
+    let root = boot.json()["SecretID"]
+        .as_str()
+        .expect("SecretID")
+        .to_string();
+    assert_eq!(boot.json()["Policies"][0]["Name"], "global-management");
+    let again = a.put("/v1/acl/bootstrap", b"");
+    assert_eq!(again.status, 403);
+    assert!(
+        again.text().contains("ACL bootstrap no longer allowed"),
+        "{}",
+        again.text()
+    );
+
+    // Unknown tokens.
+    let r = with_token(&a, "GET", "/v1/kv/app/a", "no-such-secret", b"");
+    assert_eq!((r.status, r.text()), (403, "ACL not found".to_string()));
+
+    for (k, v) in [("app/a", "1"), ("app/b", "2"), ("other/c", "3")] {
+        let r = with_token(&a, "PUT", &format!("/v1/kv/{k}"), &root, v.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let p = with_token(
+        &a,
+        "PUT",
+        "/v1/acl/policy",
+        &root,
+        json!({"Name": "app-read", "Rules": "key_prefix \"app/\" { policy = \"read\" }"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(p.status, 200, "{}", p.text());
+    let bad = with_token(
+        &a,
+        "PUT",
+        "/v1/acl/policy",
+        &root,
+        br#"{"Name": "bad", "Rules": "key_prefix \"x\" { policy = \"reed\" }"}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains(r#"policy "reed""#), "{}", bad.text());
+    let t = with_token(
+        &a,
+        "PUT",
+        "/v1/acl/token",
+        &root,
+        br#"{"Description": "app reader", "Policies": [{"Name": "app-read"}]}"#,
+    );
+    assert_eq!(t.status, 200, "{}", t.text());
+    let limited = t.json()["SecretID"].as_str().expect("SecretID").to_string();
+    let accessor = t.json()["AccessorID"]
+        .as_str()
+        .expect("AccessorID")
+        .to_string();
+
+    // What the limited token may do, wherever the token comes from.
+    assert_eq!(
+        with_token(&a, "GET", "/v1/kv/app/a", &limited, b"").status,
+        200
+    );
+    assert_eq!(a.get(&format!("/v1/kv/app/a?token={limited}")).status, 200);
+    let bearer = request_with_headers(
+        a.addr,
+        "GET",
+        "/v1/kv/app/a",
+        &[("Authorization", &format!("Bearer {limited}"))],
+        b"",
+    )
+    .expect("request");
+    assert_eq!(bearer.status, 200);
+    assert_eq!(bearer.header("X-Consul-Default-ACL-Policy"), Some("deny"));
+    let r = with_token(&a, "GET", "/v1/kv/other/c", &limited, b"");
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text().contains(&format!("AccessorID '{accessor}'")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        with_token(&a, "PUT", "/v1/kv/app/a", &limited, b"x").status,
+        403
+    );
+    let listed = with_token(&a, "GET", "/v1/kv/?recurse", &limited, b"");
+    assert_eq!(listed.status, 200);
+    let keys: Vec<String> = listed.kv_pairs().into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["app/a", "app/b"]);
+    assert_eq!(
+        listed.header("X-Consul-Results-Filtered-By-ACLs"),
+        Some("true")
+    );
+    let listed = with_token(&a, "GET", "/v1/kv/?keys", &limited, b"");
+    assert_eq!(listed.json(), json!(["app/a", "app/b"]));
+    // Endpoints without per-rule checks yet: management only.
+    assert_eq!(
+        with_token(&a, "GET", "/v1/catalog/nodes", &limited, b"").status,
+        403
+    );
+    assert_eq!(
+        with_token(&a, "GET", "/v1/catalog/nodes", &root, b"").status,
+        200
+    );
+    assert_eq!(
+        with_token(&a, "GET", "/v1/acl/tokens", &limited, b"").status,
+        403
+    );
+    let tokens = with_token(&a, "GET", "/v1/acl/tokens", &root, b"").json();
+    assert_eq!(tokens.as_array().map(Vec::len), Some(2));
+    let me = with_token(&a, "GET", "/v1/acl/token/self", &limited, b"").json();
+    assert_eq!(me["AccessorID"], Value::String(accessor.clone()));
+
+    // A blocking listing is not woken by a write it may not see, and is
+    // by one it may.
+    let index = with_token(&a, "GET", "/v1/kv/app/?recurse", &limited, b"").index();
+    let (addr, tok) = (a.addr, limited.clone());
+    let waiter = std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = request_with_headers(
+            addr,
+            "GET",
+            &format!("/v1/kv/?recurse&index={index}&wait=3s"),
+            &[("X-Consul-Token", &tok)],
+            b"",
+        )
+        .expect("request");
+        (start.elapsed(), r)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        with_token(&a, "PUT", "/v1/kv/other/hidden", &root, b"h").status,
+        200
+    );
+    let (took, r) = waiter.join().expect("waiter");
+    assert!(
+        took >= Duration::from_millis(2500),
+        "woken by a hidden write after {took:?}"
+    );
+    let keys: Vec<String> = r.kv_pairs().into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["app/a", "app/b"]);
+
+    // DNS is refused under default deny until it checks rules.
+    let (_, m) = udp(dns_addr(&a), "consul.service.consul", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+
+    // Tokens and policies survive kill -9.
+    a.kill();
+    a.restart();
+    assert_eq!(
+        with_token(&a, "GET", "/v1/kv/app/b", &limited, b"").status,
+        200
+    );
+    assert_eq!(
+        with_token(&a, "GET", "/v1/kv/other/c", &limited, b"").status,
+        403
+    );
+    assert_eq!(
+        with_token(&a, "GET", "/v1/kv/other/c", &root, b"").status,
+        200
+    );
+}
+
+#[test]
+fn acl_config_mistakes_and_client_agents_refuse_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = write_file(
+        dir.path(),
+        "acl.json",
+        br#"{"acl": {"enabled": true, "default_policy": "maybe"}}"#,
+    );
+    let out = muster()
+        .args(["validate", bad.to_str().expect("path")])
+        .output()
+        .expect("validate");
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(err.contains("acl.default_policy"), "{err}");
+    let unknown = write_file(
+        dir.path(),
+        "u.json",
+        br#"{"acl": {"enabled": true, "tokenz": {}}}"#,
+    );
+    let out = muster()
+        .args(["validate", unknown.to_str().expect("path")])
+        .output()
+        .expect("validate");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("acl.tokenz"));
+
+    // A client agent would answer its own endpoints unchecked: refused.
+    let on = write_file(dir.path(), "on.json", ACL_CONFIG.as_bytes());
+    let data = tempfile::tempdir().expect("tempdir");
+    let (status, log) = crate::process::agent_exit(
+        &[
+            "-data-dir",
+            data.path().to_str().expect("utf-8"),
+            "-config-file",
+            on.to_str().expect("utf-8"),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("acl.enabled on a client agent"), "{log}");
+}
