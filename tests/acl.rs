@@ -238,3 +238,74 @@ fn acl_config_mistakes_and_client_agents_refuse_to_start() {
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("acl.enabled on a client agent"), "{log}");
 }
+
+/// Three servers with ACLs: a token made through one is the same on all
+/// (read from each server's own state, `?stale`), and a follower enforces
+/// it as the leader does.
+#[test]
+fn acl_tokens_replicate_and_followers_enforce() {
+    let s1 = crate::cluster::start_server("a1", None, ACL_CONFIG);
+    let s2 = crate::cluster::start_server("a2", Some(&s1), ACL_CONFIG);
+    let s3 = crate::cluster::start_server("a3", Some(&s1), ACL_CONFIG);
+    let servers = [&s1, &s2, &s3];
+    crate::harness::wait_until("a leader", Duration::from_secs(30), || {
+        servers.iter().all(|s| s.leader().is_some())
+    });
+    let boot = s2.put("/v1/acl/bootstrap", b"");
+    assert_eq!(boot.status, 200, "{}", boot.text());
+    let root = boot.json()["SecretID"]
+        .as_str()
+        .expect("SecretID")
+        .to_string();
+    let p = with_token(
+        &s3,
+        "PUT",
+        "/v1/acl/policy",
+        &root,
+        br#"{"Name": "app-read", "Rules": "key_prefix \"app/\" { policy = \"read\" }"}"#,
+    );
+    assert_eq!(p.status, 200, "{}", p.text());
+    let t = with_token(
+        &s1,
+        "PUT",
+        "/v1/acl/token",
+        &root,
+        br#"{"Policies": [{"Name": "app-read"}]}"#,
+    );
+    let limited = t.json()["SecretID"].as_str().expect("SecretID").to_string();
+    let accessor = t.json()["AccessorID"]
+        .as_str()
+        .expect("AccessorID")
+        .to_string();
+    assert_eq!(
+        with_token(&s1, "PUT", "/v1/kv/app/x", &root, b"1").status,
+        200
+    );
+    assert_eq!(
+        with_token(&s1, "PUT", "/v1/kv/secret/y", &root, b"2").status,
+        200
+    );
+    let path = format!("/v1/acl/token/{accessor}?stale");
+    crate::harness::wait_until("the token on every server", Duration::from_secs(10), || {
+        servers
+            .iter()
+            .all(|s| with_token(s, "GET", &path, &root, b"").status == 200)
+    });
+    let views: Vec<Value> = servers
+        .iter()
+        .map(|s| with_token(s, "GET", &path, &root, b"").json())
+        .collect();
+    assert!(views.windows(2).all(|w| w[0] == w[1]), "{views:?}");
+    for s in servers {
+        assert_eq!(
+            with_token(s, "GET", "/v1/kv/app/x", &limited, b"").status,
+            200
+        );
+        let denied = with_token(s, "GET", "/v1/kv/secret/y", &limited, b"");
+        assert_eq!(denied.status, 403, "{}", denied.text());
+        assert_eq!(
+            with_token(s, "PUT", "/v1/kv/app/x", &limited, b"3").status,
+            403
+        );
+    }
+}
