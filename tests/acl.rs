@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use crate::dns::{dns_addr, udp};
 use crate::harness::{muster, request_with_headers, write_file, Agent, Response};
 
-const ACL_CONFIG: &str =
-    r#"{"acl": {"enabled": true, "default_policy": "deny", "down_policy": "extend-cache"}}"#;
+const ACL_CONFIG: &str = r#"{"acl": {"enabled": true, "default_policy": "deny",
+    "down_policy": "extend-cache", "tokens": {"dns": "dns-secret"}}}"#;
 
 fn with_token(a: &Agent, method: &str, path: &str, token: &str, body: &[u8]) -> Response {
     request_with_headers(a.addr, method, path, &[("X-Consul-Token", token)], body).expect("request")
@@ -174,9 +174,54 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     let keys: Vec<String> = r.kv_pairs().into_iter().map(|p| p.key).collect();
     assert_eq!(keys, ["app/a", "app/b"]);
 
-    // DNS is refused under default deny until it checks rules.
-    let (_, m) = udp(dns_addr(&a), "consul.service.consul", RecordType::A);
-    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    // DNS shows what the agent's dns token may read: nothing while that
+    // token does not exist, the services and nodes its policy names once
+    // it does.
+    let dns = dns_addr(&a);
+    for (node, addr, service) in [
+        ("n1", "127.0.0.76", "web"),
+        ("hidden", "127.0.0.77", "secret"),
+    ] {
+        let body = json!({"Node": node, "Address": addr, "Service": {"Service": service}});
+        let reg = with_token(
+            &a,
+            "PUT",
+            "/v1/catalog/register",
+            &root,
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(reg.status, 200, "{}", reg.text());
+    }
+    let (_, m) = udp(dns, "web.service.consul", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let p = with_token(
+        &a,
+        "PUT",
+        "/v1/acl/policy",
+        &root,
+        json!({"Name": "dns",
+               "Rules": "service \"web\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }"})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(p.status, 200, "{}", p.text());
+    let t = with_token(
+        &a,
+        "PUT",
+        "/v1/acl/token",
+        &root,
+        br#"{"SecretID": "dns-secret", "Policies": [{"Name": "dns"}]}"#,
+    );
+    assert_eq!(t.status, 200, "{}", t.text());
+    let (_, m) = udp(dns, "web.service.consul", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!m.answers.is_empty());
+    let (_, m) = udp(dns, "secret.service.consul", RecordType::A);
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "a service it may not read"
+    );
 
     // Tokens and policies survive kill -9.
     a.kill();

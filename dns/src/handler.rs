@@ -119,9 +119,6 @@ pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: 
         return Outcome::Reply(error_reply(&req, cfg, ResponseCode::NotImp, true));
     }
     let domain = parsed.domain.clone();
-    if cfg.refuse_in_domain && !matches!(parsed.lookup, Lookup::Outside) {
-        return Outcome::Reply(error_reply(&req, cfg, ResponseCode::Refused, false));
-    }
     match parsed.lookup {
         Lookup::Remote(dc) => return Outcome::Remote(Box::new(RemoteQuestion { dc, req, domain })),
         Lookup::Query(name) => {
@@ -297,12 +294,16 @@ struct ServiceQuery<'a> {
 }
 
 fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Result<Answer, ()> {
+    if !cfg.may_service(q.service) {
+        return Ok(Answer::nxdomain());
+    }
     let list = engine
         .health_service_shared(q.service)
         .map_err(|_| ())?
         .value;
     let mut live: Vec<(&ServiceHealth, u16)> = list
         .iter()
+        .filter(|inst| cfg.may_node(&inst.node.node))
         .filter(|inst| {
             q.tag
                 .is_none_or(|t| inst.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
@@ -376,7 +377,7 @@ pub(crate) fn query_reply(
         return Vec::new();
     };
     let answer = match executed {
-        Some(ex) if !ex.instances.is_empty() => {
+        Some(ex) if !ex.instances.is_empty() && cfg.may_service(&ex.service) => {
             let suffix = format!("{}.{}.", ex.datacenter.to_ascii_lowercase(), q.domain);
             let sq = ServiceQuery {
                 qname: &query.name,
@@ -479,6 +480,9 @@ fn lookup_node(
     qtype: RecordType,
     node: &str,
 ) -> Result<Answer, ()> {
+    if !cfg.may_node(node) {
+        return Ok(Answer::nxdomain());
+    }
     let Some(found) = engine
         .catalog_node(node, &mut WatchSet::new())
         .map_err(|_| ())?
@@ -559,14 +563,22 @@ fn lookup_ptr(
         .catalog_nodes(&mut WatchSet::new())
         .map_err(|_| ())?
         .value;
-    let target = match nodes.iter().find(|n| is(&n.address)) {
+    let target = match nodes
+        .iter()
+        .find(|n| is(&n.address) && cfg.may_node(&n.node))
+    {
         Some(n) => format!("{}.node.{suffix}", n.node),
         None => {
             let services = engine
                 .catalog_services(&mut WatchSet::new())
                 .map_err(|_| ())?
                 .value;
-            match services.iter().find(|s| is(&s.service.address)) {
+            let visible = |s: &&muster_engine::ServiceNode| {
+                is(&s.service.address)
+                    && cfg.may_service(&s.service.service)
+                    && cfg.may_node(&s.node.node)
+            };
+            match services.iter().find(visible) {
                 Some(s) => format!("{}.service.{suffix}", s.service.service),
                 None => return Ok(None),
             }

@@ -72,9 +72,48 @@ pub struct DnsConfig {
     /// Who executes prepared queries (`<name>.query.<domain>`). Without
     /// one, such names are NXDOMAIN.
     pub queries: Option<QueryLink>,
-    /// Answer REFUSED to every name in the domain (ACLs with a default
-    /// deny policy, until DNS checks rules).
-    pub refuse_in_domain: bool,
+    /// What the agent's DNS token may see (ACLs on): names it may not
+    /// read are answered as if they did not exist.
+    pub acl: Option<AclLink>,
+}
+
+/// The ACL decisions DNS needs, for the agent's `dns` (or `default`)
+/// token.
+pub trait DnsAcl: Send + Sync + 'static {
+    /// May the token read service `name`?
+    fn service_read(&self, name: &str) -> bool;
+    /// May the token read node `name`?
+    fn node_read(&self, name: &str) -> bool;
+}
+
+/// A shared [`DnsAcl`] in a [`DnsConfig`] (equal only to itself).
+#[derive(Clone)]
+pub struct AclLink(pub std::sync::Arc<dyn DnsAcl>);
+
+impl std::fmt::Debug for AclLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AclLink")
+    }
+}
+
+impl PartialEq for AclLink {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for AclLink {}
+
+impl DnsConfig {
+    /// May DNS show service `name`?
+    pub(crate) fn may_service(&self, name: &str) -> bool {
+        self.acl.as_ref().is_none_or(|a| a.0.service_read(name))
+    }
+
+    /// May DNS show node `name`?
+    pub(crate) fn may_node(&self, name: &str) -> bool {
+        self.acl.as_ref().is_none_or(|a| a.0.node_read(name))
+    }
 }
 
 /// Executes prepared queries for DNS.
@@ -191,7 +230,7 @@ impl DnsConfig {
             node_meta_txt: true,
             datacenters: None,
             queries: None,
-            refuse_in_domain: false,
+            acl: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! `enable_additional_node_meta_txt`; other keys are accepted and ignored).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -37,6 +38,36 @@ impl muster_dns::PreparedQueries for DnsQueries {
                 }
             }
         })
+    }
+}
+
+/// What DNS may show with ACLs on: the rules of the agent's `dns` token
+/// (else `default`, else anonymous), resolved per question from the
+/// authorizer cache. A token that cannot be resolved shows nothing.
+pub(crate) struct DnsAcl {
+    pub acl: Arc<muster_api::acl::Acl>,
+    pub engine: muster_engine::Engine,
+}
+
+impl DnsAcl {
+    fn allowed(&self, resource: muster_api::acl::rules::Resource, name: &str) -> bool {
+        let token = self.acl.cfg.dns_token.as_deref();
+        match self.acl.resolve(&self.engine, token) {
+            Ok(r) => r
+                .authz
+                .allowed(resource, name, muster_api::acl::rules::Access::Read),
+            Err(_) => false,
+        }
+    }
+}
+
+impl muster_dns::DnsAcl for DnsAcl {
+    fn service_read(&self, name: &str) -> bool {
+        self.allowed(muster_api::acl::rules::Resource::Service, name)
+    }
+
+    fn node_read(&self, name: &str) -> bool {
+        self.allowed(muster_api::acl::rules::Resource::Node, name)
     }
 }
 

@@ -218,6 +218,12 @@ impl Member {
             dns.refuse_in_domain = !acl.cfg.default_allow;
         }
         if let Role::Server(engine) = backing {
+            if let Some(acl) = &self.api_cfg.acl {
+                dns.acl = Some(muster_dns::AclLink(Arc::new(agent_dns::DnsAcl {
+                    acl: acl.clone(),
+                    engine: engine.clone(),
+                })));
+            }
             dns.queries = Some(muster_dns::QueryLink(Arc::new(agent_dns::DnsQueries {
                 engine: engine.clone(),
                 api: self.api_cfg.clone(),
