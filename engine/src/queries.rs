@@ -176,6 +176,12 @@ impl Engine {
         })
     }
 
+    /// The objects table's index alone (no rows read): what caches of
+    /// things derived from stored objects are keyed by.
+    pub fn objects_index(&self) -> Result<u64> {
+        table_index(self.views(), Table::Objects)
+    }
+
     /// One stored object. Index: the objects table, which it watches.
     pub fn object(
         &self,

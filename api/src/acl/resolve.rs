@@ -80,10 +80,7 @@ impl Acl {
             Some(s) => s.to_string(),
             None => self.cfg.default_token.clone().unwrap_or_default(),
         };
-        let index = engine
-            .objects(TOKEN, &mut WatchSet::new())
-            .map(|r| r.index)
-            .map_err(Error::from)?;
+        let index = engine.objects_index().map_err(Error::from)?;
         {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             if cache.0 != index {
