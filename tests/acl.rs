@@ -129,11 +129,11 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     assert_eq!(listed.json(), json!(["app/a", "app/b"]));
     // Endpoints without per-rule checks yet: management only.
     assert_eq!(
-        with_token(&a, "GET", "/v1/catalog/nodes", &limited, b"").status,
+        with_token(&a, "GET", "/v1/agent/members", &limited, b"").status,
         403
     );
     assert_eq!(
-        with_token(&a, "GET", "/v1/catalog/nodes", &root, b"").status,
+        with_token(&a, "GET", "/v1/agent/members", &root, b"").status,
         200
     );
     assert_eq!(
@@ -221,6 +221,28 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
         m.metadata.response_code,
         ResponseCode::NXDomain,
         "a service it may not read"
+    );
+
+    // Catalog and health service reads filter by the same rules.
+    let dns_token = "dns-secret";
+    let services = with_token(&a, "GET", "/v1/catalog/services", dns_token, b"");
+    assert_eq!(services.status, 200, "{}", services.text());
+    assert_eq!(services.json(), json!({"web": []}));
+    assert_eq!(
+        services.header("X-Consul-Results-Filtered-By-ACLs"),
+        Some("true")
+    );
+    let web = with_token(&a, "GET", "/v1/health/service/web", dns_token, b"");
+    assert_eq!(web.json().as_array().map(Vec::len), Some(1));
+    let secret = with_token(&a, "GET", "/v1/health/service/secret", dns_token, b"");
+    assert_eq!((secret.status, secret.json()), (200, json!([])));
+    let secret = with_token(&a, "GET", "/v1/catalog/service/secret", &limited, b"");
+    assert_eq!((secret.status, secret.json()), (200, json!([])));
+    let nodes = with_token(&a, "GET", "/v1/catalog/nodes", &limited, b"").json();
+    assert_eq!(nodes, json!([]), "the app token may read no node");
+    assert_eq!(
+        with_token(&a, "PUT", "/v1/catalog/register", dns_token, b"{}").status,
+        403
     );
 
     // Tokens and policies survive kill -9.

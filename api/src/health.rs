@@ -117,15 +117,23 @@ pub(crate) async fn service(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_service(name, ws)?;
-        let out: Vec<ServiceEntry<'_>> = r
+        let acl = ctx.acl.as_deref();
+        let visible: Vec<_> = r
             .value
             .iter()
+            .filter(|e| crate::acl::may_read_instance(acl, &e.service.service, &e.node.node))
+            .collect();
+        let hidden = visible.len() < r.value.len();
+        let out: Vec<ServiceEntry<'_>> = visible
+            .into_iter()
             .filter(|e| node_meta_matches(&e.node, &meta) && has_all_tags(&e.service.tags, &tags))
             .filter(|e| !passing || e.checks.iter().all(|c| c.status == Status::Passing))
             .map(ServiceEntry::from)
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }

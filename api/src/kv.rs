@@ -143,7 +143,7 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
                 return Ok(Rendered::not_found(r.index));
             }
             let mut out = ctx.render_json(r.index, &keys)?;
-            filtered_header(&mut out, acl, keys.len() < total);
+            crate::acl::filtered_header(&mut out, acl, keys.len() < total);
             return Ok(out);
         }
         if recurse {
@@ -170,7 +170,7 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
                 return Ok(Rendered::not_found(index));
             }
             let mut out = ctx.render_json(index, &pairs)?;
-            filtered_header(&mut out, acl, pairs.len() < r.value.len());
+            crate::acl::filtered_header(&mut out, acl, pairs.len() < r.value.len());
             return Ok(out);
         }
         let r = engine.kv_get(key, ws)?;
@@ -181,17 +181,6 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
         }
     })
     .await
-}
-
-/// `X-Consul-Results-Filtered-By-ACLs: true` when rows were left out for a
-/// token the request named.
-fn filtered_header(out: &mut Rendered, acl: Option<&crate::acl::Resolved>, filtered: bool) {
-    if filtered && acl.is_some_and(|a| a.given) {
-        out.headers.insert(
-            "X-Consul-Results-Filtered-By-ACLs",
-            hyper::header::HeaderValue::from_static("true"),
-        );
-    }
 }
 
 /// A KV miss: 404 with an empty body.

@@ -71,10 +71,17 @@ pub(crate) fn guard(r: &Resolved, method: &Method, path: &str, query: &Query) ->
             )))
         };
     }
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    if read
+        && (FILTERED_READS.contains(&path)
+            || FILTERED_READ_PREFIXES.iter().any(|p| path.starts_with(p)))
+    {
+        return Ok(());
+    }
     Err(Error::Forbidden(format!(
         "Permission denied: token with AccessorID '{}' lacks permission 'management' \
-         (with ACLs on, muster checks rules for KV and ACL endpoints; {path} needs a \
-         management token until its rules are built)",
+         (with ACLs on, muster checks rules for KV, catalog and health service reads and \
+         the ACL endpoints; {path} needs a management token until its rules are built)",
         r.accessor
     )))
 }
@@ -83,3 +90,40 @@ pub(crate) fn guard(r: &Resolved, method: &Method, path: &str, query: &Query) ->
 pub(crate) fn may_read_key(r: Option<&Resolved>, key: &str) -> bool {
     r.is_none_or(|r| r.authz.allowed(Resource::Key, key, Access::Read))
 }
+
+/// Whether `r` may read service `name` on node `node` (for filtering).
+pub(crate) fn may_read_instance(r: Option<&Resolved>, service: &str, node: &str) -> bool {
+    r.is_none_or(|r| {
+        r.authz.allowed(Resource::Service, service, Access::Read)
+            && r.authz.allowed(Resource::Node, node, Access::Read)
+    })
+}
+
+/// Whether `r` may read node `name` (for filtering).
+pub(crate) fn may_read_node(r: Option<&Resolved>, node: &str) -> bool {
+    r.is_none_or(|r| r.authz.allowed(Resource::Node, node, Access::Read))
+}
+
+/// `X-Consul-Results-Filtered-By-ACLs: true` when rows were left out for
+/// a token the request named.
+pub(crate) fn filtered_header(
+    out: &mut crate::shared::Rendered,
+    r: Option<&Resolved>,
+    filtered: bool,
+) {
+    if filtered && r.is_some_and(|a| a.given) {
+        out.headers.insert(
+            "X-Consul-Results-Filtered-By-ACLs",
+            hyper::header::HeaderValue::from_static("true"),
+        );
+    }
+}
+
+/// Reads that filter rows by the token's rules instead of needing a
+/// management token.
+const FILTERED_READS: &[&str] = &[
+    "/v1/catalog/nodes",
+    "/v1/catalog/services",
+    "/v1/catalog/datacenters",
+];
+const FILTERED_READ_PREFIXES: &[&str] = &["/v1/catalog/service/", "/v1/health/service/"];

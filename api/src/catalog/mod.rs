@@ -41,14 +41,22 @@ pub(crate) async fn nodes(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_nodes(ws)?;
-        let out: Vec<NodeJson<'_>> = r
+        let acl = ctx.acl.as_deref();
+        let visible: Vec<_> = r
             .value
             .iter()
+            .filter(|n| crate::acl::may_read_node(acl, &n.node))
+            .collect();
+        let hidden = visible.len() < r.value.len();
+        let out: Vec<NodeJson<'_>> = visible
+            .into_iter()
             .filter(|n| node_meta_matches(n, &meta))
             .map(NodeJson::from)
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }
@@ -60,8 +68,14 @@ pub(crate) async fn services(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_services(ws)?;
+        let acl = ctx.acl.as_deref();
+        let mut hidden = false;
         let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for sn in &r.value {
+            if !crate::acl::may_read_instance(acl, &sn.service.service, &sn.node.node) {
+                hidden = true;
+                continue;
+            }
             if !node_meta_matches(&sn.node, &meta)
                 || !passes(
                     filter.as_ref(),
@@ -74,7 +88,9 @@ pub(crate) async fn services(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
                 .or_default()
                 .extend(sn.service.tags.iter().map(String::as_str));
         }
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }
@@ -90,16 +106,24 @@ pub(crate) async fn service(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_service(name, ws)?;
-        let out: Vec<CatalogServiceJson<'_>> = r
+        let acl = ctx.acl.as_deref();
+        let visible: Vec<_> = r
             .value
             .iter()
+            .filter(|sn| crate::acl::may_read_instance(acl, &sn.service.service, &sn.node.node))
+            .collect();
+        let hidden = visible.len() < r.value.len();
+        let out: Vec<CatalogServiceJson<'_>> = visible
+            .into_iter()
             .filter(|sn| {
                 node_meta_matches(&sn.node, &meta) && has_all_tags(&sn.service.tags, &tags)
             })
             .map(|sn| CatalogServiceJson::new(&sn.node, &sn.service))
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }
