@@ -127,6 +127,20 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     );
     let listed = with_token(&a, "GET", "/v1/kv/?keys", &limited, b"");
     assert_eq!(listed.json(), json!(["app/a", "app/b"]));
+    // Transactions: every operation checked.
+    let get = br#"[{"KV": {"Verb": "get", "Key": "app/a"}}]"#;
+    assert_eq!(with_token(&a, "PUT", "/v1/txn", &limited, get).status, 200);
+    let set = br#"[{"KV": {"Verb": "get", "Key": "app/a"}},
+                   {"KV": {"Verb": "set", "Key": "app/a", "Value": "eA=="}}]"#;
+    let r = with_token(&a, "PUT", "/v1/txn", &limited, set);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("'key:write' on \"app/a\" (transaction operation 1)"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(with_token(&a, "PUT", "/v1/txn", &root, set).status, 200);
     // Endpoints without per-rule checks yet: management only.
     assert_eq!(
         with_token(&a, "GET", "/v1/agent/members", &limited, b"").status,

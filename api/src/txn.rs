@@ -469,6 +469,11 @@ where
         Ok(ops) => ops,
         Err(invalid) => return reply(ctx, &[], &invalid),
     };
+    if let Some(acl) = ctx.acl.as_deref() {
+        for (i, op) in ops.iter().enumerate() {
+            crate::acl::check_txn_op(acl, i, op)?;
+        }
+    }
     let engine = &ctx.engine;
     if ops.iter().all(TxnOp::is_read) {
         let read = ctx.begin_read().await?;

@@ -71,6 +71,10 @@ pub(crate) fn guard(r: &Resolved, method: &Method, path: &str, query: &Query) ->
             )))
         };
     }
+    if path == "/v1/txn" {
+        // Each operation is checked by the transaction handler.
+        return Ok(());
+    }
     let read = matches!(*method, Method::GET | Method::HEAD);
     if read
         && (FILTERED_READS.contains(&path)
@@ -82,6 +86,57 @@ pub(crate) fn guard(r: &Resolved, method: &Method, path: &str, query: &Query) ->
         "Permission denied: token with AccessorID '{}' lacks permission 'management' \
          (with ACLs on, muster checks rules for KV, catalog and health service reads and \
          the ACL endpoints; {path} needs a management token until its rules are built)",
+        r.accessor
+    )))
+}
+
+/// May `r` run transaction operation `i`? KV operations are checked by
+/// key (tree verbs on everything under the prefix); catalog and session
+/// operations need a management token for now.
+pub(crate) fn check_txn_op(
+    r: &Resolved,
+    i: usize,
+    op: &muster_engine::txn::TxnOp,
+) -> Result<(), Error> {
+    use muster_engine::txn::{KvVerb, TxnOp};
+    if r.authz.is_management() {
+        return Ok(());
+    }
+    let (ok, perm, name) = match op {
+        TxnOp::Kv { verb, key, .. } => match verb {
+            KvVerb::Get
+            | KvVerb::GetOrEmpty
+            | KvVerb::CheckIndex
+            | KvVerb::CheckSession
+            | KvVerb::CheckNotExists => (
+                r.authz.allowed(Resource::Key, key, Access::Read),
+                "key:read",
+                key.as_str(),
+            ),
+            KvVerb::GetTree => (
+                r.authz.allowed_under(Resource::Key, key, Access::Read),
+                "key:read",
+                key.as_str(),
+            ),
+            KvVerb::DeleteTree => (
+                r.authz.allowed_under(Resource::Key, key, Access::Write),
+                "key:write",
+                key.as_str(),
+            ),
+            _ => (
+                r.authz.allowed(Resource::Key, key, Access::Write),
+                "key:write",
+                key.as_str(),
+            ),
+        },
+        _ => (false, "management", ""),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "Permission denied: token with AccessorID '{}' lacks permission '{perm}' on {name:?} \
+         (transaction operation {i})",
         r.accessor
     )))
 }
