@@ -141,6 +141,16 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
         r.text()
     );
     assert_eq!(with_token(&a, "PUT", "/v1/txn", &root, set).status, 200);
+    // Sessions: write on the node to create; listings filtered.
+    let r = with_token(&a, "PUT", "/v1/session/create", &limited, b"{}");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("'session:write'"), "{}", r.text());
+    let r = with_token(&a, "PUT", "/v1/session/create", &root, b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sessions = with_token(&a, "GET", "/v1/session/list", &root, b"").json();
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1));
+    let sessions = with_token(&a, "GET", "/v1/session/list", &limited, b"").json();
+    assert_eq!(sessions, json!([]));
     // Endpoints without per-rule checks yet: management only.
     assert_eq!(
         with_token(&a, "GET", "/v1/agent/members", &limited, b"").status,

@@ -237,6 +237,7 @@ where
     let body: SessionIn = decode::from_slice_or_default(&decode::read_bytes(req).await?)?;
     let node = agent_node.unwrap_or_else(|| ctx.engine.node_name());
     let session = build_session(body, node, ctx.st.cfg.session_ttl_min)?;
+    crate::acl::check_session_write(ctx.acl.as_deref(), &session.node)?;
     let id = session.id.clone();
     let applied = ctx
         .engine
@@ -254,6 +255,7 @@ pub(crate) async fn destroy(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Bo
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
+    check_existing(ctx, id)?;
     propose_bool(ctx, Command::SessionDestroy { id: id.to_string() }).await
 }
 
@@ -262,10 +264,23 @@ pub(crate) async fn renew(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body
     if id.is_empty() {
         return Err(Error::bad_request(MISSING_SESSION));
     }
+    check_existing(ctx, id)?;
     match ctx.engine.session_renew(id).await? {
         Some(s) => ctx.json(&[SessionJson::from(&s)]),
         None => Err(Error::NotFound(format!("Session id '{id}' not found"))),
     }
+}
+
+/// With ACLs on: `session:write` on the node of session `id` (if it
+/// exists).
+fn check_existing(ctx: &EngineCtx<'_>, id: &str) -> Result<()> {
+    if let Some(acl) = ctx.acl.as_deref() {
+        let found = ctx.engine.session_get(id, &mut muster_engine::WatchSet::new())?;
+        if let Some(s) = &found.value {
+            crate::acl::check_session_write(Some(acl), &s.node)?;
+        }
+    }
+    Ok(())
 }
 
 /// `GET /v1/session/info/:id`: `[Session]` or `[]`.
@@ -276,7 +291,13 @@ pub(crate) async fn info(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_get(id, ws)?;
-        let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
+        let acl = ctx.acl.as_deref();
+        let out: Vec<SessionJson<'_>> = r
+            .value
+            .iter()
+            .filter(|s| crate::acl::may_read_session(acl, &s.node))
+            .map(SessionJson::from)
+            .collect();
         ctx.render_json(r.index, &out)
     })
     .await
@@ -290,7 +311,13 @@ pub(crate) async fn node(ctx: &EngineCtx<'_>, node: &str) -> Result<Response<Bod
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_node(node, ws)?;
-        let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
+        let acl = ctx.acl.as_deref();
+        let out: Vec<SessionJson<'_>> = r
+            .value
+            .iter()
+            .filter(|s| crate::acl::may_read_session(acl, &s.node))
+            .map(SessionJson::from)
+            .collect();
         ctx.render_json(r.index, &out)
     })
     .await
@@ -301,7 +328,13 @@ pub(crate) async fn list(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_list(ws)?;
-        let out: Vec<SessionJson<'_>> = r.value.iter().map(SessionJson::from).collect();
+        let acl = ctx.acl.as_deref();
+        let out: Vec<SessionJson<'_>> = r
+            .value
+            .iter()
+            .filter(|s| crate::acl::may_read_session(acl, &s.node))
+            .map(SessionJson::from)
+            .collect();
         ctx.render_json(r.index, &out)
     })
     .await

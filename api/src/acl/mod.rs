@@ -71,8 +71,8 @@ pub(crate) fn guard(r: &Resolved, method: &Method, path: &str, query: &Query) ->
             )))
         };
     }
-    if path == "/v1/txn" {
-        // Each operation is checked by the transaction handler.
+    if path == "/v1/txn" || path.starts_with("/v1/session/") {
+        // Checked by their handlers (each operation; the session's node).
         return Ok(());
     }
     let read = matches!(*method, Method::GET | Method::HEAD);
@@ -139,6 +139,26 @@ pub(crate) fn check_txn_op(
          (transaction operation {i})",
         r.accessor
     )))
+}
+
+/// `session:write` on `node` (creating, renewing or destroying a session
+/// there).
+pub(crate) fn check_session_write(r: Option<&Resolved>, node: &str) -> Result<(), Error> {
+    match r {
+        Some(r) if !r.authz.allowed(Resource::Session, node, Access::Write) => {
+            Err(Error::Forbidden(format!(
+                "Permission denied: token with AccessorID '{}' lacks permission 'session:write' \
+                 on {node:?}",
+                r.accessor
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `r` may read sessions of `node` (for filtering).
+pub(crate) fn may_read_session(r: Option<&Resolved>, node: &str) -> bool {
+    r.is_none_or(|r| r.authz.allowed(Resource::Session, node, Access::Read))
 }
 
 /// Whether `r` may read `key` (for filtering listings).
