@@ -151,6 +151,22 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     assert_eq!(sessions.as_array().map(Vec::len), Some(1));
     let sessions = with_token(&a, "GET", "/v1/session/list", &limited, b"").json();
     assert_eq!(sessions, json!([]));
+    // Events: write on the name to fire; lists filtered by read.
+    let r = with_token(&a, "PUT", "/v1/event/fire/deploy", &limited, b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains("'event:write' on \"deploy\""),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        with_token(&a, "PUT", "/v1/event/fire/deploy", &root, b"").status,
+        200
+    );
+    let listed = with_token(&a, "GET", "/v1/event/list", &root, b"").json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    let listed = with_token(&a, "GET", "/v1/event/list", &limited, b"").json();
+    assert_eq!(listed, json!([]));
     // Endpoints without per-rule checks yet: management only.
     assert_eq!(
         with_token(&a, "GET", "/v1/agent/members", &limited, b"").status,

@@ -214,6 +214,11 @@ where
             Serving::Server(_) => crate::client::forward_dc(ctx, dc.to_string(), req).await,
         };
     }
+    if let Some(acl) = ctx.acl.as_deref() {
+        if !crate::acl::may(acl, crate::acl::rules::Resource::Event, name, true) {
+            return Err(crate::acl::deny_on(acl, "event:write", name));
+        }
+    }
     let param = |k: &str| ctx.query.get(k).unwrap_or_default().to_string();
     let content_length = req
         .headers()
@@ -273,6 +278,11 @@ async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         let events: Vec<UserEvent> = all
             .into_iter()
             .filter(|e| name.is_none_or(|n| e.name == n))
+            .filter(|e| {
+                ctx.acl.as_deref().is_none_or(|acl| {
+                    crate::acl::may(acl, crate::acl::rules::Resource::Event, &e.name, false)
+                })
+            })
             .filter(|e| accepts(e, node, services.values(), &mut filters))
             .collect();
         let index = events.last().map_or(1, |e| uuid_to_index(&e.id)).max(1);

@@ -71,8 +71,9 @@ pub(crate) fn guard(r: &Resolved, method: &Method, path: &str, query: &Query) ->
             )))
         };
     }
-    if path == "/v1/txn" || path.starts_with("/v1/session/") {
-        // Checked by their handlers (each operation; the session's node).
+    if path == "/v1/txn" || path.starts_with("/v1/session/") || path.starts_with("/v1/event/") {
+        // Checked by their handlers (each operation; the session's node;
+        // the event's name).
         return Ok(());
     }
     let read = matches!(*method, Method::GET | Method::HEAD);
@@ -159,6 +160,20 @@ pub(crate) fn check_session_write(r: Option<&Resolved>, node: &str) -> Result<()
 /// Whether `r` may read sessions of `node` (for filtering).
 pub(crate) fn may_read_session(r: Option<&Resolved>, node: &str) -> bool {
     r.is_none_or(|r| r.authz.allowed(Resource::Session, node, Access::Read))
+}
+
+/// May `r` read (or, with `write`, write) `name` of `resource`?
+pub(crate) fn may(r: &Resolved, resource: Resource, name: &str, write: bool) -> bool {
+    let want = if write { Access::Write } else { Access::Read };
+    r.authz.allowed(resource, name, want)
+}
+
+/// Consul's 403 for `permission` on `name`.
+pub(crate) fn deny_on(r: &Resolved, permission: &str, name: &str) -> Error {
+    Error::Forbidden(format!(
+        "Permission denied: token with AccessorID '{}' lacks permission '{permission}' on {name:?}",
+        r.accessor
+    ))
 }
 
 /// Whether `r` may read `key` (for filtering listings).
