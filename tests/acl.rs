@@ -168,14 +168,22 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     let listed = with_token(&a, "GET", "/v1/event/list", &limited, b"").json();
     assert_eq!(listed, json!([]));
     // Endpoints without per-rule checks yet: management only.
+    let svc = br#"{"Name": "x", "Port": 1}"#;
+    let r = with_token(&a, "PUT", "/v1/agent/service/register", &limited, svc);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("'management'"), "{}", r.text());
+    // The agent's own reads: self needs agent:read, lists are filtered.
+    let r = with_token(&a, "GET", "/v1/agent/self", &limited, b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("'agent:read'"), "{}", r.text());
     assert_eq!(
-        with_token(&a, "GET", "/v1/agent/members", &limited, b"").status,
-        403
-    );
-    assert_eq!(
-        with_token(&a, "GET", "/v1/agent/members", &root, b"").status,
+        with_token(&a, "GET", "/v1/agent/self", &root, b"").status,
         200
     );
+    let members = with_token(&a, "GET", "/v1/agent/members", &limited, b"");
+    assert_eq!((members.status, members.json()), (200, json!([])));
+    let members = with_token(&a, "GET", "/v1/agent/members", &root, b"").json();
+    assert_eq!(members.as_array().map(Vec::len), Some(1));
     assert_eq!(
         with_token(&a, "GET", "/v1/acl/tokens", &limited, b"").status,
         403

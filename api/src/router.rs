@@ -255,7 +255,7 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
         if !other_dc {
             let secret = crate::acl::request_secret(query.get("token"), call.req.headers());
             let resolved = system.resolve(engine, secret.as_deref())?;
-            crate::acl::guard(&resolved, &call.method, &path, &query)?;
+            crate::acl::guard(&resolved, &call.method, &path, &query, &st.cfg.node_name)?;
             acl = Some(resolved);
         }
     }

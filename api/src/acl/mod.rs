@@ -42,9 +42,22 @@ pub(crate) fn now_rfc3339() -> String {
 
 /// May `r` make this request (`path` decoded, `rest` the resource of a
 /// prefix route)? Listings are filtered by their handlers instead.
-pub(crate) fn guard(r: &Resolved, method: &Method, path: &str, query: &Query) -> Result<(), Error> {
+pub(crate) fn guard(
+    r: &Resolved,
+    method: &Method,
+    path: &str,
+    query: &Query,
+    node: &str,
+) -> Result<(), Error> {
     if r.authz.is_management() || path.starts_with("/v1/acl/") || path.starts_with("/v1/status/") {
         return Ok(());
+    }
+    if path == "/v1/agent/self" && matches!(*method, Method::GET | Method::HEAD) {
+        return if r.authz.allowed(Resource::Agent, node, Access::Read) {
+            Ok(())
+        } else {
+            Err(deny_on(r, "agent:read", node))
+        };
     }
     if let Some(key) = path.strip_prefix("/v1/kv/") {
         let (ok, perm) = match *method {
@@ -215,5 +228,8 @@ const FILTERED_READS: &[&str] = &[
     "/v1/catalog/nodes",
     "/v1/catalog/services",
     "/v1/catalog/datacenters",
+    "/v1/agent/members",
+    "/v1/agent/services",
+    "/v1/agent/checks",
 ];
 const FILTERED_READ_PREFIXES: &[&str] = &["/v1/catalog/service/", "/v1/health/service/"];

@@ -100,6 +100,17 @@ pub(crate) fn members(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         }
     };
     list.sort_by(|a, b| a.name.cmp(&b.name));
+    // ACLs: node:read on each member (a WAN member's node is its name
+    // before the datacenter).
+    let acl = ctx.acl.as_deref();
+    list.retain(|m| {
+        let node = if wan {
+            m.name.rsplit_once('.').map_or(m.name.as_str(), |(n, _)| n)
+        } else {
+            &m.name
+        };
+        crate::acl::may_read_node(acl, node)
+    });
     let json: Vec<MemberJson<'_>> = list.iter().map(MemberJson::from).collect();
     ctx.json(&json)
 }
@@ -193,8 +204,11 @@ pub(crate) fn services(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let all = ctx.st.agent.services();
     let dc = ctx.st.cfg.datacenter.as_str();
+    let acl = ctx.acl.as_deref();
+    let node = ctx.st.cfg.node_name.as_str();
     let out: BTreeMap<&str, AgentServiceJson<'_>> = all
         .iter()
+        .filter(|(_, l)| crate::acl::may_read_instance(acl, &l.service.service, node))
         .map(|(id, l)| (id.as_str(), AgentServiceJson::new(&l.service, dc)))
         .filter(|(_, j)| passes(filter.as_ref(), j))
         .collect();
@@ -245,8 +259,16 @@ pub(crate) async fn service(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
 pub(crate) fn checks(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let filter = ctx.filter()?;
     let all = ctx.st.agent.checks();
+    let acl = ctx.acl.as_deref();
     let out: BTreeMap<&str, HealthCheckJson<'_>> = all
         .iter()
+        .filter(|(_, c)| {
+            if c.service_name.is_empty() {
+                crate::acl::may_read_node(acl, &c.node)
+            } else {
+                crate::acl::may_read_instance(acl, &c.service_name, &c.node)
+            }
+        })
         .map(|(id, c)| (id.as_str(), HealthCheckJson::from(c)))
         .filter(|(_, j)| passes(filter.as_ref(), j))
         .collect();
