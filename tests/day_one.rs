@@ -232,20 +232,12 @@ fn output_into_a_closed_pipe_ends_quietly() {
 fn security_settings_not_built_yet_refuse_to_start() {
     for (config, needle) in [
         (
-            r#"{"acl": {"enabled": true, "default_policy": "deny"}}"#,
-            "ACLs are not supported by muster yet",
-        ),
-        (
-            r#"{"verify_incoming": true}"#,
-            "TLS is not supported by muster yet",
+            r#"{"acl": {"enabled": true, "default_policy": "sometimes"}}"#,
+            "acl.default_policy",
         ),
         (
             r#"{"auto_encrypt": {"tls": true}}"#,
             "is not supported by muster yet",
-        ),
-        (
-            r#"{"ports": {"https": 8501}}"#,
-            "HTTPS is not supported by muster yet",
         ),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");

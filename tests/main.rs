@@ -75,6 +75,11 @@
 //!   for keys, services with `-passingonly`, events; printing without a
 //!   handler; exit statuses) and the agent's `watches` key (script and
 //!   HTTP handlers inside the agent, refused mistakes).
+//! - `tls/`: `muster tls ca|cert create` (Consul's files, names and
+//!   usages), HTTPS with `verify_incoming`, the CLI over HTTPS (flags and
+//!   `CONSUL_*` variables), certificates re-read on reload, HTTPS alone,
+//!   TLS config mistakes refused naming the key, and TLS on the server RPC
+//!   port keeping out servers another CA signed.
 //! - `dns.rs`: the DNS interface over UDP and TCP (service, tag, RFC 2782
 //!   and node names, NXDOMAIN/NODATA, checks, UDP limits, recursors,
 //!   malformed packets).
@@ -112,6 +117,7 @@ mod readme;
 mod semaphore;
 mod session;
 mod snapshot;
+mod tls;
 mod txn;
 mod ui;
 mod watch;

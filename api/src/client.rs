@@ -106,7 +106,7 @@ where
 
 /// Serve a client agent's HTTP API on `listener` until `shutdown`.
 pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<crate::server::Listener>,
     upstream: Arc<dyn Upstream>,
     agent: Agent,
     cfg: ApiConfig,

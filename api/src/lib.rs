@@ -5,7 +5,8 @@
 //! writes through `Engine::propose`.
 //!
 //! # Layout
-//! - `server.rs`: accept loop, per-request task and span, graceful shutdown.
+//! - `server.rs`: accept loop (plain, or after a [`Handshake`] such as the
+//!   binary's TLS), per-request task and span, graceful shutdown.
 //! - `router.rs`: percent-decoding, the canonical-path check, the method
 //!   check (`405`/`OPTIONS`) and dispatch to the domain handlers;
 //!   `routes.rs`: the route table and its longest-prefix lookup.
@@ -90,6 +91,7 @@ pub use cluster::{
     RaftConfiguration, RaftServer,
 };
 pub use error::{Error, Result};
+pub use server::{Handshake, HandshakeFuture, Listener, Stream, HANDSHAKE_TIMEOUT};
 
 /// Default `kv_max_value_size` (512 KiB).
 pub const DEFAULT_KV_MAX_VALUE_SIZE: usize = 512 * 1024;
@@ -206,7 +208,7 @@ impl ApiConfig {
 /// accepting, let in-flight requests finish (bounded) and return.
 /// `/v1/agent/*` acts on `agent`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<Listener>,
     engine: Engine,
     agent: Agent,
     cfg: ApiConfig,
@@ -226,7 +228,7 @@ pub async fn serve(
 /// `/v1/agent/*` and `/v1/operator/keyring` act on `agent` and this agent's
 /// gossip; every other request is forwarded to a server through `upstream`.
 pub async fn serve_client(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<Listener>,
     upstream: Arc<dyn Upstream>,
     agent: Agent,
     cfg: ApiConfig,

@@ -3,11 +3,18 @@
 //! shutdown. Each request runs in its own task so that a panicking handler
 //! costs a 500, not the connection, and a dropped connection cancels its
 //! (possibly blocking) handler.
+//!
+//! A [`Listener`] is a TCP listener and, optionally, a [`Handshake`] run on
+//! each accepted connection before HTTP (the binary's TLS): this crate
+//! knows no TLS. A handshake runs in the connection's own task, bounded by
+//! [`HANDSHAKE_TIMEOUT`], so a slow client never holds up the accept loop.
 
 use muster_engine::AbortOnDrop;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +23,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::backend::AgentBackend;
@@ -32,6 +41,59 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Slow clients must send their request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection's [`Handshake`] must finish within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A byte stream HTTP can be served over (what a [`Handshake`] yields).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// The future a [`Handshake`] returns.
+pub type HandshakeFuture = Pin<Box<dyn Future<Output = io::Result<Box<dyn Stream>>> + Send>>;
+
+/// What runs on each accepted TCP connection before HTTP is spoken on it
+/// (e.g. a TLS handshake). `Err` drops the connection without an answer.
+pub trait Handshake: Send + Sync + 'static {
+    /// Turn the accepted connection from `peer` into the stream to serve.
+    fn handshake(&self, tcp: TcpStream, peer: SocketAddr) -> HandshakeFuture;
+}
+
+/// Where the API is served: a bound TCP listener (plain HTTP), or one
+/// with a [`Handshake`] on every connection.
+pub struct Listener {
+    /// The bound socket.
+    tcp: TcpListener,
+    /// Run on each connection first; `None`: plain HTTP.
+    handshake: Option<Arc<dyn Handshake>>,
+}
+
+impl Listener {
+    /// Serve over `handshake`'s streams (e.g. HTTPS).
+    pub fn with_handshake(tcp: TcpListener, handshake: Arc<dyn Handshake>) -> Listener {
+        Listener {
+            tcp,
+            handshake: Some(handshake),
+        }
+    }
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Listener {
+        Listener {
+            tcp,
+            handshake: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("tcp", &self.tcp)
+            .field("handshake", &self.handshake.is_some())
+            .finish()
+    }
+}
 
 /// Run one request in its own task under a span carrying method and path.
 async fn serve_request(
@@ -63,12 +125,16 @@ async fn serve_request(
 /// Serve until `shutdown` resolves, then drain (bounded by
 /// [`DRAIN_TIMEOUT`]).
 pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl Into<Listener>,
     serving: Serving,
     agent: Arc<dyn AgentBackend>,
     cfg: ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let Listener {
+        tcp: listener,
+        handshake,
+    } = listener.into();
     let local_addr = listener.local_addr()?;
     let state = Arc::new(State {
         serving,
@@ -106,19 +172,21 @@ pub(crate) async fn serve(
             tracing::debug!(error = %e, "set_nodelay failed");
         }
         let st = state.clone();
-        let svc = service_fn(move |req: Request<Incoming>| {
-            let st = st.clone();
-            async move { Ok::<_, Infallible>(serve_request(st, peer, req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+        let watcher = graceful.watcher();
+        match &handshake {
+            None => spawn_connection(&builder, stream, st, watcher, peer),
+            Some(handshake) => {
+                let shaking = handshake.handshake(stream, peer);
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, shaking).await {
+                        Ok(Ok(stream)) => spawn_connection(&builder, stream, st, watcher, peer),
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "handshake timed out"),
+                    }
+                });
             }
-        });
+        }
     }
     drop(listener);
     state.shared.stop();
@@ -129,4 +197,30 @@ pub(crate) async fn serve(
         }
     }
     Ok(())
+}
+
+/// Serve HTTP on one connection in its own task, watched for graceful
+/// shutdown.
+fn spawn_connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: S,
+    st: Arc<State>,
+    watcher: Watcher,
+    peer: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let st = st.clone();
+        async move { Ok::<_, Infallible>(serve_request(st, peer, req).await) }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "http connection ended with an error");
+        }
+    });
 }

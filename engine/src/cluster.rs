@@ -161,9 +161,33 @@ impl Engine {
         }
         tracing::info!(id, node = %node, "adding server to the cluster");
         let failed = |e: &dyn std::fmt::Display| Error::Raft(e.to_string());
-        raft.add_learner(id, node, true)
+        let added = raft
+            .add_learner(id, node, true)
             .await
             .map_err(|e| failed(&e))?;
+        // openraft's blocking add stops waiting after its own short timeout
+        // and returns Ok: wait here until the learner holds the entry that
+        // added it, so a server the leader cannot replicate to (a
+        // certificate from another CA, a firewall) never becomes a voter
+        // and never costs the cluster its quorum. Callers bound the wait.
+        let mut metrics = raft.metrics();
+        loop {
+            let caught_up = metrics
+                .borrow()
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .is_some_and(|matched| matched.index >= added.log_id.index);
+            if caught_up {
+                break;
+            }
+            self.check_leader()?;
+            if metrics.changed().await.is_err() {
+                return Err(Error::Raft(
+                    "raft stopped while a server was being added".into(),
+                ));
+            }
+        }
         raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
             .map_err(|e| failed(&e))?;

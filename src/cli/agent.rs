@@ -207,6 +207,12 @@ pub(crate) struct Config {
     pub(crate) dns_addr: IpAddr,
     /// HTTP port (0 = any free port).
     pub(crate) http_port: u16,
+    /// Plain HTTP is served (`ports.http = -1` turns it off).
+    pub(crate) http_enabled: bool,
+    /// The HTTPS listener (`ports.https`), its certificates loaded.
+    pub(crate) https: Option<crate::server::https::HttpsListener>,
+    /// TLS on the server RPC port (`tls.internal_rpc`), if configured.
+    pub(crate) rpc_tls: Option<std::sync::Arc<crate::server::rpc_tls::RpcTls>>,
     /// DNS port.
     pub(crate) dns_port: u16,
     /// Server RPC port.
@@ -267,6 +273,15 @@ impl Config {
         let http_addr = ip(&st.addresses.http).unwrap_or(client);
         let dns_addr = ip(&st.addresses.dns).unwrap_or(client);
         let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
+        let http_enabled = args.http_port.is_some() || st.ports.http.is_none_or(|p| p >= 0);
+        let https_ip = ip(&st.addresses.https).unwrap_or(client);
+        let https = crate::server::https::HttpsListener::from_settings(st, https_ip)?;
+        if !http_enabled && https.is_none() {
+            bail!(
+                "Error: ports.http is -1 and HTTPS is off, so the agent would have no API: set \
+                 ports.https (with tls.https.cert_file and key_file) or remove ports.http"
+            );
+        }
         args.http_port = args.http_port.or(port(st.ports.http));
         args.dns_port = args.dns_port.or(port(st.ports.dns));
         args.server_port = args.server_port.or(port(st.ports.server));
@@ -314,6 +329,9 @@ impl Config {
             );
         }
         let datacenter = parse_datacenter(args.datacenter.as_deref().unwrap_or("dc1"))?;
+        let domain = st.domain.as_deref().unwrap_or("consul");
+        let rpc_tls = crate::server::rpc_tls::RpcTls::from_settings(&st.tls, &datacenter, domain)?
+            .map(std::sync::Arc::new);
         let node_name = match args.node {
             Some(name) if name.trim().is_empty() => {
                 bail!("Error: -node must not be empty: pass a node name or omit it to use the hostname")
@@ -380,6 +398,9 @@ impl Config {
             http_addr,
             dns_addr,
             http_port: args.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            http_enabled,
+            https,
+            rpc_tls,
             dns_port: args.dns_port.unwrap_or(DEFAULT_DNS_PORT),
             server_port: args.server_port.unwrap_or(DEFAULT_SERVER_PORT),
             serf_lan_port: args.serf_lan_port.unwrap_or(DEFAULT_SERF_LAN_PORT),
@@ -542,6 +563,9 @@ fn init_logging(level: &str) {
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let ignored_data_dir = args.dev && args.data_dir.is_some();
     let cfg = Config::from_args(args)?;
+    if let Some(tls) = &cfg.rpc_tls {
+        muster_engine::rpc::transport::set_transport(tls.clone()).map_err(anyhow::Error::msg)?;
+    }
     init_logging(cfg.log_level);
     if ignored_data_dir {
         tracing::warn!("-dev keeps its data in a temporary directory; -data-dir is ignored");

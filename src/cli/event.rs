@@ -108,7 +108,7 @@ mod tests {
 
     fn args(name: &str, node: &str, service: &str, tag: &str, payload: &[&str]) -> EventArgs {
         EventArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs::default(),
             name: name.into(),
             node: node.into(),
             service: service.into(),

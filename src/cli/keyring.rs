@@ -223,7 +223,7 @@ mod tests {
 
     fn args() -> KeyringArgs {
         KeyringArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs::default(),
             list: false,
             list_primary: false,
             install: None,

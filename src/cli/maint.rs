@@ -220,7 +220,7 @@ mod tests {
 
     fn args(enable: bool, disable: bool, service: Option<&str>, reason: Option<&str>) -> MaintArgs {
         MaintArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs::default(),
             enable,
             disable,
             service: service.map(String::from),

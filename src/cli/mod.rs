@@ -23,6 +23,7 @@ pub mod reload;
 pub mod services;
 pub mod snapshot;
 mod table;
+pub mod tls;
 pub mod validate;
 pub mod version;
 pub mod watch;
@@ -98,9 +99,14 @@ pub enum Command {
     /// Look into a stopped server's log (inspect, dump, verify, replay) or
     /// follow a running one's changes (tail).
     Log(log::LogArgs),
+    /// Bootstrap ACLs and manage tokens, policies and roles.
+    Acl(acl::AclArgs),
     /// Watch a view (key, keyprefix, services, nodes, service, checks,
     /// event): print it, or run a handler on every change.
     Watch(watch::WatchArgs),
+    /// Create the agents' CA and certificates (`tls ca create`, `tls cert
+    /// create -server|-client|-cli`).
+    Tls(tls::TlsArgs),
 }
 
 /// Run the parsed command. `Err` is reported by `main` as one line on
@@ -128,11 +134,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(args) => snapshot::run(args),
         Command::Log(args) => log::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Acl(args) => acl::run(args),
+        Command::Tls(args) => tls::run(args),
     }
 }
 
 /// Flags of `muster lock` whose value may be the next argument (`-name x`).
-const LOCK_VALUE_FLAGS: &[&str] = &["name", "timeout", "http-addr", "n", "monitor-retry"];
+const LOCK_VALUE_FLAGS: &[&str] = &[
+    "name",
+    "timeout",
+    "http-addr",
+    "n",
+    "monitor-retry",
+    "ca-file",
+    "ca-path",
+    "client-cert",
+    "client-key",
+    "tls-server-name",
+    "token",
+    "token-file",
+];
 
 /// Rewrite Go-style flags for clap: `-name` and `-name=value` (one dash, a
 /// name of two or more characters starting with a letter) become `--name`

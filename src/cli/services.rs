@@ -221,7 +221,7 @@ mod tests {
 
     fn register_args(files: Vec<PathBuf>) -> RegisterArgs {
         RegisterArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs::default(),
             name: None,
             id: None,
             address: None,
@@ -279,7 +279,7 @@ mod tests {
         let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         let ids = ids_to_deregister(&DeregisterArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs::default(),
             id: None,
             files: vec![file],
         })?;

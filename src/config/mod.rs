@@ -17,11 +17,13 @@
 //! - `unsupported.rs`: Consul keys muster does not implement: refused where
 //!   ignoring them would weaken security, else ignored with a warning.
 //! - `watches.rs`: the `watches` key (watch plans the agent runs).
+//! - `tls.rs`: the `tls` block and the deprecated top-level TLS keys.
 
 pub mod acl;
 pub mod definitions;
 pub mod error;
 pub mod settings;
+pub mod tls;
 pub mod unsupported;
 pub mod value;
 pub mod watches;
@@ -282,6 +284,11 @@ fn decode(ctx: Ctx<'_>, value: &Value) -> Result<FileConfig, ConfigError> {
             "watches" => {
                 let found = watches::decode(ctx, key, v, &mut out.warnings)?;
                 out.settings.watches.extend(found);
+            }
+            k if tls::is_tls_key(k) => {
+                out.settings
+                    .tls
+                    .decode_key(ctx, key, v, &mut out.warnings)?;
             }
             _ => {
                 if !out.settings.decode_key(ctx, key, v)? {

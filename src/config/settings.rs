@@ -170,6 +170,8 @@ pub struct AgentSettings {
     pub raft_trailing_logs: Option<u64>,
     /// `watches`, appended across files (decoded in `watches.rs`).
     pub watches: Vec<super::watches::WatchConfig>,
+    /// `tls` and the deprecated top-level TLS keys (decoded in `tls.rs`).
+    pub tls: super::tls::TlsSettings,
 }
 
 /// Set `slot` from `value` with `read`.
@@ -377,6 +379,7 @@ impl AgentSettings {
         self.retry_join_wan.extend(l.retry_join_wan);
         self.recursors.extend(l.recursors);
         self.watches.extend(l.watches);
+        self.tls.merge(l.tls);
         self.node_meta.extend(l.node_meta);
         deep_merge(&mut self.ui_config, &l.ui_config);
         deep_merge(&mut self.dns_config, &l.dns_config);

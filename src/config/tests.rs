@@ -365,10 +365,10 @@ fn security_keys_are_refused_and_unbuilt_features_warned() -> TestResult {
     );
     let msg = error_of(&[(
         "t.hcl",
-        "tls {\n  defaults {\n    verify_incoming = true\n  }\n}\n",
+        "tls {\n  defaults {\n    verify_incoming = \"yes\"\n  }\n}\n",
     )]);
     assert!(
-        msg.contains("t.hcl: TLS is not supported by muster yet"),
+        msg.contains("t.hcl") && msg.contains("tls.defaults.verify_incoming"),
         "{msg}"
     );
     let msg = error_of(&[("x.json", r#"{"disable_remote_exec": false}"#)]);

@@ -2,8 +2,7 @@
 //! ignoring them would do (issue 15):
 //!
 //! - **refused**: keys that lock something down (auto-encrypt,
-//!   auto-config; TLS keys that would need TLS on the server RPC port are
-//!   refused by `tls.rs`). Accepting and ignoring them would leave an operator
+//!   auto-config). Accepting and ignoring them would leave an operator
 //!   believing the API or RPC is protected while anyone can read and write
 //!   everything, so the agent fails closed and says so.
 //! - **ignored with a warning**: keys of features not built yet whose
@@ -28,18 +27,6 @@ pub enum Verdict {
 
 /// Top-level keys that secure the agent, and the feature each belongs to.
 const SECURITY_KEYS: &[(&str, &str)] = &[
-    ("tls", "TLS"),
-    ("verify_incoming", "TLS"),
-    ("verify_incoming_rpc", "TLS"),
-    ("verify_incoming_https", "TLS"),
-    ("verify_outgoing", "TLS"),
-    ("verify_server_hostname", "TLS"),
-    ("ca_file", "TLS"),
-    ("ca_path", "TLS"),
-    ("cert_file", "TLS"),
-    ("key_file", "TLS"),
-    ("tls_min_version", "TLS"),
-    ("tls_cipher_suites", "TLS"),
     ("auto_encrypt", "TLS (auto-encrypt)"),
     ("auto_config", "auto-config"),
     ("acl_datacenter", "ACLs"),
@@ -118,7 +105,6 @@ mod tests {
         for (key, v) in [
             ("auto_encrypt", json!({"tls": true})),
             ("disable_remote_exec", json!(false)),
-            ("ports", json!({"https": 8501})),
             ("acl_master_token", json!("x")),
         ] {
             assert!(

@@ -3,6 +3,8 @@
 //! - `serve.rs`: running a server (engine, RPC, gossip, agent, HTTP, DNS)
 //!   or a client agent, the readiness line, signals and shutdown;
 //! - `dns.rs`: the DNS listeners and settings;
+//! - `https.rs`: the HTTP and HTTPS listeners of the API, and HTTPS's TLS;
+//!   `rpc_tls.rs`: TLS on the server RPC port;
 //! - `client_link.rs`: where client agents and servers meet (forwarded
 //!   HTTP requests and relayed DNS questions);
 //! - `cluster.rs`: gossip pools, joins, the known-members file, a client's
@@ -20,8 +22,10 @@ mod cluster_api;
 mod datacenters;
 pub(crate) mod dns;
 mod form;
+pub(crate) mod https;
 pub(crate) mod node_id;
 mod reconcile;
+pub(crate) mod rpc_tls;
 pub(crate) mod serve;
 mod wan;
 mod watches;

@@ -212,11 +212,6 @@ impl Member {
         dns.datacenters = self.datacenters.as_ref().map(|dcs| {
             muster_dns::DatacenterLink(Arc::new(super::datacenters::DnsLink(dcs.clone())))
         });
-        if let Some(acl) = &self.api_cfg.acl {
-            // DNS answers are not checked against rules yet: with a
-            // default-deny policy they are refused rather than open.
-            dns.refuse_in_domain = !acl.cfg.default_allow;
-        }
         if let Role::Server(engine) = backing {
             if let Some(acl) = &self.api_cfg.acl {
                 dns.acl = Some(muster_dns::AclLink(Arc::new(agent_dns::DnsAcl {
@@ -400,7 +395,7 @@ fn api_config(
             .settings
             .session_ttl_min
             .unwrap_or(muster_api::DEFAULT_SESSION_TTL_MIN),
-        reload: Some(reload_hook(agent.clone(), cfg.config_sources.clone())),
+        reload: Some(reload_hook(agent.clone(), cfg)),
         cluster: Some(cluster_api),
         ui: ui_settings(cfg),
         acl: crate::config::acl::settings(&cfg.loaded.settings.acl)
@@ -467,36 +462,16 @@ async fn serve_http(
         leave_requested,
         cluster,
     } = stops;
-    let http_addr = SocketAddr::new(cfg.http_addr, cfg.http_port);
-    let listener = TcpListener::bind(http_addr).await.with_context(|| {
-        format!("Error: cannot listen for HTTP on {http_addr}: is another agent running? Pick another port with -http-port")
-    })?;
-    let bound = listener
-        .local_addr()
-        .context("Error: cannot read the HTTP listener's address")?;
-    let reload = reload_hook(agent.clone(), cfg.config_sources.clone());
+    let listeners = super::https::Bound::bind(cfg).await?;
+    let reload = reload_hook(agent.clone(), cfg);
     let mut sighup = signal(SignalKind::hangup()).context("Error: cannot handle SIGHUP")?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // A dropped sender also means "stop".
     let stopped = async move {
         let _ = stop_rx.await;
     };
-    let mut server = match backing {
-        Role::Server(engine) => tokio::spawn(muster_api::serve(
-            listener,
-            engine.clone(),
-            agent.clone(),
-            api_cfg,
-            stopped,
-        )),
-        Role::Client(remote) => tokio::spawn(muster_api::serve_client(
-            listener,
-            remote.clone(),
-            agent.clone(),
-            api_cfg,
-            stopped,
-        )),
-    };
+    let (ready_fields, self_client) = (listeners.ready_fields(), listeners.self_client());
+    let mut server = listeners.serve(backing, agent, api_cfg, stopped);
 
     // Wait (bounded) until a bootstrapping server knows a leader, or a
     // client told whom to join knows a server, so the first request after
@@ -561,21 +536,21 @@ async fn serve_http(
     tracing::info!(
         node = %cfg.node_name,
         datacenter = %cfg.datacenter,
-        http = %bound,
+        listeners = %ready_fields,
         dns = %dns_addr,
         data_dir = %data_dir.display(),
         "agent ready"
     );
     announce_ready(&format!(
-        "muster agent ready: node={} datacenter={} http={} dns={} data_dir={}",
+        "muster agent ready: node={} datacenter={} {} dns={} data_dir={}",
         cfg.node_name,
         cfg.datacenter,
-        bound,
+        ready_fields,
         dns_addr,
         data_dir.display()
     ));
     notify_systemd(&[sd_notify::NotifyState::Ready]);
-    let watches = super::watches::Watches::start(&cfg.loaded.settings.watches, bound);
+    let watches = super::watches::Watches::start(&cfg.loaded.settings.watches, self_client);
 
     let ended = loop {
         tokio::select! {
@@ -640,18 +615,30 @@ impl Ended {
 }
 
 /// Re-read the config files and hand their services and checks to the
-/// agent (SIGHUP and `PUT /v1/agent/reload`). A bad file leaves the running
-/// configuration as it is.
-fn reload_hook(agent: Agent, sources: Vec<ConfigSource>) -> ReloadHook {
+/// agent, and the HTTPS listener its certificates (SIGHUP and `PUT
+/// /v1/agent/reload`). A bad file leaves the running configuration as it
+/// is.
+fn reload_hook(agent: Agent, cfg: &Config) -> ReloadHook {
+    let sources: Vec<ConfigSource> = cfg.config_sources.clone();
+    let https = cfg.https.as_ref().map(|h| h.tls.clone());
+    let rpc_tls = cfg.rpc_tls.clone();
     ReloadHook::new(move || {
         let agent = agent.clone();
         let sources = sources.clone();
+        let https = https.clone();
+        let rpc_tls = rpc_tls.clone();
         async move {
             tracing::info!("Reloading configuration...");
             let result = match config::load(&sources) {
                 Ok(loaded) => {
                     for warning in &loaded.warnings {
                         tracing::warn!("{warning}");
+                    }
+                    if let Some(Err(e)) = https.map(|tls| tls.reload(&loaded.settings.tls)) {
+                        return reload_failed(e);
+                    }
+                    if let Some(Err(e)) = rpc_tls.map(|tls| tls.reload(&loaded.settings.tls)) {
+                        return reload_failed(e);
                     }
                     agent
                         .reload(loaded.services, loaded.checks)
@@ -665,13 +652,16 @@ fn reload_hook(agent: Agent, sources: Vec<ConfigSource>) -> ReloadHook {
                     tracing::info!("Configuration reloaded");
                     Ok(())
                 }
-                Err(e) => {
-                    tracing::error!("Failed reloading: {e}; keeping the running configuration");
-                    Err(format!("Failed reloading: {e}"))
-                }
+                Err(e) => reload_failed(e),
             }
         }
     })
+}
+
+/// A failed reload: logged, and the API's answer.
+fn reload_failed(e: String) -> Result<(), String> {
+    tracing::error!("Failed reloading: {e}; keeping the running configuration");
+    Err(format!("Failed reloading: {e}"))
 }
 
 /// The error for an HTTP server that stopped without being asked to.

@@ -10,8 +10,6 @@
 //! reload`) does not change them: the running agent keeps the watches it
 //! started with until it restarts.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
 use tokio::task::JoinHandle;
 
 use crate::cli::http::{Client, HttpArgs};
@@ -25,20 +23,19 @@ pub(crate) struct Watches {
 }
 
 impl Watches {
-    /// Start every watch of `configured` against the agent's HTTP listener
-    /// at `http` (a wildcard address is reached through loopback).
-    pub(crate) fn start(configured: &[WatchConfig], http: SocketAddr) -> Watches {
-        let ip = match http.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let addr = SocketAddr::new(ip, http.port());
+    /// Start every watch of `configured` against the agent's own API,
+    /// reached as `api` says (plain HTTP, or HTTPS with the agent's TLS;
+    /// see `https::Bound::self_client`).
+    pub(crate) fn start(configured: &[WatchConfig], api: HttpArgs) -> Watches {
+        let addr = api.http_addr.clone().unwrap_or_default();
         let mut tasks = Vec::new();
         for (i, watch) in configured.iter().enumerate() {
-            let client = match Client::new(&HttpArgs {
-                http_addr: Some(addr.to_string()),
-            }) {
+            // A watch's own `token` is sent with its queries (ACLs).
+            let api = HttpArgs {
+                token: watch.spec.token.clone().or_else(|| api.token.clone()),
+                ..api.clone()
+            };
+            let client = match Client::new(&api) {
                 Ok(client) => client,
                 Err(err) => {
                     tracing::error!(watch = i, error = %format!("{err:#}"), "Failed to run watch");

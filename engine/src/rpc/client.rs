@@ -49,7 +49,7 @@ fn request_error(e: hyper_util::client::legacy::Error) -> CallError {
 /// A cheap-to-clone RPC client (the connection pool is shared).
 #[derive(Clone)]
 pub(crate) struct RpcClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<super::transport::Connector, Full<Bytes>>,
 }
 
 impl RpcClient {
@@ -63,7 +63,7 @@ impl RpcClient {
             .http2_only(true)
             .http2_keep_alive_interval(Some(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+            .build(super::transport::Connector::new(connector));
         RpcClient { http }
     }
 

@@ -9,9 +9,11 @@
 //! body and answers 200 with a msgpack `Result<T, E>`: transport failures
 //! are the client's, raft and leadership errors travel as values. `/v1/*`
 //! is the HTTP API itself, answered as the server's HTTP port would.
+//! `transport.rs` is where the binary's TLS wraps the connections.
 
 pub(crate) mod client;
 pub mod server;
+pub mod transport;
 
 use serde::{Deserialize, Serialize};
 

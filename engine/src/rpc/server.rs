@@ -171,7 +171,38 @@ async fn handle(engine: Engine, hooks: Hooks, req: Request<Incoming>) -> Respons
     }
 }
 
-/// Serve RPCs on `listener` until `shutdown` resolves.
+/// How long a connection's transport handshake (TLS) may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve HTTP/2 (or HTTP/1.1) RPCs on one connection until it ends.
+async fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: Box<dyn super::transport::RpcStream>,
+    engine: Engine,
+    hooks: Hooks,
+    peer: std::net::SocketAddr,
+) {
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let engine = engine.clone();
+        let hooks = hooks.clone();
+        async move {
+            let mut task = AbortOnDrop(tokio::spawn(handle(engine, hooks, req)));
+            let answer = (&mut task.0).await;
+            Ok::<_, Infallible>(answer.unwrap_or_else(|e| {
+                reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.to_string().into_bytes(),
+                )
+            }))
+        }
+    });
+    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+        tracing::debug!(%peer, error = %e, "rpc connection ended with an error");
+    }
+}
+
+/// Serve RPCs on `listener` until `shutdown` resolves (through the
+/// process's [`super::transport::Transport`], if one is set).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Engine,
@@ -200,6 +231,21 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        if let Some(transport) = super::transport::transport() {
+            // The handshake runs in the connection's task, bounded, so a
+            // slow peer never holds up the accept loop.
+            let (builder, engine, hooks) = (builder.clone(), engine.clone(), hooks.clone());
+            conns.spawn(async move {
+                let accepting = transport.accept(stream);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accepting).await {
+                    Ok(Ok(stream)) => serve_connection(&builder, stream, engine, hooks, peer).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "rpc handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "rpc handshake timed out"),
+                }
+            });
+            while conns.try_join_next().is_some() {}
+            continue;
+        }
         let engine = engine.clone();
         let hooks = hooks.clone();
         let svc = service_fn(move |req: Request<Incoming>| {

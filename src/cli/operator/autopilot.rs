@@ -380,7 +380,7 @@ mod tests {
 
     fn set_args() -> SetConfigArgs {
         SetConfigArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs::default(),
             cleanup_dead_servers: None,
             max_trailing_logs: None,
             min_quorum: None,

@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn remove_peer_needs_exactly_one_selector() -> anyhow::Result<()> {
         let args = |id: Option<&str>, address: Option<&str>| RemovePeerArgs {
-            http: HttpArgs { http_addr: None },
+            http: HttpArgs::default(),
             id: id.map(String::from),
             address: address.map(String::from),
         };

@@ -41,12 +41,6 @@ pub struct WatchArgs {
     /// The datacenter to query (default: the agent's).
     #[arg(long, value_name = "DC")]
     pub datacenter: Option<String>,
-    /// An ACL token. muster has no ACLs: accepted and not sent.
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
-    /// A file holding an ACL token (read, not sent: muster has no ACLs).
-    #[arg(long, value_name = "PATH")]
-    pub token_file: Option<String>,
     /// Let any server answer, possibly with stale data.
     #[arg(long)]
     pub stale: bool,
@@ -123,7 +117,7 @@ async fn watch(args: WatchArgs, raw: &[OsString]) -> anyhow::Result<ExitCode> {
     let params = Params {
         kind: given(args.kind),
         datacenter: given(args.datacenter),
-        token: given(args.token),
+        token: given(args.http.token.clone()),
         key: given(args.key),
         prefix: given(args.prefix),
         service: given(args.service),
@@ -136,10 +130,6 @@ async fn watch(args: WatchArgs, raw: &[OsString]) -> anyhow::Result<ExitCode> {
     let spec = params
         .parse(&|name| format!("-{name}"))
         .map_err(|e| anyhow!(e))?;
-    if let Some(path) = args.token_file.as_deref().filter(|p| !p.is_empty()) {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("Error loading token file {path}"))?;
-    }
     let client = Client::new(&args.http)?;
     // Consul checks the agent answers before blocking on anything.
     let reply = client

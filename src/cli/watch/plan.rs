@@ -320,6 +320,7 @@ mod tests {
         .map_err(|e| anyhow!(e))?;
         let client = Client::new(&HttpArgs {
             http_addr: Some("127.0.0.1:1".into()),
+            ..HttpArgs::default()
         })?;
         Ok(Plan::new(spec, client))
     }

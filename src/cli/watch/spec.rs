@@ -78,7 +78,7 @@ pub struct Spec {
     pub kind: Kind,
     /// `?dc=`: another datacenter (default: the agent's).
     pub datacenter: Option<String>,
-    /// The ACL token. muster has no ACLs: it is accepted and not sent.
+    /// The ACL token sent with the watch's queries.
     pub token: Option<String>,
     /// `?stale`: any server may answer.
     pub stale: bool,
