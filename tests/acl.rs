@@ -424,3 +424,99 @@ fn acl_tokens_replicate_and_followers_enforce() {
         );
     }
 }
+
+/// The CLI with ACLs: `muster acl bootstrap`, policies and tokens made
+/// with `muster acl`, and `muster kv` acting with `-token`,
+/// `CONSUL_HTTP_TOKEN` or `-token-file`.
+#[test]
+fn acl_cli_bootstraps_makes_tokens_and_acts_with_them() {
+    let a = Agent::start_with_config(&["-server", "-bootstrap"], true, ACL_CONFIG);
+    let addr = a.addr.to_string();
+    let run = |args: &[&str], token: Option<&str>| {
+        let mut cmd = muster();
+        cmd.args(args).args(["-http-addr", &addr]);
+        cmd.env_remove("CONSUL_HTTP_TOKEN");
+        if let Some(t) = token {
+            cmd.env("CONSUL_HTTP_TOKEN", t);
+        }
+        cmd.output().expect("muster")
+    };
+    let out = run(&["acl", "bootstrap"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SecretID:"))
+        .map(|s| s.trim().to_string())
+        .expect("SecretID line");
+    assert!(text.contains("global-management"), "{text}");
+    let out = run(&["acl", "bootstrap"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ACL bootstrap no longer allowed"));
+
+    let rules = r#"key_prefix "x/" { policy = "write" }"#;
+    let out = run(
+        &["acl", "policy", "create", "-name", "xw", "-rules", rules],
+        Some(&secret),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &[
+            "acl",
+            "token",
+            "create",
+            "-policy-name",
+            "xw",
+            "-format",
+            "json",
+        ],
+        Some(&secret),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let writer = token["SecretID"].as_str().expect("SecretID").to_string();
+
+    let out = run(&["kv", "put", "-token", &writer, "x/a", "1"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["kv", "put", "y/a", "1"], Some(&writer));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_file(dir.path(), "token", format!("{writer}\n").as_bytes());
+    let out = run(
+        &[
+            "kv",
+            "get",
+            "-token-file",
+            file.to_str().expect("utf-8"),
+            "x/a",
+        ],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let out = run(&["acl", "token", "list"], Some(&secret));
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(listed.matches("AccessorID:").count(), 2, "{listed}");
+    let out = run(&["acl", "token", "list"], Some(&writer));
+    assert_eq!(out.status.code(), Some(1), "the writer may not read ACLs");
+}

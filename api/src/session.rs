@@ -275,7 +275,9 @@ pub(crate) async fn renew(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body
 /// exists).
 fn check_existing(ctx: &EngineCtx<'_>, id: &str) -> Result<()> {
     if let Some(acl) = ctx.acl.as_deref() {
-        let found = ctx.engine.session_get(id, &mut muster_engine::WatchSet::new())?;
+        let found = ctx
+            .engine
+            .session_get(id, &mut muster_engine::WatchSet::new())?;
         if let Some(s) = &found.value {
             crate::acl::check_session_write(Some(acl), &s.node)?;
         }
