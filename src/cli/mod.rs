@@ -5,6 +5,7 @@
 //! what it runs with (`agent` builds a `Config`). Nothing here talks to the
 //! network or the disk.
 
+pub mod acl;
 pub mod agent;
 pub mod catalog;
 pub mod event;
