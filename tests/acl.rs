@@ -372,6 +372,16 @@ fn acl_tokens_replicate_and_followers_enforce() {
         .as_str()
         .expect("SecretID")
         .to_string();
+    // Tokens replicate like every write: wait until each server has it.
+    crate::harness::wait_until(
+        "the root token on every server",
+        Duration::from_secs(10),
+        || {
+            servers
+                .iter()
+                .all(|s| with_token(s, "GET", "/v1/acl/token/self?stale", &root, b"").status == 200)
+        },
+    );
     let p = with_token(
         &s3,
         "PUT",

@@ -45,6 +45,7 @@ mod node_view;
 pub mod offline;
 mod propose;
 mod queries;
+pub use queries::ObjectsView;
 pub mod raft;
 pub mod remote;
 pub mod rpc;

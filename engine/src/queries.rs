@@ -176,10 +176,13 @@ impl Engine {
         })
     }
 
-    /// The objects table's index alone (no rows read): what caches of
-    /// things derived from stored objects are keyed by.
-    pub fn objects_index(&self) -> Result<u64> {
-        table_index(self.views(), Table::Objects)
+    /// One consistent read of the stored objects: the table's index and
+    /// rows from the same view, so a cache keyed by the index never holds
+    /// rows older or newer than its key.
+    pub fn objects_view(&self) -> ObjectsView<'_> {
+        ObjectsView {
+            v: self.read_view(),
+        }
     }
 
     /// One stored object. Index: the objects table, which it watches.
@@ -412,5 +415,22 @@ impl HealthCache {
         if map.get(name).is_none_or(|(i, _)| *i <= index) {
             map.insert(name.to_string(), (index, value));
         }
+    }
+}
+
+/// See [`Engine::objects_view`].
+pub struct ObjectsView<'a> {
+    v: ReadView<'a>,
+}
+
+impl ObjectsView<'_> {
+    /// The objects table's index (≥ 1).
+    pub fn index(&self) -> Result<u64> {
+        Ok(table_index(&self.v, Table::Objects)?.max(1))
+    }
+
+    /// Every object of `kind`, sorted by ID.
+    pub fn list(&self, kind: &str) -> Result<Vec<StoredObject>> {
+        objects::list(&self.v, kind)
     }
 }

@@ -33,6 +33,16 @@ fn need(r: &Resolved, want: Access) -> Result<()> {
     }
 }
 
+/// A write is checked against the state the leader committed (a follower
+/// first catches up to it), so it sees policies and roles made through
+/// any server just before, as Consul's leader-side checks do.
+async fn writable<'a>(ctx: &'a EngineCtx<'_>) -> Result<&'a Resolved> {
+    let r = acl_of(ctx)?;
+    need(r, Access::Write)?;
+    ctx.engine.linearizable().await?;
+    Ok(r)
+}
+
 fn body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
@@ -172,8 +182,7 @@ fn one_marker(ctx: &EngineCtx<'_>) -> Result<u64> {
 
 /// `PUT /v1/acl/token` (create) and `PUT /v1/acl/token/<id>` (update).
 async fn token_put(ctx: &EngineCtx<'_>, id: Option<&str>, call: Call) -> Result<Response<Body>> {
-    let r = acl_of(ctx)?;
-    need(r, Access::Write)?;
+    writable(ctx).await?;
     let mut t: Token = body(&crate::decode::read_bytes(call.req).await?)?;
     match id {
         Some(id) => {
@@ -222,8 +231,7 @@ fn token_self(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
 }
 
 async fn token_clone(ctx: &EngineCtx<'_>, id: &str, call: Call) -> Result<Response<Body>> {
-    let r = acl_of(ctx)?;
-    need(r, Access::Write)?;
+    writable(ctx).await?;
     let Some(mut t) = one::<Token>(ctx, id)? else {
         return Err(Error::NotFound(format!("Cannot find token {id:?}")));
     };
@@ -240,8 +248,7 @@ async fn token_clone(ctx: &EngineCtx<'_>, id: &str, call: Call) -> Result<Respon
 }
 
 async fn delete<T: Stored>(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
-    let r = acl_of(ctx)?;
-    need(r, Access::Write)?;
+    writable(ctx).await?;
     if T::KIND == super::model::POLICY && id == MANAGEMENT_POLICY_ID {
         return Err(Error::bad_request(
             "Cannot delete the builtin global-management policy",
@@ -294,8 +301,7 @@ fn list<T: Stored>(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
 
 /// `PUT /v1/acl/policy[/<id>]`.
 async fn policy_put(ctx: &EngineCtx<'_>, id: Option<&str>, call: Call) -> Result<Response<Body>> {
-    let r = acl_of(ctx)?;
-    need(r, Access::Write)?;
+    writable(ctx).await?;
     let mut p: Policy = body(&crate::decode::read_bytes(call.req).await?)?;
     if p.name.is_empty() {
         return Err(Error::bad_request("Invalid Policy: no Name is set"));
@@ -322,8 +328,7 @@ async fn policy_put(ctx: &EngineCtx<'_>, id: Option<&str>, call: Call) -> Result
 
 /// `PUT /v1/acl/role[/<id>]`.
 async fn role_put(ctx: &EngineCtx<'_>, id: Option<&str>, call: Call) -> Result<Response<Body>> {
-    let r = acl_of(ctx)?;
-    need(r, Access::Write)?;
+    writable(ctx).await?;
     let mut role: Role = body(&crate::decode::read_bytes(call.req).await?)?;
     if role.name.is_empty() {
         return Err(Error::bad_request("Invalid Role: no Name is set"));

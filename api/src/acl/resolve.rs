@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use muster_engine::{Engine, StoredObject, WatchSet};
+use muster_engine::{Engine, StoredObject};
 
 use super::authz::Authorizer;
 use super::model::{
@@ -80,7 +80,9 @@ impl Acl {
             Some(s) => s.to_string(),
             None => self.cfg.default_token.clone().unwrap_or_default(),
         };
-        let index = engine.objects_index().map_err(Error::from)?;
+        // Key and rows from one view: a hit is never older than its key.
+        let view = engine.objects_view();
+        let index = view.index()?;
         {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             if cache.0 != index {
@@ -90,7 +92,7 @@ impl Acl {
                 return Ok(with_given(hit, given));
             }
         }
-        let resolved = Arc::new(self.compile(engine, &secret)?);
+        let resolved = Arc::new(self.compile(&view, &secret)?);
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.0 == index && cache.1.len() < 65_536 {
             cache.1.insert(secret, resolved.clone());
@@ -98,7 +100,7 @@ impl Acl {
         Ok(with_given(&resolved, given))
     }
 
-    fn compile(&self, engine: &Engine, secret: &str) -> Result<Resolved> {
+    fn compile(&self, view: &muster_engine::ObjectsView<'_>, secret: &str) -> Result<Resolved> {
         if !secret.is_empty() && self.cfg.initial_management.as_deref() == Some(secret) {
             return Ok(Resolved {
                 accessor: "initial-management".into(),
@@ -106,9 +108,7 @@ impl Acl {
                 given: true,
             });
         }
-        let all = |kind: &str| -> Result<Vec<StoredObject>> {
-            Ok(engine.objects(kind, &mut WatchSet::new())?.value)
-        };
+        let all = |kind: &str| -> Result<Vec<StoredObject>> { Ok(view.list(kind)?) };
         let tokens = all(TOKEN)?;
         let token = if secret.is_empty() || secret == "anonymous" {
             tokens
