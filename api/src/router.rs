@@ -253,7 +253,7 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
     if let (Some(system), Serving::Server(engine)) = (&st.cfg.acl, &st.serving) {
         let other_dc = query.dc().is_some_and(|dc| dc != st.cfg.datacenter);
         if !other_dc {
-            let secret = crate::acl::request_secret(query.get("token"), call.req.headers());
+            let secret = crate::query::resolve_token(&query, call.req.headers());
             let resolved = system.resolve(engine, secret.as_deref())?;
             crate::acl::guard(&resolved, &call.method, &path, &query, &st.cfg.node_name)?;
             acl = Some(resolved);

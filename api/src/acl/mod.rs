@@ -19,7 +19,7 @@ pub mod rules;
 
 pub use authz::Authorizer;
 pub(crate) use endpoints::ROUTES;
-pub use resolve::{request_secret, Acl, AclConfig, Resolved};
+pub use resolve::{Acl, AclConfig, Resolved};
 
 use hyper::Method;
 use rules::{Access, Resource};

@@ -1,6 +1,6 @@
-//! From a request's secret to an authorizer: the `acl` settings, where
-//! the secret comes from (`?token=`, `X-Consul-Token`, `Authorization:
-//! Bearer`, else the agent's default token, else anonymous), and a cache
+//! From a request's secret (`query::resolve_token`) to an authorizer: the
+//! `acl` settings, the fallbacks (the agent's default token, else
+//! anonymous), and a cache
 //! of compiled authorizers per secret, dropped whenever the ACL state
 //! (the stored-objects table) moves, so a request pays a hash lookup, not
 //! a scan of tokens and a parse of their policies.
@@ -215,25 +215,4 @@ fn expired(t: &Token) -> bool {
         Some(at) if !at.is_empty() => at.as_str() <= super::now_rfc3339().as_str(),
         _ => false,
     }
-}
-
-/// The request's secret: `?token=`, then `X-Consul-Token`, then
-/// `Authorization: Bearer`.
-pub fn request_secret(query_token: Option<&str>, headers: &hyper::HeaderMap) -> Option<String> {
-    if let Some(t) = query_token.filter(|t| !t.is_empty()) {
-        return Some(t.to_string());
-    }
-    if let Some(t) = headers
-        .get("x-consul-token")
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| !t.is_empty())
-    {
-        return Some(t.to_string());
-    }
-    headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
 }
