@@ -51,6 +51,8 @@
 //! - `prepared.rs`: prepared queries: CRUD through the log, Consul's
 //!   errors, execute filters, templates, explain, DNS `.query.`, and
 //!   failover to another datacenter and back.
+//! - `limits.rs`: `limits.http_max_conns_per_client` (a client past its
+//!   connection limit is closed at once; slots come back).
 //! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
 //!   server: refusal while it runs, a flipped byte, a changed view row,
 //!   answers as of an index.
@@ -107,6 +109,7 @@ mod feed;
 mod harness;
 mod health;
 mod kv;
+mod limits;
 mod lock;
 mod log_tools;
 mod netns;

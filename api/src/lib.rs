@@ -127,6 +127,9 @@ pub struct ApiConfig {
     pub ui: ui::UiConfig,
     /// The ACL system (`None`: ACLs off, everything allowed).
     pub acl: Option<Arc<acl::Acl>>,
+    /// Open HTTP connections allowed per client address
+    /// (`limits.http_max_conns_per_client`, Consul's 200; 0 = no limit).
+    pub http_max_conns_per_client: usize,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -200,9 +203,13 @@ impl ApiConfig {
             cluster: None,
             ui: ui::UiConfig::default(),
             acl: None,
+            http_max_conns_per_client: DEFAULT_HTTP_MAX_CONNS_PER_CLIENT,
         }
     }
 }
+
+/// Consul's default `limits.http_max_conns_per_client`.
+pub const DEFAULT_HTTP_MAX_CONNS_PER_CLIENT: usize = 200;
 
 /// Serve the HTTP API on `listener` until `shutdown` resolves, then stop
 /// accepting, let in-flight requests finish (bounded) and return.

@@ -122,6 +122,52 @@ async fn serve_request(
     }
 }
 
+/// Open connections per client address (`limits.http_max_conns_per_client`).
+#[derive(Default)]
+struct ConnCounts(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One counted connection: uncounted when dropped (the connection ended).
+struct ConnSlot {
+    counts: Arc<ConnCounts>,
+    ip: std::net::IpAddr,
+}
+
+impl ConnCounts {
+    /// Count a connection from `ip`, unless it already has `max` open
+    /// (`max` 0: no limit).
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<ConnSlot> {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(ip).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .counts
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serve until `shutdown` resolves, then drain (bounded by
 /// [`DRAIN_TIMEOUT`]).
 pub(crate) async fn serve(
@@ -153,6 +199,8 @@ pub(crate) async fn serve(
         .title_case_headers(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let counts = Arc::new(ConnCounts::default());
+    let max_per_client = state.cfg.http_max_conns_per_client;
     let mut shutdown = std::pin::pin!(shutdown);
     tracing::debug!(addr = %local_addr, "http api serving");
     loop {
@@ -168,19 +216,28 @@ pub(crate) async fn serve(
                 }
             },
         };
+        // One client cannot hold every file descriptor: past its limit a
+        // new connection is closed at once (Consul's connlimit).
+        let Some(slot) = counts.take(peer.ip(), max_per_client) else {
+            tracing::debug!(%peer, max_per_client, "http connection refused: too many from this client");
+            drop(stream);
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "set_nodelay failed");
         }
         let st = state.clone();
         let watcher = graceful.watcher();
         match &handshake {
-            None => spawn_connection(&builder, stream, st, watcher, peer),
+            None => spawn_connection(&builder, stream, st, watcher, peer, slot),
             Some(handshake) => {
                 let shaking = handshake.handshake(stream, peer);
                 let builder = builder.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, shaking).await {
-                        Ok(Ok(stream)) => spawn_connection(&builder, stream, st, watcher, peer),
+                        Ok(Ok(stream)) => {
+                            spawn_connection(&builder, stream, st, watcher, peer, slot)
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "handshake failed"),
                         Err(_) => tracing::debug!(%peer, "handshake timed out"),
                     }
@@ -207,6 +264,7 @@ fn spawn_connection<S>(
     st: Arc<State>,
     watcher: Watcher,
     peer: SocketAddr,
+    slot: ConnSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -222,5 +280,6 @@ fn spawn_connection<S>(
         if let Err(e) = conn.await {
             tracing::debug!(%peer, error = %e, "http connection ended with an error");
         }
+        drop(slot);
     });
 }

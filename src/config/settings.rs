@@ -244,7 +244,13 @@ impl AgentSettings {
                 }
                 s.performance = obj.clone();
             }
-            "limits" => s.limits = ctx.object(key, v)?.clone(),
+            "limits" => {
+                let obj = ctx.object(key, v)?;
+                if let Some(n) = obj.get("http_max_conns_per_client") {
+                    ctx.u64("limits.http_max_conns_per_client", n)?;
+                }
+                s.limits = obj.clone();
+            }
             "acl" => {
                 super::acl::check(&ctx, v)?;
                 s.acl = super::acl::block_of(v).cloned().unwrap_or_default();

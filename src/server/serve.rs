@@ -401,6 +401,15 @@ fn api_config(
         acl: crate::config::acl::settings(&cfg.loaded.settings.acl)
             .filter(|_| server)
             .map(|acl| Arc::new(muster_api::acl::Acl::new(acl, cfg.datacenter.clone()))),
+        http_max_conns_per_client: cfg
+            .loaded
+            .settings
+            .limits
+            .get("http_max_conns_per_client")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(muster_api::DEFAULT_HTTP_MAX_CONNS_PER_CLIENT, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
     }
 }
 

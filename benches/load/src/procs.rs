@@ -269,6 +269,12 @@ pub fn start_muster_with(bin: &Path, config: Option<&str>) -> Result<ServerProc>
         args.push("-config-file".into());
         args.push(path.into_os_string());
     }
+    // The harness is one client holding up to thousands of connections
+    // (watchers): lift the per-client connection limit (200 by default).
+    let limits = dir.path().join("limits.json");
+    fs::write(&limits, r#"{"limits": {"http_max_conns_per_client": 0}}"#)?;
+    args.push("-config-file".into());
+    args.push(limits.into_os_string());
     let spawn = MusterSpawn {
         bin: bin.to_owned(),
         args,
