@@ -148,24 +148,19 @@ async fn get(ctx: &EngineCtx<'_>, key: &str) -> Result<Response<Body>> {
         }
         if recurse {
             let r = engine.kv_list(key, ws)?;
-            let pairs: Vec<KvPair<'_>> = r
+            let visible: Vec<_> = r
                 .value
                 .iter()
                 .filter(|e| crate::acl::may_read_key(acl, &e.key))
-                .map(KvPair::from)
                 .collect();
             // With keys hidden, the index is that of what may be seen, so a
             // write to a hidden key neither wakes nor answers this reader.
-            let index = match acl {
-                Some(_) if pairs.len() < r.value.len() => r
-                    .value
-                    .iter()
-                    .filter(|e| crate::acl::may_read_key(acl, &e.key))
-                    .map(|e| e.modify_index)
-                    .max()
-                    .unwrap_or(1),
-                _ => r.index,
+            let index = if visible.len() < r.value.len() {
+                visible.iter().map(|e| e.modify_index).max().unwrap_or(1)
+            } else {
+                r.index
             };
+            let pairs: Vec<KvPair<'_>> = visible.into_iter().map(KvPair::from).collect();
             if pairs.is_empty() {
                 return Ok(Rendered::not_found(index));
             }

@@ -285,6 +285,20 @@ fn check_existing(ctx: &EngineCtx<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Sessions as JSON, those the token may not read left out.
+fn render_sessions<'a>(
+    ctx: &EngineCtx<'_>,
+    index: u64,
+    sessions: impl Iterator<Item = &'a Session>,
+) -> Result<crate::shared::Rendered> {
+    let acl = ctx.acl.as_deref();
+    let out: Vec<SessionJson<'_>> = sessions
+        .filter(|s| crate::acl::may_read_session(acl, &s.node))
+        .map(SessionJson::from)
+        .collect();
+    ctx.render_json(index, &out)
+}
+
 /// `GET /v1/session/info/:id`: `[Session]` or `[]`.
 pub(crate) async fn info(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
     if id.is_empty() {
@@ -293,14 +307,7 @@ pub(crate) async fn info(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_get(id, ws)?;
-        let acl = ctx.acl.as_deref();
-        let out: Vec<SessionJson<'_>> = r
-            .value
-            .iter()
-            .filter(|s| crate::acl::may_read_session(acl, &s.node))
-            .map(SessionJson::from)
-            .collect();
-        ctx.render_json(r.index, &out)
+        render_sessions(ctx, r.index, r.value.iter())
     })
     .await
 }
@@ -313,14 +320,7 @@ pub(crate) async fn node(ctx: &EngineCtx<'_>, node: &str) -> Result<Response<Bod
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_node(node, ws)?;
-        let acl = ctx.acl.as_deref();
-        let out: Vec<SessionJson<'_>> = r
-            .value
-            .iter()
-            .filter(|s| crate::acl::may_read_session(acl, &s.node))
-            .map(SessionJson::from)
-            .collect();
-        ctx.render_json(r.index, &out)
+        render_sessions(ctx, r.index, r.value.iter())
     })
     .await
 }
@@ -330,14 +330,7 @@ pub(crate) async fn list(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.session_list(ws)?;
-        let acl = ctx.acl.as_deref();
-        let out: Vec<SessionJson<'_>> = r
-            .value
-            .iter()
-            .filter(|s| crate::acl::may_read_session(acl, &s.node))
-            .map(SessionJson::from)
-            .collect();
-        ctx.render_json(r.index, &out)
+        render_sessions(ctx, r.index, r.value.iter())
     })
     .await
 }

@@ -294,7 +294,8 @@ struct ServiceQuery<'a> {
 }
 
 fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Result<Answer, ()> {
-    if !cfg.may_service(q.service) {
+    let visible = cfg.visible();
+    if !visible.service(q.service) {
         return Ok(Answer::nxdomain());
     }
     let list = engine
@@ -303,7 +304,7 @@ fn lookup_service(engine: &Engine, cfg: &DnsConfig, q: &ServiceQuery<'_>) -> Res
         .value;
     let mut live: Vec<(&ServiceHealth, u16)> = list
         .iter()
-        .filter(|inst| cfg.may_node(&inst.node.node))
+        .filter(|inst| visible.node(&inst.node.node))
         .filter(|inst| {
             q.tag
                 .is_none_or(|t| inst.service.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
@@ -377,7 +378,7 @@ pub(crate) fn query_reply(
         return Vec::new();
     };
     let answer = match executed {
-        Some(ex) if !ex.instances.is_empty() && cfg.may_service(&ex.service) => {
+        Some(ex) if !ex.instances.is_empty() && cfg.visible().service(&ex.service) => {
             let suffix = format!("{}.{}.", ex.datacenter.to_ascii_lowercase(), q.domain);
             let sq = ServiceQuery {
                 qname: &query.name,
@@ -480,7 +481,7 @@ fn lookup_node(
     qtype: RecordType,
     node: &str,
 ) -> Result<Answer, ()> {
-    if !cfg.may_node(node) {
+    if !cfg.visible().node(node) {
         return Ok(Answer::nxdomain());
     }
     let Some(found) = engine
@@ -559,13 +560,14 @@ fn lookup_ptr(
     suffix: &str,
 ) -> Result<Option<Answer>, ()> {
     let is = |s: &str| s.parse::<IpAddr>().is_ok_and(|a| a == ip);
+    let visible = cfg.visible();
     let nodes = engine
         .catalog_nodes(&mut WatchSet::new())
         .map_err(|_| ())?
         .value;
     let target = match nodes
         .iter()
-        .find(|n| is(&n.address) && cfg.may_node(&n.node))
+        .find(|n| is(&n.address) && visible.node(&n.node))
     {
         Some(n) => format!("{}.node.{suffix}", n.node),
         None => {
@@ -575,8 +577,8 @@ fn lookup_ptr(
                 .value;
             let visible = |s: &&muster_engine::ServiceNode| {
                 is(&s.service.address)
-                    && cfg.may_service(&s.service.service)
-                    && cfg.may_node(&s.node.node)
+                    && visible.service(&s.service.service)
+                    && visible.node(&s.node.node)
             };
             match services.iter().find(visible) {
                 Some(s) => format!("{}.service.{suffix}", s.service.service),

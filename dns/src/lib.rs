@@ -77,13 +77,34 @@ pub struct DnsConfig {
     pub acl: Option<AclLink>,
 }
 
-/// The ACL decisions DNS needs, for the agent's `dns` (or `default`)
-/// token.
+/// The agent's DNS token (`dns`, else `default`), resolved once per
+/// question.
 pub trait DnsAcl: Send + Sync + 'static {
+    /// The token's rules as they stand now.
+    fn rules(&self) -> std::sync::Arc<dyn DnsRules>;
+}
+
+/// The ACL decisions DNS needs.
+pub trait DnsRules: Send + Sync {
     /// May the token read service `name`?
     fn service_read(&self, name: &str) -> bool;
     /// May the token read node `name`?
     fn node_read(&self, name: &str) -> bool;
+}
+
+/// What one question may show (everything without ACLs).
+pub(crate) struct Visible(Option<std::sync::Arc<dyn DnsRules>>);
+
+impl Visible {
+    /// May it show service `name`?
+    pub(crate) fn service(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|r| r.service_read(name))
+    }
+
+    /// May it show node `name`?
+    pub(crate) fn node(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|r| r.node_read(name))
+    }
 }
 
 /// A shared [`DnsAcl`] in a [`DnsConfig`] (equal only to itself).
@@ -105,14 +126,9 @@ impl PartialEq for AclLink {
 impl Eq for AclLink {}
 
 impl DnsConfig {
-    /// May DNS show service `name`?
-    pub(crate) fn may_service(&self, name: &str) -> bool {
-        self.acl.as_ref().is_none_or(|a| a.0.service_read(name))
-    }
-
-    /// May DNS show node `name`?
-    pub(crate) fn may_node(&self, name: &str) -> bool {
-        self.acl.as_ref().is_none_or(|a| a.0.node_read(name))
+    /// What a question may show, its token resolved once.
+    pub(crate) fn visible(&self) -> Visible {
+        Visible(self.acl.as_ref().map(|a| a.0.rules()))
     }
 }
 

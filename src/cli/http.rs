@@ -462,7 +462,7 @@ fn connector(opts: &TlsOptions) -> anyhow::Result<Connector> {
     } else if !opts.verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_custom_certificate_verifier(Arc::new(muster_agent::checks::AnyCert(provider)))
     } else {
         let given = crate::server::https::read_roots(
             opts.ca_file
@@ -473,7 +473,7 @@ fn connector(opts: &TlsOptions) -> anyhow::Result<Connector> {
                 .map(|(p, k)| (p.as_path(), k.as_str())),
         )
         .map_err(|e| anyhow!("Error: {e}"))?;
-        builder.with_root_certificates(given.unwrap_or_else(system_roots))
+        builder.with_root_certificates(given.unwrap_or_else(muster_agent::checks::system_roots))
     };
     let config = match (&opts.client_cert, &opts.client_key, opts.https) {
         (Some((cert, cert_from)), Some((key, key_from)), true) => {
@@ -499,87 +499,6 @@ fn connector(opts: &TlsOptions) -> anyhow::Result<Connector> {
         _ => builder,
     };
     Ok(builder.enable_http1().wrap_connector(http))
-}
-
-/// CA bundles tried when `$SSL_CERT_FILE` is unset.
-const CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
-
-/// The system's CAs (`$SSL_CERT_FILE`, else the usual bundles) plus the
-/// Mozilla roots: what an HTTPS address is verified with when no CA is
-/// given.
-fn system_roots() -> rustls::RootCertStore {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let from_env = std::env::var("SSL_CERT_FILE").ok();
-    let paths = from_env
-        .iter()
-        .map(String::as_str)
-        .chain(CA_BUNDLES.iter().copied());
-    for path in paths {
-        if let Ok(pem) = std::fs::read(path) {
-            let certs =
-                rustls::pki_types::CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok);
-            roots.add_parsable_certificates(certs);
-            break;
-        }
-    }
-    roots
-}
-
-/// `CONSUL_HTTP_SSL_VERIFY=false`: any certificate and name; handshake
-/// signatures are still checked.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// `/v1/kv/<key>` with the key percent-encoded (slashes kept).

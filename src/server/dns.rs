@@ -42,32 +42,40 @@ impl muster_dns::PreparedQueries for DnsQueries {
 }
 
 /// What DNS may show with ACLs on: the rules of the agent's `dns` token
-/// (else `default`, else anonymous), resolved per question from the
-/// authorizer cache. A token that cannot be resolved shows nothing.
+/// (else `default`, else anonymous), resolved from the authorizer cache
+/// once per question. A token that cannot be resolved shows nothing.
 pub(crate) struct DnsAcl {
     pub acl: Arc<muster_api::acl::Acl>,
     pub engine: muster_engine::Engine,
 }
 
-impl DnsAcl {
-    fn allowed(&self, resource: muster_api::acl::rules::Resource, name: &str) -> bool {
-        let token = self.acl.cfg.dns_token.as_deref();
-        match self.acl.resolve(&self.engine, token) {
-            Ok(r) => r
-                .authz
-                .allowed(resource, name, muster_api::acl::rules::Access::Read),
-            Err(_) => false,
-        }
+/// A resolved DNS token's rules (`None`: it could not be resolved, so
+/// nothing is visible).
+struct TokenRules(Option<Arc<muster_api::acl::Resolved>>);
+
+impl TokenRules {
+    fn read(&self, resource: muster_api::acl::rules::Resource, name: &str) -> bool {
+        self.0.as_ref().is_some_and(|r| {
+            r.authz
+                .allowed(resource, name, muster_api::acl::rules::Access::Read)
+        })
+    }
+}
+
+impl muster_dns::DnsRules for TokenRules {
+    fn service_read(&self, name: &str) -> bool {
+        self.read(muster_api::acl::rules::Resource::Service, name)
+    }
+
+    fn node_read(&self, name: &str) -> bool {
+        self.read(muster_api::acl::rules::Resource::Node, name)
     }
 }
 
 impl muster_dns::DnsAcl for DnsAcl {
-    fn service_read(&self, name: &str) -> bool {
-        self.allowed(muster_api::acl::rules::Resource::Service, name)
-    }
-
-    fn node_read(&self, name: &str) -> bool {
-        self.allowed(muster_api::acl::rules::Resource::Node, name)
+    fn rules(&self) -> Arc<dyn muster_dns::DnsRules> {
+        let token = self.acl.cfg.dns_token.as_deref();
+        Arc::new(TokenRules(self.acl.resolve(&self.engine, token).ok()))
     }
 }
 

@@ -21,6 +21,7 @@ mod http;
 mod script;
 mod tcp;
 mod tls;
+pub use tls::{system_roots, AnyCert};
 mod udp;
 
 pub(crate) use muster_engine::AbortOnDrop;

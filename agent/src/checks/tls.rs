@@ -58,8 +58,9 @@ fn build(skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
 }
 
 /// The system CA bundle (unreadable or bad entries are skipped) plus the
-/// Mozilla roots.
-fn system_roots() -> RootCertStore {
+/// Mozilla roots (also what the CLI verifies an HTTPS agent with when no
+/// CA is given).
+pub fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -96,10 +97,11 @@ pub(super) async fn connect(
         .map_err(|e| format!("TLS handshake: {e}"))
 }
 
-/// `tls_skip_verify`: any certificate chain and name; handshake signatures
-/// are still verified with the provider's algorithms.
+/// `tls_skip_verify` (and the CLI's `CONSUL_HTTP_SSL_VERIFY=false`): any
+/// certificate chain and name; handshake signatures are still verified
+/// with the provider's algorithms.
 #[derive(Debug)]
-struct AnyCert(Arc<CryptoProvider>);
+pub struct AnyCert(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AnyCert {
     fn verify_server_cert(

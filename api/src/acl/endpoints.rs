@@ -84,46 +84,21 @@ fn with_index(mut resp: Response<Body>, index: u64) -> Response<Body> {
     resp
 }
 
-/// Fill links' missing names or IDs from the stored policies; unknown is
-/// a 400.
-fn link_policies(ctx: &EngineCtx<'_>, links: &mut [Link]) -> Result<()> {
-    let (_, policies) = all::<Policy>(ctx)?;
+/// Fill links' missing names or IDs from the stored `T`s (policies or
+/// roles); an unknown one is a 400 naming it.
+fn link_all<T: Stored>(ctx: &EngineCtx<'_>, links: &mut [Link], what: &str) -> Result<()> {
+    let (_, items) = all::<T>(ctx)?;
     for l in links.iter_mut() {
-        let found = policies
-            .iter()
-            .find(|p| (!l.id.is_empty() && p.id == l.id) || (l.id.is_empty() && p.name == l.name));
-        match found {
-            Some(p) => {
+        match items.iter().find(|t| l.names(t.id(), t.unique())) {
+            Some(t) => {
                 *l = Link {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
+                    id: t.id().to_string(),
+                    name: t.unique().to_string(),
                 }
             }
             None => {
-                let what = if l.id.is_empty() { &l.name } else { &l.id };
-                return Err(Error::bad_request(format!("cannot find policy {what}")));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn link_roles(ctx: &EngineCtx<'_>, links: &mut [Link]) -> Result<()> {
-    let (_, roles) = all::<Role>(ctx)?;
-    for l in links.iter_mut() {
-        let found = roles
-            .iter()
-            .find(|r| (!l.id.is_empty() && r.id == l.id) || (l.id.is_empty() && r.name == l.name));
-        match found {
-            Some(r) => {
-                *l = Link {
-                    id: r.id.clone(),
-                    name: r.name.clone(),
-                }
-            }
-            None => {
-                let what = if l.id.is_empty() { &l.name } else { &l.id };
-                return Err(Error::bad_request(format!("cannot find role {what}")));
+                let named = if l.id.is_empty() { &l.name } else { &l.id };
+                return Err(Error::bad_request(format!("cannot find {what} {named}")));
             }
         }
     }
@@ -131,7 +106,7 @@ fn link_roles(ctx: &EngineCtx<'_>, links: &mut [Link]) -> Result<()> {
 }
 
 fn now() -> String {
-    crate::autopilot::health::rfc3339(std::time::SystemTime::now())
+    super::now_rfc3339()
 }
 
 /// `PUT /v1/acl/bootstrap`: the first management token, once.
@@ -213,8 +188,8 @@ async fn token_put(ctx: &EngineCtx<'_>, id: Option<&str>, call: Call) -> Result<
             t.create_time = now();
         }
     }
-    link_policies(ctx, &mut t.policies)?;
-    link_roles(ctx, &mut t.roles)?;
+    link_all::<Policy>(ctx, &mut t.policies, "policy")?;
+    link_all::<Role>(ctx, &mut t.roles, "role")?;
     store(ctx, &t, None).await?;
     let stored = one::<Token>(ctx, &t.accessor_id)?.unwrap_or(t);
     ctx.json(&stored)
@@ -333,7 +308,7 @@ async fn role_put(ctx: &EngineCtx<'_>, id: Option<&str>, call: Call) -> Result<R
     if role.name.is_empty() {
         return Err(Error::bad_request("Invalid Role: no Name is set"));
     }
-    link_policies(ctx, &mut role.policies)?;
+    link_all::<Policy>(ctx, &mut role.policies, "policy")?;
     match id {
         Some(id) => {
             if one::<Role>(ctx, id)?.is_none() {

@@ -78,10 +78,7 @@ pub(crate) fn guard(
         return if ok {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!(
-                "Permission denied: token with AccessorID '{}' lacks permission '{perm}' on {key:?}",
-                r.accessor
-            )))
+            Err(deny_on(r, perm, key))
         };
     }
     if path == "/v1/txn" || path.starts_with("/v1/session/") || path.starts_with("/v1/event/") {
@@ -148,24 +145,17 @@ pub(crate) fn check_txn_op(
     if ok {
         return Ok(());
     }
-    Err(Error::Forbidden(format!(
-        "Permission denied: token with AccessorID '{}' lacks permission '{perm}' on {name:?} \
-         (transaction operation {i})",
-        r.accessor
-    )))
+    Err(match deny_on(r, perm, name) {
+        Error::Forbidden(msg) => Error::Forbidden(format!("{msg} (transaction operation {i})")),
+        other => other,
+    })
 }
 
 /// `session:write` on `node` (creating, renewing or destroying a session
 /// there).
 pub(crate) fn check_session_write(r: Option<&Resolved>, node: &str) -> Result<(), Error> {
     match r {
-        Some(r) if !r.authz.allowed(Resource::Session, node, Access::Write) => {
-            Err(Error::Forbidden(format!(
-                "Permission denied: token with AccessorID '{}' lacks permission 'session:write' \
-                 on {node:?}",
-                r.accessor
-            )))
-        }
+        Some(r) if !may(r, Resource::Session, node, true) => Err(deny_on(r, "session:write", node)),
         _ => Ok(()),
     }
 }

@@ -30,6 +30,18 @@ pub(crate) struct Link {
     pub name: String,
 }
 
+impl Link {
+    /// Whether it names the item with this ID and name (by ID when it has
+    /// one, else by name).
+    pub(crate) fn names(&self, id: &str, name: &str) -> bool {
+        if self.id.is_empty() {
+            self.name == name
+        } else {
+            self.id == id
+        }
+    }
+}
+
 /// `ServiceIdentities` entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]

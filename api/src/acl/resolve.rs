@@ -132,18 +132,12 @@ impl Acl {
             .filter_map(Policy::from_object)
             .collect();
         let roles: Vec<Role> = all(ROLE)?.iter().filter_map(Role::from_object).collect();
-        let find_policy = |l: &Link| {
-            policies.iter().find(|p| {
-                (!l.id.is_empty() && p.id == l.id) || (l.id.is_empty() && p.name == l.name)
-            })
-        };
+        let find_policy = |l: &Link| policies.iter().find(|p| l.names(&p.id, &p.name));
         let mut links: Vec<Link> = token.policies.clone();
         let mut sets: Vec<Rules> = Vec::new();
         let mut manage = links.iter().any(|l| l.id == MANAGEMENT_POLICY_ID);
         for l in &token.roles {
-            let role = roles.iter().find(|r| {
-                (!l.id.is_empty() && r.id == l.id) || (l.id.is_empty() && r.name == l.name)
-            });
+            let role = roles.iter().find(|r| l.names(&r.id, &r.name));
             if let Some(role) = role {
                 links.extend(role.policies.iter().cloned());
                 manage |= role.policies.iter().any(|l| l.id == MANAGEMENT_POLICY_ID);

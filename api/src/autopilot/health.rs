@@ -27,6 +27,21 @@ pub struct ServerStats {
     pub last_index: u64,
 }
 
+impl ServerStats {
+    /// A server's own progress from its engine's status.
+    pub fn of(status: &muster_engine::ClusterStatus) -> ServerStats {
+        ServerStats {
+            last_contact: if status.is_leader {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(status.last_contact_ms)
+            },
+            last_term: status.term,
+            last_index: status.applied_index,
+        }
+    }
+}
+
 /// A server's gossip status as autopilot names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeStatus {

@@ -157,17 +157,7 @@ async fn state(ctx: &EngineCtx<'_>, req: Request<ReqBody>) -> Result<Response<Bo
 
 /// `GET /v1/internal/raft-stats`: this server's raft progress.
 fn raft_stats(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
-    let status = ctx.engine.status();
-    let last_contact = if status.is_leader {
-        std::time::Duration::ZERO
-    } else {
-        std::time::Duration::from_millis(status.last_contact_ms)
-    };
-    ctx.json(&ServerStats {
-        last_contact,
-        last_term: status.term,
-        last_index: status.applied_index,
-    })
+    ctx.json(&ServerStats::of(&ctx.engine.status()))
 }
 
 /// The configuration route's methods.

@@ -99,20 +99,6 @@ pub(crate) fn forget() {
         .clear();
 }
 
-/// This server's own raft progress.
-fn own_stats(engine: &Engine) -> ServerStats {
-    let status = engine.status();
-    ServerStats {
-        last_contact: if status.is_leader {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(status.last_contact_ms)
-        },
-        last_term: status.term,
-        last_index: status.applied_index,
-    }
-}
-
 /// The link to the server at `addr`.
 fn link(addr: &str) -> Arc<Remote> {
     let mut links = LOCAL.links.lock().unwrap_or_else(PoisonError::into_inner);
@@ -177,7 +163,8 @@ pub(crate) async fn servers(
             fetches.spawn(async move { (id, fetch(addr).await) });
         }
     }
-    let mut fetched: HashMap<u64, ServerStats> = HashMap::from([(me, own_stats(engine))]);
+    let mut fetched: HashMap<u64, ServerStats> =
+        HashMap::from([(me, ServerStats::of(&engine.status()))]);
     while let Some(done) = fetches.join_next().await {
         if let Ok((id, Some(stats))) = done {
             fetched.insert(id, stats);
