@@ -169,6 +169,13 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     assert_eq!(listed, json!([]));
     // Endpoints without per-rule checks yet: management only.
     let svc = br#"{"Name": "x", "Port": 1}"#;
+    // Snapshots hold every secret: management only.
+    let r = with_token(&a, "GET", "/v1/snapshot", &limited, b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        with_token(&a, "GET", "/v1/snapshot", &root, b"").status,
+        200
+    );
     let r = with_token(&a, "PUT", "/v1/agent/service/register", &limited, svc);
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("'management'"), "{}", r.text());
