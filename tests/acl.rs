@@ -2,8 +2,7 @@
 //! bootstrap once; anonymous and unknown tokens refused in Consul's words;
 //! a token with `key_prefix "app/" { policy = "read" }` reads `app/*` only,
 //! sees listings filtered (and flagged), is not woken by writes it may not
-//! see; every endpoint without per-rule checks yet needs a management
-//! token; DNS is refused; tokens survive kill -9; config mistakes and ACLs
+//! see; DNS is refused; tokens survive kill -9; config mistakes and ACLs
 //! on a client agent refuse to start.
 
 use std::time::{Duration, Instant};
@@ -167,7 +166,6 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     let listed = with_token(&a, "GET", "/v1/event/list", &limited, b"").json();
     assert_eq!(listed, json!([]));
-    // Endpoints without per-rule checks yet: management only.
     let svc = br#"{"Name": "x", "Port": 1}"#;
     // Snapshots hold every secret: management only.
     let r = with_token(&a, "GET", "/v1/snapshot", &limited, b"");
@@ -178,7 +176,11 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     );
     let r = with_token(&a, "PUT", "/v1/agent/service/register", &limited, svc);
     assert_eq!(r.status, 403, "{}", r.text());
-    assert!(r.text().contains("'management'"), "{}", r.text());
+    assert!(
+        r.text().contains("'service:write' on \"x\""),
+        "{}",
+        r.text()
+    );
     // The agent's own reads: self needs agent:read, lists are filtered.
     let r = with_token(&a, "GET", "/v1/agent/self", &limited, b"");
     assert_eq!(r.status, 403, "{}", r.text());
@@ -295,9 +297,13 @@ fn acl_default_deny_bootstrap_rules_filtering_and_restart() {
     assert_eq!((secret.status, secret.json()), (200, json!([])));
     let nodes = with_token(&a, "GET", "/v1/catalog/nodes", &limited, b"").json();
     assert_eq!(nodes, json!([]), "the app token may read no node");
-    assert_eq!(
-        with_token(&a, "PUT", "/v1/catalog/register", dns_token, b"{}").status,
-        403
+    let reg = br#"{"Node": "n1", "Address": "127.0.0.76", "Service": {"Service": "web"}}"#;
+    let r = with_token(&a, "PUT", "/v1/catalog/register", dns_token, reg);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains("'service:write' on \"web\""),
+        "{}",
+        r.text()
     );
 
     // Tokens and policies survive kill -9.

@@ -58,8 +58,12 @@
 //!   answers as of an index.
 //! - `acl.rs`: ACLs under default deny: bootstrap once, Consul's denials,
 //!   a key_prefix read token (filtered listings, not woken by hidden
-//!   writes), management-only endpoints, DNS refused, restart, config
+//!   writes), snapshots for management only, DNS refused, restart, config
 //!   mistakes and client agents refused.
+//! - `acl_rules.rs`: the rules endpoint by endpoint: catalog writes, node
+//!   and health reads filtered, the agent's services and checks, operator
+//!   and keyring, prepared queries, a blocking read not woken by hidden
+//!   changes.
 //! - `day_one.rs`: a Consul user's first day: wire details (header case,
 //!   compact JSON, `/v1/agent/self`), listener addresses, flag errors, and
 //!   config mistakes refused with the fix.
@@ -87,6 +91,7 @@
 //!   malformed packets).
 
 mod acl;
+mod acl_rules;
 mod agent;
 mod agent_api;
 mod agent_checks;

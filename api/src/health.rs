@@ -58,6 +58,17 @@ fn passing_param(ctx: &EngineCtx<'_>) -> Result<bool> {
     }
 }
 
+/// Whether `c` may be shown to `acl`; notes in `hidden` when not.
+fn visible_check(
+    acl: Option<&crate::acl::Resolved>,
+    c: &muster_engine::Check,
+    hidden: &mut bool,
+) -> bool {
+    let ok = crate::acl::may_read_check(acl, c);
+    *hidden |= !ok;
+    ok
+}
+
 /// `GET /v1/health/node/:node`: every check on the node.
 pub(crate) async fn node(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     if name.is_empty() {
@@ -67,13 +78,18 @@ pub(crate) async fn node(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Bod
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_node(name, ws)?;
+        let acl = ctx.acl.as_deref();
+        let mut hidden = false;
         let out: Vec<HealthCheckJson<'_>> = r
             .value
             .iter()
+            .filter(|c| visible_check(acl, c, &mut hidden))
             .map(HealthCheckJson::from)
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }
@@ -88,6 +104,8 @@ pub(crate) async fn checks(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<B
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_service(name, ws)?;
+        let acl = ctx.acl.as_deref();
+        let mut hidden = false;
         let out: Vec<HealthCheckJson<'_>> = r
             .value
             .iter()
@@ -97,10 +115,13 @@ pub(crate) async fn checks(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<B
                     .iter()
                     .filter(|c| !c.service_id.is_empty() && c.service_id == e.service.id)
             })
+            .filter(|c| visible_check(acl, c, &mut hidden))
             .map(HealthCheckJson::from)
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }
@@ -153,6 +174,8 @@ pub(crate) async fn state(ctx: &EngineCtx<'_>, state: &str) -> Result<Response<B
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.health_checks_all(ws)?;
+        let acl = ctx.acl.as_deref();
+        let mut hidden = false;
         // node-meta needs the nodes; read them only when asked.
         let nodes = if meta.is_empty() {
             None
@@ -173,10 +196,13 @@ pub(crate) async fn state(ctx: &EngineCtx<'_>, state: &str) -> Result<Response<B
                 Some(s) => s == Some(c.status),
             })
             .filter(|c| node_ok(&c.node))
+            .filter(|c| visible_check(acl, c, &mut hidden))
             .map(HealthCheckJson::from)
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }

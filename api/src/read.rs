@@ -121,6 +121,12 @@ impl EngineCtx<'_> {
         let slot = self.st.shared.slot(&key);
         let deadline = tokio::time::Instant::now() + read.blocking.deadline();
         let mut seen_absent = false;
+        // A limited token's blocking read wakes only on what it may see:
+        // once this request saw the result at the client's index, a newer
+        // one with the same body (the change was in rows the token may
+        // not read) keeps it waiting.
+        let limited = self.acl.as_ref().is_some_and(|a| !a.authz.is_management());
+        let mut seen_body: Option<bytes::Bytes> = None;
         loop {
             if read.consistency == Consistency::Leader {
                 engine.leader_known()?;
@@ -129,9 +135,13 @@ impl EngineCtx<'_> {
             let r = &c.rendered;
             let still_absent = r.absent && seen_absent;
             seen_absent = r.absent;
-            let done = r.index > min && !still_absent;
+            let same_for_token = seen_body.as_ref().is_some_and(|b| *b == r.body);
+            let done = r.index > min && !still_absent && !same_for_token;
             if done {
                 return Ok(reply(r));
+            }
+            if limited {
+                seen_body = Some(r.body.clone());
             }
             tokio::select! {
                 changed = tokio::time::timeout_at(deadline, c.changed.changed()) => {

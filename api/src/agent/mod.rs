@@ -19,6 +19,7 @@ use muster_agent::{AgentError, LocalServiceHealth};
 use muster_engine::Status;
 use serde::{Deserialize, Serialize};
 
+use crate::acl::rules::{Access, Resource};
 use crate::cluster;
 use crate::decode::{self, f, Decode, Kind, Schema};
 use crate::definition;
@@ -189,6 +190,7 @@ pub(crate) async fn service_maintenance(ctx: &Ctx<'_>, id: &str) -> Result<Respo
     if id.is_empty() {
         return Err(Error::bad_request("Missing service ID"));
     }
+    require_service(ctx, id, Access::Write)?;
     let enable = enable_param(ctx)?;
     let reason = ctx.query.get("reason").unwrap_or_default();
     ctx.st
@@ -197,6 +199,30 @@ pub(crate) async fn service_maintenance(ctx: &Ctx<'_>, id: &str) -> Result<Respo
         .await
         .map_err(agent_error)?;
     Ok(ok_empty())
+}
+
+/// ACLs: `want` on the service of local instance `id` (an unknown ID is
+/// left to the handler's 404).
+fn require_service(ctx: &Ctx<'_>, id: &str, want: Access) -> Result<()> {
+    let Some(r) = ctx.acl.as_deref() else {
+        return Ok(());
+    };
+    match ctx.st.agent.services().get(id) {
+        Some(l) => crate::acl::require_opt(Some(r), Resource::Service, &l.service.service, want),
+        None => Ok(()),
+    }
+}
+
+/// ACLs: writing local check `id` (`service:write` on its service, or
+/// `node:write` for a node-level check).
+fn require_check(ctx: &Ctx<'_>, id: &str) -> Result<()> {
+    let Some(r) = ctx.acl.as_deref() else {
+        return Ok(());
+    };
+    match ctx.st.agent.checks().get(id) {
+        Some(c) => crate::acl::require_check_write(Some(r), &c.service_name, &ctx.st.cfg.node_name),
+        None => Ok(()),
+    }
 }
 
 /// `GET /v1/agent/services`: `{"<id>": AgentService}`, `filter`.
@@ -230,6 +256,7 @@ pub(crate) async fn service(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
         .min(HASH_WAIT_MAX);
     let deadline = Instant::now() + wait;
     let dc = ctx.st.cfg.datacenter.as_str();
+    require_service(ctx, id, Access::Read)?;
     loop {
         let svc = ctx
             .st
@@ -262,13 +289,7 @@ pub(crate) fn checks(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let acl = ctx.acl.as_deref();
     let out: BTreeMap<&str, HealthCheckJson<'_>> = all
         .iter()
-        .filter(|(_, c)| {
-            if c.service_name.is_empty() {
-                crate::acl::may_read_node(acl, &c.node)
-            } else {
-                crate::acl::may_read_instance(acl, &c.service_name, &c.node)
-            }
-        })
+        .filter(|(_, c)| crate::acl::may_read_check(acl, c))
         .map(|(id, c)| (id.as_str(), HealthCheckJson::from(c)))
         .filter(|(_, j)| passes(filter.as_ref(), j))
         .collect();
@@ -293,6 +314,12 @@ where
     let replace = replace_existing_checks(ctx);
     let body = decode::read_bytes(req).await?;
     let def = definition::service_from_body(&body)?;
+    crate::acl::require_opt(
+        ctx.acl.as_deref(),
+        Resource::Service,
+        &def.name,
+        Access::Write,
+    )?;
     ctx.st
         .agent
         .register_service(def, replace)
@@ -306,6 +333,7 @@ pub(crate) async fn deregister_service(ctx: &Ctx<'_>, id: &str) -> Result<Respon
     if id.is_empty() {
         return Err(Error::bad_request("Missing service ID"));
     }
+    require_service(ctx, id, Access::Write)?;
     ctx.st
         .agent
         .deregister_service(id)
@@ -322,6 +350,13 @@ where
 {
     let body = decode::read_bytes(req).await?;
     let def = definition::check_from_body(&body)?;
+    if let Some(r) = ctx.acl.as_deref() {
+        let services = ctx.st.agent.services();
+        let service = services
+            .get(&def.service_id)
+            .map_or("", |l| l.service.service.as_str());
+        crate::acl::require_check_write(Some(r), service, &ctx.st.cfg.node_name)?;
+    }
     ctx.st
         .agent
         .register_check(def)
@@ -332,6 +367,7 @@ where
 
 /// `PUT /v1/agent/check/deregister/:id`.
 pub(crate) async fn deregister_check(ctx: &Ctx<'_>, id: &str) -> Result<Response<Body>> {
+    require_check(ctx, id)?;
     ctx.st
         .agent
         .deregister_check(id)
@@ -342,6 +378,7 @@ pub(crate) async fn deregister_check(ctx: &Ctx<'_>, id: &str) -> Result<Response
 
 /// `PUT /v1/agent/check/pass|warn|fail/:id?note=`: the note is the output.
 pub(crate) async fn ttl(ctx: &Ctx<'_>, id: &str, status: Status) -> Result<Response<Body>> {
+    require_check(ctx, id)?;
     let note = ctx.query.get("note").unwrap_or_default();
     ctx.st
         .agent
@@ -377,6 +414,7 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Display,
 {
+    require_check(ctx, id)?;
     let body: CheckUpdate = decode::read(req).await?;
     let status = Status::parse(&body.status)
         .ok_or_else(|| Error::bad_request(format!("Invalid check status: '{}'", body.status)))?;
@@ -431,6 +469,7 @@ pub(crate) fn health_by_id(ctx: &Ctx<'_>, id: &str, accept_text: bool) -> Result
     if id.is_empty() {
         return Err(Error::bad_request("Missing serviceID"));
     }
+    require_service(ctx, id, Access::Read)?;
     let text = wants_text(ctx, accept_text);
     let Some(h) = ctx.st.agent.service_health(id) else {
         if text {

@@ -165,12 +165,21 @@ pub(crate) async fn node(
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.catalog_node(name, ws)?;
-        let Some(ns) = &r.value else {
-            return ctx.render_json(r.index, &());
+        let acl = ctx.acl.as_deref();
+        let Some(ns) = r
+            .value
+            .as_ref()
+            .filter(|ns| crate::acl::may_read_node(acl, &ns.node.node))
+        else {
+            // Unknown, or hidden from this token: both are `null`.
+            let mut rendered = ctx.render_json(r.index, &())?;
+            crate::acl::filtered_header(&mut rendered, acl, r.value.is_some());
+            return Ok(rendered);
         };
         let services = ns
             .services
             .iter()
+            .filter(|s| crate::acl::may_read_instance(acl, &s.service, &ns.node.node))
             .map(NodeServiceJson::from)
             .filter(|j| passes(filter.as_ref(), j));
         let node = NodeJson::from(&ns.node);

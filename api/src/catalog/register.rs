@@ -435,6 +435,9 @@ where
 {
     let body: RegisterRequest = decode::read(req).await?;
     let cmd = register_command(body, &ctx.st.cfg.datacenter)?;
+    if let Some(r) = ctx.acl.as_deref() {
+        crate::acl::check_command(r, ctx.engine, &cmd)?;
+    }
     propose_bool(ctx, cmd).await
 }
 
@@ -456,6 +459,9 @@ where
         service_id: Some(body.service_id).filter(|s| !s.is_empty()),
         check_id: Some(body.check_id).filter(|s| !s.is_empty()),
     };
+    if let Some(r) = ctx.acl.as_deref() {
+        crate::acl::check_command(r, ctx.engine, &cmd)?;
+    }
     propose_bool(ctx, cmd).await
 }
 

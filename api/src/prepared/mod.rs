@@ -16,6 +16,7 @@ use serde::Serialize;
 pub use execute::{execute, Executed};
 use model::{Query, KIND, NOT_FOUND};
 
+use crate::acl::rules::{Access, Resource};
 use crate::error::{Error, Result};
 use crate::health::ServiceEntry;
 use crate::response::Body;
@@ -60,6 +61,19 @@ fn body_query(bytes: &[u8]) -> Result<Query> {
     Query::decode(bytes).map_err(Error::bad_request)
 }
 
+/// ACLs: `want` on the query named `name` (a nameless query is `""`).
+fn require(ctx: &EngineCtx<'_>, name: &str, want: Access) -> Result<()> {
+    crate::acl::require_opt(ctx.acl.as_deref(), Resource::Query, name, want)
+}
+
+/// The stored query `id`, or 404.
+fn stored(ctx: &EngineCtx<'_>, id: &str) -> Result<Query> {
+    match ctx.engine.object(KIND, id, &mut WatchSet::new())?.value {
+        Some(o) => Ok(Query::from_object(&o)),
+        None => Err(Error::NotFound(NOT_FOUND.into())),
+    }
+}
+
 /// Check a definition and that its session (if any) exists.
 fn check(ctx: &EngineCtx<'_>, q: &Query) -> Result<()> {
     q.validate().map_err(Error::Internal)?;
@@ -96,6 +110,7 @@ async fn store(ctx: &EngineCtx<'_>, q: &Query) -> Result<()> {
 async fn create(ctx: &EngineCtx<'_>, call: Call) -> Result<Response<Body>> {
     let mut q = body_query(&crate::decode::read_bytes(call.req).await?)?;
     q.id = crate::session::new_uuid();
+    require(ctx, &q.name, Access::Write)?;
     check(ctx, &q)?;
     store(ctx, &q).await?;
     ctx.json(&Created { id: q.id })
@@ -106,8 +121,16 @@ async fn list(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
     let engine = &ctx.engine;
     ctx.shared_read(|ws| {
         let r = engine.objects(KIND, ws)?;
-        let out: Vec<Query> = r.value.iter().map(Query::from_object).collect();
-        ctx.render_json(r.index, &out)
+        let acl = ctx.acl.as_deref();
+        let all: Vec<Query> = r.value.iter().map(Query::from_object).collect();
+        let count = all.len();
+        let out: Vec<Query> = all
+            .into_iter()
+            .filter(|q| acl.is_none_or(|a| crate::acl::may(a, Resource::Query, &q.name, false)))
+            .collect();
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, out.len() < count);
+        Ok(rendered)
     })
     .await
 }
@@ -118,7 +141,11 @@ async fn read(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
     ctx.shared_read(|ws| {
         let r = engine.object(KIND, id, ws)?;
         match &r.value {
-            Some(o) => ctx.render_json(r.index, &[Query::from_object(o)]),
+            Some(o) => {
+                let q = Query::from_object(o);
+                require(ctx, &q.name, Access::Read)?;
+                ctx.render_json(r.index, &[q])
+            }
             None => Err(Error::NotFound(NOT_FOUND.into())),
         }
     })
@@ -128,14 +155,8 @@ async fn read(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
 /// `PUT /v1/query/<id>`.
 async fn update(ctx: &EngineCtx<'_>, id: &str, call: Call) -> Result<Response<Body>> {
     let mut q = body_query(&crate::decode::read_bytes(call.req).await?)?;
-    if ctx
-        .engine
-        .object(KIND, id, &mut WatchSet::new())?
-        .value
-        .is_none()
-    {
-        return Err(Error::NotFound(NOT_FOUND.into()));
-    }
+    require(ctx, &stored(ctx, id)?.name, Access::Write)?;
+    require(ctx, &q.name, Access::Write)?;
     q.id = id.to_string();
     check(ctx, &q)?;
     store(ctx, &q).await?;
@@ -144,14 +165,7 @@ async fn update(ctx: &EngineCtx<'_>, id: &str, call: Call) -> Result<Response<Bo
 
 /// `DELETE /v1/query/<id>`.
 async fn delete(ctx: &EngineCtx<'_>, id: &str) -> Result<Response<Body>> {
-    if ctx
-        .engine
-        .object(KIND, id, &mut WatchSet::new())?
-        .value
-        .is_none()
-    {
-        return Err(Error::NotFound(NOT_FOUND.into()));
-    }
+    require(ctx, &stored(ctx, id)?.name, Access::Write)?;
     ctx.engine
         .propose(Command::ObjectDelete {
             kind: KIND.into(),
@@ -185,9 +199,15 @@ async fn run(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     let Some(out) = execute(ctx.engine, &ctx.st.cfg, name, limit).await? else {
         return Err(Error::NotFound(NOT_FOUND.into()));
     };
+    let acl = ctx.acl.as_deref();
     let json = ExecuteOut {
         service: &out.service,
-        nodes: out.nodes.iter().map(ServiceEntry::from).collect(),
+        nodes: out
+            .nodes
+            .iter()
+            .filter(|e| crate::acl::may_read_instance(acl, &e.service.service, &e.node.node))
+            .map(ServiceEntry::from)
+            .collect(),
         dns: DnsOut {
             ttl: out.query.dns.ttl.clone(),
         },
@@ -207,7 +227,10 @@ async fn explain(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
         .map(Query::from_object)
         .collect();
     match model::resolve(&all, name).map_err(Error::Internal)? {
-        Some(q) => ctx.json(&ExplainOut { query: &q }),
+        Some(q) => {
+            require(ctx, &q.name, Access::Read)?;
+            ctx.json(&ExplainOut { query: &q })
+        }
         None => Err(Error::NotFound(NOT_FOUND.into())),
     }
 }
@@ -217,10 +240,12 @@ async fn explain(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
 async fn run_remote(ctx: &EngineCtx<'_>, call: Call) -> Result<Response<Body>> {
     let q = body_query(&crate::decode::read_bytes(call.req).await?)?;
     let (index, nodes) = execute::run_local(ctx.engine, &q, &ctx.st.cfg.node_name, limit(ctx)?)?;
+    let acl = ctx.acl.as_deref();
     let out = execute::RemoteResult {
         index,
         nodes: nodes
             .into_iter()
+            .filter(|e| crate::acl::may_read_instance(acl, &e.service.service, &e.node.node))
             .map(|e| (e.node, e.service, e.checks))
             .collect(),
     };

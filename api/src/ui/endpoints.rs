@@ -14,6 +14,8 @@ use muster_engine::{Engine, Indexed, WatchSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::acl::rules::Resource;
+use crate::acl::Resolved;
 use crate::catalog::MISSING_NODE;
 use crate::error::{Error, Result};
 use crate::read::passes;
@@ -145,12 +147,17 @@ trait Shaped {
     where
         Self: 'a;
     fn json(&self) -> Self::Json<'_>;
+    /// Whether a token may see this entry (its service, or its node).
+    fn visible(&self, acl: Option<&Resolved>) -> bool;
 }
 
 impl Shaped for Arc<ServiceSummary> {
     type Json<'a> = ServiceSummaryJson<'a>;
     fn json(&self) -> ServiceSummaryJson<'_> {
         ServiceSummaryJson::from(&**self)
+    }
+    fn visible(&self, acl: Option<&Resolved>) -> bool {
+        acl.is_none_or(|r| crate::acl::may(r, Resource::Service, &self.name, false))
     }
 }
 
@@ -159,12 +166,18 @@ impl Shaped for NodeDump {
     fn json(&self) -> NodeInfoJson<'_> {
         NodeInfoJson::from(self)
     }
+    fn visible(&self, acl: Option<&Resolved>) -> bool {
+        crate::acl::may_read_node(acl, &self.node.node)
+    }
 }
 
 impl Shaped for Arc<NodeSummary> {
     type Json<'a> = NodeSummaryJson<'a>;
     fn json(&self) -> NodeSummaryJson<'_> {
         NodeSummaryJson::from(&**self)
+    }
+    fn visible(&self, acl: Option<&Resolved>) -> bool {
+        crate::acl::may_read_node(acl, &self.node.node)
     }
 }
 
@@ -180,13 +193,17 @@ where
     let engine = &ctx.engine;
     ctx.summary_read(|ws| {
         let r = read(engine, ws)?;
-        let out: Vec<T::Json<'_>> = r
-            .value
-            .iter()
+        let acl = ctx.acl.as_deref();
+        let visible: Vec<&T> = r.value.iter().filter(|e| e.visible(acl)).collect();
+        let hidden = visible.len() < r.value.len();
+        let out: Vec<T::Json<'_>> = visible
+            .into_iter()
             .map(Shaped::json)
             .filter(|j| passes(filter.as_ref(), j))
             .collect();
-        ctx.render_json(r.index, &out)
+        let mut rendered = ctx.render_json(r.index, &out)?;
+        crate::acl::filtered_header(&mut rendered, acl, hidden);
+        Ok(rendered)
     })
     .await
 }
@@ -200,12 +217,21 @@ async fn node(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<Body>> {
     ctx.shared_read(|ws| {
         let r = engine.node_entry(name, ws)?;
         let (entry, checks) = r.value;
-        match entry {
+        let acl = ctx.acl.as_deref();
+        match entry.filter(|e| crate::acl::may_read_node(acl, &e.node.node)) {
             Some(e) => {
+                let node = e.node.node.clone();
                 let dump = NodeDump {
+                    services: e
+                        .services
+                        .into_iter()
+                        .filter(|s| crate::acl::may_read_instance(acl, &s.service, &node))
+                        .collect(),
+                    checks: checks
+                        .into_iter()
+                        .filter(|c| crate::acl::may_read_check(acl, c))
+                        .collect(),
                     node: e.node,
-                    services: e.services,
-                    checks,
                 };
                 ctx.render_json(r.index, &NodeInfoJson::from(&dump))
             }
