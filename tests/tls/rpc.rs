@@ -1,5 +1,6 @@
 //! TLS on the server RPC port: servers and client agents with the
-//! cluster's CA join; others are refused.
+//! cluster's CA join; others are refused; a TLS-only cluster of three
+//! replicates and fails over.
 
 use std::time::Duration;
 
@@ -105,4 +106,83 @@ fn rpc_tls_keeps_out_servers_the_ca_did_not_sign() {
         );
     }
     assert!(peers(&s1).len() >= 2);
+}
+
+/// Three servers speaking only TLS RPC (`verify_incoming`,
+/// `verify_outgoing`, `verify_server_hostname`) form one cluster,
+/// replicate, lose their leader to kill -9 and elect another, keep
+/// taking writes, and take the old leader back.
+#[test]
+fn rpc_tls_cluster_replicates_and_fails_over() {
+    let pki = Pki::new();
+    tls(pki.dir.path(), &["cert", "create", "-server"]);
+    tls(pki.dir.path(), &["cert", "create", "-server"]);
+    let config = |n: usize| {
+        serde_json::json!({
+            "tls": {
+                "defaults": {
+                    "ca_file": pki.ca(),
+                    "cert_file": pki.s(&format!("dc1-server-consul-{n}.pem")),
+                    "key_file": pki.s(&format!("dc1-server-consul-{n}-key.pem")),
+                    "verify_incoming": true,
+                    "verify_outgoing": true,
+                },
+                "internal_rpc": {"verify_server_hostname": true},
+            },
+        })
+        .to_string()
+    };
+    let rpc_addr = |a: &Agent| format!("127.0.0.1:{}", a.flag("-server-port").expect("port"));
+    let s1 = Agent::start_with_config(&["-server", "-bootstrap", "-node", "s1"], true, &config(0));
+    let seed = format!("127.0.0.1:{}", s1.flag("-serf-lan-port").expect("port"));
+    let s2 = Agent::start_with_config(
+        &["-server", "-node", "s2", "-retry-join", &seed],
+        true,
+        &config(1),
+    );
+    let s3 = Agent::start_with_config(
+        &["-server", "-node", "s3", "-retry-join", &seed],
+        true,
+        &config(2),
+    );
+    let mut servers = vec![s1, s2, s3];
+    wait_until(
+        "three voters and one leader",
+        Duration::from_secs(30),
+        || {
+            let leaders: Vec<Option<String>> = servers.iter().map(Agent::leader).collect();
+            leaders[0].is_some()
+                && leaders.iter().all(|l| *l == leaders[0])
+                && servers[0].get("/v1/status/peers").strings().len() == 3
+        },
+    );
+    assert!(servers[1].kv_put("tls/before", b"1"));
+    wait_until("the write on every server", Duration::from_secs(10), || {
+        servers
+            .iter()
+            .all(|s| s.get("/v1/kv/tls/before?stale").status == 200)
+    });
+
+    let leader = servers[0].leader().expect("leader");
+    let dead = servers
+        .iter()
+        .position(|s| rpc_addr(s) == leader)
+        .expect("the leader is one of ours");
+    servers[dead].kill();
+    let alive: Vec<usize> = (0..3).filter(|i| *i != dead).collect();
+    wait_until("a new leader over TLS", Duration::from_secs(30), || {
+        alive.iter().all(|i| {
+            servers[*i]
+                .leader()
+                .is_some_and(|l| l != leader && alive.iter().any(|j| rpc_addr(&servers[*j]) == l))
+        })
+    });
+    assert!(
+        servers[alive[0]].kv_put("tls/after", b"2"),
+        "a write after failover"
+    );
+    servers[dead].restart();
+    wait_until("the old leader catches up", Duration::from_secs(30), || {
+        servers[dead].get("/v1/kv/tls/after?stale").status == 200
+    });
 }
