@@ -60,6 +60,8 @@
 //!   a key_prefix read token (filtered listings, not woken by hidden
 //!   writes), snapshots for management only, DNS refused, restart, config
 //!   mistakes and client agents refused.
+//! - `acl_python.rs`: python-consul with tokens (KV, catalog, sessions,
+//!   blocking) under default deny.
 //! - `acl_rules.rs`: the rules endpoint by endpoint: catalog writes, node
 //!   and health reads filtered, the agent's services and checks, operator
 //!   and keyring, prepared queries, a blocking read not woken by hidden
@@ -91,6 +93,7 @@
 //!   malformed packets).
 
 mod acl;
+mod acl_python;
 mod acl_rules;
 mod agent;
 mod agent_api;
