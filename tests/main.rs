@@ -59,7 +59,10 @@
 //! - `acl.rs`: ACLs under default deny: bootstrap once, Consul's denials,
 //!   a key_prefix read token (filtered listings, not woken by hidden
 //!   writes), snapshots for management only, DNS refused, restart, config
-//!   mistakes and client agents refused.
+//!   mistakes refused.
+//! - `acl_client.rs`: ACLs on client agents: their own endpoints checked
+//!   with the servers' rules, forwarded requests, anti-entropy with the
+//!   agent token, down_policy extend-cache while no server answers.
 //! - `acl_python.rs`: python-consul with tokens (KV, catalog, sessions,
 //!   blocking) under default deny.
 //! - `acl_rules.rs`: the rules endpoint by endpoint: catalog writes, node
@@ -93,6 +96,7 @@
 //!   malformed packets).
 
 mod acl;
+mod acl_client;
 mod acl_python;
 mod acl_rules;
 mod agent;

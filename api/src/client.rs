@@ -78,6 +78,21 @@ where
     if let Ok(node) = HeaderValue::from_str(&ctx.st.cfg.node_name) {
         req.headers_mut().insert(X_AGENT_NODE, node);
     }
+    // A request without a token acts with this agent's default one, as
+    // Consul's client agents do.
+    let default = ctx
+        .st
+        .cfg
+        .acl
+        .as_ref()
+        .and_then(|a| a.cfg.default_token.as_deref());
+    if let Some(token) = default {
+        if crate::query::resolve_token(&ctx.query, req.headers()).is_none() {
+            if let Ok(v) = HeaderValue::from_str(token) {
+                req.headers_mut().insert("X-Consul-Token", v);
+            }
+        }
+    }
     let answer = upstream.forward(req).await.map_err(Error::Internal)?;
     Ok(answer.map(Body::full))
 }

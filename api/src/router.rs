@@ -249,12 +249,23 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
     // ACLs: resolve the request's token and check it, on a server, for
     // requests answered here (another datacenter's are checked there: the
     // token travels with the request).
+    // A client agent checks the endpoints it answers itself, with what a
+    // server says the token may do; the rest it forwards with the token.
     let mut acl = None;
-    if let (Some(system), Serving::Server(engine)) = (&st.cfg.acl, &st.serving) {
+    if let Some(system) = &st.cfg.acl {
         let other_dc = query.dc().is_some_and(|dc| dc != st.cfg.datacenter);
-        if !other_dc {
-            let secret = crate::query::resolve_token(&query, call.req.headers());
-            let resolved = system.resolve(engine, secret.as_deref())?;
+        let secret = crate::query::resolve_token(&query, call.req.headers());
+        let resolved = match (&st.serving, route.handler) {
+            _ if other_dc => None,
+            (Serving::Server(engine), _) => Some(system.resolve(engine, secret.as_deref())?),
+            (Serving::Client(upstream), Handler::Agent(_)) => Some(
+                system
+                    .resolve_remote(upstream.as_ref(), secret.as_deref())
+                    .await?,
+            ),
+            (Serving::Client(_), Handler::Cluster(_)) => None,
+        };
+        if let Some(resolved) = resolved {
             crate::acl::guard(&resolved, &call.method, &path, &query, &st.cfg.node_name)?;
             acl = Some(resolved);
         }

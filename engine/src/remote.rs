@@ -17,8 +17,8 @@ use crate::command::Command;
 use crate::node_view::NodeView;
 use crate::rpc::client::{CallError, RpcClient};
 use crate::rpc::{
-    DnsAnswer, DnsRequest, DnsWatchAnswer, DnsWatchRequest, NodeViewRequest, RpcFailure,
-    PATH_APPLY, PATH_DNS, PATH_DNS_WATCH, PATH_NODE_VIEW,
+    ApplyRequest, DnsAnswer, DnsRequest, DnsWatchAnswer, DnsWatchRequest, NodeViewRequest,
+    RpcFailure, PATH_APPLY, PATH_DNS, PATH_DNS_WATCH, PATH_NODE_VIEW,
 };
 
 /// Consul's error when a client knows no server.
@@ -37,6 +37,8 @@ pub struct Remote {
     servers: RwLock<Vec<String>>,
     /// Index (modulo the list's length) of the server calls go to first.
     preferred: AtomicUsize,
+    /// The ACL token this agent's own writes and reads carry.
+    token: RwLock<String>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -60,6 +62,7 @@ impl Remote {
             rpc: RpcClient::new(),
             servers: RwLock::new(Vec::new()),
             preferred: AtomicUsize::new(rand::random::<u32>() as usize),
+            token: RwLock::new(String::new()),
         }
     }
 
@@ -76,6 +79,21 @@ impl Remote {
             tracing::info!(servers = ?addrs, "server list changed");
             *servers = addrs;
         }
+    }
+
+    /// Set the ACL token this agent's anti-entropy carries (`tokens.agent`).
+    pub fn set_token(&self, token: String) {
+        *self
+            .token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+    }
+
+    fn token(&self) -> String {
+        self.token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The known servers.
@@ -133,8 +151,11 @@ impl Remote {
     /// Apply `commands` through a server (which forwards them to the
     /// leader).
     pub async fn apply(&self, commands: Vec<Command>) -> Result<(), String> {
-        self.call::<_, ()>(PATH_APPLY, &commands, APPLY_TIMEOUT)
-            .await
+        let req = ApplyRequest {
+            token: self.token(),
+            commands,
+        };
+        self.call::<_, ()>(PATH_APPLY, &req, APPLY_TIMEOUT).await
     }
 
     /// `node`'s entry, blocking on a server as [`Engine::node_view`](crate::Engine::node_view) does locally.
@@ -145,6 +166,7 @@ impl Remote {
         wait: Duration,
     ) -> Result<NodeView, String> {
         let req = NodeViewRequest {
+            token: self.token(),
             node: node.to_string(),
             min_index,
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::error::ConfigError;
 use super::value::Ctx;
-use muster_api::acl::AclConfig;
+use muster_api::acl::{AclConfig, DownPolicy};
 
 const TOKEN_KEYS: &[&str] = &[
     "initial_management",
@@ -92,7 +92,20 @@ pub fn settings(acl: &Map<String, Value>) -> Option<AclConfig> {
         })
     };
     let default_token = token(&["default"]);
+    let down_policy = match acl.get("down_policy").and_then(Value::as_str) {
+        Some("allow") => DownPolicy::Allow,
+        Some("deny") => DownPolicy::Deny,
+        _ => DownPolicy::ExtendCache,
+    };
+    let token_ttl = match acl.get("token_ttl") {
+        Some(Value::String(s)) => muster_engine::duration::parse(s).ok(),
+        Some(Value::Number(n)) => n.as_u64().map(std::time::Duration::from_nanos),
+        _ => None,
+    }
+    .unwrap_or(std::time::Duration::from_secs(30));
     Some(AclConfig {
+        down_policy,
+        token_ttl,
         default_allow: acl.get("default_policy").and_then(Value::as_str) != Some("deny"),
         initial_management: token(&["initial_management", "master"]),
         agent_token: token(&["agent"]),

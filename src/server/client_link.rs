@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use muster_api::Handler;
 use muster_dns::DnsConfig;
 use muster_engine::remote::Remote;
-use muster_engine::rpc::server::ServerHooks;
+use muster_engine::rpc::server::{ClientAccess, ServerHooks};
 use muster_engine::Engine;
 
 /// A server's answers for client agents, available once its agent and API
@@ -24,12 +24,24 @@ struct Ready {
     api: Handler,
     engine: Engine,
     dns: DnsConfig,
+    acl: Option<Arc<muster_api::acl::Acl>>,
 }
 
 impl ServerSide {
     /// Start answering (called once, after the agent started).
-    pub fn set(&self, api: Handler, engine: Engine, dns: DnsConfig) {
-        let _ = self.ready.set(Ready { api, engine, dns });
+    pub fn set(
+        &self,
+        api: Handler,
+        engine: Engine,
+        dns: DnsConfig,
+        acl: Option<Arc<muster_api::acl::Acl>>,
+    ) {
+        let _ = self.ready.set(Ready {
+            api,
+            engine,
+            dns,
+            acl,
+        });
     }
 }
 
@@ -46,6 +58,20 @@ impl ServerHooks for ServerSide {
                 }
             }
         })
+    }
+
+    fn authorize(&self, token: &str, what: ClientAccess<'_>) -> Result<(), String> {
+        let Some(ready) = self.ready.get() else {
+            return Err("server starting; retry".into());
+        };
+        let Some(acl) = &ready.acl else {
+            return Ok(());
+        };
+        let (commands, node) = match what {
+            ClientAccess::Apply(commands) => (commands, None),
+            ClientAccess::ReadNode(node) => (&[][..], Some(node)),
+        };
+        muster_api::acl::authorize_client(acl, &ready.engine, token, commands, node)
     }
 
     fn dns(&self, packet: Vec<u8>, max_size: usize) -> muster_engine::BoxFuture<'_, Vec<u8>> {

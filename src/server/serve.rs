@@ -148,6 +148,7 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
         muster_api::Handler::new(engine.clone(), member.agent.clone(), member.api_cfg.clone()),
         engine.clone(),
         member.dns_config(cfg, &backing)?,
+        member.api_cfg.acl.clone(),
     );
     let result = member
         .run(cfg, &backing, data_dir, &mut sigint, &mut sigterm)
@@ -179,7 +180,13 @@ pub(crate) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
         serf_lan_port = cfg.serf_lan_port,
         "starting client agent"
     );
-    let backing = Role::Client(Arc::new(Remote::new()));
+    let remote = Arc::new(Remote::new());
+    // ACLs: the agent's own writes and reads carry its agent token (else
+    // its default one); the servers check them.
+    if let Some(acl) = crate::config::acl::settings(&cfg.loaded.settings.acl) {
+        remote.set_token(acl.agent_token.or(acl.default_token).unwrap_or_default());
+    }
+    let backing = Role::Client(remote);
     let member = tokio::select! {
         started = Member::start(cfg, &node_id, data_dir, &backing) => started?,
         _ = signalled(&mut sigint, &mut sigterm) => return Ok(()),
@@ -239,13 +246,6 @@ impl Member {
             Role::Server(engine) => Arc::new(engine.clone()),
             Role::Client(remote) => remote.clone(),
         };
-        if matches!(backing, Role::Client(_))
-            && crate::config::acl::settings(&cfg.loaded.settings.acl).is_some()
-        {
-            anyhow::bail!(
-                "Error: acl.enabled on a client agent: muster enforces ACLs on servers only so                  far, and a client agent would answer its own endpoints unchecked; run this                  agent with acl.enabled = false behind the servers' ACLs, or as a server"
-            );
-        }
         let cluster =
             Cluster::start(cluster_config(cfg, node_id, data_dir), backing.clone()).await?;
         let agent = Agent::start_with(
@@ -399,7 +399,6 @@ fn api_config(
         cluster: Some(cluster_api),
         ui: ui_settings(cfg),
         acl: crate::config::acl::settings(&cfg.loaded.settings.acl)
-            .filter(|_| server)
             .map(|acl| Arc::new(muster_api::acl::Acl::new(acl, cfg.datacenter.clone()))),
         http_max_conns_per_client: cfg
             .loaded

@@ -145,7 +145,7 @@ fn rpc_tls_cluster_replicates_and_fails_over() {
         true,
         &config(2),
     );
-    let mut servers = vec![s1, s2, s3];
+    let mut servers = [s1, s2, s3];
     wait_until(
         "three voters and one leader",
         Duration::from_secs(30),

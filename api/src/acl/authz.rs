@@ -18,6 +18,17 @@ pub struct Authorizer {
     globals: HashMap<Global, Access>,
 }
 
+/// An authorizer as a server sends it to a client agent (which checks
+/// its own endpoints with it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuthorizerWire {
+    manage: bool,
+    default_allow: bool,
+    exact: Vec<(Resource, String, Access)>,
+    prefixes: Vec<(Resource, String, Access)>,
+    globals: Vec<(Global, Access)>,
+}
+
 /// Two policies at the same place: deny wins, else the stronger.
 fn merge(a: Access, b: Access) -> Access {
     if a == Access::Deny || b == Access::Deny {
@@ -66,6 +77,40 @@ impl Authorizer {
             }
         }
         a
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> AuthorizerWire {
+        AuthorizerWire {
+            manage: self.manage,
+            default_allow: self.default_allow,
+            exact: self
+                .exact
+                .iter()
+                .map(|((r, n), a)| (*r, n.clone(), *a))
+                .collect(),
+            prefixes: self
+                .prefixes
+                .iter()
+                .flat_map(|(r, list)| list.iter().map(|(p, a)| (*r, p.clone(), *a)))
+                .collect(),
+            globals: self.globals.iter().map(|(g, a)| (*g, *a)).collect(),
+        }
+    }
+
+    /// From the wire form.
+    pub fn from_wire(w: AuthorizerWire) -> Authorizer {
+        let mut prefixes: HashMap<Resource, Vec<(String, Access)>> = HashMap::new();
+        for (r, p, a) in w.prefixes {
+            prefixes.entry(r).or_default().push((p, a));
+        }
+        Authorizer {
+            manage: w.manage,
+            default_allow: w.default_allow,
+            exact: w.exact.into_iter().map(|(r, n, a)| ((r, n), a)).collect(),
+            prefixes,
+            globals: w.globals.into_iter().collect(),
+        }
     }
 
     /// Whether this is a management token's.

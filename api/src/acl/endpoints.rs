@@ -378,6 +378,14 @@ const ONE: &str = "OPTIONS,GET,PUT,DELETE";
 /// `/v1/acl/*`.
 pub(crate) const ROUTES: &[Route] = &[
     exact(
+        super::remote::AUTHORIZER_PATH,
+        "OPTIONS,GET",
+        on_cluster!(|ctx, c| super::remote::authorizer(
+            ctx,
+            c.req.headers().contains_key(crate::client::X_AGENT_NODE)
+        )),
+    ),
+    exact(
         "/v1/acl/bootstrap",
         "OPTIONS,PUT",
         on_cluster!(|ctx, _| bootstrap(ctx).await),

@@ -43,7 +43,12 @@ pub(crate) fn need(method: &Method, path: &str, query: &Query, node: &str) -> Ne
     let read = matches!(*method, Method::GET | Method::HEAD);
     let want = if read { Access::Read } else { Access::Write };
     let on = |r: Resource, name: &str, a: Access| Need::On(r, name.to_string(), a);
-    if path.starts_with("/v1/acl/") || path.starts_with("/v1/status/") {
+    // The authorizer endpoint answers a client agent with the rules of the
+    // token it names, and only over the RPC port.
+    if path.starts_with("/v1/acl/")
+        || path.starts_with("/v1/status/")
+        || path == super::remote::AUTHORIZER_PATH
+    {
         return Need::Open;
     }
     if let Some(key) = path.strip_prefix("/v1/kv/") {

@@ -11,13 +11,14 @@ mod authz;
 mod endpoints;
 mod guard;
 pub(crate) mod model;
+mod remote;
 pub mod resolve;
 pub mod rules;
 
 pub use authz::Authorizer;
 pub(crate) use endpoints::ROUTES;
 pub(crate) use guard::{check_command, check_txn_op, guard, require_check_write, require_opt};
-pub use resolve::{Acl, AclConfig, Resolved};
+pub use resolve::{Acl, AclConfig, DownPolicy, Resolved};
 
 use rules::{Access, Resource};
 
@@ -34,6 +35,28 @@ pub(crate) fn deny(r: &Resolved, permission: &str) -> Error {
 /// Now, as Go's `time.Time` JSON.
 pub(crate) fn now_rfc3339() -> String {
     crate::autopilot::health::rfc3339(std::time::SystemTime::now())
+}
+
+/// May a client agent holding `token` propose `commands` (its
+/// anti-entropy) or, with `read_node`, read that node? For the server RPC
+/// port; `Err` is Consul's refusal text.
+pub fn authorize_client(
+    acl: &Acl,
+    engine: &muster_engine::Engine,
+    token: &str,
+    commands: &[muster_engine::Command],
+    read_node: Option<&str>,
+) -> Result<(), String> {
+    let r = acl
+        .resolve(engine, Some(token))
+        .map_err(|e| e.to_string())?;
+    if let Some(node) = read_node {
+        guard::require(&r, Resource::Node, node, Access::Read).map_err(|e| e.to_string())?;
+    }
+    commands
+        .iter()
+        .try_for_each(|c| check_command(&r, engine, c))
+        .map_err(|e| e.to_string())
 }
 
 /// `session:write` on `node` (creating, renewing or destroying a session

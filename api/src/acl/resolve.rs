@@ -31,6 +31,25 @@ pub struct AclConfig {
     pub agent_token: Option<String>,
     /// `tokens.dns` (falls back to `default`).
     pub dns_token: Option<String>,
+    /// What a client agent does when no server answers for a token it
+    /// has not got cached fresh (`down_policy`).
+    pub down_policy: DownPolicy,
+    /// How long a client agent trusts a resolved token (`token_ttl`).
+    pub token_ttl: std::time::Duration,
+}
+
+/// `acl.down_policy`: a client agent's answer while no server can resolve
+/// a token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DownPolicy {
+    /// Allow everything.
+    Allow,
+    /// Deny everything but what a management token could.
+    Deny,
+    /// Keep using the last answer however old (`extend-cache`; muster
+    /// treats `async-cache` the same); deny tokens never resolved.
+    #[default]
+    ExtendCache,
 }
 
 /// A resolved token.
@@ -51,6 +70,8 @@ pub struct Acl {
     pub cfg: AclConfig,
     datacenter: String,
     cache: Mutex<(u64, HashMap<String, Arc<Resolved>>)>,
+    /// A client agent's tokens as servers resolved them, with when.
+    pub(super) remote: Mutex<HashMap<String, (std::time::Instant, Arc<Resolved>)>>,
 }
 
 impl Acl {
@@ -60,6 +81,7 @@ impl Acl {
             cfg,
             datacenter: datacenter.into(),
             cache: Mutex::new((0, HashMap::new())),
+            remote: Mutex::new(HashMap::new()),
         }
     }
 
@@ -75,11 +97,7 @@ impl Acl {
     /// The authorizer for `secret` (`None`: the agent's default token, or
     /// anonymous). An unknown secret is 403 `ACL not found`.
     pub fn resolve(&self, engine: &Engine, secret: Option<&str>) -> Result<Arc<Resolved>> {
-        let given = secret.is_some_and(|s| !s.is_empty());
-        let secret = match secret.filter(|s| !s.is_empty()) {
-            Some(s) => s.to_string(),
-            None => self.cfg.default_token.clone().unwrap_or_default(),
-        };
+        let (secret, given) = self.secret_or_default(secret);
         // Key and rows from one view: a hit is never older than its key.
         let view = engine.objects_view();
         let index = view.index()?;
@@ -100,8 +118,21 @@ impl Acl {
         Ok(with_given(&resolved, given))
     }
 
+    /// The request's secret, or the agent's default token.
+    pub(super) fn secret_or_default(&self, secret: Option<&str>) -> (String, bool) {
+        match secret.filter(|s| !s.is_empty()) {
+            Some(s) => (s.to_string(), true),
+            None => (self.cfg.default_token.clone().unwrap_or_default(), false),
+        }
+    }
+
+    /// `secret` is this agent's `initial_management` token.
+    pub(super) fn is_initial_management(&self, secret: &str) -> bool {
+        !secret.is_empty() && self.cfg.initial_management.as_deref() == Some(secret)
+    }
+
     fn compile(&self, view: &muster_engine::ObjectsView<'_>, secret: &str) -> Result<Resolved> {
-        if !secret.is_empty() && self.cfg.initial_management.as_deref() == Some(secret) {
+        if self.is_initial_management(secret) {
             return Ok(Resolved {
                 accessor: "initial-management".into(),
                 authz: Authorizer::management(),
@@ -193,7 +224,7 @@ impl Acl {
     }
 }
 
-fn with_given(r: &Arc<Resolved>, given: bool) -> Arc<Resolved> {
+pub(super) fn with_given(r: &Arc<Resolved>, given: bool) -> Arc<Resolved> {
     if r.given == given {
         return r.clone();
     }

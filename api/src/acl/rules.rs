@@ -9,7 +9,9 @@
 use serde_json::{Map, Value};
 
 /// A policy of a rule, or the access a request needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Access {
     /// Nothing.
     Deny,
@@ -52,7 +54,7 @@ impl Access {
 }
 
 /// A kind of resource rules name by segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Resource {
     /// KV keys.
     Key,
@@ -91,7 +93,7 @@ impl Resource {
 }
 
 /// The single-value resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Global {
     /// `operator`.
     Operator,

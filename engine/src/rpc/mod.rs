@@ -71,9 +71,19 @@ pub enum RpcFailure {
     Failed(String),
 }
 
+/// A client agent's writes ([`PATH_APPLY`]) with its ACL token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ApplyRequest {
+    pub token: String,
+    pub commands: Vec<crate::command::Command>,
+}
+
 /// A client agent's read of one node ([`PATH_NODE_VIEW`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NodeViewRequest {
+    /// The agent's ACL token.
+    #[serde(default)]
+    pub token: String,
     pub node: String,
     pub min_index: u64,
     pub wait_ms: u64,

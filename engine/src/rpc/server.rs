@@ -22,10 +22,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    DnsAnswer, DnsRequest, DnsWatchAnswer, DnsWatchRequest, JoinRequest, NodeViewRequest,
-    RpcFailure, SnapshotChunk, MAX_BODY, PATH_APPEND, PATH_APPLY, PATH_DNS, PATH_DNS_WATCH,
-    PATH_INFO, PATH_JOIN, PATH_NODE_VIEW, PATH_PROPOSE, PATH_READ_INDEX, PATH_RENEW, PATH_SNAPSHOT,
-    PATH_VOTE, PREFIX_API,
+    ApplyRequest, DnsAnswer, DnsRequest, DnsWatchAnswer, DnsWatchRequest, JoinRequest,
+    NodeViewRequest, RpcFailure, SnapshotChunk, MAX_BODY, PATH_APPEND, PATH_APPLY, PATH_DNS,
+    PATH_DNS_WATCH, PATH_INFO, PATH_JOIN, PATH_NODE_VIEW, PATH_PROPOSE, PATH_READ_INDEX,
+    PATH_RENEW, PATH_SNAPSHOT, PATH_VOTE, PREFIX_API,
 };
 use crate::command::Command;
 use crate::engine::Engine;
@@ -40,6 +40,18 @@ pub trait ServerHooks: Send + Sync + 'static {
     fn http(&self, req: Request<Bytes>) -> BoxFuture<'_, Response<Bytes>>;
     /// Answer one DNS question (the wire message); empty: no answer.
     fn dns(&self, packet: Vec<u8>, max_size: usize) -> BoxFuture<'_, Vec<u8>>;
+    /// May a client agent holding ACL `token` do `what`? `Err` is the
+    /// refusal (with ACLs off, always `Ok`).
+    fn authorize(&self, token: &str, what: ClientAccess<'_>) -> Result<(), String>;
+}
+
+/// What a client agent asks of a server over RPC, for its ACL check.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientAccess<'a> {
+    /// Apply these commands (anti-entropy).
+    Apply(&'a [Command]),
+    /// Read this node's services and checks.
+    ReadNode(&'a str),
 }
 
 /// The hooks of a server, if it serves client agents.
@@ -119,12 +131,33 @@ async fn handle(engine: Engine, hooks: Hooks, req: Request<Incoming>) -> Respons
             Ok(id) => encode(&engine.serve_renew(&id)),
             Err(msg) => bad(msg),
         },
-        PATH_APPLY => match decode::<Vec<Command>>(&body) {
-            Ok(cmds) => encode(&engine.apply_all(cmds).await.map_err(RpcFailure::Failed)),
+        PATH_APPLY => match decode::<ApplyRequest>(&body) {
+            Ok(r) => {
+                let allowed = hooks.as_ref().map_or(Ok(()), |h| {
+                    h.authorize(&r.token, ClientAccess::Apply(&r.commands))
+                });
+                match allowed {
+                    Ok(()) => encode(
+                        &engine
+                            .apply_all(r.commands)
+                            .await
+                            .map_err(RpcFailure::Failed),
+                    ),
+                    Err(msg) => encode(&Err::<(), _>(RpcFailure::Failed(msg))),
+                }
+            }
             Err(msg) => bad(msg),
         },
         PATH_NODE_VIEW => match decode::<NodeViewRequest>(&body) {
             Ok(r) => {
+                if let Some(Err(msg)) = hooks
+                    .as_ref()
+                    .map(|h| h.authorize(&r.token, ClientAccess::ReadNode(&r.node)))
+                {
+                    return encode(&Err::<crate::node_view::NodeView, _>(RpcFailure::Failed(
+                        msg,
+                    )));
+                }
                 let wait = Duration::from_millis(r.wait_ms);
                 let view = engine.node_view(&r.node, r.min_index, wait).await;
                 encode(&view.map_err(|e| RpcFailure::Failed(e.to_string())))
