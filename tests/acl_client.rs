@@ -1,7 +1,8 @@
 //! ACLs on client agents: a client agent checks the endpoints it answers
 //! itself with what a server says the token may do, forwards the rest with
 //! the token, syncs its catalog entries with its agent token (a server
-//! refuses an agent token it does not know), and while no server answers
+//! refuses an agent token it does not know; a new one set with `muster acl
+//! set-agent-token` is used and persisted), and while no server answers
 //! keeps using earlier answers (`down_policy = "extend-cache"`) past a
 //! short `token_ttl`, refusing tokens it never saw.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{request_with_headers, wait_until, Agent, Response};
+use crate::harness::{muster, request_with_headers, wait_until, Agent, Response};
 
 const ROOT: &str = "99999999-8888-7777-6666-555555555555";
 const AGENT_SECRET: &str = "c1-agent-secret";
@@ -26,6 +27,7 @@ fn call(a: &Agent, method: &str, path: &str, token: &str, body: &[u8]) -> Respon
 fn client_config(agent_token: &str) -> String {
     json!({"acl": {"enabled": true, "default_policy": "deny",
         "down_policy": "extend-cache", "token_ttl": "1s",
+        "enable_token_persistence": true,
         "tokens": {"agent": agent_token}},
         "services": [{"name": "cache", "port": 6379}]})
     .to_string()
@@ -120,7 +122,7 @@ fn acl_client_agents_enforce_with_the_servers_rules() {
     // An agent token the servers do not know: its sync is refused (the
     // leader still lists the node itself, a gossip member, as Consul's
     // does; its services stay out).
-    let c2 = Agent::start_with_config(
+    let mut c2 = Agent::start_with_config(
         &["-node", "c2", "-retry-join", &seed],
         true,
         &client_config("bogus-agent-token"),
@@ -138,6 +140,69 @@ fn acl_client_agents_enforce_with_the_servers_rules() {
         .filter_map(|e| e["Node"].as_str())
         .collect();
     assert_eq!(nodes, ["c1"], "c1's cache synced, c2's refused");
+
+    // A new agent token through the CLI (acl:write, here the servers'
+    // management token): c2's sync goes through, and the token, persisted
+    // (enable_token_persistence), is the one it syncs with after kill -9.
+    put(
+        "/v1/acl/token",
+        json!({"SecretID": "c2-agent-secret", "NodeIdentities":
+               [{"NodeName": "c2", "Datacenter": "dc1"}],
+               "ServiceIdentities": [{"ServiceName": "cache"}]}),
+    );
+    let out = muster()
+        .args(["acl", "set-agent-token", "agent", "c2-agent-secret"])
+        .args(["-http-addr", &c2.addr.to_string(), "-token", ROOT])
+        .output()
+        .expect("muster acl set-agent-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ACL token \"agent\" set successfully"
+    );
+    let cache_nodes = || -> Vec<String> {
+        call(&s1, "GET", "/v1/catalog/service/cache", ROOT, b"")
+            .json()
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["Node"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(
+        "c2's cache synced with the new token",
+        Duration::from_secs(60),
+        || cache_nodes().contains(&"c2".to_string()),
+    );
+    let persisted = c2.data_dir().join("acl-tokens.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&persisted)
+            .expect("acl-tokens.json")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    c2.kill();
+    let r = call(
+        &s1,
+        "PUT",
+        "/v1/catalog/deregister",
+        ROOT,
+        br#"{"Node": "c2", "ServiceID": "cache"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!cache_nodes().contains(&"c2".to_string()));
+    c2.restart();
+    wait_until(
+        "c2 syncs again with the persisted token",
+        Duration::from_secs(30),
+        || cache_nodes().contains(&"c2".to_string()),
+    );
 
     // No server: earlier answers stand (extend-cache) past token_ttl; a
     // token never seen is refused.

@@ -85,8 +85,8 @@ where
         .cfg
         .acl
         .as_ref()
-        .and_then(|a| a.cfg.default_token.as_deref());
-    if let Some(token) = default {
+        .and_then(|a| a.tokens.default_token());
+    if let Some(token) = default.as_deref() {
         if crate::query::resolve_token(&ctx.query, req.headers()).is_none() {
             if let Ok(v) = HeaderValue::from_str(token) {
                 req.headers_mut().insert("X-Consul-Token", v);

@@ -34,6 +34,23 @@ pub enum AclCommand {
     /// Create, list, read or delete roles.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Set one of the agent's own tokens: default, agent, agent_recovery,
+    /// dns or replication (kept across restarts with
+    /// acl.enable_token_persistence).
+    SetAgentToken(SetAgentToken),
+}
+
+/// `acl set-agent-token TYPE TOKEN`.
+#[derive(Debug, clap::Args)]
+pub struct SetAgentToken {
+    /// Agent address and token.
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Which token: default, agent, agent_recovery, dns or replication.
+    pub kind: String,
+    /// The token's SecretID.
+    #[arg(value_name = "TOKEN")]
+    pub secret: String,
 }
 
 /// Flags every `acl` command takes.
@@ -202,6 +219,16 @@ pub fn run(args: AclArgs) -> anyhow::Result<ExitCode> {
             AclCommand::Token(cmd) => token(cmd).await?,
             AclCommand::Policy(cmd) => policy(cmd).await?,
             AclCommand::Role(cmd) => role(cmd).await?,
+            AclCommand::SetAgentToken(a) => {
+                let client = Client::new(&a.http)?;
+                let body = Bytes::from(json!({"Token": a.secret}).to_string());
+                let path = format!("/v1/agent/token/{}", a.kind);
+                let reply = client.request(Method::PUT, &path, body).await?;
+                if reply.status != StatusCode::OK {
+                    bail!("Failed setting token: {}", reply.unexpected());
+                }
+                println!("ACL token {:?} set successfully", a.kind);
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -104,6 +104,8 @@ pub fn settings(acl: &Map<String, Value>) -> Option<AclConfig> {
     }
     .unwrap_or(std::time::Duration::from_secs(30));
     Some(AclConfig {
+        enable_token_persistence: acl.get("enable_token_persistence").and_then(Value::as_bool)
+            == Some(true),
         down_policy,
         token_ttl,
         default_allow: acl.get("default_policy").and_then(Value::as_str) != Some("deny"),

@@ -74,8 +74,10 @@ impl muster_dns::DnsRules for TokenRules {
 
 impl muster_dns::DnsAcl for DnsAcl {
     fn rules(&self) -> Arc<dyn muster_dns::DnsRules> {
-        let token = self.acl.cfg.dns_token.as_deref();
-        Arc::new(TokenRules(self.acl.resolve(&self.engine, token).ok()))
+        let token = self.acl.tokens.dns_token();
+        Arc::new(TokenRules(
+            self.acl.resolve(&self.engine, token.as_deref()).ok(),
+        ))
     }
 }
 

@@ -180,13 +180,7 @@ pub(crate) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
         serf_lan_port = cfg.serf_lan_port,
         "starting client agent"
     );
-    let remote = Arc::new(Remote::new());
-    // ACLs: the agent's own writes and reads carry its agent token (else
-    // its default one); the servers check them.
-    if let Some(acl) = crate::config::acl::settings(&cfg.loaded.settings.acl) {
-        remote.set_token(acl.agent_token.or(acl.default_token).unwrap_or_default());
-    }
-    let backing = Role::Client(remote);
+    let backing = Role::Client(Arc::new(Remote::new()));
     let member = tokio::select! {
         started = Member::start(cfg, &node_id, data_dir, &backing) => started?,
         _ = signalled(&mut sigint, &mut sigterm) => return Ok(()),
@@ -272,7 +266,16 @@ impl Member {
             shutdown: leave_requested.clone(),
         });
         let server = matches!(backing, Role::Server(_));
-        let api_cfg = api_config(cfg, &agent, cluster_api, node_id, server);
+        let acl = acl_system(cfg, data_dir)?;
+        if let (Some(acl), Role::Client(remote)) = (&acl, backing) {
+            // The agent's own writes and reads carry its agent token (else
+            // its default one), also after `/v1/agent/token/agent`.
+            remote.set_token(acl.tokens.agent_token());
+            let remote = remote.clone();
+            acl.tokens
+                .on_agent_token(move |t| remote.set_token(t.to_string()));
+        }
+        let api_cfg = api_config(cfg, &agent, cluster_api, node_id, server, acl);
         Ok(Member {
             cluster,
             datacenters,
@@ -376,12 +379,30 @@ fn agent_config(cfg: &Config, node_id: &str, data_dir: &Path) -> AgentConfig {
 }
 
 /// The HTTP API's settings.
+/// The ACL system with the `acl` settings (`None` with ACLs off); with
+/// `enable_token_persistence`, tokens set through the API come back from
+/// the data directory.
+fn acl_system(cfg: &Config, data_dir: &Path) -> anyhow::Result<Option<Arc<muster_api::acl::Acl>>> {
+    let Some(settings) = crate::config::acl::settings(&cfg.loaded.settings.acl) else {
+        return Ok(None);
+    };
+    let dc = cfg.datacenter.clone();
+    let acl = if settings.enable_token_persistence {
+        muster_api::acl::Acl::persisted(settings, dc, data_dir)
+            .map_err(|e| anyhow::anyhow!("Error: persisted ACL tokens: {e}"))?
+    } else {
+        muster_api::acl::Acl::new(settings, dc)
+    };
+    Ok(Some(Arc::new(acl)))
+}
+
 fn api_config(
     cfg: &Config,
     agent: &Agent,
     cluster_api: Arc<dyn muster_api::ClusterBackend>,
     node_id: &str,
     server: bool,
+    acl: Option<Arc<muster_api::acl::Acl>>,
 ) -> ApiConfig {
     ApiConfig {
         datacenter: cfg.datacenter.clone(),
@@ -398,8 +419,7 @@ fn api_config(
         reload: Some(reload_hook(agent.clone(), cfg)),
         cluster: Some(cluster_api),
         ui: ui_settings(cfg),
-        acl: crate::config::acl::settings(&cfg.loaded.settings.acl)
-            .map(|acl| Arc::new(muster_api::acl::Acl::new(acl, cfg.datacenter.clone()))),
+        acl,
         http_max_conns_per_client: cfg
             .loaded
             .settings

@@ -7,6 +7,7 @@
 //! What each endpoint needs is one table in `guard`; listings filter their
 //! rows with the `may_*` checks here.
 
+pub mod agent_tokens;
 mod authz;
 mod endpoints;
 mod guard;

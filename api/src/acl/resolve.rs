@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use muster_engine::{Engine, StoredObject};
 
+use super::agent_tokens::{AgentTokens, TokenSet};
 use super::authz::Authorizer;
 use super::model::{
     node_identity_rules, service_identity_rules, Link, Policy, Role, Stored, Token,
@@ -36,6 +37,21 @@ pub struct AclConfig {
     pub down_policy: DownPolicy,
     /// How long a client agent trusts a resolved token (`token_ttl`).
     pub token_ttl: std::time::Duration,
+    /// Keep tokens set through `/v1/agent/token/<kind>` across restarts.
+    pub enable_token_persistence: bool,
+}
+
+impl AclConfig {
+    /// The configured agent tokens.
+    fn tokens(&self) -> TokenSet {
+        let s = |t: &Option<String>| t.clone().unwrap_or_default();
+        TokenSet {
+            default: s(&self.default_token),
+            agent: s(&self.agent_token),
+            dns: s(&self.dns_token),
+            ..TokenSet::default()
+        }
+    }
 }
 
 /// `acl.down_policy`: a client agent's answer while no server can resolve
@@ -68,6 +84,8 @@ pub struct Resolved {
 pub struct Acl {
     /// The settings.
     pub cfg: AclConfig,
+    /// The agent's own tokens (config, API, persisted).
+    pub tokens: AgentTokens,
     datacenter: String,
     cache: Mutex<(u64, HashMap<String, Arc<Resolved>>)>,
     /// A client agent's tokens as servers resolved them, with when.
@@ -77,7 +95,23 @@ pub struct Acl {
 impl Acl {
     /// ACLs on, with these settings, in `datacenter`.
     pub fn new(cfg: AclConfig, datacenter: impl Into<String>) -> Acl {
+        let tokens = AgentTokens::new(cfg.tokens());
+        Acl::with_tokens(cfg, datacenter, tokens)
+    }
+
+    /// ACLs on, with `enable_token_persistence` in `data_dir`.
+    pub fn persisted(
+        cfg: AclConfig,
+        datacenter: impl Into<String>,
+        data_dir: &std::path::Path,
+    ) -> std::result::Result<Acl, String> {
+        let tokens = AgentTokens::persisted(cfg.tokens(), data_dir)?;
+        Ok(Acl::with_tokens(cfg, datacenter, tokens))
+    }
+
+    fn with_tokens(cfg: AclConfig, datacenter: impl Into<String>, tokens: AgentTokens) -> Acl {
         Acl {
+            tokens,
             cfg,
             datacenter: datacenter.into(),
             cache: Mutex::new((0, HashMap::new())),
@@ -122,7 +156,7 @@ impl Acl {
     pub(super) fn secret_or_default(&self, secret: Option<&str>) -> (String, bool) {
         match secret.filter(|s| !s.is_empty()) {
             Some(s) => (s.to_string(), true),
-            None => (self.cfg.default_token.clone().unwrap_or_default(), false),
+            None => (self.tokens.default_token().unwrap_or_default(), false),
         }
     }
 

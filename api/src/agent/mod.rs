@@ -201,6 +201,33 @@ pub(crate) async fn service_maintenance(ctx: &Ctx<'_>, id: &str) -> Result<Respo
     Ok(ok_empty())
 }
 
+/// `PUT /v1/agent/token/<kind>` with `{"Token": "..."}`: replace one of
+/// the agent's own tokens (`default`, `agent`, `agent_recovery`, `dns`,
+/// `replication`, or Consul's legacy names); needs `acl:write`.
+pub(crate) async fn set_token<B>(
+    ctx: &Ctx<'_>,
+    kind: &str,
+    req: Request<B>,
+) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let Some(acl) = &ctx.st.cfg.acl else {
+        return Err(Error::bad_request("ACL support disabled"));
+    };
+    let body = decode::read_bytes(req).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::bad_request(format!("Request decode failed: {e}")))?;
+    let token = v
+        .as_object()
+        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("token")))
+        .and_then(|(_, t)| t.as_str())
+        .ok_or_else(|| Error::bad_request("Request decode failed: missing \"Token\""))?;
+    acl.tokens.set(kind, token)?;
+    Ok(ok_empty())
+}
+
 /// ACLs: `want` on the service of local instance `id` (an unknown ID is
 /// left to the handler's 404).
 fn require_service(ctx: &Ctx<'_>, id: &str, want: Access) -> Result<()> {
@@ -555,6 +582,11 @@ pub(crate) const ROUTES: &[Route] = &[
         "/v1/agent/maintenance",
         PUT,
         on_agent!(|ctx, _| maintenance(ctx).await),
+    ),
+    under(
+        "/v1/agent/token/",
+        PUT,
+        on_agent!(|ctx, c| set_token(ctx, &c.rest, c.req).await),
     ),
     exact("/v1/agent/services", GET, on_agent!(|ctx, _| services(ctx))),
     under(
