@@ -135,6 +135,23 @@ fn acl_rules_on_catalog_agent_operator_and_query_endpoints() {
         "'service:write' on \"db\"",
     );
 
+    // Transactions: catalog operations by their node and service.
+    let txn = |ops: Value| call(&a, "PUT", "/v1/txn", &web, ops.to_string().as_bytes());
+    ok(&txn(json!([{"Service": {"Verb": "set", "Node": "app1",
+        "Service": {"ID": "web-tx", "Service": "web", "Port": 81}}}])));
+    denied(
+        &txn(json!([{"Node": {"Verb": "set",
+            "Node": {"Node": "app1", "Address": "127.0.0.99"}}}])),
+        "'node:write' on \"app1\" (transaction operation 0)",
+    );
+    denied(
+        &txn(json!([{"Service": {"Verb": "delete", "Node": "app1",
+            "Service": {"ID": "db"}}}])),
+        "'service:write' on \"db\"",
+    );
+    ok(&txn(json!([{"Service": {"Verb": "delete", "Node": "app1",
+        "Service": {"ID": "web-tx"}}}])));
+
     // Reads by node and by state are filtered by node and service.
     let reader = token_with(
         &a,

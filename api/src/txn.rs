@@ -471,7 +471,7 @@ where
     };
     if let Some(acl) = ctx.acl.as_deref() {
         for (i, op) in ops.iter().enumerate() {
-            crate::acl::check_txn_op(acl, i, op)?;
+            crate::acl::check_txn_op(acl, ctx.engine, i, op)?;
         }
     }
     let engine = &ctx.engine;

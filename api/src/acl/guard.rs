@@ -256,13 +256,35 @@ pub(crate) fn check_command(r: &Resolved, engine: &Engine, cmd: &Command) -> Res
 }
 
 /// May `r` run transaction operation `i`? KV operations are checked by
-/// key (tree verbs on everything under the prefix); catalog and session
-/// operations need a management token.
-pub(crate) fn check_txn_op(r: &Resolved, i: usize, op: &muster_engine::txn::TxnOp) -> Result<()> {
-    use muster_engine::txn::{KvVerb, TxnOp};
+/// key (tree verbs on everything under the prefix); node operations by
+/// the node, service operations by the service, check operations as a
+/// check write or read, a session delete by the session's node.
+pub(crate) fn check_txn_op(
+    r: &Resolved,
+    engine: &Engine,
+    i: usize,
+    op: &muster_engine::txn::TxnOp,
+) -> Result<()> {
+    use muster_engine::txn::{CatalogVerb, KvVerb, TxnOp};
     if r.authz.is_management() {
         return Ok(());
     }
+    let want = |verb: &CatalogVerb| {
+        if *verb == CatalogVerb::Get {
+            Access::Read
+        } else {
+            Access::Write
+        }
+    };
+    // The name of instance `id` on `node` (an unknown one: the ID).
+    let service_name = |node: &str, id: &str| -> Result<String> {
+        let entry = engine
+            .catalog_node(node, &mut muster_engine::WatchSet::new())?
+            .value;
+        Ok(entry
+            .and_then(|e| e.services.into_iter().find(|s| s.id == id))
+            .map_or_else(|| id.to_string(), |s| s.service))
+    };
     let checked = match op {
         TxnOp::Kv { verb, key, .. } => match verb {
             KvVerb::Get
@@ -278,7 +300,44 @@ pub(crate) fn check_txn_op(r: &Resolved, i: usize, op: &muster_engine::txn::TxnO
             KvVerb::DeleteTree => Err(deny_on(r, "key:write", key)),
             _ => require(r, Resource::Key, key, Access::Write),
         },
-        _ => Err(deny(r, "management")),
+        TxnOp::Node { verb, node } => require(r, Resource::Node, &node.node, want(verb)),
+        TxnOp::Service {
+            verb,
+            node,
+            service,
+        } => {
+            let name = if service.service.is_empty() {
+                service_name(node, &service.id)?
+            } else {
+                service.service.clone()
+            };
+            require(r, Resource::Service, &name, want(verb))
+        }
+        TxnOp::Check { verb, check } => {
+            let service = if check.service_id.is_empty() {
+                String::new()
+            } else if check.service_name.is_empty() {
+                service_name(&check.node, &check.service_id)?
+            } else {
+                check.service_name.clone()
+            };
+            match want(verb) {
+                Access::Write => require_check_write(Some(r), &service, &check.node),
+                _ if service.is_empty() => require(r, Resource::Node, &check.node, Access::Read),
+                _ => require(r, Resource::Service, &service, Access::Read),
+            }
+        }
+        TxnOp::SessionDelete { id } => {
+            let node = engine
+                .session_get(id, &mut muster_engine::WatchSet::new())?
+                .value
+                .map(|s| s.node);
+            match node {
+                Some(node) => require(r, Resource::Session, &node, Access::Write),
+                // Unknown: a no-op, as for a management token.
+                None => Ok(()),
+            }
+        }
     };
     checked.map_err(|e| match e {
         Error::Forbidden(msg) => Error::Forbidden(format!("{msg} (transaction operation {i})")),
