@@ -80,6 +80,8 @@
 //! - `readme.rs`: the README's walk-through, run as written.
 //! - `ui.rs`: the web UI: how it is served, and every page in a headless
 //!   Chromium (`browser.rs`: the WebDriver harness).
+//! - `ui_acl.rs`: the web UI under default-deny ACLs, before and after a
+//!   token is set on its Settings page.
 //! - `netns.rs`, `process.rs`: network namespaces, and agents run without
 //!   the harness (ones that must exit, or are signalled before ready).
 //! - `watch.rs`: `muster watch` (a handler run once per change, in order,
@@ -135,4 +137,5 @@ mod snapshot;
 mod tls;
 mod txn;
 mod ui;
+mod ui_acl;
 mod watch;
