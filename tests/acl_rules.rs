@@ -3,7 +3,8 @@
 //! the agent's own services and checks, node and health reads filtered by
 //! node and service, operator and keyring, prepared queries, and a
 //! blocking health read that a change to an instance the token may not see
-//! does not wake.
+//! does not wake; and a token travelling with `?dc=` to the datacenter
+//! that knows it.
 
 use std::time::{Duration, Instant};
 
@@ -390,4 +391,54 @@ fn acl_rules_on_catalog_agent_operator_and_query_endpoints() {
 
     // Still management only: snapshots.
     denied(&call(&a, "GET", "/v1/snapshot", &op, b""), "'management'");
+}
+
+/// `?dc=` forwarding: the token travels with the request and the other
+/// datacenter's servers decide with their own tokens and rules.
+#[test]
+fn acl_token_travels_with_a_request_for_another_datacenter() {
+    let config = json!({"acl": {"enabled": true, "default_policy": "deny",
+        "tokens": {"initial_management": ROOT}}})
+    .to_string();
+    let a = Agent::start_with_config(
+        &["-server", "-bootstrap", "-node", "fa", "-datacenter", "dc1"],
+        true,
+        &config,
+    );
+    let seed = format!("127.0.0.1:{}", a.flag("-serf-wan-port").expect("port"));
+    let b = Agent::start_with_config(
+        &[
+            "-server",
+            "-bootstrap",
+            "-node",
+            "fb",
+            "-datacenter",
+            "dc2",
+            "-retry-join-wan",
+            &seed,
+        ],
+        true,
+        &config,
+    );
+    crate::harness::wait_until("both datacenters known", Duration::from_secs(20), || {
+        a.get("/v1/catalog/datacenters").json() == json!(["dc1", "dc2"])
+    });
+    for key in ["app/x", "other/x"] {
+        ok(&call(&b, "PUT", &format!("/v1/kv/{key}"), ROOT, b"dc2"));
+    }
+    // A token only dc2 knows.
+    let in_dc2 = token_with(&b, "app-read", r#"key_prefix "app/" { policy = "read" }"#);
+    let through_dc1 =
+        |key: &str, token: &str| call(&a, "GET", &format!("/v1/kv/{key}?dc=dc2"), token, b"");
+    let r = through_dc1("app/x", &in_dc2);
+    ok(&r);
+    assert_eq!(r.kv_pairs()[0].value, b"dc2");
+    denied(
+        &through_dc1("other/x", &in_dc2),
+        "'key:read' on \"other/x\"",
+    );
+    denied(&through_dc1("app/x", ""), "'key:read' on \"app/x\"");
+    // dc1 itself does not know the token.
+    let r = call(&a, "GET", "/v1/kv/app/x", &in_dc2, b"");
+    assert_eq!((r.status, r.text()), (403, "ACL not found".to_string()));
 }

@@ -67,8 +67,8 @@
 //!   blocking) under default deny.
 //! - `acl_rules.rs`: the rules endpoint by endpoint: catalog writes, node
 //!   and health reads filtered, the agent's services and checks, operator
-//!   and keyring, prepared queries, a blocking read not woken by hidden
-//!   changes.
+//!   and keyring, prepared queries, transactions, a blocking read not
+//!   woken by hidden changes, a token travelling with `?dc=`.
 //! - `day_one.rs`: a Consul user's first day: wire details (header case,
 //!   compact JSON, `/v1/agent/self`), listener addresses, flag errors, and
 //!   config mistakes refused with the fix.
