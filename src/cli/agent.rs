@@ -87,6 +87,11 @@ pub struct AgentArgs {
     /// HTTP API port (default: 8500; 0 = any free port).
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
+    /// HTTPS API port (`ports.https`; off unless set; 0 = any free port).
+    /// Needs a certificate: tls.https (or tls.defaults) cert_file and
+    /// key_file.
+    #[arg(long, value_name = "PORT")]
+    pub https_port: Option<u16>,
     /// DNS port (default: 8600; 0 = any free port).
     #[arg(long, value_name = "PORT")]
     pub dns_port: Option<u16>,
@@ -234,7 +239,11 @@ impl Config {
     /// it.
     fn from_args(mut args: AgentArgs) -> anyhow::Result<Config> {
         let config_sources = config_sources(&args.config_file, &args.config_dir);
-        let loaded = config::load(&config_sources).map_err(|e| anyhow::anyhow!("Error: {e}"))?;
+        let mut loaded =
+            config::load(&config_sources).map_err(|e| anyhow::anyhow!("Error: {e}"))?;
+        if let Some(port) = args.https_port {
+            loaded.settings.ports.https = Some(i32::from(port));
+        }
         let st = &loaded.settings;
         // Flags win over files; files win over defaults.
         args.server |= st.server.unwrap_or(false);

@@ -418,11 +418,12 @@ fn reload_picks_up_a_new_certificate() {
         std::fs::copy(pki.path("dc1-server-consul-0-key.pem"), &key).expect("copy key");
     };
     install(&first);
+    // The port from the flag (`-https-port`, as Consul's), the
+    // certificate from the file.
     let config = serde_json::json!({
-        "ports": {"https": 0},
         "tls": {"https": {"cert_file": cert, "key_file": key}},
     });
-    let agent = Agent::start_with_config(&["-dev"], false, &config.to_string());
+    let agent = Agent::start_with_config(&["-dev", "-https-port", "0"], false, &config.to_string());
     let addr = https_addr(&agent);
     let ok = |pki: &Pki| https_get(addr, "/v1/status/leader", &pki.ca(), None).is_ok();
     assert!(ok(&first));
