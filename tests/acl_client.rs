@@ -39,27 +39,23 @@ fn acl_client_agents_enforce_with_the_servers_rules() {
         "tokens": {"initial_management": ROOT}}})
     .to_string();
     let mut s1 = Agent::start_with_config(&["-server", "-bootstrap", "-node", "s1"], true, &config);
-    let put = |path: &str, body: Value| {
-        let r = call(&s1, "PUT", path, ROOT, body.to_string().as_bytes());
-        assert_eq!(r.status, 200, "{path}: {}", r.text());
-        r.json()
-    };
-    put(
-        "/v1/acl/policy",
-        json!({"Name": "c1-agent",
+    s1.put_as(ROOT, "/v1/acl/policy", &json!({"Name": "c1-agent",
                "Rules": "node \"c1\" { policy = \"write\" }\nservice_prefix \"\" { policy = \"write\" }"}),
     );
-    put(
+    s1.put_as(
+        ROOT,
         "/v1/acl/token",
-        json!({"SecretID": AGENT_SECRET, "Policies": [{"Name": "c1-agent"}]}),
+        &json!({"SecretID": AGENT_SECRET, "Policies": [{"Name": "c1-agent"}]}),
     );
-    put(
-        "/v1/acl/policy",
-        json!({"Name": "web",
+    s1.put_as(ROOT, "/v1/acl/policy", &json!({"Name": "web",
                "Rules": "service \"web\" { policy = \"write\" }\nkey_prefix \"app/\" { policy = \"read\" }\n\
                          node_prefix \"\" { policy = \"read\" }"}),
     );
-    let web = put("/v1/acl/token", json!({"Policies": [{"Name": "web"}]}))["SecretID"]
+    let web = s1.put_as(
+        ROOT,
+        "/v1/acl/token",
+        &json!({"Policies": [{"Name": "web"}]}),
+    )["SecretID"]
         .as_str()
         .expect("SecretID")
         .to_string();
@@ -144,9 +140,10 @@ fn acl_client_agents_enforce_with_the_servers_rules() {
     // A new agent token through the CLI (acl:write, here the servers'
     // management token): c2's sync goes through, and the token, persisted
     // (enable_token_persistence), is the one it syncs with after kill -9.
-    put(
+    s1.put_as(
+        ROOT,
         "/v1/acl/token",
-        json!({"SecretID": "c2-agent-secret", "NodeIdentities":
+        &json!({"SecretID": "c2-agent-secret", "NodeIdentities":
                [{"NodeName": "c2", "Datacenter": "dc1"}],
                "ServiceIdentities": [{"ServiceName": "cache"}]}),
     );

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::harness::{request_with_headers, Agent};
+use crate::harness::Agent;
 
 const ROOT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 
@@ -84,23 +84,16 @@ fn python_consul_works_with_tokens() {
         "tokens": {"initial_management": ROOT}}})
     .to_string();
     let a = Agent::start_with_config(&["-server", "-bootstrap"], true, &config);
-    let call = |path: &str, body: serde_json::Value| {
-        let r = request_with_headers(
-            a.addr,
-            "PUT",
-            path,
-            &[("X-Consul-Token", ROOT)],
-            body.to_string().as_bytes(),
-        )
-        .expect("request");
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
-    };
-    call(
+    a.put_as(
+        ROOT,
         "/v1/acl/policy",
-        json!({"Name": "app-read", "Rules": "key_prefix \"app/\" { policy = \"read\" }"}),
+        &json!({"Name": "app-read", "Rules": "key_prefix \"app/\" { policy = \"read\" }"}),
     );
-    let token = call("/v1/acl/token", json!({"Policies": [{"Name": "app-read"}]}));
+    let token = a.put_as(
+        ROOT,
+        "/v1/acl/token",
+        &json!({"Policies": [{"Name": "app-read"}]}),
+    );
     let limited = token["SecretID"].as_str().expect("SecretID");
     let out = Command::new(python)
         .args([

@@ -353,6 +353,21 @@ impl Agent {
         self.request("GET", path, b"")
     }
 
+    /// `PUT path` with `body` as JSON and `token` as `X-Consul-Token`;
+    /// panics unless 200; the reply's JSON.
+    pub fn put_as(&self, token: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let r = request_with_headers(
+            self.addr,
+            "PUT",
+            path,
+            &[("X-Consul-Token", token)],
+            body.to_string().as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("PUT {path} on {}: {e}", self.addr));
+        assert_eq!(r.status, 200, "PUT {path}: {}", r.text());
+        r.json()
+    }
+
     /// `PUT path` with `body`.
     pub fn put(&self, path: &str, body: &[u8]) -> Response {
         self.request("PUT", path, body)

@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use crate::browser::Browser;
-use crate::harness::{request_with_headers, Agent};
+use crate::harness::Agent;
 
 const ROOT: &str = "12121212-3434-5656-7878-909090909090";
 
@@ -22,32 +22,23 @@ fn ui_with_acls_shows_what_the_settings_token_may_read() {
         true,
         &config,
     );
-    let put = |path: &str, body: serde_json::Value| {
-        let r = request_with_headers(
-            a.addr,
-            "PUT",
-            path,
-            &[("X-Consul-Token", ROOT)],
-            body.to_string().as_bytes(),
-        )
-        .expect("request");
-        assert_eq!(r.status, 200, "{path}: {}", r.text());
-        r.json()
-    };
     for service in ["web", "secret"] {
-        put(
+        a.put_as(
+            ROOT,
             "/v1/catalog/register",
-            json!({"Node": "app1", "Address": "127.0.0.81", "Service": {"Service": service}}),
+            &json!({"Node": "app1", "Address": "127.0.0.81", "Service": {"Service": service}}),
         );
     }
-    put(
+    a.put_as(
+        ROOT,
         "/v1/acl/policy",
-        json!({"Name": "web-reader", "Rules":
+        &json!({"Name": "web-reader", "Rules":
             "service \"web\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }"}),
     );
-    let token = put(
+    let token = a.put_as(
+        ROOT,
         "/v1/acl/token",
-        json!({"Policies": [{"Name": "web-reader"}]}),
+        &json!({"Policies": [{"Name": "web-reader"}]}),
     )["SecretID"]
         .as_str()
         .expect("SecretID")

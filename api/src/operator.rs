@@ -22,11 +22,6 @@ use crate::routes::{exact, on_agent, on_cluster, Route, DELETE, GET};
 /// Largest `?relay-factor` Consul accepts.
 const MAX_RELAY_FACTOR: u8 = 5;
 
-/// A write's reply: 200, empty body.
-fn ok_empty() -> Response<Body> {
-    Response::new(Body::full(Bytes::new()))
-}
-
 /// `GET /v1/operator/raft/configuration` (`?dc`; `?stale` accepted):
 /// `{"Servers":[...],"Index":N}`.
 pub(crate) async fn raft_configuration(ctx: &EngineCtx<'_>) -> Result<Response<Body>> {
@@ -63,7 +58,7 @@ pub(crate) async fn remove_raft_peer(ctx: &EngineCtx<'_>) -> Result<Response<Bod
         .remove_raft_peer(peer)
         .await
         .map_err(Error::Internal)?;
-    Ok(ok_empty())
+    Ok(crate::response::ok_empty())
 }
 
 const KEYRING_BODY: Schema = Schema {
@@ -155,7 +150,7 @@ where
     let list = matches!(op, KeyringOp::List);
     let replies = backend.keyring(op).await.map_err(Error::Internal)?;
     if !list {
-        return Ok(ok_empty());
+        return Ok(crate::response::ok_empty());
     }
     let dc = ctx.st.cfg.datacenter.as_str();
     let json: Vec<KeyringJson<'_>> = replies

@@ -148,6 +148,11 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     with_body(status, TEXT, body)
 }
 
+/// A write's reply: 200, empty body.
+pub fn ok_empty() -> Response<Body> {
+    Response::new(Body::full(Bytes::new()))
+}
+
 /// A 404 with an empty body (KV misses).
 pub fn not_found_empty() -> Response<Body> {
     text(StatusCode::NOT_FOUND, Bytes::new())

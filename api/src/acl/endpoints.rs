@@ -2,8 +2,12 @@
 //! clone, delete, list), policies (create, read by ID or name, update,
 //! delete, list) and roles (the same), all through the log. Reads need
 //! `acl:read`, writes `acl:write`; secrets are shown only to `acl:write`.
+//! And `/v1/agent/token/<kind>`, the agent's own tokens (`acl:write`).
 
-use hyper::{Method, Response};
+use std::fmt::Display;
+
+use bytes::Bytes;
+use hyper::{Method, Request, Response};
 use muster_engine::{Command, WatchSet};
 use serde::de::DeserializeOwned;
 
@@ -15,8 +19,8 @@ use super::rules::{parse, Access, Global};
 use super::{deny, Resolved};
 use crate::error::{Error, Result};
 use crate::response::Body;
-use crate::router::EngineCtx;
-use crate::routes::{exact, on_cluster, under, Call, Route};
+use crate::router::{Ctx, EngineCtx};
+use crate::routes::{exact, on_agent, on_cluster, under, Call, Route};
 
 fn acl_of<'a>(ctx: &'a EngineCtx<'_>) -> Result<&'a Resolved> {
     match (&ctx.st.cfg.acl, &ctx.acl) {
@@ -375,8 +379,36 @@ async fn role_route(ctx: &EngineCtx<'_>, call: Call) -> Result<Response<Body>> {
 
 const ONE: &str = "OPTIONS,GET,PUT,DELETE";
 
+/// `PUT /v1/agent/token/<kind>` with `{"Token": "..."}`: replace one of
+/// the agent's own tokens (`default`, `agent`, `agent_recovery`, `dns`,
+/// `replication`, or Consul's legacy names); needs `acl:write`.
+async fn set_agent_token<B>(ctx: &Ctx<'_>, kind: &str, req: Request<B>) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let Some(acl) = &ctx.st.cfg.acl else {
+        return Err(Error::bad_request("ACL support disabled"));
+    };
+    let body = crate::decode::read_bytes(req).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::bad_request(format!("Request decode failed: {e}")))?;
+    let token = v
+        .as_object()
+        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("token")))
+        .and_then(|(_, t)| t.as_str())
+        .ok_or_else(|| Error::bad_request("Request decode failed: missing \"Token\""))?;
+    acl.tokens.set(kind, token)?;
+    Ok(crate::response::ok_empty())
+}
+
 /// `/v1/acl/*`.
 pub(crate) const ROUTES: &[Route] = &[
+    under(
+        "/v1/agent/token/",
+        "OPTIONS,PUT",
+        on_agent!(|ctx, c| set_agent_token(ctx, &c.rest, c.req).await),
+    ),
     exact(
         super::remote::AUTHORIZER_PATH,
         "OPTIONS,GET",

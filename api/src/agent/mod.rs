@@ -72,11 +72,6 @@ pub fn agent_error(e: AgentError) -> Error {
     }
 }
 
-/// A write's reply: 200, empty body.
-fn ok_empty() -> Response<Body> {
-    Response::new(Body::full(Bytes::new()))
-}
-
 /// `?wan=<non-empty>` (members, join), as Consul reads it.
 fn wan_param(ctx: &Ctx<'_>) -> bool {
     ctx.query.get("wan").is_some_and(|w| !w.is_empty())
@@ -127,14 +122,14 @@ pub(crate) async fn join(ctx: &Ctx<'_>, addr: &str) -> Result<Response<Body>> {
         .join(vec![addr.to_string()], wan_param(ctx))
         .await
         .map_err(Error::Internal)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/leave`: leave gracefully; the agent then shuts down.
 pub(crate) async fn leave(ctx: &Ctx<'_>) -> Result<Response<Body>> {
     let backend = cluster::require(&ctx.st.cfg)?;
     backend.leave().await.map_err(Error::Internal)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/force-leave/:node` (`?prune`, `?wan`, both by presence
@@ -149,7 +144,7 @@ pub(crate) async fn force_leave(ctx: &Ctx<'_>, node: &str) -> Result<Response<Bo
         .force_leave(node.to_string(), prune, wan)
         .await
         .map_err(Error::Internal)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/reload`: run the binary's reload hook and wait for it.
@@ -161,7 +156,7 @@ pub(crate) async fn reload(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         .as_ref()
         .ok_or_else(|| Error::Internal("Reload is not available on this agent".into()))?;
     hook.run().await.map_err(Error::Internal)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `?enable=` of the maintenance endpoints: required, a Go bool.
@@ -182,7 +177,7 @@ pub(crate) async fn maintenance(ctx: &Ctx<'_>) -> Result<Response<Body>> {
         .set_node_maintenance(enable, reason)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
@@ -198,34 +193,7 @@ pub(crate) async fn service_maintenance(ctx: &Ctx<'_>, id: &str) -> Result<Respo
         .set_service_maintenance(id, enable, reason)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
-}
-
-/// `PUT /v1/agent/token/<kind>` with `{"Token": "..."}`: replace one of
-/// the agent's own tokens (`default`, `agent`, `agent_recovery`, `dns`,
-/// `replication`, or Consul's legacy names); needs `acl:write`.
-pub(crate) async fn set_token<B>(
-    ctx: &Ctx<'_>,
-    kind: &str,
-    req: Request<B>,
-) -> Result<Response<Body>>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Display,
-{
-    let Some(acl) = &ctx.st.cfg.acl else {
-        return Err(Error::bad_request("ACL support disabled"));
-    };
-    let body = decode::read_bytes(req).await?;
-    let v: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| Error::bad_request(format!("Request decode failed: {e}")))?;
-    let token = v
-        .as_object()
-        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("token")))
-        .and_then(|(_, t)| t.as_str())
-        .ok_or_else(|| Error::bad_request("Request decode failed: missing \"Token\""))?;
-    acl.tokens.set(kind, token)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// ACLs: `want` on the service of local instance `id` (an unknown ID is
@@ -352,7 +320,7 @@ where
         .register_service(def, replace)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/service/deregister/:id` (the ID may contain `/`).
@@ -366,7 +334,7 @@ pub(crate) async fn deregister_service(ctx: &Ctx<'_>, id: &str) -> Result<Respon
         .deregister_service(id)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/check/register` (§5.1).
@@ -389,7 +357,7 @@ where
         .register_check(def)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/check/deregister/:id`.
@@ -400,7 +368,7 @@ pub(crate) async fn deregister_check(ctx: &Ctx<'_>, id: &str) -> Result<Response
         .deregister_check(id)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// `PUT /v1/agent/check/pass|warn|fail/:id?note=`: the note is the output.
@@ -412,7 +380,7 @@ pub(crate) async fn ttl(ctx: &Ctx<'_>, id: &str, status: Status) -> Result<Respo
         .update_ttl(id, status, note)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 const CHECK_UPDATE: Schema = Schema {
@@ -450,7 +418,7 @@ where
         .update_ttl(id, status, &body.output)
         .await
         .map_err(agent_error)?;
-    Ok(ok_empty())
+    Ok(response::ok_empty())
 }
 
 /// One local instance's health (§5).
@@ -582,11 +550,6 @@ pub(crate) const ROUTES: &[Route] = &[
         "/v1/agent/maintenance",
         PUT,
         on_agent!(|ctx, _| maintenance(ctx).await),
-    ),
-    under(
-        "/v1/agent/token/",
-        PUT,
-        on_agent!(|ctx, c| set_token(ctx, &c.rest, c.req).await),
     ),
     exact("/v1/agent/services", GET, on_agent!(|ctx, _| services(ctx))),
     under(
