@@ -7,6 +7,25 @@ use std::time::Duration;
 use super::{tls, Pki};
 use crate::harness::{wait_until, Agent};
 
+/// A config with TLS on the RPC port, verified both ways and by server
+/// name, with `pki`'s CA and its certificate `cert` (`<cert>.pem`,
+/// `<cert>-key.pem`).
+fn rpc(pki: &Pki, cert: &str) -> String {
+    serde_json::json!({
+        "tls": {
+            "defaults": {
+                "ca_file": pki.ca(),
+                "cert_file": pki.s(&format!("{cert}.pem")),
+                "key_file": pki.s(&format!("{cert}-key.pem")),
+                "verify_incoming": true,
+                "verify_outgoing": true,
+            },
+            "internal_rpc": {"verify_server_hostname": true},
+        },
+    })
+    .to_string()
+}
+
 /// TLS on the server RPC port with `verify_incoming`, `verify_outgoing`
 /// and `verify_server_hostname`: a server and a client agent with
 /// certificates from the cluster's CA join and forward writes; a server
@@ -19,21 +38,6 @@ fn rpc_tls_keeps_out_servers_the_ca_did_not_sign() {
     tls(pki.dir.path(), &["cert", "create", "-server"]);
     tls(pki.dir.path(), &["cert", "create", "-client"]);
     let other = Pki::new();
-    let rpc = |pki: &Pki, cert: &str| {
-        serde_json::json!({
-            "tls": {
-                "defaults": {
-                    "ca_file": pki.ca(),
-                    "cert_file": pki.s(&format!("{cert}.pem")),
-                    "key_file": pki.s(&format!("{cert}-key.pem")),
-                    "verify_incoming": true,
-                    "verify_outgoing": true,
-                },
-                "internal_rpc": {"verify_server_hostname": true},
-            },
-        })
-        .to_string()
-    };
     let peers = |a: &Agent| a.get("/v1/status/peers").strings();
     let s1 = Agent::start_with_config(
         &["-server", "-bootstrap", "-node", "s1"],
@@ -117,21 +121,7 @@ fn rpc_tls_cluster_replicates_and_fails_over() {
     let pki = Pki::new();
     tls(pki.dir.path(), &["cert", "create", "-server"]);
     tls(pki.dir.path(), &["cert", "create", "-server"]);
-    let config = |n: usize| {
-        serde_json::json!({
-            "tls": {
-                "defaults": {
-                    "ca_file": pki.ca(),
-                    "cert_file": pki.s(&format!("dc1-server-consul-{n}.pem")),
-                    "key_file": pki.s(&format!("dc1-server-consul-{n}-key.pem")),
-                    "verify_incoming": true,
-                    "verify_outgoing": true,
-                },
-                "internal_rpc": {"verify_server_hostname": true},
-            },
-        })
-        .to_string()
-    };
+    let config = |n: usize| rpc(&pki, &format!("dc1-server-consul-{n}"));
     let rpc_addr = |a: &Agent| format!("127.0.0.1:{}", a.flag("-server-port").expect("port"));
     let s1 = Agent::start_with_config(&["-server", "-bootstrap", "-node", "s1"], true, &config(0));
     let seed = format!("127.0.0.1:{}", s1.flag("-serf-lan-port").expect("port"));
