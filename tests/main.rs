@@ -56,6 +56,9 @@
 //! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
 //!   server: refusal while it runs, a flipped byte, a changed view row,
 //!   answers as of an index.
+//! - `metrics.rs`: `/v1/agent/metrics` in Prometheus text (parsed by
+//!   prometheus-parse) and Consul's JSON, moving with traffic; prefix
+//!   filters; 415 without a retention time.
 //! - `acl.rs`: ACLs under default deny: bootstrap once, Consul's denials,
 //!   a key_prefix read token (filtered listings, not woken by hidden
 //!   writes), snapshots for management only, DNS refused, restart, config
@@ -126,6 +129,7 @@ mod kv;
 mod limits;
 mod lock;
 mod log_tools;
+mod metrics;
 mod netns;
 mod partition;
 mod prepared;

@@ -49,6 +49,10 @@ pub enum Error {
     /// 413 with this body (transaction limits).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: a format this agent does not serve (Prometheus text without a
+    /// retention time).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 500: `?dc=` names a datacenter this agent cannot reach.
     #[error("No path to datacenter")]
     NoPathToDatacenter,
@@ -78,6 +82,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooLarge { .. } | Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Io(_) | Error::NoPathToDatacenter | Error::Engine(_) | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

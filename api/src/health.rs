@@ -131,6 +131,7 @@ pub(crate) async fn service(ctx: &EngineCtx<'_>, name: &str) -> Result<Response<
     if name.is_empty() {
         return Err(Error::bad_request(MISSING_SERVICE));
     }
+    metrics::counter!("consul.health.service.query", "service" => name.to_string()).increment(1);
     let passing = passing_param(ctx)?;
     let filter = ctx.filter()?;
     let meta = ctx.node_meta();

@@ -232,7 +232,24 @@ where
 /// Propose `cmd` and answer its JSON boolean (`Rejected` → 500 with the
 /// engine's message).
 pub(crate) async fn propose_bool(ctx: &EngineCtx<'_>, cmd: Command) -> Result<Response<Body>> {
+    // Consul's timings of the write, by kind.
+    let timing = match &cmd {
+        Command::CatalogRegister { .. } => Some("consul.catalog.register"),
+        Command::CatalogDeregister { .. } => Some("consul.catalog.deregister"),
+        Command::KvSet { .. }
+        | Command::KvCas { .. }
+        | Command::KvDelete { .. }
+        | Command::KvDeleteCas { .. }
+        | Command::KvDeleteTree { .. }
+        | Command::KvLock { .. }
+        | Command::KvUnlock { .. } => Some("consul.kvs.apply"),
+        _ => None,
+    };
+    let start = std::time::Instant::now();
     let applied = ctx.engine.propose(cmd).await?;
+    if let Some(name) = timing {
+        metrics::histogram!(name).record(crate::metrics::ms(start.elapsed()));
+    }
     let ok = match applied.response {
         muster_engine::Response::Bool(b) => b,
         muster_engine::Response::None => true,

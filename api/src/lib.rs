@@ -67,6 +67,7 @@ pub mod feed;
 pub mod filter;
 mod health;
 mod kv;
+pub mod metrics;
 mod operator;
 pub mod prepared;
 pub mod query;

@@ -119,6 +119,7 @@ impl EngineCtx<'_> {
             key.push_str(&acl.accessor);
         }
         let slot = self.st.shared.slot(&key);
+        let _open = BlockingGauge::open();
         let deadline = tokio::time::Instant::now() + read.blocking.deadline();
         let mut seen_absent = false;
         // A limited token's blocking read wakes only on what it may see:
@@ -168,6 +169,22 @@ impl EngineCtx<'_> {
             headers,
             response::to_json(value, self.pretty)?.into(),
         ))
+    }
+}
+
+/// `muster.blocking.open`: blocking reads waiting now.
+struct BlockingGauge;
+
+impl BlockingGauge {
+    fn open() -> BlockingGauge {
+        metrics::gauge!("muster.blocking.open").increment(1.0);
+        BlockingGauge
+    }
+}
+
+impl Drop for BlockingGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("muster.blocking.open").decrement(1.0);
     }
 }
 

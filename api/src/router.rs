@@ -181,11 +181,35 @@ const TABLES: &[&[Route]] = &[
     crate::prepared::ROUTES,
     crate::acl::ROUTES,
     crate::event::ROUTES,
+    crate::metrics::ROUTES,
 ];
 
 /// The route for a decoded, canonical path.
 pub(crate) fn route(path: &str) -> Option<Found<'_>> {
     routes::find(TABLES, path)
+}
+
+/// `consul.http.<METHOD>.<path>`: a request's time, recorded when its
+/// dispatch ends however it ends.
+struct HttpTiming {
+    name: String,
+    start: std::time::Instant,
+}
+
+impl HttpTiming {
+    fn start(method: &Method, route: &Route) -> HttpTiming {
+        HttpTiming {
+            name: crate::metrics::http_name(method.as_str(), route.pattern, route.prefix),
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for HttpTiming {
+    fn drop(&mut self) {
+        metrics::histogram!(std::mem::take(&mut self.name))
+            .record(crate::metrics::ms(self.start.elapsed()));
+    }
 }
 
 /// Serve one request; every failure becomes Consul's status and body.
@@ -220,6 +244,7 @@ async fn dispatch(st: &State, req: Request<ReqBody>) -> Result<Response<Body>> {
         return Err(Error::NotFound(String::new()));
     };
     let method = req.method().clone();
+    let _timing = HttpTiming::start(&method, route);
     if !route.allow.is_empty() {
         if method == Method::OPTIONS {
             let mut resp = response::text(StatusCode::OK, Bytes::new());

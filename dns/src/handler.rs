@@ -93,6 +93,19 @@ pub fn handle(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: usize) -
     }
 }
 
+/// Consul's timing of one question answered here (`consul.dns.
+/// domain_query`, `consul.dns.ptr_query`), recorded however it ends.
+struct DnsTiming {
+    name: &'static str,
+    start: std::time::Instant,
+}
+
+impl Drop for DnsTiming {
+    fn drop(&mut self) {
+        metrics::histogram!(self.name).record(self.start.elapsed().as_secs_f64() * 1000.0);
+    }
+}
+
 /// Parse and answer one packet. Records the question's `name` and `qtype`
 /// on the current tracing span (the per-query span of `serve`).
 pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: usize) -> Outcome {
@@ -119,6 +132,14 @@ pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: 
         return Outcome::Reply(error_reply(&req, cfg, ResponseCode::NotImp, true));
     }
     let domain = parsed.domain.clone();
+    let _timing = DnsTiming {
+        name: if matches!(parsed.lookup, Lookup::Ptr(_)) {
+            "consul.dns.ptr_query"
+        } else {
+            "consul.dns.domain_query"
+        },
+        start: std::time::Instant::now(),
+    };
     match parsed.lookup {
         Lookup::Remote(dc) => return Outcome::Remote(Box::new(RemoteQuestion { dc, req, domain })),
         Lookup::Query(name) => {

@@ -39,9 +39,17 @@ pub(crate) async fn leadership_log(
     mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, RaftNode>>,
 ) {
     let mut was = (false, None::<u64>);
+    let mut was_candidate = false;
     loop {
         let now = {
             let m = metrics.borrow_and_update();
+            // Consul's `consul.raft.state.candidate`: elections this
+            // server started.
+            let candidate = m.state == openraft::ServerState::Candidate;
+            if candidate && !was_candidate {
+                metrics::counter!("consul.raft.state.candidate").increment(1);
+            }
+            was_candidate = candidate;
             let leads = m.state == openraft::ServerState::Leader && m.current_leader == Some(m.id);
             let name = m.current_leader.and_then(|id| {
                 m.membership_config
@@ -54,6 +62,7 @@ pub(crate) async fn leadership_log(
         let ((leads, leader), name, term) = now;
         if (leads, leader) != was {
             if leads {
+                metrics::counter!("consul.raft.state.leader").increment(1);
                 tracing::info!(term, "cluster leadership acquired");
             } else {
                 if was.0 {
@@ -89,12 +98,19 @@ impl Engine {
     /// A leader (`leader` is its id) reached this server.
     pub(crate) fn note_leader_contact(&self, leader: Option<u64>) {
         if leader.is_some_and(|l| l != self.inner.cfg.node_id) {
-            *self
+            let now = std::time::Instant::now();
+            let previous = self
                 .inner
                 .leader_contact
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(std::time::Instant::now());
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .replace(now);
+            // Consul's `consul.raft.leader.lastContact`: the time since the
+            // leader was last heard from, each time it is.
+            if let Some(previous) = previous {
+                metrics::histogram!("consul.raft.leader.lastContact")
+                    .record((now - previous).as_secs_f64() * 1000.0);
+            }
         }
     }
 

@@ -127,6 +127,15 @@ impl Table {
                 member.name,
                 member.addr.ip()
             );
+            // Consul's `consul.serf.member.join|update|left|failed|reap`.
+            let counter = match &event {
+                MemberEvent::Join(_) => "consul.serf.member.join",
+                MemberEvent::Update(_) => "consul.serf.member.update",
+                MemberEvent::Leave(_) => "consul.serf.member.left",
+                MemberEvent::Failed(_) => "consul.serf.member.failed",
+                MemberEvent::Reap(_) => "consul.serf.member.reap",
+            };
+            metrics::counter!(counter).increment(1);
             // No subscribers is fine.
             let _ = self.events.send(event);
         }

@@ -148,9 +148,17 @@ fn flusher_loop(rx: mpsc::Receiver<FlushJob>, shared: Arc<FlushShared>) {
                     files.push(file);
                 }
             }
+            // muster's `muster.log.fsync` (milliseconds) and how many appends
+            // one fsync covered (`muster.log.group_size`).
+            #[allow(clippy::cast_precision_loss)] // a handful of jobs
+            metrics::histogram!("muster.log.group_size").record(jobs.len() as f64);
             for file in files {
                 shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = file.sync_data() {
+                let started = std::time::Instant::now();
+                let synced = file.sync_data();
+                metrics::histogram!("muster.log.fsync")
+                    .record(started.elapsed().as_secs_f64() * 1000.0);
+                if let Err(e) = synced {
                     tracing::error!(error = %e, "log fsync failed; poisoning the log store");
                     shared.poisoned.store(true, Ordering::Release);
                     result = Err(e);

@@ -23,6 +23,7 @@ pub mod acl;
 pub mod definitions;
 pub mod error;
 pub mod settings;
+pub mod telemetry;
 pub mod tls;
 pub mod unsupported;
 pub mod value;

@@ -6,7 +6,7 @@
 //!   believing the API or RPC is protected while anyone can read and write
 //!   everything, so the agent fails closed and says so.
 //! - **ignored with a warning**: keys of features not built yet whose
-//!   absence weakens nothing (telemetry, syslog, ...): a config
+//!   absence weakens nothing (syslog, log files, ...): a config
 //!   written for Consul still loads, and the warning names what has no
 //!   effect.
 //!
@@ -41,7 +41,6 @@ const SECURITY_KEYS: &[(&str, &str)] = &[
 
 /// Top-level keys of features not built yet that are safe to ignore.
 const IGNORED_KEYS: &[(&str, &str)] = &[
-    ("telemetry", "metrics are not built yet"),
     ("enable_syslog", "syslog output is not built yet"),
     ("syslog_facility", "syslog output is not built yet"),
     (
@@ -116,9 +115,10 @@ mod tests {
         assert_eq!(classify("disable_remote_exec", &json!(true)), None);
         assert_eq!(classify("ports", &json!({"https": -1, "http": 1})), None);
         assert!(matches!(
-            classify("telemetry", &json!({})),
+            classify("enable_syslog", &json!(true)),
             Some(Verdict::Ignore(_))
         ));
+        assert_eq!(classify("telemetry", &json!({})), None);
         assert_eq!(classify("ui_dir", &json!("/x")), None);
         assert_eq!(classify("datacenter", &json!("dc1")), None);
         assert_eq!(classify("datacentre", &json!("dc1")), None);

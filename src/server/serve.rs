@@ -46,6 +46,7 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
     // readiness line is not fatal.
     let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
+    install_metrics(cfg)?;
 
     let (node_id, uuid) = load_or_create_node_id(data_dir)?;
     let rpc_addr = SocketAddr::new(cfg.advertise, cfg.server_port);
@@ -172,6 +173,7 @@ pub(crate) async fn server(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> 
 pub(crate) async fn client(cfg: &Config, data_dir: &Path) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("Error: cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("Error: cannot handle SIGTERM")?;
+    install_metrics(cfg)?;
     let (node_id, _) = load_or_create_node_id(data_dir)?;
     tracing::info!(
         node = %cfg.node_name,
@@ -379,6 +381,18 @@ fn agent_config(cfg: &Config, node_id: &str, data_dir: &Path) -> AgentConfig {
 }
 
 /// The HTTP API's settings.
+/// The metrics recorder with the `telemetry` settings, before anything
+/// reports (keys with no effect are warned about).
+fn install_metrics(cfg: &Config) -> anyhow::Result<()> {
+    let (telemetry, warnings) = crate::config::telemetry::settings(&cfg.loaded.settings.telemetry)
+        .map_err(|e| anyhow::anyhow!("Error: {e}"))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    muster_api::metrics::install(telemetry);
+    Ok(())
+}
+
 /// The ACL system with the `acl` settings (`None` with ACLs off); with
 /// `enable_token_persistence`, tokens set through the API come back from
 /// the data directory.

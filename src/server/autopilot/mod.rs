@@ -58,7 +58,12 @@ impl Autopilot {
             self.leading = true;
         }
         let ap = health::effective(engine);
-        health::servers(engine, members, &ap).await;
+        let judged = health::servers(engine, members, &ap).await;
+        // Consul's `consul.autopilot.healthy` and `failure_tolerance`.
+        let summary = muster_api::autopilot::health::ClusterHealth::new(judged);
+        metrics::gauge!("consul.autopilot.healthy").set(if summary.healthy { 1.0 } else { 0.0 });
+        #[allow(clippy::cast_precision_loss)] // a handful of servers
+        metrics::gauge!("consul.autopilot.failure_tolerance").set(summary.failure_tolerance as f64);
         let (servers, _) = engine.raft_servers();
         let mut voters: BTreeSet<u64> = servers.iter().filter(|s| s.voter).map(|s| s.id).collect();
         let now = tokio::time::Instant::now();
