@@ -233,22 +233,26 @@ where
 /// engine's message).
 pub(crate) async fn propose_bool(ctx: &EngineCtx<'_>, cmd: Command) -> Result<Response<Body>> {
     // Consul's timings of the write, by kind.
-    let timing = match &cmd {
-        Command::CatalogRegister { .. } => Some("consul.catalog.register"),
-        Command::CatalogDeregister { .. } => Some("consul.catalog.deregister"),
+    let kind = match &cmd {
+        Command::CatalogRegister { .. } => 1,
+        Command::CatalogDeregister { .. } => 2,
         Command::KvSet { .. }
         | Command::KvCas { .. }
         | Command::KvDelete { .. }
         | Command::KvDeleteCas { .. }
         | Command::KvDeleteTree { .. }
         | Command::KvLock { .. }
-        | Command::KvUnlock { .. } => Some("consul.kvs.apply"),
-        _ => None,
+        | Command::KvUnlock { .. } => 3,
+        _ => 0,
     };
     let start = std::time::Instant::now();
     let applied = ctx.engine.propose(cmd).await?;
-    if let Some(name) = timing {
-        metrics::histogram!(name).record(crate::metrics::ms(start.elapsed()));
+    let ms = muster_metrics::ms(start.elapsed());
+    match kind {
+        1 => muster_metrics::timing!("consul.catalog.register", ms),
+        2 => muster_metrics::timing!("consul.catalog.deregister", ms),
+        3 => muster_metrics::timing!("consul.kvs.apply", ms),
+        _ => {}
     }
     let ok = match applied.response {
         muster_engine::Response::Bool(b) => b,

@@ -192,14 +192,16 @@ pub(crate) fn route(path: &str) -> Option<Found<'_>> {
 /// `consul.http.<METHOD>.<path>`: a request's time, recorded when its
 /// dispatch ends however it ends.
 struct HttpTiming {
-    name: String,
+    method: Method,
+    route: &'static Route,
     start: std::time::Instant,
 }
 
 impl HttpTiming {
-    fn start(method: &Method, route: &Route) -> HttpTiming {
+    fn start(method: &Method, route: &'static Route) -> HttpTiming {
         HttpTiming {
-            name: crate::metrics::http_name(method.as_str(), route.pattern, route.prefix),
+            method: method.clone(),
+            route,
             start: std::time::Instant::now(),
         }
     }
@@ -207,8 +209,8 @@ impl HttpTiming {
 
 impl Drop for HttpTiming {
     fn drop(&mut self) {
-        metrics::histogram!(std::mem::take(&mut self.name))
-            .record(crate::metrics::ms(self.start.elapsed()));
+        let ms = muster_metrics::ms(self.start.elapsed());
+        crate::metrics::record_http(&self.method, self.route, ms);
     }
 }
 

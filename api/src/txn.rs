@@ -496,7 +496,7 @@ where
     }
     let start = std::time::Instant::now();
     let applied = engine.propose(Command::Txn { ops }).await?;
-    metrics::histogram!("consul.txn.apply").record(crate::metrics::ms(start.elapsed()));
+    muster_metrics::timing!("consul.txn.apply", muster_metrics::ms(start.elapsed()));
     match applied.response {
         muster_engine::Response::Txn { results, errors } => reply(ctx, &results, &errors),
         muster_engine::Response::Rejected(msg) => Err(Error::Internal(msg)),

@@ -96,13 +96,18 @@ pub fn handle(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: usize) -
 /// Consul's timing of one question answered here (`consul.dns.
 /// domain_query`, `consul.dns.ptr_query`), recorded however it ends.
 struct DnsTiming {
-    name: &'static str,
+    ptr: bool,
     start: std::time::Instant,
 }
 
 impl Drop for DnsTiming {
     fn drop(&mut self) {
-        metrics::histogram!(self.name).record(self.start.elapsed().as_secs_f64() * 1000.0);
+        let ms = muster_metrics::ms(self.start.elapsed());
+        if self.ptr {
+            muster_metrics::timing!("consul.dns.ptr_query", ms);
+        } else {
+            muster_metrics::timing!("consul.dns.domain_query", ms);
+        }
     }
 }
 
@@ -133,11 +138,7 @@ pub(crate) fn respond(engine: &Engine, cfg: &DnsConfig, query: &[u8], max_size: 
     }
     let domain = parsed.domain.clone();
     let _timing = DnsTiming {
-        name: if matches!(parsed.lookup, Lookup::Ptr(_)) {
-            "consul.dns.ptr_query"
-        } else {
-            "consul.dns.domain_query"
-        },
+        ptr: matches!(parsed.lookup, Lookup::Ptr(_)),
         start: std::time::Instant::now(),
     };
     match parsed.lookup {

@@ -108,8 +108,10 @@ impl Engine {
             // Consul's `consul.raft.leader.lastContact`: the time since the
             // leader was last heard from, each time it is.
             if let Some(previous) = previous {
-                metrics::histogram!("consul.raft.leader.lastContact")
-                    .record((now - previous).as_secs_f64() * 1000.0);
+                muster_metrics::timing!(
+                    "consul.raft.leader.lastContact",
+                    muster_metrics::ms(now - previous)
+                );
             }
         }
     }

@@ -82,16 +82,20 @@ pub(crate) async fn proposer(
         };
         // Consul's `consul.raft.apply` (entries this leader appended) and
         // `consul.raft.commitTime` (append to commit); muster's batch size.
-        metrics::counter!("consul.raft.apply").increment(1);
-        #[allow(clippy::cast_precision_loss)] // at most MAX_BATCH
-        metrics::histogram!("muster.raft.batch_size").record(replies.len() as f64);
+        muster_metrics::count!("consul.raft.apply", 1);
+        muster_metrics::timing!(
+            "muster.raft.batch_size",
+            muster_metrics::size(replies.len())
+        );
         let proposed = std::time::Instant::now();
         match raft.client_write_ff(cmd).await {
             Ok(pending) => {
                 tokio::spawn(async move {
                     let committed = pending.await;
-                    metrics::histogram!("consul.raft.commitTime")
-                        .record(proposed.elapsed().as_secs_f64() * 1000.0);
+                    muster_metrics::timing!(
+                        "consul.raft.commitTime",
+                        muster_metrics::ms(proposed.elapsed())
+                    );
                     let outcome = match committed {
                         Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
                         // Refused before it was appended, or truncated as

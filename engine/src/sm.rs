@@ -199,8 +199,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (response, effects) =
                 apply_entry(&self.shared.views, &entry).map_err(|e| write_err(&e))?;
             // muster's `muster.fsm.apply`: one entry into the views (ms).
-            metrics::histogram!("muster.fsm.apply")
-                .record(started.elapsed().as_secs_f64() * 1000.0);
+            muster_metrics::timing!("muster.fsm.apply", muster_metrics::ms(started.elapsed()));
             let commands = match &entry.payload {
                 openraft::EntryPayload::Normal(Command::Batch { commands }) => commands.len(),
                 openraft::EntryPayload::Normal(_) => 1,

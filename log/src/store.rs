@@ -150,14 +150,12 @@ fn flusher_loop(rx: mpsc::Receiver<FlushJob>, shared: Arc<FlushShared>) {
             }
             // muster's `muster.log.fsync` (milliseconds) and how many appends
             // one fsync covered (`muster.log.group_size`).
-            #[allow(clippy::cast_precision_loss)] // a handful of jobs
-            metrics::histogram!("muster.log.group_size").record(jobs.len() as f64);
+            muster_metrics::timing!("muster.log.group_size", muster_metrics::size(jobs.len()));
             for file in files {
                 shared.fsyncs.fetch_add(1, Ordering::Relaxed);
                 let started = std::time::Instant::now();
                 let synced = file.sync_data();
-                metrics::histogram!("muster.log.fsync")
-                    .record(started.elapsed().as_secs_f64() * 1000.0);
+                muster_metrics::timing!("muster.log.fsync", muster_metrics::ms(started.elapsed()));
                 if let Err(e) = synced {
                     tracing::error!(error = %e, "log fsync failed; poisoning the log store");
                     shared.poisoned.store(true, Ordering::Release);

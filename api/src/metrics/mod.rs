@@ -111,6 +111,7 @@ pub fn install(telemetry: Telemetry) -> Arc<Metrics> {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; metrics are not kept");
             }
+            muster_metrics::recorder_installed();
             Arc::new(Metrics {
                 started: Instant::now(),
                 summaries,
@@ -159,17 +160,42 @@ impl<R: Recorder> Recorder for Filtered<R> {
     }
 }
 
-/// Time `f` into the timing `name` (milliseconds, as Consul's are).
-pub fn timed<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let out = f();
-    metrics::histogram!(name).record(ms(start.elapsed()));
-    out
+type HttpHandles = (u64, std::collections::HashMap<(u8, usize), Histogram>);
+
+std::thread_local! {
+    /// This thread's handles of `consul.http.*` timings, per method and
+    /// route, for the recorder generation they were registered with.
+    static HTTP: std::cell::RefCell<HttpHandles> =
+        std::cell::RefCell::new((u64::MAX, std::collections::HashMap::new()));
 }
 
-/// A duration in milliseconds.
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// Record one request's time (ms) as `consul.http.<METHOD>.<path>`, with a
+/// handle cached per thread (no registry lookup per request).
+pub(crate) fn record_http(method: &hyper::Method, route: &'static Route, ms: f64) {
+    use hyper::Method as M;
+    let m = match *method {
+        M::GET => 0,
+        M::PUT => 1,
+        M::POST => 2,
+        M::DELETE => 3,
+        M::HEAD => 4,
+        M::OPTIONS => 5,
+        _ => 6,
+    };
+    HTTP.with(|cache| {
+        let generation = muster_metrics::generation();
+        let mut cache = cache.borrow_mut();
+        if cache.0 != generation {
+            *cache = (generation, std::collections::HashMap::new());
+        }
+        cache
+            .1
+            .entry((m, std::ptr::from_ref(route) as usize))
+            .or_insert_with(|| {
+                metrics::histogram!(http_name(method.as_str(), route.pattern, route.prefix))
+            })
+            .record(ms);
+    });
 }
 
 /// `consul.http.<METHOD>.<path>`: the route's pattern with `/` as `.` and
