@@ -59,6 +59,8 @@
 //! - `metrics.rs`: `/v1/agent/metrics` in Prometheus text (parsed by
 //!   prometheus-parse) and Consul's JSON, moving with traffic; prefix
 //!   filters; 415 without a retention time.
+//! - `monitor.rs`: `muster monitor` streams lines logged after it connected,
+//!   at its own level, as text or JSON.
 //! - `acl.rs`: ACLs under default deny: bootstrap once, Consul's denials,
 //!   a key_prefix read token (filtered listings, not woken by hidden
 //!   writes), snapshots for management only, DNS refused, restart, config
@@ -130,6 +132,7 @@ mod limits;
 mod lock;
 mod log_tools;
 mod metrics;
+mod monitor;
 mod netns;
 mod partition;
 mod prepared;

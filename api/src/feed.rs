@@ -50,7 +50,7 @@ pub const X_MUSTER_OLDEST_INDEX: &str = "x-muster-oldest-index";
 const QUEUE: usize = 64;
 
 /// A streamed body fed by the feed task.
-struct LineBody(mpsc::Receiver<Bytes>);
+pub(crate) struct LineBody(pub(crate) mpsc::Receiver<Bytes>);
 
 impl hyper::body::Body for LineBody {
     type Data = Bytes;

@@ -68,6 +68,7 @@ pub mod filter;
 mod health;
 mod kv;
 pub mod metrics;
+pub mod monitor;
 mod operator;
 pub mod prepared;
 pub mod query;

@@ -182,6 +182,7 @@ const TABLES: &[&[Route]] = &[
     crate::acl::ROUTES,
     crate::event::ROUTES,
     crate::metrics::ROUTES,
+    crate::monitor::ROUTES,
 ];
 
 /// The route for a decoded, canonical path.

@@ -553,19 +553,108 @@ fn config_sources(files: &[PathBuf], dirs: &[PathBuf]) -> Vec<ConfigSource> {
         .collect()
 }
 
-/// Install the stderr log subscriber. Storage and raft internals stay at
-/// `warn` unless the level is `trace`.
+/// Install the log subscriber: stderr at `level`, and the lines
+/// `/v1/agent/monitor` watchers want (text or JSON, at their own levels).
+/// Storage and raft internals stay at `warn` unless the level is `trace`.
 fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = if level == "trace" {
         "trace".to_string()
     } else {
         format!("{level},lsm_tree=warn,fjall=warn,openraft=warn")
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
+        .with_filter(tracing_subscriber::EnvFilter::new(filter));
+    let text = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(MonitorWriter { json: false })
+        .with_filter(
+            tracing_subscriber::filter::dynamic_filter_fn(|m, _| monitored(m, false))
+                .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes()),
+        );
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(MonitorWriter { json: true })
+        .with_filter(
+            tracing_subscriber::filter::dynamic_filter_fn(|m, _| monitored(m, true))
+                .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes()),
+        );
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(text)
+        .with(json)
         .init();
+}
+
+/// Whether a monitor watcher wants this event (storage and raft internals
+/// only at `warn`, unless it asked for `trace`). Asked per event: watchers
+/// come and go, so the answer is never cached per callsite.
+fn monitored(meta: &tracing::Metadata<'_>, json: bool) -> bool {
+    let logs = muster_api::monitor::logs();
+    if !logs.wants(*meta.level(), json) {
+        return false;
+    }
+    let noisy = ["lsm_tree", "fjall", "openraft"]
+        .iter()
+        .any(|t| meta.target().starts_with(t));
+    !noisy || *meta.level() <= tracing::Level::WARN || logs.wants(tracing::Level::TRACE, json)
+}
+
+/// Where the monitor layers write: one buffer per event, handed to the
+/// watchers when the formatter is done with it.
+struct MonitorWriter {
+    json: bool,
+}
+
+/// One event's formatted line on its way to the watchers.
+struct MonitorLine {
+    level: tracing::Level,
+    json: bool,
+    buf: Vec<u8>,
+}
+
+impl io::Write for MonitorLine {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for MonitorLine {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let line = bytes::Bytes::from(std::mem::take(&mut self.buf));
+            muster_api::monitor::logs().publish(self.level, self.json, line);
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MonitorWriter {
+    type Writer = MonitorLine;
+
+    fn make_writer(&'a self) -> MonitorLine {
+        MonitorLine {
+            level: tracing::Level::INFO,
+            json: self.json,
+            buf: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> MonitorLine {
+        MonitorLine {
+            level: *meta.level(),
+            json: self.json,
+            buf: Vec::new(),
+        }
+    }
 }
 
 /// `muster agent`.

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod log;
 pub mod maint;
 pub mod members;
+pub mod monitor;
 pub mod operator;
 pub mod reload;
 pub mod services;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Partition, Segment (-detailed: Node, Address, Status, Tags). Exits 2
     /// when no member matches -status.
     Members(members::MembersArgs),
+    /// Stream a running agent's logs at a level of your choosing (-log-level,
+    /// -log-json) until interrupted.
+    Monitor(monitor::MonitorArgs),
     /// Fire a user event to the datacenter's agents (filtered by node,
     /// service and tag regular expressions); prints `Event ID: <id>`.
     Event(event::EventArgs),
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => version::run(),
         Command::Keygen => keygen::run(),
         Command::Members(args) => members::run(args),
+        Command::Monitor(args) => monitor::run(args),
         Command::Event(args) => event::run(args),
         Command::Join(args) => join::run_join(args),
         Command::Leave(args) => join::run_leave(args),

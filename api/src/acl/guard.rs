@@ -61,7 +61,9 @@ pub(crate) fn need(method: &Method, path: &str, query: &Query, node: &str) -> Ne
     }
     if let Some(rest) = path.strip_prefix("/v1/agent/") {
         return match rest {
-            "self" | "host" | "metrics" | "version" => on(Resource::Agent, node, Access::Read),
+            "self" | "host" | "metrics" | "monitor" | "version" => {
+                on(Resource::Agent, node, Access::Read)
+            }
             "leave" | "reload" => on(Resource::Agent, node, Access::Write),
             "maintenance" => on(Resource::Node, node, Access::Write),
             _ if rest.starts_with("join/") => on(Resource::Agent, node, Access::Write),
