@@ -53,6 +53,9 @@
 //!   failover to another datacenter and back.
 //! - `limits.rs`: `limits.http_max_conns_per_client` (a client past its
 //!   connection limit is closed at once; slots come back).
+//! - `resource_checks.rs`: memory, CPU, disk and inode checks crossing
+//!   their thresholds both ways (a meminfo file the test rewrites, a tmpfs
+//!   it mounts as root), config-file and HTTP definitions, their errors.
 //! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
 //!   server: refusal while it runs, a flipped byte, a changed view row,
 //!   answers as of an index.
@@ -138,6 +141,7 @@ mod partition;
 mod prepared;
 mod process;
 mod readme;
+mod resource_checks;
 mod semaphore;
 mod session;
 mod snapshot;

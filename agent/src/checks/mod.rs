@@ -18,6 +18,7 @@
 mod docker;
 mod grpc;
 mod http;
+mod resource;
 mod script;
 mod tcp;
 mod tls;
@@ -184,6 +185,7 @@ pub async fn probe_capped(
                 shell,
                 args,
             } => docker::run(ctx.docker_host(), container_id, shell, args, timeout, max).await,
+            CheckKind::Resource(r) => resource::run(r, timeout).await,
             CheckKind::Ttl { .. } | CheckKind::Alias { .. } | CheckKind::Unset => {
                 CheckResult::critical("not an interval check")
             }

@@ -35,6 +35,7 @@ use super::{validate_weights, CheckDefinition, CheckKind, ServiceDefinition};
 
 mod error;
 mod fields;
+mod resource;
 
 pub use error::{DefinitionError, Expected, JsonType, Problem};
 pub use fields::objects;
@@ -117,6 +118,10 @@ const CHECK_KEYS: Keys = &[
     ("FailuresBeforeCritical", &[]),
     ("Namespace", &[]),
     ("Partition", &[]),
+    ("Memory", &[]),
+    ("CPU", &[]),
+    ("Disk", &[]),
+    ("Inodes", &[]),
 ];
 
 const ADDRESS_KEYS: Keys = &[("Address", &[]), ("Port", &[])];
@@ -193,7 +198,23 @@ fn check_fields(path: &str, value: &Value, inline: bool) -> Result<Decoded> {
     } else if alias && !ttl.is_zero() {
         conflict = Some("TTL must be not be set for Alias checks".to_string());
     }
-    let kind = if !grpc.is_empty() {
+    let mut resources = Vec::new();
+    for name in resource::KEYS {
+        if let Some((p, v)) = f.get(name) {
+            match resource::parse(name, p, v)? {
+                Ok(r) => resources.push(r),
+                Err(reason) => {
+                    conflict.get_or_insert(reason);
+                }
+            }
+        }
+    }
+    if resources.len() > 1 {
+        conflict.get_or_insert_with(|| "a check measures one resource".to_string());
+    }
+    let kind = if let Some(r) = resources.pop() {
+        CheckKind::Resource(r)
+    } else if !grpc.is_empty() {
         CheckKind::Grpc {
             target: grpc,
             use_tls: f.bool("GRPCUseTLS")?,

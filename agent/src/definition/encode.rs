@@ -122,6 +122,25 @@ pub fn check_to_api(def: &CheckDefinition, standalone: bool) -> Value {
             }
             out.insert("Args".into(), json!(args));
         }
+        CheckKind::Resource(r) => {
+            let mut spec = serde_json::Map::new();
+            if let Some(w) = r.warning {
+                spec.insert("Warning".into(), json!(crate::definition::percent(w)));
+            }
+            if let Some(c) = r.critical {
+                spec.insert("Critical".into(), json!(crate::definition::percent(c)));
+            }
+            let (key, place) = match &r.resource {
+                crate::definition::Resource::Memory { source } => ("Memory", ("Source", source)),
+                crate::definition::Resource::Cpu { source } => ("CPU", ("Source", source)),
+                crate::definition::Resource::Disk { path } => ("Disk", ("Path", path)),
+                crate::definition::Resource::Inodes { path } => ("Inodes", ("Path", path)),
+            };
+            if !place.1.is_empty() {
+                spec.insert(place.0.into(), json!(place.1));
+            }
+            out.insert(key.into(), serde_json::Value::Object(spec));
+        }
         CheckKind::Alias { service, node } => {
             out.insert("AliasService".into(), json!(service));
             if !node.is_empty() {

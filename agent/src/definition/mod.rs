@@ -49,6 +49,62 @@ pub struct ServiceDefinition {
     pub token: String,
 }
 
+/// A resource of this machine a check measures (muster's own kinds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resource {
+    /// Memory in use, `(MemTotal - MemAvailable) / MemTotal`, read from
+    /// `source` (default `/proc/meminfo`).
+    Memory {
+        /// The file read instead of `/proc/meminfo` (`""`: that one).
+        source: String,
+    },
+    /// CPU busy over one second, from `source` (default `/proc/stat`).
+    Cpu {
+        /// The file read instead of `/proc/stat` (`""`: that one).
+        source: String,
+    },
+    /// Space in use on the filesystem holding `path`, as `df` counts it.
+    Disk {
+        /// A path on the filesystem.
+        path: String,
+    },
+    /// Inodes in use on the filesystem holding `path`.
+    Inodes {
+        /// A path on the filesystem.
+        path: String,
+    },
+}
+
+impl Resource {
+    /// The check's `Type` and its definition key, lowercase.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Resource::Memory { .. } => "memory",
+            Resource::Cpu { .. } => "cpu",
+            Resource::Disk { .. } => "disk",
+            Resource::Inodes { .. } => "inodes",
+        }
+    }
+}
+
+/// A resource check: the resource and its thresholds in hundredths of a
+/// percent (at least one set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceCheck {
+    /// What is measured.
+    pub resource: Resource,
+    /// Warning at or above this.
+    pub warning: Option<u32>,
+    /// Critical at or above this.
+    pub critical: Option<u32>,
+}
+
+/// Hundredths of a percent as Consul-style text (`80%`, `80.5%`).
+pub fn percent(hundredths: u32) -> String {
+    let text = format!("{}.{:02}", hundredths / 100, hundredths % 100);
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
 /// What a check does.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum CheckKind {
@@ -109,6 +165,9 @@ pub enum CheckKind {
         /// argv (or one script string run through the shell).
         args: Vec<String>,
     },
+    /// A resource of this machine against thresholds (muster's own:
+    /// `memory`, `cpu`, `disk`, `inodes`).
+    Resource(ResourceCheck),
     /// Mirror the health of another service instance (and its node).
     Alias {
         /// Service instance ID.
@@ -166,6 +225,7 @@ impl CheckDefinition {
             CheckKind::Grpc { .. } => "grpc",
             CheckKind::Docker { .. } => "docker",
             CheckKind::Alias { .. } => "alias",
+            CheckKind::Resource(ref r) => r.resource.name(),
         }
     }
 
