@@ -153,3 +153,37 @@ fn prometheus_text_needs_a_retention_time() {
         assert!(j.get(key).is_some(), "{key} missing: {j}");
     }
 }
+
+/// `telemetry.statsd_address`: metrics arrive as statsd lines at a UDP
+/// listener (flushed every second), tags from `dogstatsd_tags`.
+#[test]
+fn statsd_lines_arrive_at_a_udp_listener() {
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    listener
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let config = json!({"telemetry": {
+        "statsd_address": listener.local_addr().expect("addr").to_string(),
+        "dogstatsd_tags": ["env:test"]}})
+    .to_string();
+    let a = Agent::start_with_config(&["-dev"], false, &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 65_536];
+    while std::time::Instant::now() < deadline {
+        assert!(a.kv_put("statsd/key", b"v"));
+        if let Ok(n) = listener.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+        if seen.lines().any(|l| l.starts_with("consul.kvs.apply:")) {
+            break;
+        }
+    }
+    let line = seen
+        .lines()
+        .find(|l| l.starts_with("consul.kvs.apply:"))
+        .unwrap_or_else(|| panic!("no consul.kvs.apply line in:\n{seen}"));
+    assert!(line.contains('|'), "{line}");
+    assert!(line.contains("env:test"), "{line}");
+}

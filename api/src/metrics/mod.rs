@@ -36,6 +36,13 @@ pub struct Telemetry {
     pub prometheus_retention: Option<Duration>,
     /// `prefix_filter`: `(allow, prefix)` rules.
     pub prefix_filter: Vec<(bool, String)>,
+    /// `statsd_address` / `dogstatsd_addr`: where to push (`host:port`,
+    /// UDP), each flush.
+    pub push: Vec<String>,
+    /// `dogstatsd_tags`: `key:value` tags on every pushed metric.
+    pub push_tags: Vec<String>,
+    /// How often pushed metrics are flushed.
+    pub push_interval: Duration,
 }
 
 impl Telemetry {
@@ -104,6 +111,12 @@ pub fn install(telemetry: Telemetry) -> Arc<Metrics> {
                 }
                 handle
             });
+            for addr in &telemetry.push {
+                match push_recorder(addr, &telemetry) {
+                    Ok(r) => fanout = std::mem::take(&mut fanout).add_recorder(r),
+                    Err(e) => tracing::warn!(addr, error = %e, "telemetry: cannot push metrics"),
+                }
+            }
             let recorder = Filtered {
                 inner: fanout.build(),
                 telemetry,
@@ -119,6 +132,31 @@ pub fn install(telemetry: Telemetry) -> Arc<Metrics> {
             })
         })
         .clone()
+}
+
+/// A (Dog)StatsD pusher to `addr` over UDP, flushing every
+/// `push_interval` (plain statsd servers read the same lines; labels go
+/// as DogStatsD tags).
+fn push_recorder(
+    addr: &str,
+    t: &Telemetry,
+) -> std::result::Result<metrics_exporter_dogstatsd::DogStatsDRecorder, String> {
+    let tags = t
+        .push_tags
+        .iter()
+        .map(|tag| match tag.split_once(':') {
+            Some((k, v)) => metrics::Label::new(k.to_string(), v.to_string()),
+            None => metrics::Label::new(tag.clone(), String::new()),
+        })
+        .collect();
+    metrics_exporter_dogstatsd::DogStatsDBuilder::default()
+        .with_remote_address(addr)
+        .map_err(|e| e.to_string())?
+        .with_flush_interval(t.push_interval.max(Duration::from_millis(100)))
+        .with_telemetry(false)
+        .with_global_labels(tags)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// The recorder with `prefix_filter` applied at registration.
