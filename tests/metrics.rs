@@ -2,8 +2,9 @@
 //! parses with a real parser (prometheus-parse), Consul's names are there
 //! and move with traffic (50 KV puts move `consul_kvs_apply` by exactly
 //! 50), the JSON has Consul's shape with the same figures,
-//! `telemetry.prefix_filter` drops what it names, and without
-//! `prometheus_retention_time` the Prometheus format is a 415.
+//! `telemetry.prefix_filter` drops what it names, without
+//! `prometheus_retention_time` the Prometheus format is a 415, and with
+//! `statsd_address` statsd lines arrive at a UDP listener.
 
 use std::time::Duration;
 
