@@ -56,6 +56,8 @@
 //! - `resource_checks.rs`: memory, CPU, disk and inode checks crossing
 //!   their thresholds both ways (a meminfo file the test rewrites, a tmpfs
 //!   it mounts as root), config-file and HTTP definitions, their errors.
+//! - `log_files.rs`: `-log-file` with `-log-json`, rotation by size and
+//!   `-log-rotate-max-files`.
 //! - `log_tools.rs`: `muster log inspect|dump|verify|replay` on a stopped
 //!   server: refusal while it runs, a flipped byte, a changed view row,
 //!   answers as of an index.
@@ -133,6 +135,7 @@ mod health;
 mod kv;
 mod limits;
 mod lock;
+mod log_files;
 mod log_tools;
 mod metrics;
 mod monitor;

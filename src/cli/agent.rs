@@ -10,7 +10,6 @@
 //! to stderr.
 
 use std::fs;
-use std::io::{self, IsTerminal};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -149,6 +148,23 @@ pub struct AgentArgs {
     /// with -dev).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Log JSON lines (stderr and -log-file) instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+    /// Also log to this file (a directory gets muster.log); rotated files
+    /// are named <name>-<unix nanoseconds>.log beside it.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Rotate the log file before it grows past this many bytes (0: no
+    /// size limit).
+    #[arg(long, value_name = "BYTES")]
+    pub log_rotate_bytes: Option<u64>,
+    /// Rotate the log file after this long (default 24h).
+    #[arg(long, value_name = "DURATION")]
+    pub log_rotate_duration: Option<String>,
+    /// Keep this many rotated log files (0: all).
+    #[arg(long, value_name = "N")]
+    pub log_rotate_max_files: Option<usize>,
 }
 
 /// Where the agent keeps its data.
@@ -226,8 +242,8 @@ pub(crate) struct Config {
     pub(crate) serf_lan_port: u16,
     /// WAN gossip port (servers).
     pub(crate) serf_wan_port: u16,
-    /// Log level for muster's own targets.
-    pub(crate) log_level: &'static str,
+    /// Where and how to log (`-log-*`, `log_*`).
+    pub(crate) log: crate::cli::logging::LogSettings,
     /// `-config-file` / `-config-dir` sources, re-read on reload.
     pub(crate) config_sources: Vec<ConfigSource>,
     /// What the config files said (services, checks, settings).
@@ -300,6 +316,29 @@ impl Config {
             Some(level) => parse_log_level(level)?,
             None if args.dev => "debug",
             None => "info",
+        };
+        let rotate_duration = match args
+            .log_rotate_duration
+            .as_deref()
+            .or(st.log_rotate_duration.as_deref())
+        {
+            None => None,
+            Some(d) => Some(muster_engine::duration::parse(d).map_err(|e| {
+                anyhow::anyhow!(
+                    "Error: invalid -log-rotate-duration {d:?}: {e} (a duration such as 24h)"
+                )
+            })?),
+        };
+        let log = crate::cli::logging::LogSettings {
+            level: log_level.to_string(),
+            json: args.log_json || st.log_json.unwrap_or(false),
+            file: args.log_file.clone().or_else(|| st.log_file.clone()),
+            rotate_bytes: args.log_rotate_bytes.or(st.log_rotate_bytes).unwrap_or(0),
+            rotate_duration,
+            rotate_max_files: args
+                .log_rotate_max_files
+                .or(st.log_rotate_max_files)
+                .unwrap_or(0),
         };
         if args.bootstrap && args.bootstrap_expect.is_some() {
             bail!("Error: -bootstrap and -bootstrap-expect are mutually exclusive: pass only one");
@@ -414,7 +453,7 @@ impl Config {
             server_port: args.server_port.unwrap_or(DEFAULT_SERVER_PORT),
             serf_lan_port: args.serf_lan_port.unwrap_or(DEFAULT_SERF_LAN_PORT),
             serf_wan_port: args.serf_wan_port.unwrap_or(DEFAULT_SERF_WAN_PORT),
-            log_level,
+            log,
             config_sources,
             loaded,
         })
@@ -553,110 +592,6 @@ fn config_sources(files: &[PathBuf], dirs: &[PathBuf]) -> Vec<ConfigSource> {
         .collect()
 }
 
-/// Install the log subscriber: stderr at `level`, and the lines
-/// `/v1/agent/monitor` watchers want (text or JSON, at their own levels).
-/// Storage and raft internals stay at `warn` unless the level is `trace`.
-fn init_logging(level: &str) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let filter = if level == "trace" {
-        "trace".to_string()
-    } else {
-        format!("{level},lsm_tree=warn,fjall=warn,openraft=warn")
-    };
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_filter(tracing_subscriber::EnvFilter::new(filter));
-    let text = tracing_subscriber::fmt::layer()
-        .with_ansi(false)
-        .with_writer(MonitorWriter { json: false })
-        .with_filter(
-            tracing_subscriber::filter::dynamic_filter_fn(|m, _| monitored(m, false))
-                .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes()),
-        );
-    let json = tracing_subscriber::fmt::layer()
-        .json()
-        .with_writer(MonitorWriter { json: true })
-        .with_filter(
-            tracing_subscriber::filter::dynamic_filter_fn(|m, _| monitored(m, true))
-                .with_callsite_filter(|_| tracing::subscriber::Interest::sometimes()),
-        );
-    tracing_subscriber::registry()
-        .with(stderr)
-        .with(text)
-        .with(json)
-        .init();
-}
-
-/// Whether a monitor watcher wants this event (storage and raft internals
-/// only at `warn`, unless it asked for `trace`). Asked per event: watchers
-/// come and go, so the answer is never cached per callsite.
-fn monitored(meta: &tracing::Metadata<'_>, json: bool) -> bool {
-    let logs = muster_api::monitor::logs();
-    if !logs.wants(*meta.level(), json) {
-        return false;
-    }
-    let noisy = ["lsm_tree", "fjall", "openraft"]
-        .iter()
-        .any(|t| meta.target().starts_with(t));
-    !noisy || *meta.level() <= tracing::Level::WARN || logs.wants(tracing::Level::TRACE, json)
-}
-
-/// Where the monitor layers write: one buffer per event, handed to the
-/// watchers when the formatter is done with it.
-struct MonitorWriter {
-    json: bool,
-}
-
-/// One event's formatted line on its way to the watchers.
-struct MonitorLine {
-    level: tracing::Level,
-    json: bool,
-    buf: Vec<u8>,
-}
-
-impl io::Write for MonitorLine {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for MonitorLine {
-    fn drop(&mut self) {
-        if !self.buf.is_empty() {
-            let line = bytes::Bytes::from(std::mem::take(&mut self.buf));
-            muster_api::monitor::logs().publish(self.level, self.json, line);
-        }
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for MonitorWriter {
-    type Writer = MonitorLine;
-
-    fn make_writer(&'a self) -> MonitorLine {
-        MonitorLine {
-            level: tracing::Level::INFO,
-            json: self.json,
-            buf: Vec::new(),
-        }
-    }
-
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> MonitorLine {
-        MonitorLine {
-            level: *meta.level(),
-            json: self.json,
-            buf: Vec::new(),
-        }
-    }
-}
-
 /// `muster agent`.
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let ignored_data_dir = args.dev && args.data_dir.is_some();
@@ -664,7 +599,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(tls) = &cfg.rpc_tls {
         muster_engine::rpc::transport::set_transport(tls.clone()).map_err(anyhow::Error::msg)?;
     }
-    init_logging(cfg.log_level);
+    crate::cli::logging::init(&cfg.log)?;
     if ignored_data_dir {
         tracing::warn!("-dev keeps its data in a temporary directory; -data-dir is ignored");
     }

@@ -17,6 +17,7 @@ pub mod keyring;
 pub mod kv;
 pub mod lock;
 pub mod log;
+pub mod logging;
 pub mod maint;
 pub mod members;
 pub mod monitor;

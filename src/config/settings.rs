@@ -126,6 +126,16 @@ pub struct AgentSettings {
     pub node_meta: BTreeMap<String, String>,
     /// `log_level`, as written.
     pub log_level: Option<String>,
+    /// `log_json`.
+    pub log_json: Option<bool>,
+    /// `log_file`.
+    pub log_file: Option<PathBuf>,
+    /// `log_rotate_bytes`.
+    pub log_rotate_bytes: Option<u64>,
+    /// `log_rotate_duration`, as written.
+    pub log_rotate_duration: Option<String>,
+    /// `log_rotate_max_files`.
+    pub log_rotate_max_files: Option<usize>,
     /// `enable_script_checks`.
     pub enable_script_checks: Option<bool>,
     /// `enable_local_script_checks`.
@@ -215,6 +225,17 @@ impl AgentSettings {
             "node_name" => set(&mut s.node_name, || ctx.string(key, v))?,
             "node_id" => set(&mut s.node_id, || ctx.string(key, v))?,
             "log_level" => set(&mut s.log_level, || ctx.string(key, v))?,
+            "log_json" => set(&mut s.log_json, || ctx.bool(key, v))?,
+            "log_file" => set(&mut s.log_file, || ctx.string(key, v).map(PathBuf::from))?,
+            "log_rotate_bytes" => set(&mut s.log_rotate_bytes, || ctx.u64(key, v))?,
+            "log_rotate_duration" => set(&mut s.log_rotate_duration, || {
+                ctx.duration(key, v)?;
+                ctx.string(key, v)
+            })?,
+            "log_rotate_max_files" => set(&mut s.log_rotate_max_files, || {
+                ctx.u64(key, v)
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            })?,
             "enable_script_checks" => set(&mut s.enable_script_checks, || ctx.bool(key, v))?,
             "enable_local_script_checks" => {
                 set(&mut s.enable_local_script_checks, || ctx.bool(key, v))?
@@ -356,6 +377,11 @@ impl AgentSettings {
         over(&mut self.node_name, l.node_name);
         over(&mut self.node_id, l.node_id);
         over(&mut self.log_level, l.log_level);
+        over(&mut self.log_json, l.log_json);
+        over(&mut self.log_file, l.log_file);
+        over(&mut self.log_rotate_bytes, l.log_rotate_bytes);
+        over(&mut self.log_rotate_duration, l.log_rotate_duration);
+        over(&mut self.log_rotate_max_files, l.log_rotate_max_files);
         over(&mut self.enable_script_checks, l.enable_script_checks);
         over(
             &mut self.enable_local_script_checks,

@@ -43,14 +43,6 @@ const SECURITY_KEYS: &[(&str, &str)] = &[
 const IGNORED_KEYS: &[(&str, &str)] = &[
     ("enable_syslog", "syslog output is not built yet"),
     ("syslog_facility", "syslog output is not built yet"),
-    (
-        "log_file",
-        "log files are not built yet (logs go to stderr)",
-    ),
-    ("log_rotate_bytes", "log files are not built yet"),
-    ("log_rotate_duration", "log files are not built yet"),
-    ("log_rotate_max_files", "log files are not built yet"),
-    ("log_json", "JSON logs are not built yet"),
     ("disable_update_check", "muster never checks for updates"),
     ("enable_debug", "the debug endpoints are not built yet"),
     ("connect", "service mesh (Connect) is not supported"),
