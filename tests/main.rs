@@ -79,6 +79,8 @@
 //!   and health reads filtered, the agent's services and checks, operator
 //!   and keyring, prepared queries, transactions, a blocking read not
 //!   woken by hidden changes, a token travelling with `?dc=`.
+//! - `debug_bundle.rs`: `muster debug` writes a tar.gz of the agent's
+//!   configuration, members, metrics samples and capture-time log.
 //! - `day_one.rs`: a Consul user's first day: wire details (header case,
 //!   compact JSON, `/v1/agent/self`), listener addresses, flag errors, and
 //!   config mistakes refused with the fix.
@@ -125,6 +127,7 @@ mod config;
 mod day_one;
 mod day_one_logs;
 mod day_one_start;
+mod debug_bundle;
 mod dns;
 mod durability;
 mod events;

@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod agent;
 pub mod catalog;
+pub mod debug;
 pub mod event;
 pub mod http;
 pub mod info;
@@ -84,6 +85,10 @@ pub enum Command {
     /// Stream a running agent's logs at a level of your choosing (-log-level,
     /// -log-json) until interrupted.
     Monitor(monitor::MonitorArgs),
+    /// Capture a support bundle from a running agent: its configuration,
+    /// members, metrics every -interval for -duration, and its debug log,
+    /// in one tar.gz.
+    Debug(debug::DebugArgs),
     /// Fire a user event to the datacenter's agents (filtered by node,
     /// service and tag regular expressions); prints `Event ID: <id>`.
     Event(event::EventArgs),
@@ -131,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen => keygen::run(),
         Command::Members(args) => members::run(args),
         Command::Monitor(args) => monitor::run(args),
+        Command::Debug(args) => debug::run(args),
         Command::Event(args) => event::run(args),
         Command::Join(args) => join::run_join(args),
         Command::Leave(args) => join::run_leave(args),
