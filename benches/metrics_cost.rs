@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use muster_dns::DnsConfig;
-use muster_engine::{Command, Engine, EngineConfig, Node, Service};
+use muster_engine::{Command, Node, Service};
 
 const KEYS: u64 = 1_000;
 
@@ -33,15 +33,7 @@ fn dns_question() -> Vec<u8> {
 }
 
 fn metrics_cost(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = rt
-        .block_on(Engine::open(EngineConfig::new(dir.path(), "bench")))
-        .expect("engine");
+    let (rt, _dir, engine) = support::runtime_and_engine();
     rt.block_on(async {
         for i in 0..KEYS {
             let cmd = Command::KvSet {

@@ -61,6 +61,25 @@ impl ApiServer {
     }
 }
 
+/// A two-worker runtime and an engine on a temporary directory (kept
+/// alive by the returned guard).
+#[allow(dead_code)]
+pub fn runtime_and_engine() -> (Runtime, tempfile::TempDir, Engine) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = rt
+        .block_on(Engine::open(muster_engine::EngineConfig::new(
+            dir.path(),
+            "bench",
+        )))
+        .expect("engine");
+    (rt, dir, engine)
+}
+
 /// An HTTP/1.1 client with pooled connections.
 pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
