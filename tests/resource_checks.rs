@@ -4,7 +4,9 @@
 //! in its output and a gauge in the metrics; the same kind from a config
 //! file; CPU and disk on this machine; disk thresholds crossed on a small
 //! tmpfs the test mounts when it may (else it says why and skips that
-//! part); bad definitions are Consul's 400 `Invalid check: ...`.
+//! part); a process check following a child process by its pid file and
+//! one by a name nothing runs as; bad definitions are Consul's 400
+//! `Invalid check: ...`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -200,4 +202,46 @@ fn disk_check_crosses_thresholds_on_a_small_tmpfs() {
     assert!(out.contains("warning at 50%"), "{out}");
     std::fs::remove_file(mnt.join("fill")).expect("rm");
     wait_status(&a, "tmpfs", "passing");
+}
+
+/// A process check by pid file: passing while the process runs (its RSS in
+/// the output), critical once it is gone; by a name nothing runs as,
+/// critical; neither given, a 400.
+#[test]
+fn process_check_follows_a_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    let pidfile = write_file(dir.path(), "sleep.pid", child.id().to_string().as_bytes());
+    let a = Agent::dev();
+    for (id, spec) in [
+        ("by-pid", json!({"PidFile": pidfile})),
+        ("by-name", json!({"Name": "no-such-proc-9"})),
+    ] {
+        let body = json!({"ID": id, "Name": id, "Process": spec, "Interval": "1s"});
+        let r = a.put("/v1/agent/check/register", body.to_string().as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let out = wait_status(&a, "by-pid", "passing");
+    assert!(
+        out.starts_with(&format!("Process sleep (pid {}) running, RSS ", child.id())),
+        "{out}"
+    );
+    assert_eq!(check(&a, "by-pid")["Type"], "process");
+    let out = wait_status(&a, "by-name", "critical");
+    assert_eq!(out, "Process no-such-proc-9: not running");
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let out = wait_status(&a, "by-pid", "critical");
+    assert!(out.contains("is not running"), "{out}");
+    let body = json!({"Name": "bad", "Process": {}, "Interval": "1s"});
+    let r = a.put("/v1/agent/check/register", body.to_string().as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("process checks need a PidFile or a Name"),
+        "{}",
+        r.text()
+    );
 }

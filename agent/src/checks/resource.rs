@@ -1,5 +1,6 @@
 //! muster's resource checks: memory, CPU, disk space and inodes of this
-//! machine against `warning`/`critical` thresholds, read from `/proc`
+//! machine against `warning`/`critical` thresholds, and whether a process
+//! is alive (its RSS as a share of memory against them), read from `/proc`
 //! (the procfs crate) and `statvfs`, no script and no
 //! `enable_script_checks`. The output says the value and the threshold in
 //! one line (`Memory 83.2% used (13.3 of 16.0 GiB), warning at 80%`), and
@@ -31,6 +32,7 @@ pub(super) async fn run(check: &ResourceCheck, timeout: Duration) -> CheckResult
         }
         Resource::Disk { path } => space(path, false),
         Resource::Inodes { path } => space(path, true),
+        Resource::Process { pidfile, name } => process(pidfile, name),
     };
     let m = match measured {
         Ok(m) => m,
@@ -45,6 +47,10 @@ pub(super) async fn run(check: &ResourceCheck, timeout: Duration) -> CheckResult
         Resource::Inodes { path } => {
             metrics::gauge!("muster.resource.inodes.used_percent", "path" => path.clone())
         }
+        Resource::Process { pidfile, name } => metrics::gauge!(
+            "muster.resource.process.memory_percent",
+            "process" => if name.is_empty() { pidfile.clone() } else { name.clone() }
+        ),
     };
     gauge.set(m.used);
     judge(check, &m)
@@ -148,6 +154,54 @@ async fn cpu(source: &str, window: Duration) -> Result<Measured, String> {
         what: format!(
             "CPU {pct:.1}% busy over {} ({cores} cores)",
             muster_engine::duration::format(window)
+        ),
+    })
+}
+
+/// The process of `pidfile` (else the first named `name`): its RSS as a
+/// share of memory; a dead or missing one is an `Err` naming why
+/// (critical).
+fn process(pidfile: &str, name: &str) -> Result<Measured, String> {
+    let proc_ = if pidfile.is_empty() {
+        // `comm` is the name cut to 15 bytes.
+        let comm: String = name.chars().take(15).collect();
+        procfs::process::all_processes()
+            .map_err(|e| format!("Process {name}: cannot list processes: {e}"))?
+            .filter_map(Result::ok)
+            .find(|p| p.stat().is_ok_and(|s| s.comm == comm))
+            .ok_or_else(|| format!("Process {name}: not running"))?
+    } else {
+        let text = std::fs::read_to_string(pidfile)
+            .map_err(|e| format!("Process from {pidfile}: cannot read the pid file: {e}"))?;
+        let pid: i32 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("Process from {pidfile}: {:?} is not a pid", text.trim()))?;
+        let p = procfs::process::Process::new(pid)
+            .map_err(|_| format!("Process from {pidfile}: pid {pid} is not running"))?;
+        // A zombie has exited.
+        if p.stat().is_ok_and(|s| s.state == 'Z') {
+            return Err(format!(
+                "Process from {pidfile}: pid {pid} has exited (zombie)"
+            ));
+        }
+        p
+    };
+    let stat = proc_
+        .stat()
+        .map_err(|e| format!("Process {}: {e}", proc_.pid))?;
+    let rss = stat.rss * procfs::page_size();
+    let total = procfs::Meminfo::from_file("/proc/meminfo")
+        .map(|m| m.mem_total)
+        .unwrap_or(0);
+    let pct = share(rss, total);
+    #[allow(clippy::cast_precision_loss)] // display only
+    let mib = rss as f64 / f64::from(1u32 << 20);
+    Ok(Measured {
+        used: pct,
+        what: format!(
+            "Process {} (pid {}) running, RSS {mib:.1} MiB ({pct:.1}% of memory)",
+            stat.comm, proc_.pid
         ),
     })
 }

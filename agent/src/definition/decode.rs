@@ -122,6 +122,7 @@ const CHECK_KEYS: Keys = &[
     ("CPU", &[]),
     ("Disk", &[]),
     ("Inodes", &[]),
+    ("Process", &[]),
 ];
 
 const ADDRESS_KEYS: Keys = &[("Address", &[]), ("Port", &[])];

@@ -135,6 +135,12 @@ pub fn check_to_api(def: &CheckDefinition, standalone: bool) -> Value {
                 crate::definition::Resource::Cpu { source } => ("CPU", ("Source", source)),
                 crate::definition::Resource::Disk { path } => ("Disk", ("Path", path)),
                 crate::definition::Resource::Inodes { path } => ("Inodes", ("Path", path)),
+                crate::definition::Resource::Process { pidfile, name } => {
+                    if !name.is_empty() {
+                        spec.insert("Name".into(), json!(name));
+                    }
+                    ("Process", ("PidFile", pidfile))
+                }
             };
             if !place.1.is_empty() {
                 spec.insert(place.0.into(), json!(place.1));

@@ -73,6 +73,14 @@ pub enum Resource {
         /// A path on the filesystem.
         path: String,
     },
+    /// A process is alive (by the PID in `pidfile`, else by `name`); its
+    /// RSS as a share of the machine's memory is what thresholds judge.
+    Process {
+        /// A file holding the PID.
+        pidfile: String,
+        /// The process name (`comm`, as `ps` shows it).
+        name: String,
+    },
 }
 
 impl Resource {
@@ -83,6 +91,7 @@ impl Resource {
             Resource::Cpu { .. } => "cpu",
             Resource::Disk { .. } => "disk",
             Resource::Inodes { .. } => "inodes",
+            Resource::Process { .. } => "process",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! muster's resource checks in a definition: `Memory`, `CPU`, `Disk` and
 //! `Inodes` objects with `Warning`/`Critical` thresholds (`"80%"` or
 //! `80`), a `Path` for disks and inodes, and an optional `Source` file
-//! read instead of `/proc/meminfo` or `/proc/stat`. Keys match any case,
+//! read instead of `/proc/meminfo` or `/proc/stat`; and `Process` with a
+//! `PidFile` or `Name` (thresholds optional: its RSS as a share of
+//! memory). Keys match any case,
 //! as every other check key does.
 
 use serde_json::Value;
@@ -11,7 +13,7 @@ use super::{Problem, Result};
 use crate::definition::{Resource, ResourceCheck};
 
 /// The resource keys of a check.
-pub(super) const KEYS: [&str; 4] = ["Memory", "CPU", "Disk", "Inodes"];
+pub(super) const KEYS: [&str; 5] = ["Memory", "CPU", "Disk", "Inodes", "Process"];
 
 /// The resource check `name` (one of [`KEYS`]) at `path`, or a rule it
 /// breaks (reported as `Invalid check: <reason>`).
@@ -24,6 +26,8 @@ pub(super) fn parse(
     let mut critical = None;
     let mut at = String::new();
     let mut source = String::new();
+    let mut pidfile = String::new();
+    let mut pname = String::new();
     for (key, value) in object(path, v)? {
         let p = format!("{path}.{key}");
         match key.to_ascii_lowercase().as_str() {
@@ -31,6 +35,8 @@ pub(super) fn parse(
             "critical" => critical = Some(threshold(&p, value)?),
             "path" => at = string(&p, value)?,
             "source" => source = string(&p, value)?,
+            "pidfile" => pidfile = string(&p, value)?,
+            "name" => pname = string(&p, value)?,
             _ => {
                 // Warning, Critical, Path (disk, inodes), Source (memory,
                 // cpu) only.
@@ -46,13 +52,20 @@ pub(super) fn parse(
             return Ok(Err(format!("{lower} checks need a Path")));
         }
         "disk" => Resource::Disk { path: at },
+        "process" if pidfile.is_empty() && pname.is_empty() => {
+            return Ok(Err("process checks need a PidFile or a Name".into()));
+        }
+        "process" => Resource::Process {
+            pidfile,
+            name: pname,
+        },
         _ => Resource::Inodes { path: at },
     };
     let (warning, critical) = match (warning, critical) {
         (Some(Err(e)), _) | (_, Some(Err(e))) => return Ok(Err(e)),
         (w, c) => (w.and_then(|w| w.ok()), c.and_then(|c| c.ok())),
     };
-    if warning.is_none() && critical.is_none() {
+    if warning.is_none() && critical.is_none() && lower != "process" {
         return Ok(Err(format!(
             "{lower} checks need a Warning or Critical threshold (\"80%\")"
         )));
