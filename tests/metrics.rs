@@ -103,6 +103,9 @@ fn metrics_move_with_traffic_in_consuls_names_and_shapes() {
     assert!(count(&after, "process_resident_memory_bytes") > 1e6);
     assert!(count(&after, "process_open_fds") > 3.0);
     assert!(value(&after, "consul_session_ttl_active", &[]).is_some());
+    assert!(count(&after, "muster_fjall_journal_count") >= 1.0);
+    assert!(count(&after, "muster_fjall_write_buffer_bytes") > 0.0);
+    assert!(value(&after, "muster_fjall_compactions_completed", &[]).is_some());
     let filtered: Vec<&str> = after
         .samples
         .iter()

@@ -503,6 +503,19 @@ impl Engine {
         &self.inner.shared.feed
     }
 
+    /// The view store's work in progress and size, for metrics.
+    pub fn storage_stats(&self) -> StorageStats {
+        let db = &self.views().db;
+        StorageStats {
+            active_compactions: db.active_compactions(),
+            compactions_completed: db.compactions_completed(),
+            outstanding_flushes: db.outstanding_flushes(),
+            write_buffer_bytes: db.write_buffer_size(),
+            journal_count: db.journal_count(),
+            journal_bytes: db.journal_disk_space().unwrap_or(0),
+        }
+    }
+
     pub(crate) fn views(&self) -> &Views {
         &self.inner.shared.views
     }
@@ -587,4 +600,22 @@ async fn snapshot_trigger(inner: std::sync::Weak<Inner>) {
             tracing::warn!(error = %e, "asking for a snapshot failed");
         }
     }
+}
+
+/// The view store's figures (fjall): compactions and flushes running and
+/// done, the write buffer and the journals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorageStats {
+    /// Compactions running now.
+    pub active_compactions: usize,
+    /// Compactions finished since the engine opened.
+    pub compactions_completed: usize,
+    /// Memtables waiting to be flushed.
+    pub outstanding_flushes: usize,
+    /// Bytes in write buffers (memtables).
+    pub write_buffer_bytes: u64,
+    /// Journal files on disk.
+    pub journal_count: usize,
+    /// Bytes of journal on disk.
+    pub journal_bytes: u64,
 }

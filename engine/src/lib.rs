@@ -72,7 +72,7 @@ mod views;
 
 pub use blocking::Blocking;
 pub use command::{Command, Response};
-pub use engine::{Applied, ClusterStatus, Engine, EngineConfig};
+pub use engine::{Applied, ClusterStatus, Engine, EngineConfig, StorageStats};
 pub use error::{Error, Result};
 pub use node_view::NodeView;
 pub use types::{

@@ -362,7 +362,8 @@ fn record_process() {
 }
 
 /// A server's state as gauges: sessions with a TTL
-/// (`consul.session_ttl.active`), and whether it leads.
+/// (`consul.session_ttl.active`), whether it leads, and the view store's
+/// compactions, flushes, write buffer and journals (`muster.fjall.*`).
 fn record_server(engine: &muster_engine::Engine) {
     if let Ok(sessions) = engine.session_list(&mut muster_engine::WatchSet::new()) {
         let ttl = sessions.value.iter().filter(|s| !s.ttl.is_empty()).count();
@@ -371,6 +372,17 @@ fn record_server(engine: &muster_engine::Engine) {
     }
     let leader = if engine.status().is_leader { 1.0 } else { 0.0 };
     metrics::gauge!("consul.server.isLeader").set(leader);
+    let st = engine.storage_stats();
+    #[allow(clippy::cast_precision_loss)] // counts and sizes far below 2^52
+    {
+        metrics::gauge!("muster.fjall.active_compactions").set(st.active_compactions as f64);
+        metrics::gauge!("muster.fjall.compactions_completed")
+            .set(st.compactions_completed as f64);
+        metrics::gauge!("muster.fjall.outstanding_flushes").set(st.outstanding_flushes as f64);
+        metrics::gauge!("muster.fjall.write_buffer_bytes").set(st.write_buffer_bytes as f64);
+        metrics::gauge!("muster.fjall.journal_count").set(st.journal_count as f64);
+        metrics::gauge!("muster.fjall.journal_bytes").set(st.journal_bytes as f64);
+    }
 }
 
 /// `GET /v1/agent/metrics[?format=prometheus]`.
