@@ -376,8 +376,7 @@ fn record_server(engine: &muster_engine::Engine) {
     #[allow(clippy::cast_precision_loss)] // counts and sizes far below 2^52
     {
         metrics::gauge!("muster.fjall.active_compactions").set(st.active_compactions as f64);
-        metrics::gauge!("muster.fjall.compactions_completed")
-            .set(st.compactions_completed as f64);
+        metrics::gauge!("muster.fjall.compactions_completed").set(st.compactions_completed as f64);
         metrics::gauge!("muster.fjall.outstanding_flushes").set(st.outstanding_flushes as f64);
         metrics::gauge!("muster.fjall.write_buffer_bytes").set(st.write_buffer_bytes as f64);
         metrics::gauge!("muster.fjall.journal_count").set(st.journal_count as f64);
