@@ -310,22 +310,11 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             show_token(&f.common, &v)
         }
         TokenCommand::List(c) => {
-            let v = call(
-                &c,
-                Method::GET,
-                "/v1/acl/tokens",
-                None,
-                "retrieve the token list",
-            )
-            .await?;
-            if c.format == "json" {
-                return print_json(&v);
-            }
-            for t in v.as_array().into_iter().flatten() {
-                show_token(&c, t)?;
+            list(&c, "/v1/acl/tokens", "retrieve the token list", |t| {
+                print_token(t);
                 println!();
-            }
-            Ok(())
+            })
+            .await
         }
         TokenCommand::Read(r) => {
             let path = if r.self_ {
@@ -419,27 +408,11 @@ async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             show_policy(&f.common, &v)
         }
         PolicyCommand::List(c) => {
-            let v = call(
-                &c,
-                Method::GET,
-                "/v1/acl/policies",
-                None,
-                "retrieve the policy list",
-            )
-            .await?;
-            if c.format == "json" {
-                return print_json(&v);
-            }
-            for p in v.as_array().into_iter().flatten() {
-                println!("{}:", p["Name"].as_str().unwrap_or_default());
-                println!("   ID:           {}", p["ID"].as_str().unwrap_or_default());
-                println!(
-                    "   Description:  {}",
-                    p["Description"].as_str().unwrap_or_default()
-                );
+            list(&c, "/v1/acl/policies", "retrieve the policy list", |p| {
+                print_summary(p);
                 println!("   Datacenters:  {}", join(&p["Datacenters"]));
-            }
-            Ok(())
+            })
+            .await
         }
         PolicyCommand::Read(r) => {
             let v = call(
@@ -501,24 +474,7 @@ async fn role(cmd: RoleCommand) -> anyhow::Result<()> {
             })
         }
         RoleCommand::List(c) => {
-            let v = call(
-                &c,
-                Method::GET,
-                "/v1/acl/roles",
-                None,
-                "retrieve the role list",
-            )
-            .await?;
-            show_json_or(&c, &v, |v| {
-                for r in v.as_array().into_iter().flatten() {
-                    println!("{}:", r["Name"].as_str().unwrap_or_default());
-                    println!("   ID:           {}", r["ID"].as_str().unwrap_or_default());
-                    println!(
-                        "   Description:  {}",
-                        r["Description"].as_str().unwrap_or_default()
-                    );
-                }
-            })
+            list(&c, "/v1/acl/roles", "retrieve the role list", print_summary).await
         }
         RoleCommand::Read(r) => {
             let v = call(
@@ -600,25 +556,43 @@ fn print_links(title: &str, v: &Value) {
 
 /// Consul's token text.
 fn show_token(c: &Common, v: &Value) -> anyhow::Result<()> {
-    show_json_or(c, v, |v| {
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        println!("AccessorID:       {}", s("AccessorID"));
-        println!("SecretID:         {}", s("SecretID"));
-        println!("Description:      {}", s("Description"));
-        println!(
-            "Local:            {}",
-            v["Local"].as_bool().unwrap_or(false)
-        );
-        println!("Create Time:      {}", s("CreateTime"));
-        print_links("Policies", &v["Policies"]);
-        print_links("Roles", &v["Roles"]);
-        if let Some(ids) = v["ServiceIdentities"].as_array().filter(|a| !a.is_empty()) {
-            println!("Service Identities:");
-            for i in ids {
-                println!("   {}", i["ServiceName"].as_str().unwrap_or_default());
-            }
+    show_json_or(c, v, print_token)
+}
+
+/// Consul's token text.
+fn print_token(v: &Value) {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    println!("AccessorID:       {}", s("AccessorID"));
+    println!("SecretID:         {}", s("SecretID"));
+    println!("Description:      {}", s("Description"));
+    println!(
+        "Local:            {}",
+        v["Local"].as_bool().unwrap_or(false)
+    );
+    println!("Create Time:      {}", s("CreateTime"));
+    print_links("Policies", &v["Policies"]);
+    print_links("Roles", &v["Roles"]);
+    if let Some(ids) = v["ServiceIdentities"].as_array().filter(|a| !a.is_empty()) {
+        println!("Service Identities:");
+        for i in ids {
+            println!("   {}", i["ServiceName"].as_str().unwrap_or_default());
         }
-    })
+    }
+}
+
+/// `GET path` (a listing), printed as JSON with `-format=json`, else each
+/// entry with `row`.
+async fn list(c: &Common, path: &str, what: &str, row: impl Fn(&Value)) -> anyhow::Result<()> {
+    let v = call(c, Method::GET, path, None, what).await?;
+    show_json_or(c, &v, |v| v.as_array().into_iter().flatten().for_each(&row))
+}
+
+/// A policy's or role's lines in a listing: name, ID, description.
+fn print_summary(v: &Value) {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    println!("{}:", s("Name"));
+    println!("   ID:           {}", s("ID"));
+    println!("   Description:  {}", s("Description"));
 }
 
 /// Consul's policy text.

@@ -301,106 +301,85 @@ fn cli_speaks_https_with_flags_and_consul_variables() {
                 .env_remove(format!("MUSTER_{v}"));
         }
     };
-    let mut put = muster();
-    clean(&mut put);
-    let out = put
-        .args([
-            "kv",
-            "put",
-            &format!("-http-addr={url}"),
-            "-ca-file",
-            &pki.ca(),
-        ])
-        .args(["-client-cert", &cert, "-client-key", &key, "tls/one", "v1"])
-        .output()
-        .expect("kv put");
+    // `muster <args>` with only the `envs` given of the TLS variables.
+    let cli = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut cmd = muster();
+        clean(&mut cmd);
+        cmd.args(args)
+            .envs(envs.iter().copied())
+            .output()
+            .expect("run muster")
+    };
+    let addr_flag = format!("-http-addr={url}");
+    let ca = pki.ca();
+    let put = [
+        "kv",
+        "put",
+        &addr_flag,
+        "-ca-file",
+        &ca,
+        "-client-cert",
+        &cert,
+        "-client-key",
+        &key,
+        "tls/one",
+        "v1",
+    ];
+    let out = cli(&put, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "Success! Data written to: tls/one\n"
     );
 
-    let mut get = muster();
-    clean(&mut get);
-    let out = get
-        .args(["kv", "get", "tls/one"])
-        .env("CONSUL_HTTP_ADDR", &url)
-        .env("CONSUL_CACERT", pki.ca())
-        .env("CONSUL_CLIENT_CERT", &cert)
-        .env("CONSUL_CLIENT_KEY", &key)
-        .output()
-        .expect("kv get");
+    let out = cli(
+        &["kv", "get", "tls/one"],
+        &[
+            ("CONSUL_HTTP_ADDR", &url),
+            ("CONSUL_CACERT", &ca),
+            ("CONSUL_CLIENT_CERT", &cert),
+            ("CONSUL_CLIENT_KEY", &key),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "v1\n");
 
     // MUSTER_* forms, a scheme-less address with CONSUL_HTTP_SSL, and a
     // server name other than the address.
-    let mut get = muster();
-    clean(&mut get);
-    let out = get
-        .args(["kv", "get", "tls/one"])
-        .env("MUSTER_HTTP_ADDR", url.trim_start_matches("https://"))
-        .env("CONSUL_HTTP_SSL", "true")
-        .env("MUSTER_CACERT", pki.ca())
-        .env("MUSTER_CLIENT_CERT", &cert)
-        .env("MUSTER_CLIENT_KEY", &key)
-        .env("CONSUL_TLS_SERVER_NAME", "server.dc1.consul")
-        .output()
-        .expect("kv get");
+    let out = cli(
+        &["kv", "get", "tls/one"],
+        &[
+            ("MUSTER_HTTP_ADDR", url.trim_start_matches("https://")),
+            ("CONSUL_HTTP_SSL", "true"),
+            ("MUSTER_CACERT", &ca),
+            ("MUSTER_CLIENT_CERT", &cert),
+            ("MUSTER_CLIENT_KEY", &key),
+            ("CONSUL_TLS_SERVER_NAME", "server.dc1.consul"),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "v1\n");
 
     // No client certificate: refused, with the fix.
-    let mut get = muster();
-    clean(&mut get);
-    let out = get
-        .args([
-            "kv",
-            "get",
-            &format!("-http-addr={url}"),
-            "-ca-file",
-            &pki.ca(),
-            "tls/one",
-        ])
-        .output()
-        .expect("kv get");
+    let out = cli(&["kv", "get", &addr_flag, "-ca-file", &ca, "tls/one"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("-client-cert"), "{}", stderr(&out));
     // No CA: the agent's certificate is not trusted, unless
     // CONSUL_HTTP_SSL_VERIFY=false.
-    let mut get = muster();
-    clean(&mut get);
-    let out = get
-        .args([
-            "kv",
-            "get",
-            &format!("-http-addr={url}"),
-            "-client-cert",
-            &cert,
-            "-client-key",
-            &key,
-            "tls/one",
-        ])
-        .output()
-        .expect("kv get");
+    let no_ca = [
+        "kv",
+        "get",
+        &addr_flag,
+        "-client-cert",
+        &cert,
+        "-client-key",
+        &key,
+        "tls/one",
+    ];
+    let out = cli(&no_ca, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("-ca-file"), "{}", stderr(&out));
-    let mut get = muster();
-    clean(&mut get);
-    let out = get
-        .args([
-            "kv",
-            "get",
-            &format!("-http-addr={url}"),
-            "-client-cert",
-            &cert,
-            "-client-key",
-            &key,
-            "tls/one",
-        ])
-        .env("CONSUL_HTTP_SSL_VERIFY", "false")
-        .output()
-        .expect("kv get");
+    let out = cli(&no_ca, &[("CONSUL_HTTP_SSL_VERIFY", "false")]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

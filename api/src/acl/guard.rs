@@ -21,7 +21,7 @@ use crate::query::Query;
 
 /// What a request needs.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Need {
+pub(crate) enum Need<'a> {
     /// Any token (the status endpoints; the ACL endpoints, which check
     /// `acl:read`/`acl:write` themselves).
     Open,
@@ -29,9 +29,9 @@ pub(crate) enum Need {
     /// transaction, or on a name in the body or the state.
     Handler,
     /// `access` on the named `resource`.
-    On(Resource, String, Access),
+    On(Resource, &'a str, Access),
     /// `access` on every name under a prefix (a recursive KV delete).
-    Under(Resource, String, Access),
+    Under(Resource, &'a str, Access),
     /// A single-value resource (`operator`, `keyring`, `acl`).
     Global(Global, Access),
     /// A management token.
@@ -39,10 +39,10 @@ pub(crate) enum Need {
 }
 
 /// The need of a request for `path` (decoded) on the agent `node`.
-pub(crate) fn need(method: &Method, path: &str, query: &Query, node: &str) -> Need {
+pub(crate) fn need<'a>(method: &Method, path: &'a str, query: &Query, node: &'a str) -> Need<'a> {
     let read = matches!(*method, Method::GET | Method::HEAD);
     let want = if read { Access::Read } else { Access::Write };
-    let on = |r: Resource, name: &str, a: Access| Need::On(r, name.to_string(), a);
+    let on = |r: Resource, name: &'a str, a: Access| Need::On(r, name, a);
     // The authorizer endpoint answers a client agent with the rules of the
     // token it names, and only over the RPC port.
     if path.starts_with("/v1/acl/")
@@ -55,7 +55,7 @@ pub(crate) fn need(method: &Method, path: &str, query: &Query, node: &str) -> Ne
         return match *method {
             // Listings are filtered by the KV handler.
             Method::GET | Method::HEAD if query.recurse() || query.keys() => Need::Handler,
-            Method::DELETE if query.recurse() => Need::Under(Resource::Key, key.into(), want),
+            Method::DELETE if query.recurse() => Need::Under(Resource::Key, key, want),
             _ => on(Resource::Key, key, want),
         };
     }
@@ -123,12 +123,12 @@ pub(crate) fn guard(
     }
     match need(method, path, query, node) {
         Need::Open | Need::Handler => Ok(()),
-        Need::On(resource, name, want) => require(r, resource, &name, want),
+        Need::On(resource, name, want) => require(r, resource, name, want),
         Need::Under(resource, name, want) => {
-            if r.authz.allowed_under(resource, &name, want) {
+            if r.authz.allowed_under(resource, name, want) {
                 Ok(())
             } else {
-                Err(deny_on(r, &permission(resource, want), &name))
+                Err(deny_on(r, &permission(resource, want), name))
             }
         }
         Need::Global(g, want) => {
@@ -351,14 +351,14 @@ pub(crate) fn check_txn_op(
 mod tests {
     use super::*;
 
-    fn need_of(method: Method, path: &str) -> Need {
+    fn need_of(method: Method, path: &str) -> Need<'_> {
         need(&method, path, &crate::query::parse(""), "n1")
     }
 
     #[test]
     fn every_endpoint_names_its_permission() {
         use Access::{Read, Write};
-        let on = |r, n: &str, a| Need::On(r, n.to_string(), a);
+        let on = |r, n, a| Need::On(r, n, a);
         assert_eq!(need_of(Method::GET, "/v1/status/leader"), Need::Open);
         assert_eq!(
             need_of(Method::GET, "/v1/kv/a/b"),

@@ -219,6 +219,9 @@ async fn serve_connection(
         let engine = engine.clone();
         let hooks = hooks.clone();
         async move {
+            // Each call in its own task: a panic is a failed call, not a
+            // dead connection; a caller that goes away (a client agent's
+            // blocking query whose HTTP client hung up) cancels it.
             let mut task = AbortOnDrop(tokio::spawn(handle(engine, hooks, req)));
             let answer = (&mut task.0).await;
             Ok::<_, Infallible>(answer.unwrap_or_else(|e| {
@@ -279,32 +282,9 @@ pub async fn serve(
             while conns.try_join_next().is_some() {}
             continue;
         }
-        let engine = engine.clone();
-        let hooks = hooks.clone();
-        let svc = service_fn(move |req: Request<Incoming>| {
-            let engine = engine.clone();
-            let hooks = hooks.clone();
-            async move {
-                // Each call in its own task: a panic is a failed call, not a
-                // dead connection; a caller that goes away (a client agent's
-                // blocking query whose HTTP client hung up) cancels it.
-                let mut task = AbortOnDrop(tokio::spawn(handle(engine, hooks, req)));
-                let answer = (&mut task.0).await;
-                Ok::<_, Infallible>(answer.unwrap_or_else(|e| {
-                    reply(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        e.to_string().into_bytes(),
-                    )
-                }))
-            }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
+        let (builder, engine, hooks) = (builder.clone(), engine.clone(), hooks.clone());
         conns.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "rpc connection ended with an error");
-            }
+            serve_connection(&builder, Box::new(stream), engine, hooks, peer).await;
         });
         while conns.try_join_next().is_some() {}
     }
